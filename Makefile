@@ -1,0 +1,32 @@
+# `make run` and `make test` each set up .venv themselves; the stamp makes the second time fast.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint openapi data clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	MLSVC_EXAMPLES=1 $(BIN)/mlsvc serve
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+openapi: $(STAMP)
+	$(BIN)/python -m mlsvc.server.openapi > api/openapi.json
+
+data: $(STAMP)
+	$(BIN)/python datasources/make_churn.py
+
+clean:
+	rm -rf $(VENV) .mlsvc build *.egg-info

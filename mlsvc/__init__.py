@@ -1,0 +1,1 @@
+"""mlsvc: a self-hosted machine-learning prediction service."""

@@ -1,0 +1,82 @@
+"""Settings from MLSVC_* environment variables, with embedded defaults under MLSVC_HOME."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything mlsvc reads from its environment; build it with ``Settings.from_env()``."""
+
+    home: Path
+    database_url: str
+    mlflow_tracking_uri: str
+    mlflow_registry_uri: str
+    mlflow_artifact_root: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    job_lease_s: float = 60.0
+    job_max_attempts: int = 3
+    job_poll_s: float = 0.5
+    local_roots: tuple[Path, ...] = field(default_factory=tuple)
+    api_key: str | None = None
+    max_predict_records: int = 1000
+    max_body_bytes: int = 10 * 1024 * 1024
+    examples: bool = False
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_env("MLSVC_HOME", ".mlsvc")).expanduser().resolve()
+        tracking = _env("MLSVC_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        roots = os.environ.get("MLSVC_LOCAL_ROOTS", "")
+        return cls(
+            home=home,
+            database_url=_env("MLSVC_DATABASE_URL", f"sqlite:///{home / 'mlsvc.db'}"),
+            mlflow_tracking_uri=tracking,
+            mlflow_registry_uri=_env("MLSVC_MLFLOW_REGISTRY_URI", tracking),
+            mlflow_artifact_root=_env("MLSVC_MLFLOW_ARTIFACT_ROOT", (home / "mlartifacts").as_uri()),
+            host=_env("MLSVC_HOST", "127.0.0.1"),
+            port=int(_env("MLSVC_PORT", "8080")),
+            workers=int(_env("MLSVC_WORKERS", "2")),
+            job_lease_s=float(_env("MLSVC_JOB_LEASE_S", "60")),
+            job_max_attempts=int(_env("MLSVC_JOB_MAX_ATTEMPTS", "3")),
+            job_poll_s=float(_env("MLSVC_JOB_POLL_S", "0.5")),
+            local_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p.strip()),
+            api_key=os.environ.get("MLSVC_API_KEY") or None,
+            max_predict_records=int(_env("MLSVC_MAX_PREDICT_RECORDS", "1000")),
+            max_body_bytes=int(_env("MLSVC_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
+            examples=_env("MLSVC_EXAMPLES", "0") == "1",
+        )
+
+    def describe(self) -> str:
+        """The lines printed at start-up so a person knows where their data lives."""
+        roots = ", ".join(str(r) for r in self.local_roots) or "any local path"
+        return "\n".join(
+            [
+                f"mlsvc home       {self.home}",
+                f"metadata store   {_redact(self.database_url)}",
+                f"mlflow tracking  {_redact(self.mlflow_tracking_uri)}",
+                f"mlflow artifacts {self.mlflow_artifact_root}",
+                f"local data roots {roots}",
+                f"job workers      {self.workers}",
+            ]
+        )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before it is printed."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

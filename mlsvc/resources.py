@@ -1,0 +1,273 @@
+"""The pydantic types of the resources and requests: the one definition of the API's shapes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+ResourceId = Annotated[str, Field(pattern=ID_PATTERN, description="Caller-chosen id; the server makes one if absent.")]
+Tags = dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]]
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    INPROGRESS = "INPROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    DELETED = "DELETED"
+
+
+class AttributeType(StrEnum):
+    BINARY = "BINARY"
+    CATEGORICAL = "CATEGORICAL"
+    NUMERIC = "NUMERIC"
+    TEXT = "TEXT"
+
+
+class ModelType(StrEnum):
+    BINARY = "BINARY"
+    MULTICLASS = "MULTICLASS"
+    REGRESSION = "REGRESSION"
+
+
+class _Strict(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- Amazon ML schema and rearrangement (camelCase, as in Amazon ML's own files) ---
+
+
+class Attribute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attributeName: str = Field(min_length=1)
+    attributeType: AttributeType
+
+
+class Schema(BaseModel):
+    """An Amazon ML data schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = "1.0"
+    targetAttributeName: str | None = None
+    rowId: str | None = None
+    rowWeight: str | None = None
+    dataFormat: Literal["CSV"] = "CSV"
+    dataFileContainsHeader: bool = True
+    attributes: list[Attribute]
+    excludedAttributeNames: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> Schema:
+        names = [a.attributeName for a in self.attributes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"attribute names appear more than once: {dupes}")
+        known = set(names)
+        for role, name in (("targetAttributeName", self.targetAttributeName), ("rowId", self.rowId)):
+            if name is not None and name not in known:
+                raise ValueError(f"{role} {name!r} is not one of the attributes {names}")
+        missing = [n for n in self.excludedAttributeNames if n not in known]
+        if missing:
+            raise ValueError(f"excludedAttributeNames {missing} are not attributes")
+        return self
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.attributeName == name), None)
+
+    def feature_attributes(self) -> list[Attribute]:
+        """The attributes a model learns from: all but the target, the row id, the weight and exclusions."""
+        skip = {self.targetAttributeName, self.rowId, self.rowWeight, *self.excludedAttributeNames}
+        return [a for a in self.attributes if a.attributeName not in skip]
+
+
+class Splitting(BaseModel):
+    """Amazon ML's data rearrangement: which percentage range of the rows a datasource takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    percentBegin: int = Field(0, ge=0, le=100)
+    percentEnd: int = Field(100, ge=0, le=100)
+    strategy: Literal["sequential", "random"] = "sequential"
+    randomSeed: str = ""
+    complement: bool = False
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> Splitting:
+        if self.percentBegin > self.percentEnd:
+            raise ValueError("percentBegin must not exceed percentEnd")
+        return self
+
+
+class Rearrangement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    splitting: Splitting | None = None
+
+
+# --- resources ---
+
+
+class Resource(BaseModel):
+    """What every resource carries."""
+
+    id: str
+    name: str
+    status: Status
+    message: str = ""
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    created_at: datetime
+    updated_at: datetime
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DataSource(Resource):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data_uri: str
+    data_schema: Schema | None = Field(None, alias="schema")
+    schema_uri: str | None = None
+    target: str | None = None
+    row_id: str | None = None
+    rearrangement: Rearrangement | None = None
+    compute_statistics: bool = True
+    max_invalid_fraction: float = 0.1
+    files: list[str] = Field(default_factory=list)
+    row_count: int | None = None
+    used_row_count: int | None = None
+    invalid_row_count: int | None = None
+    statistics: dict[str, Any] | None = None
+
+
+class Model(Resource):
+    version: int | None = None
+    model_type: ModelType | None = None
+    datasource_id: str
+    target: str | None = None
+    time_budget_s: float | None = None
+    recipe: dict[str, Any] | None = None
+    seed: int = 0
+    promote: Literal["auto", "never"] = "auto"
+    score_threshold: float | None = None
+    classes: list[str] | None = None
+    positive_label: str | None = None
+    features: list[Attribute] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    mlflow_run_id: str | None = None
+
+
+
+class DataSourcePage(BaseModel):
+    items: list[DataSource]
+    next_token: str | None = None
+
+
+class ModelPage(BaseModel):
+    items: list[Model]
+    next_token: str | None = None
+
+
+# --- requests ---
+
+
+class DataSourceCreate(_Strict):
+    id: ResourceId | None = None
+    name: str | None = Field(None, max_length=256)
+    data_uri: str = Field(min_length=1, max_length=2048)
+    data_schema: Schema | None = Field(None, alias="schema")
+    schema_uri: str | None = Field(None, max_length=2048)
+    target: str | None = None
+    row_id: str | None = None
+    rearrangement: Rearrangement | None = None
+    compute_statistics: bool = True
+    max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    tags: Tags = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelCreate(_Strict):
+    id: ResourceId | None = None
+    name: str = Field(pattern=NAME_PATTERN, description="The registered model name; training again makes a new version.")
+    datasource_id: str = Field(min_length=1, max_length=64)
+    target: str | None = None
+    model_type: ModelType | None = None
+    time_budget_s: float | None = Field(None, gt=0, le=24 * 3600)
+    recipe: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    promote: Literal["auto", "never"] = "auto"
+    tags: Tags = Field(default_factory=dict)
+
+
+class TagsPatch(_Strict):
+    """Tags to merge into a resource's tags; a null value removes that key."""
+
+    tags: dict[str, str | None] | None = None
+
+
+class DataSourceUpdate(TagsPatch):
+    name: str | None = Field(None, min_length=1, max_length=256)
+
+
+class ModelUpdate(TagsPatch):
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class AliasSet(_Strict):
+    version: int = Field(ge=1)
+
+
+Record = dict[str, Any]
+
+
+class PredictRequest(_Strict):
+    record: Record | None = None
+    records: list[Record] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PredictRequest:
+        if (self.record is None) == (self.records is None):
+            raise ValueError("give exactly one of 'record' (an object) or 'records' (a list of objects)")
+        return self
+
+
+class Prediction(BaseModel):
+    predicted_label: str | None = None
+    predicted_value: float | None = None
+    predicted_scores: dict[str, float] | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model_id: str
+    version: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def is_valid_alias(alias: str) -> bool:
+    return re.match(ALIAS_PATTERN, alias) is not None and not alias.isdigit()
+
+
