@@ -201,7 +201,7 @@ class DataSourceCreate(_Strict):
 
 class ModelCreate(_Strict):
     id: ResourceId | None = None
-    name: str = Field(pattern=NAME_PATTERN, description="The registered model name; training again makes a new version.")
+    name: str = Field(pattern=NAME_PATTERN, description="Registered model name; training again makes a new version.")
     datasource_id: str = Field(min_length=1, max_length=64)
     target: str | None = None
     model_type: ModelType | None = None

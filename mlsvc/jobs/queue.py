@@ -1,0 +1,151 @@
+"""The job queue: claiming with a lease, heartbeats, completion and failure, all in the metadata store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from mlsvc.store.sql import SqlStore, utcnow
+from mlsvc.store.tables import jobs
+
+# Which resource table each job kind reports to.
+RESOURCE_OF_JOB = {
+    "datasource.create": "datasource",
+    "model.train": "model",
+    "evaluation.run": "evaluation",
+    "batch_prediction.run": "batch_prediction",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker holds: the lease is valid while ``attempt`` and ``owner`` still match the row."""
+
+    job_id: int
+    kind: str
+    resource_id: str
+    attempt: int
+    owner: str
+
+    @property
+    def resource_kind(self) -> str:
+        return RESOURCE_OF_JOB[self.kind]
+
+
+class LeaseLost(Exception):
+    """The lease ran out and another worker may hold the job: this worker must stop writing."""
+
+
+class JobQueue:
+    """Operations on the ``jobs`` table. Every write that finishes a job checks the lease in the same transaction."""
+
+    def __init__(self, store: SqlStore, lease_s: float) -> None:
+        self.store = store
+        self.lease = timedelta(seconds=lease_s)
+
+    def claim(self, owner: str) -> Claim | None:
+        """Take the oldest runnable job: queued, or running with an expired lease (its worker died)."""
+        for _ in range(5):
+            with self.store.transaction() as conn:
+                row = self._candidate(conn)
+                if row is None:
+                    return None
+                if row["state"] == "RUNNING" and row["attempts"] >= row["max_attempts"]:
+                    self._give_up(conn, row)
+                    continue
+                claim = self._take(conn, row, owner)
+                if claim is not None:
+                    return claim
+        return None
+
+    def _candidate(self, conn: Connection) -> Mapping[str, Any] | None:
+        now = utcnow()
+        query = (
+            select(jobs)
+            .where(or_(jobs.c.state == "QUEUED", and_(jobs.c.state == "RUNNING", jobs.c.lease_until < now)))
+            .order_by(jobs.c.id)
+            .limit(1)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return conn.execute(query).mappings().first()
+
+    def _take(self, conn: Connection, row: Mapping[str, Any], owner: str) -> Claim | None:
+        now = utcnow()
+        # Compare-and-set on the attempt count: on SQLite (no row locks) two workers may see the same
+        # candidate, and only the one whose update matches the attempt it read wins.
+        result = conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.id == row["id"], jobs.c.attempts == row["attempts"], jobs.c.state == row["state"]))
+            .values(state="RUNNING", owner=owner, attempts=row["attempts"] + 1, lease_until=now + self.lease,
+                    updated_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        claim = Claim(row["id"], row["kind"], row["resource_id"], row["attempts"] + 1, owner)
+        self.store.update(claim.resource_kind, claim.resource_id,
+                          {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn)
+        return claim
+
+    def _give_up(self, conn: Connection, row: Mapping[str, Any]) -> None:
+        message = (f"the worker running this job stopped responding {row['attempts']} times "
+                   "(killed, out of memory or lost); giving up")
+        conn.execute(update(jobs).where(jobs.c.id == row["id"])
+                     .values(state="FAILED", error=message, owner=None, updated_at=utcnow()))
+        self.store.update(RESOURCE_OF_JOB[row["kind"]], row["resource_id"],
+                          {"status": "FAILED", "message": message}, conn)
+
+    def _owned(self, claim: Claim) -> Any:
+        return and_(jobs.c.id == claim.job_id, jobs.c.owner == claim.owner, jobs.c.attempts == claim.attempt,
+                    jobs.c.state == "RUNNING")
+
+    def heartbeat(self, claim: Claim) -> bool:
+        """Extend the lease; False when it was lost (another worker took the job)."""
+        now = utcnow()
+        with self.store.transaction() as conn:
+            result = conn.execute(update(jobs).where(self._owned(claim))
+                                  .values(lease_until=now + self.lease, updated_at=now))
+            return result.rowcount == 1
+
+    def report(self, claim: Claim, fields: Mapping[str, Any]) -> None:
+        """Write progress or partial results to the resource, if this worker still holds the job."""
+        with self.store.transaction() as conn:
+            if not self._still_owned(conn, claim):
+                raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+            self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
+
+    def complete(self, claim: Claim, fields: Mapping[str, Any]) -> None:
+        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""})
+
+    def fail(self, claim: Claim, message: str) -> None:
+        self._finish(claim, "FAILED", message, {"status": "FAILED", "message": message})
+
+    def _finish(self, claim: Claim, state: str, error: str | None, fields: Mapping[str, Any]) -> None:
+        with self.store.transaction() as conn:
+            result = conn.execute(update(jobs).where(self._owned(claim))
+                                  .values(state=state, error=error, lease_until=None, updated_at=utcnow()))
+            if result.rowcount != 1:
+                raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+            self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
+
+    def _still_owned(self, conn: Connection, claim: Claim) -> bool:
+        return conn.execute(select(jobs.c.id).where(self._owned(claim))).first() is not None
+
+    def job_of(self, resource_id: str) -> Mapping[str, Any] | None:
+        """The newest job of a resource (for operators and tests)."""
+        with self.store.transaction() as conn:
+            return conn.execute(select(jobs).where(jobs.c.resource_id == resource_id)
+                                .order_by(jobs.c.id.desc()).limit(1)).mappings().first()
+
+    def release(self, claim: Claim) -> None:
+        """Hand a job back untouched (the worker is shutting down), without using up an attempt."""
+        with self.store.transaction() as conn:
+            result = conn.execute(update(jobs).where(self._owned(claim)).values(
+                state="QUEUED", owner=None, lease_until=None, attempts=claim.attempt - 1, updated_at=utcnow()))
+            if result.rowcount == 1:
+                self.store.update(claim.resource_kind, claim.resource_id,
+                                  {"status": "PENDING", "progress": 0.0, "message": ""}, conn)

@@ -1,0 +1,147 @@
+"""The worker loop: claim a job, run its handler with a heartbeat, record the outcome."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlsvc.config import Settings
+from mlsvc.errors import MlsvcError
+from mlsvc.jobs.queue import Claim, JobQueue, LeaseLost
+from mlsvc.storage import Storage
+from mlsvc.store.sql import SqlStore
+
+log = logging.getLogger("mlsvc.worker")
+
+# Handlers are imported on first use so that a worker only loads (say) MLflow when it trains.
+HANDLERS: dict[str, str] = {
+    "datasource.create": "mlsvc.datasources.job:run",
+    "model.train": "mlsvc.training.job:run",
+}
+
+
+class JobContext:
+    """What a handler gets: the resource, the settings and parts, and a way to report progress."""
+
+    def __init__(self, settings: Settings, store: SqlStore, queue: JobQueue, claim: Claim) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.claim = claim
+        self.storage = Storage(settings.local_roots)
+        self.resource: dict[str, Any] = store.get(claim.resource_kind, claim.resource_id)
+
+    def progress(self, fraction: float, **fields: Any) -> None:
+        """Report progress (0–1) and any partial fields; raises LeaseLost if the job was taken away."""
+        self.queue.report(self.claim, {"progress": max(0.0, min(1.0, fraction)), **fields})
+
+
+Handler = Callable[[JobContext], Mapping[str, Any]]
+
+
+def load_handler(kind: str) -> Handler:
+    module, _, attr = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class Worker:
+    """One worker: a loop that runs jobs one at a time in this process."""
+
+    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or SqlStore(settings.database_url)
+        self.queue = JobQueue(self.store, settings.job_lease_s)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.owner)
+        while not self._stop.is_set():
+            if not self.run_once():
+                self._stop.wait(self.settings.job_poll_s)
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was none."""
+        claim = self.queue.claim(self.owner)
+        if claim is None:
+            return False
+        self._run(claim)
+        return True
+
+    def _run(self, claim: Claim) -> None:
+        beat = _Heartbeat(self.queue, claim, self.settings.job_lease_s / 3)
+        beat.start()
+        try:
+            ctx = JobContext(self.settings, self.store, self.queue, claim)
+            fields = load_handler(claim.kind)(ctx)
+            self.queue.complete(claim, fields)
+            log.info("job %s (%s %s) completed", claim.job_id, claim.kind, claim.resource_id)
+        except LeaseLost:
+            log.warning("job %s lost its lease; another worker runs it now", claim.job_id)
+        except MlsvcError as exc:
+            self._fail(claim, exc.message)
+        except (KeyboardInterrupt, SystemExit):
+            self.queue.release(claim)
+            raise
+        except Exception as exc:
+            log.exception("job %s failed", claim.job_id)
+            self._fail(claim, f"internal error while running the job ({type(exc).__name__}: {exc})")
+        finally:
+            beat.stop()
+
+    def _fail(self, claim: Claim, message: str) -> None:
+        try:
+            self.queue.fail(claim, message)
+        except LeaseLost:
+            log.warning("job %s lost its lease before its failure was recorded", claim.job_id)
+
+
+class _Heartbeat(threading.Thread):
+    """Extends the job's lease while the handler runs, so a live worker keeps its job."""
+
+    def __init__(self, queue: JobQueue, claim: Claim, every_s: float) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{claim.job_id}")
+        self.queue = queue
+        self.claim = claim
+        self.every_s = every_s
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every_s):
+            try:
+                if not self.queue.heartbeat(self.claim):
+                    return
+            except Exception:  # a passing database error must not kill the job; the next beat retries
+                log.warning("heartbeat for job %s failed", self.claim.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def worker_main(settings: Settings) -> None:
+    """Entry point of a worker process: run jobs until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker = Worker(settings)
+
+    def _graceful(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _graceful)
+    try:
+        worker.run_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        worker.store.dispose()
+
+

@@ -1,0 +1,29 @@
+"""Applying the store's alembic migrations at start-up, once even when several processes start together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, text
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it only has to be the same in every mlsvc process sharing a PostgreSQL database.
+_PG_LOCK_KEY = 7_305_112_017
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema."""
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
