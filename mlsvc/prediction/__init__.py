@@ -1,0 +1,1 @@
+"""The real-time scorer and the batch prediction job."""

@@ -1,0 +1,1 @@
+"""The FastAPI app: one router per resource, the one error handler, authentication."""

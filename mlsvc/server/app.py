@@ -1,0 +1,75 @@
+"""Building the FastAPI app over a Service: routers, the error handler, the body limit and auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mlsvc.config import Settings
+from mlsvc.errors import ErrorCode
+from mlsvc.server import datasources, errors, models
+from mlsvc.server.deps import require_api_key
+from mlsvc.service import Service
+
+
+class BodyLimit:
+    """Refuses request bodies over the limit with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.error_response(ErrorCode.PAYLOAD_TOO_LARGE,
+                                         f"request body is larger than the limit of {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="mlsvc",
+        version="1.0",
+        description="A self-hosted machine-learning prediction service: datasources, models, predictions.",
+    )
+    app.state.service = service or Service(settings)
+    errors.install(app)
+    auth = [Depends(require_api_key)]
+    app.include_router(datasources.router, dependencies=auth)
+    app.include_router(models.router, dependencies=auth)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

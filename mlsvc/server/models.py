@@ -1,0 +1,58 @@
+"""/v1/models: train, read, list, update and delete models, move aliases, and predict."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import Response as RawResponse
+
+from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate, PredictRequest, PredictResponse
+from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Model)
+def create_model(body: ModelCreate, service: ServiceDep, response: Response) -> Model:
+    """Train a new version of the model ``name`` on a COMPLETED datasource."""
+    model, created = service.create_model(body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return model
+
+
+@router.get("", response_model=ModelPage)
+def list_models(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None, status: StatusFilter = None,
+                name_prefix: NamePrefix = None, name: str | None = Query(None, max_length=64),
+                tag: TagFilter = None) -> ModelPage:
+    items, token = service.list_models(status=status, name_prefix=name_prefix, name=name, tag=tag, limit=limit,
+                                       next_token=next_token)
+    return ModelPage(items=items, next_token=token)
+
+
+@router.get("/{ref}", response_model=Model)
+def get_model(ref: str, service: ServiceDep) -> Model:
+    """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``."""
+    return service.get_model(ref)
+
+
+@router.patch("/{ref}", response_model=Model)
+def update_model(ref: str, body: ModelUpdate, service: ServiceDep) -> Model:
+    return service.update_model(ref, body)
+
+
+@router.delete("/{ref}", response_model=Model)
+def delete_model(ref: str, service: ServiceDep) -> Model:
+    return service.delete_model(ref)
+
+
+@router.put("/{name}/aliases/{alias}", response_model=Model)
+def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Model:
+    """Point ``alias`` (e.g. ``production``) at a COMPLETED version of ``name``."""
+    return service.set_alias(name, alias, body.version)
+
+
+@router.post("/{ref}/predict", response_model=PredictResponse)
+def predict(ref: str, body: PredictRequest, service: ServiceDep) -> RawResponse:
+    """Real-time predictions for one record or a list, in order."""
+    result = service.predict(ref, body)
+    return RawResponse(result.model_dump_json(exclude_none=True), media_type="application/json")

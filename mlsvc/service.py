@@ -1,0 +1,259 @@
+"""The operations of the API, independent of HTTP: create, read, list, update and delete resources, and predict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from mlsvc.config import Settings
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.prediction.scorer import ModelCard, Scorer, ScorerCache
+from mlsvc.registry import Registry
+from mlsvc.resources import (
+    DataSource,
+    DataSourceCreate,
+    DataSourceUpdate,
+    Model,
+    ModelCreate,
+    ModelUpdate,
+    PredictRequest,
+    PredictResponse,
+    Schema,
+    Status,
+    is_valid_alias,
+)
+from mlsvc.storage import Storage
+from mlsvc.store.sql import SqlStore, utcnow
+
+PREFIX = {"datasource": "ds", "model": "ml", "evaluation": "ev", "batch_prediction": "bp"}
+
+
+def new_id(kind: str) -> str:
+    return f"{PREFIX[kind]}-{secrets.token_hex(6)}"
+
+
+def request_hash(body: Mapping[str, Any]) -> str:
+    """Identifies a create request's parameters, so a retry with the same id can be told from a conflict."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parse_tag_filter(tag: str | None) -> tuple[str, str | None] | None:
+    if not tag:
+        return None
+    key, sep, value = tag.partition("=")
+    return key, (value if sep else None)
+
+
+class Service:
+    """mlsvc's operations over the metadata store, the object storage and the model registry."""
+
+    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or SqlStore(settings.database_url)
+        self.storage = Storage(settings.local_roots)
+        self.registry = Registry(settings)
+        self.scorers = ScorerCache(self._load_scorer)
+
+    # --- datasources ---
+
+    def create_datasource(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
+        data_uri = self.storage.check_uri(req.data_uri)
+        if req.schema_uri:
+            self.storage.check_uri(req.schema_uri)
+        if req.data_schema is not None:
+            _check_roles(req.data_schema, req.target, req.row_id)
+        body = req.model_dump(mode="json", by_alias=True, exclude={"id"})
+        now = utcnow()
+        record = {
+            **body,
+            "id": req.id or new_id("datasource"),
+            "name": req.name or _name_from_uri(data_uri),
+            "data_uri": data_uri,
+            "status": Status.PENDING.value,
+            "message": "",
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        row, created = self.store.create("datasource", record, request_hash(body), req.tags, "datasource.create",
+                                         self.settings.job_max_attempts)
+        return DataSource.model_validate(row), created
+
+    def get_datasource(self, resource_id: str) -> DataSource:
+        return DataSource.model_validate(self.store.get("datasource", resource_id))
+
+    def list_datasources(self, *, status: str | None, name_prefix: str | None, tag: str | None, limit: int,
+                         next_token: str | None) -> tuple[list[DataSource], str | None]:
+        rows, token = self.store.list("datasource", status=status, name_prefix=name_prefix,
+                                      tag=parse_tag_filter(tag), limit=limit, next_token=next_token)
+        return [DataSource.model_validate(r) for r in rows], token
+
+    def update_datasource(self, resource_id: str, patch: DataSourceUpdate) -> DataSource:
+        self.store.get("datasource", resource_id)
+        if patch.name is not None:
+            self.store.update("datasource", resource_id, {"name": patch.name})
+        if patch.tags:
+            self.store.set_tags("datasource", resource_id, patch.tags)
+        return self.get_datasource(resource_id)
+
+    def delete_datasource(self, resource_id: str) -> DataSource:
+        self.store.get("datasource", resource_id)
+        self.store.update("datasource", resource_id, {"status": Status.DELETED.value})
+        return self.get_datasource(resource_id)
+
+    def datasource_schema(self, resource_id: str) -> Schema:
+        ds = self.get_datasource(resource_id)
+        if ds.data_schema is None:
+            raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{resource_id}' is {ds.status.value}; "
+                             "its schema is known once it is COMPLETED")
+        return ds.data_schema
+
+    # --- models ---
+
+    def create_model(self, req: ModelCreate) -> tuple[Model, bool]:
+        body = req.model_dump(mode="json", exclude={"id"})
+        if req.id and (existing := self.store.find("model", req.id)) is not None:
+            # A retry: answer as the first time, even if the datasource has changed since.
+            row, _ = self.store.create("model", existing, request_hash(body), {}, None)
+            return Model.model_validate(row), False
+        ds = self.store.find("datasource", req.datasource_id)
+        if ds is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
+                             {"id": req.datasource_id})
+        _check_datasource_ready(ds)
+        if req.target is not None:
+            names = [a["attributeName"] for a in ds["schema"]["attributes"]]
+            if req.target not in names:
+                raise MlsvcError(ErrorCode.VALIDATION_ERROR,
+                                 f"target column '{req.target}' not found; columns are {names}")
+        now = utcnow()
+        record = {**body, "id": req.id or new_id("model"), "status": Status.PENDING.value, "message": "",
+                  "progress": 0.0, "created_at": now, "updated_at": now, "version": None}
+        row, created = self.store.create("model", record, request_hash(body), req.tags, "model.train",
+                                         self.settings.job_max_attempts)
+        return Model.model_validate(row), created
+
+    def resolve_model(self, ref: str) -> dict[str, Any]:
+        """A model by id, ``name:VERSION``, ``name:ALIAS`` or bare ``name`` (production, else newest COMPLETED)."""
+        found = self.store.find("model", ref)
+        if found is not None:
+            return found
+        name, _, selector = ref.partition(":")
+        if selector.isdigit():
+            found = self.store.model_by_version(name, int(selector))
+        else:
+            version = self.store.alias_version(name, selector or "production")
+            if version is not None:
+                found = self.store.model_by_version(name, version)
+            elif not selector:
+                found = self.store.latest_completed_model(name)
+        if found is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, _not_found_message(ref, self.store.model_name_exists(name)),
+                             {"ref": ref})
+        return found
+
+    def get_model(self, ref: str) -> Model:
+        return Model.model_validate(self.resolve_model(ref))
+
+    def list_models(self, *, status: str | None, name_prefix: str | None, name: str | None, tag: str | None,
+                    limit: int, next_token: str | None) -> tuple[list[Model], str | None]:
+        rows, token = self.store.list("model", status=status, name_prefix=name_prefix, tag=parse_tag_filter(tag),
+                                      where={"name": name} if name else None, limit=limit, next_token=next_token)
+        return [Model.model_validate(r) for r in rows], token
+
+    def update_model(self, ref: str, patch: ModelUpdate) -> Model:
+        model = self.resolve_model(ref)
+        if patch.score_threshold is not None:
+            if model.get("model_type") not in (None, "BINARY"):
+                raise MlsvcError(ErrorCode.VALIDATION_ERROR,
+                                 f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}")
+            self.store.update("model", model["id"], {"score_threshold": patch.score_threshold})
+        if patch.tags:
+            self.store.set_tags("model", model["id"], patch.tags)
+        return Model.model_validate(self.store.get("model", model["id"]))
+
+    def delete_model(self, ref: str) -> Model:
+        model = self.resolve_model(ref)
+        for alias in model.get("aliases", []):
+            self.store.delete_alias(model["name"], alias)
+            self._registry_quietly("delete_alias", model["name"], alias)
+        self.store.update("model", model["id"], {"status": Status.DELETED.value})
+        return Model.model_validate(self.store.get("model", model["id"]))
+
+    def set_alias(self, name: str, alias: str, version: int) -> Model:
+        if not is_valid_alias(alias):
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR,
+                             f"alias '{alias}' must start with a letter and hold only letters, digits, '_' and '-'")
+        model = self.store.model_by_version(name, version)
+        if model is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{name}' has no version {version}",
+                             {"name": name, "version": version})
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' is {model['status']}; "
+                             "only a COMPLETED version can carry an alias")
+        self.store.set_alias(name, alias, version)
+        self._registry_quietly("set_alias", name, alias, version)
+        return Model.model_validate(self.store.get("model", model["id"]))
+
+    def _registry_quietly(self, method: str, *args: Any) -> None:
+        """Mirror alias changes into MLflow; the store is the source of truth, so a mirror failure is not fatal."""
+        try:
+            getattr(self.registry, method)(*args)
+        except Exception:
+            import logging
+
+            logging.getLogger("mlsvc.service").warning("could not mirror %s%s to MLflow", method, args,
+                                                       exc_info=True)
+
+    # --- predictions ---
+
+    def predict(self, ref: str, req: PredictRequest) -> PredictResponse:
+        records = [req.record] if req.record is not None else list(req.records or [])
+        if not records:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, "'records' is empty; give at least one record")
+        if len(records) > self.settings.max_predict_records:
+            raise MlsvcError(ErrorCode.PAYLOAD_TOO_LARGE,
+                             f"{len(records)} records in one request; the limit is {self.settings.max_predict_records}"
+                             " (use a batch prediction for more)")
+        model = self.resolve_model(ref)
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED",
+                             {"id": model["id"], "status": model["status"]})
+        scorer = self.scorers.get(model)
+        predictions = scorer.predict(records, model.get("score_threshold"))
+        return PredictResponse(predictions=predictions, model_id=model["id"], version=int(model["version"]))
+
+    def _load_scorer(self, model: Mapping[str, Any]) -> Scorer:
+        return Scorer(ModelCard.from_resource(model), self.registry.load(model["model_uri"]))
+
+
+def _check_roles(schema: Schema, target: str | None, row_id: str | None) -> None:
+    names = [a.attributeName for a in schema.attributes]
+    for role, name in (("target", target), ("row_id", row_id)):
+        if name is not None and name not in names:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"{role} column '{name}' not found; columns are {names}")
+
+
+def _check_datasource_ready(ds: Mapping[str, Any]) -> None:
+    status = ds["status"]
+    if status == Status.COMPLETED.value:
+        return
+    hint = {"PENDING": "wait until it is COMPLETED", "INPROGRESS": "wait until it is COMPLETED",
+            "FAILED": f"it failed: {ds.get('message', '')}", "DELETED": "it was deleted"}[status]
+    raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {status}; {hint}",
+                     {"id": ds["id"], "status": status})
+
+
+def _not_found_message(ref: str, name_exists: bool) -> str:
+    if name_exists:
+        return (f"model '{ref}' not found: the name exists but no COMPLETED version or alias matches "
+                "(use name, name:VERSION or name:ALIAS)")
+    return f"model '{ref}' not found"
+
+
+def _name_from_uri(uri: str) -> str:
+    return PurePosixPath(uri.rstrip("/")).name or uri

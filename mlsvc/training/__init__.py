@@ -1,0 +1,1 @@
+"""Recipes to features, candidate models, the train / validate / select loop, and metrics."""

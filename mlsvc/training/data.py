@@ -1,0 +1,102 @@
+"""Training data: a completed datasource's kept rows as a typed frame, and the target as labels or values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsvc.datasources.job import read_layout
+from mlsvc.datasources.rearrangement import needs_row_count
+from mlsvc.datasources.scan import ScanCounts, scan
+from mlsvc.datasources.values import BINARY_TRUE
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.resources import Attribute, AttributeType, ModelType, Rearrangement, Schema
+from mlsvc.storage import Storage
+
+
+@dataclass
+class TrainingData:
+    """Features (typed columns), the target encoded for scikit-learn, and how to read it back."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    features: list[Attribute]
+    model_type: ModelType
+    classes: list[str] | None
+    positive_label: str | None
+
+
+def load(storage: Storage, ds: Mapping[str, Any], target: str, model_type: ModelType | None,
+         on_progress: Callable[[float], None]) -> TrainingData:
+    """Read the datasource's kept, valid rows with a target value into memory."""
+    schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": target})
+    attribute = schema.attribute(target)
+    if attribute is None:
+        names = [a.attributeName for a in schema.attributes]
+        raise MlsvcError(ErrorCode.INVALID_REQUEST, f"column '{target}' not found; columns are {names}")
+    features = schema.feature_attributes()
+    if not features:
+        raise MlsvcError(ErrorCode.INVALID_DATA, "the datasource has no attributes to learn from besides the target")
+
+    files = [storage.stat(uri) for uri in ds["files"]]
+    layout = read_layout(storage, files, schema)
+    splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
+    total = ds.get("row_count") if needs_row_count(splitting) else None
+    frames, targets = [], []
+    for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, ScanCounts(), on_progress):
+        assert chunk.raw_target is not None
+        has_target = chunk.raw_target.notna() & (chunk.typed[target].notna().to_numpy())
+        frames.append(chunk.typed.loc[has_target, [a.attributeName for a in features]])
+        targets.append(chunk.raw_target[has_target])
+    if not frames or sum(len(f) for f in frames) == 0:
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"no rows have a value for the target '{target}'")
+    X = pd.concat(frames, ignore_index=True)
+    raw_y = pd.concat(targets, ignore_index=True)
+    return _encode_target(X, raw_y, attribute, model_type, features)
+
+
+def infer_model_type(attribute: Attribute, distinct: int) -> ModelType:
+    """BINARY and two-level targets are binary, other categories multiclass, numbers regression."""
+    if attribute.attributeType == AttributeType.TEXT:
+        raise MlsvcError(ErrorCode.INVALID_REQUEST,
+                         f"target '{attribute.attributeName}' is TEXT; a target must be BINARY, CATEGORICAL or NUMERIC")
+    if attribute.attributeType == AttributeType.NUMERIC:
+        return ModelType.REGRESSION
+    return ModelType.BINARY if distinct <= 2 else ModelType.MULTICLASS
+
+
+def _encode_target(X: pd.DataFrame, raw_y: pd.Series, attribute: Attribute, model_type: ModelType | None,
+                   features: list[Attribute]) -> TrainingData:
+    labels = sorted(raw_y.unique().tolist())
+    model_type = model_type or infer_model_type(attribute, len(labels))
+    if model_type == ModelType.REGRESSION:
+        values = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(values).any():
+            raise MlsvcError(ErrorCode.INVALID_REQUEST,
+                             f"target '{attribute.attributeName}' has values that are not numbers; "
+                             "a REGRESSION target must be NUMERIC")
+        return TrainingData(X, values, features, model_type, None, None)
+    if len(labels) < 2:
+        raise MlsvcError(ErrorCode.INVALID_DATA,
+                         f"target '{attribute.attributeName}' has only one value ({labels}); nothing to learn")
+    if model_type == ModelType.BINARY and len(labels) != 2:
+        raise MlsvcError(ErrorCode.INVALID_REQUEST,
+                         f"a BINARY model needs exactly two target values; '{attribute.attributeName}' has "
+                         f"{len(labels)}: {labels[:10]}")
+    if model_type == ModelType.BINARY:
+        labels = _negative_then_positive(labels)
+    codes = {label: i for i, label in enumerate(labels)}
+    y = raw_y.map(codes).to_numpy(dtype=np.int64)
+    return TrainingData(X, y, features, model_type, labels, labels[1] if model_type == ModelType.BINARY else None)
+
+
+def _negative_then_positive(labels: list[str]) -> list[str]:
+    """The positive class is the one that reads as true (1, yes, true…); otherwise the later one in order."""
+    first, second = labels
+    if first.strip().lower() in BINARY_TRUE and second.strip().lower() not in BINARY_TRUE:
+        return [second, first]
+    return [first, second]
