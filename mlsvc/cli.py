@@ -1,0 +1,322 @@
+"""`mlsvc serve | worker | datasources … | models … | predict`: the command line, on the SDK."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlsvc.client import Client, MlsvcAPIError, MlsvcClientError
+from mlsvc.client.client import wait_for
+from mlsvc.resources import Resource
+
+app = typer.Typer(help="mlsvc: a self-hosted machine-learning prediction service.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+datasources_app = typer.Typer(help="CSV datasources: create, list, get, describe, delete.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: train, list, get, alias, delete.", no_args_is_help=True)
+app.add_typer(datasources_app, name="datasources")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+# Exit codes a script can rely on.
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FAILED, EXIT_TIMEOUT, EXIT_CONNECTION = 1, 2, 3, 4, 5, 6
+
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MLSVC_URL", help="The server's base URL.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until COMPLETED, showing progress.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds --wait waits.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="key=value; repeat for more.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Errors as one readable line and a meaningful exit code, never a traceback."""
+    from mlsvc.client import APIConnectionError, NotFoundError, ResourceFailedError, WaitTimeoutError
+
+    try:
+        yield
+    except NotFoundError as exc:
+        _fail(f"not found: {exc.message}", EXIT_NOT_FOUND)
+    except MlsvcAPIError as exc:
+        _fail(f"{exc.code}: {exc.message}", EXIT_USAGE if exc.status_code < 500 else EXIT_ERROR)
+    except ResourceFailedError as exc:
+        _fail(f"failed: {exc}", EXIT_FAILED)
+    except WaitTimeoutError as exc:
+        _fail(f"timed out: {exc}", EXIT_TIMEOUT)
+    except APIConnectionError as exc:
+        _fail(str(exc), EXIT_CONNECTION)
+    except MlsvcClientError as exc:
+        _fail(str(exc), EXIT_ERROR)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _client(url: str | None) -> Client:
+    return Client(url)
+
+
+def _tags(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            _fail(f"--tag {value!r} must be key=value", EXIT_USAGE)
+        pairs[key] = val
+    return pairs
+
+
+def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    if as_json:
+        print(resource.model_dump_json(by_alias=True, indent=2))
+    else:
+        render(resource)
+
+
+def _wait(get: Callable[[], Resource], timeout: float, as_json: bool) -> Resource:
+    if as_json or not sys.stderr.isatty():
+        return wait_for(get, timeout=timeout)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("waiting", total=1.0)
+
+        def show(resource: Resource) -> None:
+            bar.update(task, completed=resource.progress, description=f"{resource.id} {resource.status}")
+
+        return wait_for(get, timeout=timeout, on_progress=show)
+
+
+def _summary_table(items: list[Any], columns: list[str]) -> None:
+    table = Table(*columns)
+    for item in items:
+        data = item.model_dump(mode="json", by_alias=True)
+        table.add_row(*[_cell(data.get(c)) for c in columns])
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value)[:60]
+    return str(value)
+
+
+def _show_resource(resource: Any) -> None:
+    data = resource.model_dump(mode="json", by_alias=True)
+    table = Table(show_header=False, box=None)
+    for key in ("id", "name", "version", "status", "message", "progress", "model_type", "data_uri", "target",
+                "row_count", "used_row_count", "invalid_row_count", "score_threshold", "aliases", "metrics",
+                "created_at", "updated_at", "tags"):
+        if key in data and data[key] not in (None, "", [], {}):
+            table.add_row(f"[bold]{key}[/bold]", _cell(data[key]) if key != "metrics" else json.dumps(data[key]))
+    out.print(table)
+
+
+# --- processes ---
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (MLSVC_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (MLSVC_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Job worker processes (MLSVC_WORKERS).")] = None,
+) -> None:
+    """Serve the API and run job workers beside it."""
+    from dataclasses import replace
+
+    from mlsvc.config import Settings
+    from mlsvc.server.main import serve as run_server
+
+    settings = Settings.from_env()
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    run_server(settings, workers)
+
+
+@app.command()
+def worker() -> None:
+    """Run a job worker on its own (another host, the same database)."""
+    from mlsvc.config import Settings
+    from mlsvc.jobs.worker import worker_main
+
+    settings = Settings.from_env()
+    print(settings.describe(), flush=True)
+    worker_main(settings)
+
+
+# --- datasources ---
+
+
+@datasources_app.command("create")
+def datasources_create(
+    data_uri: Annotated[str, typer.Argument(help="CSV file or prefix: a local path, file:// or s3://.")],
+    url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
+    target: Annotated[str | None, typer.Option(help="The column to predict.")] = None,
+    row_id: Annotated[str | None, typer.Option(help="A column that identifies rows.")] = None,
+    schema_uri: Annotated[str | None, typer.Option(help="An Amazon ML .schema file.")] = None,
+    id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
+    tag: TagOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False,
+) -> None:
+    """Register a CSV datasource; a job infers its schema and statistics."""
+    with _errors():
+        client = _client(url)
+        ds = client.datasources.create(data_uri, id=id, name=name, target=target, row_id=row_id,
+                                       schema_uri=schema_uri, tags=_tags(tag))
+        if wait:
+            ds = _wait(lambda: client.datasources.get(ds.id), timeout, as_json)
+        _emit(ds, as_json, _show_resource)
+
+
+@datasources_app.command("list")
+def datasources_list(url: UrlOpt = None, status: Annotated[str | None, typer.Option()] = None,
+                     name_prefix: Annotated[str | None, typer.Option()] = None,
+                     tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
+                     limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+    """List datasources, newest first."""
+    with _errors():
+        items = list(_take(_client(url).datasources.iter(status=status, name_prefix=name_prefix, tag=tag), limit))
+        if as_json:
+            print(json.dumps([i.model_dump(mode="json", by_alias=True) for i in items], indent=2))
+        else:
+            _summary_table(items, ["id", "name", "status", "progress", "row_count", "target", "created_at"])
+
+
+@datasources_app.command("get")
+def datasources_get(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one datasource."""
+    with _errors():
+        _emit(_client(url).datasources.get(datasource_id), as_json, _show_resource)
+
+
+@datasources_app.command("describe")
+def datasources_describe(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a datasource's schema and statistics as tables."""
+    from mlsvc.describe import describe_datasource
+
+    with _errors():
+        ds = _client(url).datasources.get(datasource_id)
+        _emit(ds, as_json, lambda d: describe_datasource(out, d))
+
+
+@datasources_app.command("delete")
+def datasources_delete(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a datasource (it stays readable as DELETED)."""
+    with _errors():
+        _emit(_client(url).datasources.delete(datasource_id), as_json, _show_resource)
+
+
+# --- models ---
+
+
+@models_app.command("create")
+def models_create(
+    name: Annotated[str, typer.Argument(help="The model's name; training again makes a new version.")],
+    datasource_id: Annotated[str, typer.Option("--datasource", help="A COMPLETED datasource id.")],
+    url: UrlOpt = None, target: Annotated[str | None, typer.Option()] = None,
+    model_type: Annotated[str | None, typer.Option(help="BINARY, MULTICLASS or REGRESSION.")] = None,
+    time_budget_s: Annotated[float | None, typer.Option("--time-budget")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
+    tag: TagOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 1800.0, as_json: JsonOpt = False,
+) -> None:
+    """Train the next version of a model."""
+    with _errors():
+        client = _client(url)
+        model = client.models.create(name, datasource_id, id=id, target=target, model_type=model_type,
+                                     time_budget_s=time_budget_s, seed=seed, tags=_tags(tag))
+        if wait:
+            model = _wait(lambda: client.models.get(model.id), timeout, as_json)
+        _emit(model, as_json, _show_resource)
+
+
+@models_app.command("list")
+def models_list(url: UrlOpt = None, status: Annotated[str | None, typer.Option()] = None,
+                name: Annotated[str | None, typer.Option(help="Only versions of this name.")] = None,
+                tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
+                limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+    """List models, newest first."""
+    with _errors():
+        items = list(_take(_client(url).models.iter(status=status, name=name, tag=tag), limit))
+        if as_json:
+            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        else:
+            _summary_table(items, ["id", "name", "version", "status", "model_type", "aliases", "created_at"])
+
+
+@models_app.command("get")
+def models_get(ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
+               url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one model."""
+    with _errors():
+        _emit(_client(url).models.get(ref), as_json, _show_resource)
+
+
+@models_app.command("alias")
+def models_alias(name: str, alias: str, version: int, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Point ALIAS (e.g. production) at VERSION of NAME."""
+    with _errors():
+        _emit(_client(url).models.set_alias(name, alias, version), as_json, _show_resource)
+
+
+@models_app.command("delete")
+def models_delete(ref: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a model version (it stays readable as DELETED)."""
+    with _errors():
+        _emit(_client(url).models.delete(ref), as_json, _show_resource)
+
+
+# --- predictions ---
+
+
+@app.command()
+def predict(
+    ref: Annotated[str, typer.Argument(help="Model: id, name, name:VERSION or name:ALIAS.")],
+    record: Annotated[str, typer.Argument(help="A JSON object, a JSON list of objects, or - for stdin.")],
+    url: UrlOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Real-time predictions for one record or a list."""
+    text = sys.stdin.read() if record == "-" else record
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"the record is not valid JSON: {exc}", EXIT_USAGE)
+    if not isinstance(value, dict | list):
+        _fail("the record must be a JSON object or a list of objects", EXIT_USAGE)
+    with _errors():
+        client = _client(url)
+        result = client.predict(ref, value) if isinstance(value, dict) else client.predict(ref, records=value)
+        if as_json:
+            print(result.model_dump_json(indent=2, exclude_none=True))
+            return
+        table = Table("#", "prediction", "scores", "warnings", title=f"model {result.model_id} v{result.version}")
+        for i, p in enumerate(result.predictions):
+            answer = p.predicted_label if p.predicted_label is not None else _cell(p.predicted_value)
+            scores = ", ".join(f"{k}: {v:.3f}" for k, v in (p.predicted_scores or {}).items())
+            table.add_row(str(i), answer, scores, "; ".join(p.warnings))
+        out.print(table)
+
+
+def _take(items: Iterator[Any], limit: int) -> Iterator[Any]:
+    for i, item in enumerate(items):
+        if i >= limit:
+            return
+        yield item
+
+
+if __name__ == "__main__":
+    app()

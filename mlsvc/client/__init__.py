@@ -1,0 +1,45 @@
+"""The Python SDK on httpx: Client, typed results, waiters, pagination and one exception per error code."""
+
+from mlsvc.client.client import Client
+from mlsvc.client.errors import (
+    AccessDeniedError,
+    APIConnectionError,
+    ConflictError,
+    DataNotFoundError,
+    InternalServerError,
+    InvalidDataError,
+    InvalidRequestError,
+    MlsvcAPIError,
+    MlsvcClientError,
+    NotFoundError,
+    NotReadyError,
+    PathNotAllowedError,
+    PayloadTooLargeError,
+    ResourceFailedError,
+    UnauthenticatedError,
+    UnsupportedUriError,
+    ValidationError,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "AccessDeniedError",
+    "Client",
+    "ConflictError",
+    "DataNotFoundError",
+    "InternalServerError",
+    "InvalidDataError",
+    "InvalidRequestError",
+    "MlsvcAPIError",
+    "MlsvcClientError",
+    "NotFoundError",
+    "NotReadyError",
+    "PathNotAllowedError",
+    "PayloadTooLargeError",
+    "ResourceFailedError",
+    "UnauthenticatedError",
+    "UnsupportedUriError",
+    "ValidationError",
+    "WaitTimeoutError",
+]
