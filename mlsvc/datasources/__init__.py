@@ -1,0 +1,1 @@
+"""CSV reading, schema inference, rearrangement and statistics for datasources."""
