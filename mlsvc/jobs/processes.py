@@ -30,7 +30,7 @@ class WorkerPool:
         self._supervisor.start()
 
     def _spawn(self, index: int) -> BaseProcess:
-        proc = self._ctx.Process(target=worker_main, args=(self.settings,), name=f"mlsvc-worker-{index}",
+        proc = self._ctx.Process(target=worker_main, args=(self.settings, self.count), name=f"mlsvc-worker-{index}",
                                  daemon=True)
         proc.start()
         log.info("started worker process %s (pid %s)", proc.name, proc.pid)

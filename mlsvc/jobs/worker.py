@@ -128,9 +128,18 @@ class _Heartbeat(threading.Thread):
         self._done.set()
 
 
-def worker_main(settings: Settings) -> None:
-    """Entry point of a worker process: run jobs until SIGTERM or SIGINT."""
+def _share_cores(workers: int) -> None:
+    """Give each worker process its share of the cores, so that N workers' native thread pools
+    (OpenMP, BLAS) do not oversubscribe the machine. Set before numpy or scikit-learn is imported."""
+    share = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, share)
+
+
+def worker_main(settings: Settings, siblings: int = 1) -> None:
+    """Entry point of a worker process (one of ``siblings`` on this host): run jobs until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _share_cores(siblings)
     worker = Worker(settings)
 
     def _graceful(signum: int, _frame: Any) -> None:

@@ -15,7 +15,7 @@ from mlsvc.service import Service
 
 
 class BodyLimit:
-    """Refuses request bodies over the limit with 413 before they are read into memory."""
+    """Refuses request bodies over the limit with 413 before they are read; reads a body without a type as JSON."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -25,7 +25,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers", [])).get(b"content-length")
+        headers = dict(scope.get("headers", []))
+        if b"content-type" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
+            # curl -d sends form encoding unless told; every body this API takes is JSON.
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
