@@ -74,14 +74,18 @@ class Scorer:
         rows: list[list[str]] = []
         for record in records:
             unknown = sorted(k for k in record if k not in self._known)
-            warnings.append([f"attribute '{k}' is not used by this model; ignored" for k in unknown])
+            notes = [f"attribute '{k}' is not used by this model; ignored" for k in unknown]
+            nested = [c for c in self.columns if isinstance(record.get(c), list | dict)]
+            notes += [f"attribute '{c}': a {type(record[c]).__name__} is not a valid value; treated as missing"
+                      for c in nested]
+            warnings.append(notes)
             rows.append([_token(record.get(c)) for c in self.columns])
         return pd.DataFrame(rows, columns=self.columns, dtype=object), warnings
 
 
 def _token(value: Any) -> str:
-    """JSON values as CSV tokens: null is blank; true/false as words; nested values can never parse, so they
-    become an invalid token that is reported."""
+    """JSON values as CSV tokens: null is blank, true/false are words, and a nested value (already reported)
+    is missing."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -90,7 +94,7 @@ def _token(value: Any) -> str:
         return ""
     if isinstance(value, int | float | str):
         return str(value)
-    return "\x00invalid"
+    return ""
 
 
 class ScorerCache:

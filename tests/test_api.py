@@ -1,0 +1,143 @@
+"""The REST API over real HTTP: resources, errors as JSON with 4xx, idempotent creates, pages, patch, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import REPO, RunningServer
+
+CHURN = str(REPO / "datasources" / "churn.csv")
+
+
+@pytest.fixture(scope="module")
+def api(mlsvc_server: RunningServer) -> httpx.Client:
+    with httpx.Client(base_url=mlsvc_server.url, timeout=30) as client:
+        yield client
+
+
+def _wait(api: httpx.Client, path: str, timeout: float = 120) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(path).json()
+        if body["status"] in ("COMPLETED", "FAILED"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"{path} still {body['status']}")
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code
+    return body["error"]["message"]
+
+
+def test_health(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+
+
+def test_datasource_create_is_202_pending_and_completes_with_schema(api: httpx.Client) -> None:
+    response = api.post("/v1/datasources", json={"data_uri": CHURN, "tags": {"team": "growth"}})
+    assert response.status_code == 202
+    created = response.json()
+    assert created["status"] == "PENDING" and created["id"].startswith("ds-") and created["name"] == "churn.csv"
+    done = _wait(api, f"/v1/datasources/{created['id']}")
+    assert done["status"] == "COMPLETED" and done["progress"] == 1.0
+    assert done["row_count"] == 5000 and done["schema"]["targetAttributeName"] == "churned"
+    assert done["tags"] == {"team": "growth"}
+    schema_file = api.get(f"/v1/datasources/{created['id']}/schema")
+    assert schema_file.status_code == 200 and schema_file.json()["rowId"] == "customer_id"
+
+
+def test_same_id_same_body_returns_the_same_resource_and_a_different_body_is_409(api: httpx.Client) -> None:
+    body = {"id": "retry-me", "data_uri": CHURN}
+    first = api.post("/v1/datasources", json=body)
+    second = api.post("/v1/datasources", json=body)
+    assert first.status_code == 202 and second.status_code == 200
+    assert first.json()["created_at"] == second.json()["created_at"]
+    message = _error(api.post("/v1/datasources", json={**body, "target": "tenure_months"}), 409, "conflict")
+    assert "retry-me" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "words"),
+    [
+        ({"data_uri": 5}, 422, "validation_error", "data_uri"),
+        ({}, 422, "validation_error", "data_uri"),
+        ({"data_uri": CHURN, "colour": "red"}, 422, "validation_error", "colour: unknown field"),
+        ({"data_uri": CHURN, "id": "no spaces"}, 422, "validation_error", "id"),
+        ({"data_uri": "ftp://host/x.csv"}, 400, "unsupported_uri", "ftp"),
+        ({"data_uri": CHURN, "rearrangement": {"splitting": {"percentBegin": 80, "percentEnd": 20}}}, 422,
+         "validation_error", "percentBegin"),
+    ],
+)
+def test_bad_datasource_requests_are_4xx_with_a_message(api: httpx.Client, body: dict, status: int, code: str,
+                                                         words: str) -> None:
+    assert words in _error(api.post("/v1/datasources", json=body), status, code)
+
+
+def test_malformed_json_is_400(api: httpx.Client) -> None:
+    response = api.post("/v1/datasources", content=b'{"data_uri": ', headers={"content-type": "application/json"})
+    assert "not valid JSON" in _error(response, 400, "invalid_request")
+
+
+def test_a_body_over_the_limit_is_413(api: httpx.Client) -> None:
+    response = api.post("/v1/models/x/predict", content=b"{" + b" " * (11 * 1024 * 1024) + b"}")
+    _error(response, 413, "payload_too_large")
+
+
+def test_unknown_ids_are_404(api: httpx.Client) -> None:
+    _error(api.get("/v1/datasources/nope"), 404, "not_found")
+    _error(api.get("/v1/models/nope"), 404, "not_found")
+    _error(api.patch("/v1/datasources/nope", json={"name": "x"}), 404, "not_found")
+    _error(api.get("/v1/no-such-route"), 404, "not_found")
+
+
+def test_a_failed_datasource_says_why(api: httpx.Client, tmp_path: Path) -> None:
+    path = tmp_path / "small.csv"
+    path.write_text("a,b\n1,x\n2,y\n")
+    created = api.post("/v1/datasources", json={"data_uri": str(path), "target": "churned"}).json()
+    done = _wait(api, f"/v1/datasources/{created['id']}")
+    assert done["status"] == "FAILED"
+    assert "column 'churned' not found" in done["message"] and "'a', 'b'" in done["message"]
+
+
+def test_list_pages_filters_patch_and_delete(api: httpx.Client) -> None:
+    ids = [api.post("/v1/datasources", json={"data_uri": CHURN, "name": f"page-{i}", "tags": {"batch": "p"}})
+           .json()["id"] for i in range(5)]
+    seen, token = [], None
+    while True:
+        page = api.get("/v1/datasources", params={"limit": 2, "tag": "batch=p",
+                                                  **({"next_token": token} if token else {})}).json()
+        seen += [item["id"] for item in page["items"]]
+        token = page["next_token"]
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids)
+    assert [i["name"] for i in api.get("/v1/datasources", params={"name_prefix": "page-3"}).json()["items"]] == [
+        "page-3"]
+    patched = api.patch(f"/v1/datasources/{ids[0]}", json={"name": "renamed", "tags": {"batch": None, "k": "v"}})
+    assert patched.status_code == 200 and patched.json()["name"] == "renamed" and patched.json()["tags"] == {
+        "k": "v"}
+    deleted = api.delete(f"/v1/datasources/{ids[1]}")
+    assert deleted.json()["status"] == "DELETED"
+    assert ids[1] not in [i["id"] for i in api.get("/v1/datasources", params={"limit": 1000}).json()["items"]]
+    _error(api.get("/v1/datasources", params={"limit": 0}), 422, "validation_error")
+    _error(api.get("/v1/datasources", params={"next_token": "bogus"}), 400, "invalid_request")
+
+
+def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Client, tmp_path: Path) -> None:
+    _error(api.post("/v1/models", json={"name": "m", "datasource_id": "nope"}), 404, "not_found")
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,x\n")
+    created = api.post("/v1/datasources", json={"data_uri": str(path), "target": "zzz"}).json()
+    _wait(api, f"/v1/datasources/{created['id']}")
+    message = _error(api.post("/v1/models", json={"name": "m", "datasource_id": created["id"]}), 409, "not_ready")
+    assert "FAILED" in message
+    _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422,
+           "validation_error")
