@@ -27,6 +27,7 @@ openapi: $(STAMP)
 
 data: $(STAMP)
 	$(BIN)/python datasources/make_churn.py
+	$(BIN)/python datasources/make_fraud.py
 
 clean:
 	rm -rf $(VENV) .mlsvc build *.egg-info

@@ -24,7 +24,8 @@ models_app = typer.Typer(help="Models: train, list, get, alias, delete.", no_arg
 app.add_typer(datasources_app, name="datasources")
 app.add_typer(models_app, name="models")
 
-out = Console()
+# Piped output has no terminal width; keep ids and values whole rather than wrapped at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 # Exit codes a script can rely on.

@@ -1,0 +1,65 @@
+"""`make run`'s examples: on an empty store, register the example datasources and train their models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mlsvc.config import Settings
+from mlsvc.errors import MlsvcError
+from mlsvc.resources import DataSourceCreate, ModelCreate
+from mlsvc.service import Service
+
+log = logging.getLogger("mlsvc.examples")
+SPECS = Path.cwd() / "models"
+
+
+def load_specs(folder: Path = SPECS) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def start_examples(settings: Settings, service: Service, folder: Path = SPECS) -> threading.Thread | None:
+    """Seed the examples in the background when the store holds no datasource yet."""
+    specs = load_specs(folder)
+    items, _ = service.store.list("datasource", limit=1)
+    if not specs or items:
+        return None
+    thread = threading.Thread(target=_seed, args=(settings, service, specs, folder.parent), daemon=True,
+                              name="examples")
+    thread.start()
+    return thread
+
+
+def _seed(settings: Settings, service: Service, specs: list[dict[str, Any]], root: Path) -> None:
+    for spec in specs:
+        try:
+            _seed_one(service, spec, root)
+        except MlsvcError as exc:
+            log.warning("example %s not trained: %s", spec.get("name"), exc.message)
+    _print_calls(settings, specs)
+
+
+def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
+    source = dict(spec["datasource"])
+    source["data_uri"] = str((root / source["data_uri"]).resolve())
+    ds, _ = service.create_datasource(DataSourceCreate(id=f"example-{spec['name']}", name=spec["name"], **source))
+    while (ds := service.get_datasource(ds.id)).status.value in ("PENDING", "INPROGRESS"):
+        time.sleep(0.5)
+    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed") if k in spec}
+    service.create_model(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds.id, **model))
+    log.info("example %s: datasource %s %s, model training", spec["name"], ds.id, ds.status.value)
+
+
+def _print_calls(settings: Settings, specs: list[dict[str, Any]]) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    name = specs[0]["name"]
+    print(f"""
+Example models are training. Once `mlsvc models get {name}` says COMPLETED, try:
+  curl -s -XPOST {url}/v1/models/{name}/predict -d '{{"record": {{"tenure_months": 2, "contract": "month-to-month"}}}}'
+  python -c "import mlsvc.client as m; print(m.Client('{url}').predict('{name}', {{'tenure_months': 2}}))"
+  mlsvc predict {name} '{{"tenure_months": 2, "contract": "month-to-month"}}'
+""", flush=True)
