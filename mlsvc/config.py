@@ -31,6 +31,7 @@ class Settings:
     api_key: str | None = None
     max_predict_records: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
+    max_record_bytes: int = 1024 * 1024
     examples: bool = False
 
     @classmethod
@@ -54,6 +55,7 @@ class Settings:
             api_key=os.environ.get("MLSVC_API_KEY") or None,
             max_predict_records=int(_env("MLSVC_MAX_PREDICT_RECORDS", "1000")),
             max_body_bytes=int(_env("MLSVC_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
+            max_record_bytes=int(_env("MLSVC_MAX_RECORD_BYTES", str(1024 * 1024))),
             examples=_env("MLSVC_EXAMPLES", "0") == "1",
         )
 

@@ -140,6 +140,7 @@ class DataSource(Resource):
     schema_uri: str | None = None
     target: str | None = None
     row_id: str | None = None
+    attribute_types: dict[str, AttributeType] = Field(default_factory=dict)
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
     max_invalid_fraction: float = 0.1
@@ -191,6 +192,8 @@ class DataSourceCreate(_Strict):
     schema_uri: str | None = Field(None, max_length=2048)
     target: str | None = None
     row_id: str | None = None
+    attribute_types: dict[str, AttributeType] = Field(
+        default_factory=dict, description="Override the inferred (or given) type of any attribute.")
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
     max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)

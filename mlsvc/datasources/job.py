@@ -11,7 +11,7 @@ import pandas as pd
 from mlsvc.datasources.reader import header_names, open_with_head, peek_rows
 from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, count_rows, require_columns, scan
-from mlsvc.datasources.schema import detect_header, infer_schema, schema_from_json
+from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import Rearrangement, Schema
@@ -40,11 +40,12 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     schema = settle_schema(storage, ds, files)
     layout = read_layout(storage, files, schema)
     splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
-    total = count_rows(storage, files, layout.names_by_file, schema) if needs_row_count(splitting) else None
+    limit = ctx.settings.max_record_bytes
+    total = count_rows(storage, files, layout.names_by_file, schema, limit) if needs_row_count(splitting) else None
     counts = ScanCounts()
     stats = StatisticsAccumulator(schema) if ds.get("compute_statistics", True) else None
     for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, counts,
-                      on_progress=lambda f: ctx.progress(0.05 + 0.9 * f)):
+                      on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit):
         if stats is not None:
             stats.update(chunk.typed, chunk.invalid)
     _check_counts(counts, ds, schema)
@@ -92,7 +93,8 @@ def settle_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInf
     schema = _given_schema(storage, ds, files)
     if schema is None:
         schema = _infer(storage, files[0], ds.get("target"), ds.get("row_id"))
-    return _with_roles(schema, ds.get("target"), ds.get("row_id"))
+    return apply_overrides(schema, target=ds.get("target"), row_id=ds.get("row_id"),
+                           overrides=ds.get("attribute_types") or None)
 
 
 def _given_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema | None:
@@ -131,19 +133,6 @@ def _infer(storage: Storage, first: ObjectInfo, target: str | None, row_id: str 
         if name is not None and name not in names:
             raise MlsvcError(ErrorCode.INVALID_DATA, f"{role} column '{name}' not found; columns are {names}")
     return infer_schema(sample, has_header=has_header, target=target, row_id=row_id)
-
-
-def _with_roles(schema: Schema, target: str | None, row_id: str | None) -> Schema:
-    names = [a.attributeName for a in schema.attributes]
-    for role, name in (("target", target), ("row_id", row_id)):
-        if name is not None and name not in names:
-            raise MlsvcError(ErrorCode.INVALID_DATA, f"{role} column '{name}' not found; columns are {names}")
-    update: dict[str, Any] = {}
-    if target is not None:
-        update["targetAttributeName"] = target
-    if row_id is not None:
-        update["rowId"] = row_id
-    return schema.model_copy(update=update) if update else schema
 
 
 def read_layout(storage: Storage, files: list[ObjectInfo], schema: Schema) -> Layout:

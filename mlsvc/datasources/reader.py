@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -137,6 +138,7 @@ def iter_chunks(
         for batch in reader:
             if batch.num_rows == 0:
                 continue
+            _refuse_oversized(source, batch, line, max_record_bytes)
             frame = batch.to_pandas(types_mapper=None)
             frame = frame.astype(object)
             numbers = list(range(line, line + batch.num_rows))
@@ -144,6 +146,20 @@ def iter_chunks(
             yield RawChunk(source, frame, numbers)
     except pa.ArrowInvalid as exc:
         raise _translate(source, exc, max_record_bytes) from exc
+
+
+def _refuse_oversized(source: str, batch: pa.RecordBatch, first_line: int, limit: int) -> None:
+    """A record over the limit is refused: one giant field is usually a runaway quote, never a real row."""
+    sizes = None
+    for column in batch.columns:
+        size = pc.binary_length(column)
+        sizes = size if sizes is None else pc.add(sizes, size)
+    if sizes is None or pc.max(sizes).as_py() <= limit:
+        return
+    index = pc.index(pc.greater(sizes, limit), True).as_py()
+    raise MlsvcError(ErrorCode.INVALID_DATA,
+                     f"{source} line {first_line + index} holds a record of {sizes[index].as_py()} bytes, larger "
+                     f"than the limit of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting")
 
 
 def _translate(source: str, exc: pa.ArrowInvalid, max_record_bytes: int) -> MlsvcError:

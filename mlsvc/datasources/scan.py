@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlsvc.datasources.reader import BadRows, iter_chunks, open_with_head
+from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, iter_chunks, open_with_head
 from mlsvc.datasources.rearrangement import select_rows
 from mlsvc.datasources.values import coerce_frame
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -74,13 +74,15 @@ def scan(
     total_rows: int | None,
     counts: ScanCounts,
     on_progress: Callable[[float], None] | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Iterator[TypedChunk]:
     """Yield the kept, valid rows of every file in order, counting what was seen in ``counts``."""
     total_bytes = sum(f.size for f in files) or 1
     done_bytes = 0
     target = schema.targetAttributeName
     for info in files:
-        for raw, lines in _raw_chunks(storage, info, names_by_file[info.uri], schema, counts.bad_rows):
+        for raw, lines in _raw_chunks(storage, info, names_by_file[info.uri], schema, counts.bad_rows,
+                                      max_record_bytes):
             first = counts.total_rows
             counts.total_rows += len(raw)
             keep = select_rows(raw, first, total_rows, splitting)
@@ -100,19 +102,21 @@ def scan(
             on_progress(done_bytes / total_bytes)
 
 
-def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema) -> int:
+def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> int:
     """A counting pass, needed only by a sequential split (rows are placed by position)."""
     bad = BadRows()
-    return sum(len(raw) for info in files for raw, _ in _raw_chunks(storage, info, names_by_file[info.uri],
-                                                                   schema, bad))
+    return sum(len(raw) for info in files
+               for raw, _ in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes))
 
 
 def _raw_chunks(
-    storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows
+    storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows, max_record_bytes: int
 ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     with storage.open_read(info.uri) as stream:
         _, stream = open_with_head(stream)
-        for chunk in iter_chunks(info.uri, stream, names, has_header=schema.dataFileContainsHeader, bad_rows=bad_rows):
+        for chunk in iter_chunks(info.uri, stream, names, has_header=schema.dataFileContainsHeader,
+                                 bad_rows=bad_rows, max_record_bytes=max_record_bytes):
             yield chunk.frame, np.asarray(chunk.line_numbers)
 
 
