@@ -74,10 +74,14 @@ class Registry:
             mlflow.log_params({k: _short(v) for k, v in params.items()})
             mlflow.log_metrics({k: v for k, v in metrics.items() if _finite(v)})
             for row in leaderboard:
-                with mlflow.start_run(experiment_id=experiment_id, run_name=row["candidate"], nested=True):
+                if row.get("validation_score") is None:
+                    continue  # a candidate the budget left out has nothing to log
+                with mlflow.start_run(experiment_id=experiment_id, run_name=row["candidate"], nested=True,
+                                      tags={"mlsvc.status": row["status"], "mlsvc.family": row["family"]}):
                     mlflow.log_params({k: _short(v) for k, v in row["params"].items()})
-                    mlflow.log_metrics({k: v for k, v in row["metrics"].items() if _finite(v)}
-                                       | {"fit_time_s": row["fit_time_s"]})
+                    figures = {"validation_score": row["validation_score"], "fit_time_s": row["fit_time_s"],
+                               "predict_time_s": row["predict_time_s"], "rows": row["rows"]}
+                    mlflow.log_metrics({k: float(v) for k, v in figures.items() if _finite(v)})
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "leaderboard.json"
                 path.write_text(json.dumps(leaderboard, indent=2, default=str))

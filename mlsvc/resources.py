@@ -168,6 +168,28 @@ class Model(Resource):
     leaderboard: list[dict[str, Any]] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     mlflow_run_id: str | None = None
+    evaluation_id: str | None = Field(None, description="The evaluation made on the held-out rows at training.")
+    promotion: dict[str, Any] | None = Field(None, description="Whether this version became production, and why.")
+    training_rows: int | None = None
+    holdout_rows: int | None = None
+
+
+class Evaluation(Resource):
+    """A model's metrics and insights on labelled data (a datasource, or the rows held out at training)."""
+
+    model: str | None = None
+    model_id: str
+    model_version: int | None = None
+    datasource_id: str
+    holdout: bool = False
+    model_type: ModelType | None = None
+    metric: str | None = None
+    value: float | None = None
+    baseline: dict[str, Any] | None = None
+    vs_baseline: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    insights: dict[str, Any] | None = None
+    rows: int | None = None
 
 
 
@@ -178,6 +200,11 @@ class DataSourcePage(BaseModel):
 
 class ModelPage(BaseModel):
     items: list[Model]
+    next_token: str | None = None
+
+
+class EvaluationPage(BaseModel):
+    items: list[Evaluation]
     next_token: str | None = None
 
 
@@ -215,6 +242,14 @@ class ModelCreate(_Strict):
     tags: Tags = Field(default_factory=dict)
 
 
+class EvaluationCreate(_Strict):
+    id: ResourceId | None = None
+    name: str | None = Field(None, max_length=256)
+    model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
+    datasource_id: str = Field(min_length=1, max_length=64)
+    tags: Tags = Field(default_factory=dict)
+
+
 class TagsPatch(_Strict):
     """Tags to merge into a resource's tags; a null value removes that key."""
 
@@ -222,6 +257,10 @@ class TagsPatch(_Strict):
 
 
 class DataSourceUpdate(TagsPatch):
+    name: str | None = Field(None, min_length=1, max_length=256)
+
+
+class EvaluationUpdate(TagsPatch):
     name: str | None = Field(None, min_length=1, max_length=256)
 
 

@@ -17,6 +17,9 @@ from mlsvc.resources import (
     DataSource,
     DataSourceCreate,
     DataSourceUpdate,
+    Evaluation,
+    EvaluationCreate,
+    EvaluationUpdate,
     Model,
     ModelCreate,
     ModelUpdate,
@@ -28,6 +31,7 @@ from mlsvc.resources import (
 )
 from mlsvc.storage import Storage
 from mlsvc.store.sql import SqlStore, utcnow
+from mlsvc.training.recipe import default_recipe, merge_recipe
 
 PREFIX = {"datasource": "ds", "model": "ml", "evaluation": "ev", "batch_prediction": "bp"}
 
@@ -125,11 +129,16 @@ class Service:
             raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
                              {"id": req.datasource_id})
         _check_datasource_ready(ds)
+        schema = Schema.model_validate(ds["schema"])
         if req.target is not None:
-            names = [a["attributeName"] for a in ds["schema"]["attributes"]]
+            names = [a.attributeName for a in schema.attributes]
             if req.target not in names:
                 raise MlsvcError(ErrorCode.VALIDATION_ERROR,
                                  f"target column '{req.target}' not found; columns are {names}")
+            schema = schema.model_copy(update={"targetAttributeName": req.target})
+        if req.recipe is not None:
+            features = schema.feature_attributes()
+            merge_recipe(default_recipe(features), req.recipe, features)
         now = utcnow()
         record = {**body, "id": req.id or new_id("model"), "status": Status.PENDING.value, "message": "",
                   "progress": 0.0, "created_at": now, "updated_at": now, "version": None}
@@ -208,6 +217,56 @@ class Service:
 
             logging.getLogger("mlsvc.service").warning("could not mirror %s%s to MLflow", method, args,
                                                        exc_info=True)
+
+    # --- evaluations ---
+
+    def create_evaluation(self, req: EvaluationCreate) -> tuple[Evaluation, bool]:
+        body = req.model_dump(mode="json", exclude={"id"})
+        if req.id and (existing := self.store.find("evaluation", req.id)) is not None:
+            row, _ = self.store.create("evaluation", existing, request_hash(body), {}, None)
+            return Evaluation.model_validate(row), False
+        model = self.resolve_model(req.model)
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
+                             "only a COMPLETED model can be evaluated", {"id": model["id"]})
+        ds = self.store.find("datasource", req.datasource_id)
+        if ds is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
+                             {"id": req.datasource_id})
+        _check_datasource_ready(ds)
+        now = utcnow()
+        record = {**body, "id": req.id or new_id("evaluation"),
+                  "name": req.name or f"{model['name']} v{model['version']} on {ds['name']}",
+                  "status": Status.PENDING.value, "message": "", "progress": 0.0, "created_at": now,
+                  "updated_at": now, "model_id": model["id"], "model_version": model["version"],
+                  "datasource_id": ds["id"], "holdout": False}
+        row, created = self.store.create("evaluation", record, request_hash(body), req.tags, "evaluation.run",
+                                         self.settings.job_max_attempts)
+        return Evaluation.model_validate(row), created
+
+    def get_evaluation(self, resource_id: str) -> Evaluation:
+        return Evaluation.model_validate(self.store.get("evaluation", resource_id))
+
+    def list_evaluations(self, *, status: str | None, name_prefix: str | None, tag: str | None,
+                         model_id: str | None, limit: int, next_token: str | None
+                         ) -> tuple[list[Evaluation], str | None]:
+        rows, token = self.store.list("evaluation", status=status, name_prefix=name_prefix,
+                                      tag=parse_tag_filter(tag), where={"model_id": model_id} if model_id else None,
+                                      limit=limit, next_token=next_token)
+        return [Evaluation.model_validate(r) for r in rows], token
+
+    def update_evaluation(self, resource_id: str, patch: EvaluationUpdate) -> Evaluation:
+        self.store.get("evaluation", resource_id)
+        if patch.name is not None:
+            self.store.update("evaluation", resource_id, {"name": patch.name})
+        if patch.tags:
+            self.store.set_tags("evaluation", resource_id, patch.tags)
+        return self.get_evaluation(resource_id)
+
+    def delete_evaluation(self, resource_id: str) -> Evaluation:
+        self.store.get("evaluation", resource_id)
+        self.store.update("evaluation", resource_id, {"status": Status.DELETED.value})
+        return self.get_evaluation(resource_id)
 
     # --- predictions ---
 

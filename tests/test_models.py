@@ -33,9 +33,10 @@ def trained(api: httpx.Client) -> dict:
     """Two versions of the model 'churn-api' on the churn example."""
     ds = api.post("/v1/datasources", json={"data_uri": CHURN}).json()
     assert _wait(api, f"/v1/datasources/{ds['id']}")["status"] == "COMPLETED"
-    v1 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"]}).json()
+    v1 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "time_budget_s": 4}).json()
     v1 = _wait(api, f"/v1/models/{v1['id']}")
-    v2 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "seed": 7}).json()
+    v2 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "seed": 7,
+                                      "time_budget_s": 4}).json()
     v2 = _wait(api, f"/v1/models/{v2['id']}")
     return {"ds": ds, "v1": v1, "v2": v2}
 
@@ -47,7 +48,12 @@ def test_training_twice_makes_versions_1_and_2_with_honest_metrics(trained: dict
     assert v1["score_threshold"] == 0.5 and v1["target"] == "churned"
     # The generator documents a holdout AUC near 0.84; a broken pipeline sits near 0.5.
     assert v1["metrics"]["BinaryAUC"] > 0.75
-    assert v1["leaderboard"] and v1["leaderboard"][0]["selected"] is True
+    board = v1["leaderboard"]
+    assert [row["selected"] for row in board].count(True) == 1
+    finalists = [row for row in board if row["status"] == "finalist"]
+    assert finalists[0]["selected"] and finalists[0]["validation_score"] == v1["metrics"]["validation_score"]
+    assert len({row["family"] for row in board}) >= 4  # several model families were tried
+    assert all(row["fit_time_s"] >= 0 for row in board if row.get("validation_score") is not None)
     assert "customer_id" not in [f["attributeName"] for f in v1["features"]]  # the row id is not a feature
     assert v1["aliases"] == ["production"]  # the first version of a name is promoted
 
@@ -124,7 +130,8 @@ def test_moving_an_alias_switches_predictions(api: httpx.Client, trained: dict) 
 
 
 def test_a_model_that_is_not_completed_answers_409(api: httpx.Client, trained: dict) -> None:
-    pending = api.post("/v1/models", json={"name": "churn-pending", "datasource_id": trained["ds"]["id"]}).json()
+    pending = api.post("/v1/models", json={"name": "churn-pending", "datasource_id": trained["ds"]["id"],
+                                                    "time_budget_s": 2}).json()
     response = api.post(f"/v1/models/{pending['id']}/predict", json={"record": {}})
     if response.status_code != 200:  # it may already have finished on a fast machine
         assert response.status_code == 409 and response.json()["error"]["code"] == "not_ready"
@@ -143,7 +150,8 @@ def test_the_mlflow_registry_holds_the_versions(mlsvc_server: RunningServer, tra
 
 
 def test_delete_a_version(api: httpx.Client, trained: dict) -> None:
-    extra = api.post("/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"]}).json()
+    extra = api.post("/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"],
+                                                  "time_budget_s": 2}).json()
     _wait(api, f"/v1/models/{extra['id']}")
     deleted = api.delete("/v1/models/churn-del:1").json()
     assert deleted["status"] == "DELETED" and deleted["aliases"] == []

@@ -25,7 +25,7 @@ def test_quickstart_through_the_sdk(mlsvc_server: RunningServer) -> None:
         ds = client.datasources.wait(ds.id, timeout=120, on_progress=lambda r: seen.append(r.status))
         assert ds.status == "COMPLETED" and ds.row_count == 5000 and ds.data_schema is not None
         assert "PENDING" in seen or "INPROGRESS" in seen
-        model = client.models.create("churn-sdk", ds.id)
+        model = client.models.create("churn-sdk", ds.id, time_budget_s=4)
         model = client.models.wait(model.id, timeout=180)
         assert model.version == 1 and model.metrics["BinaryAUC"] > 0.75
         answer = client.predict("churn-sdk", RECORD)
@@ -61,7 +61,8 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     assert table.returncode == 0 and ds["id"] in table.stdout
     described = _cli(mlsvc_server, "datasources", "describe", ds["id"])
     assert described.returncode == 0 and "tenure_months" in described.stdout and "NUMERIC" in described.stdout
-    trained = _cli(mlsvc_server, "models", "create", "churn-cli", "--datasource", ds["id"], "--wait", "--json")
+    trained = _cli(mlsvc_server, "models", "create", "churn-cli", "--datasource", ds["id"], "--time-budget", "4",
+                   "--wait", "--json")
     assert trained.returncode == 0, trained.stderr
     model = json.loads(trained.stdout)
     assert model["status"] == "COMPLETED" and model["version"] == 1

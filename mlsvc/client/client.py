@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from mlsvc.client.errors import APIConnectionError, ResourceFailedError, WaitTimeoutError, from_response
-from mlsvc.resources import DataSource, Model, PredictResponse, Resource, Schema
+from mlsvc.resources import DataSource, Evaluation, Model, PredictResponse, Resource, Schema
 
 R = TypeVar("R", bound=Resource)
 ProgressCallback = Callable[[Resource], None]
@@ -37,6 +37,7 @@ class Client:
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self.datasources = DataSources(self)
         self.models = Models(self)
+        self.evaluations = Evaluations(self)
 
     def close(self) -> None:
         self._http.close()
@@ -225,3 +226,24 @@ class Models(_Resources):
     def predict(self, ref: str, record: dict[str, Any] | None = None, *,
                 records: list[dict[str, Any]] | None = None) -> PredictResponse:
         return self._client.predict(ref, record, records=records)
+
+
+class Evaluations(_Resources):
+    """``client.evaluations``: a model's metrics and insights on labelled data."""
+
+    path = "/v1/evaluations"
+    prefix = "ev"
+    type = Evaluation
+
+    def create(self, model: str, datasource_id: str, *, id: str | None = None, name: str | None = None,
+               tags: dict[str, str] | None = None) -> Evaluation:
+        """Evaluate the model ``model`` (any reference) on a COMPLETED datasource that has its target."""
+        body = _body(id=id or self._new_id(), name=name, model=model, datasource_id=datasource_id, tags=tags)
+        return self._one(self._client.request("POST", self.path, json=body))
+
+    def get(self, ref: str) -> Evaluation:
+        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
+
+    def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
+               ) -> Evaluation:
+        return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))

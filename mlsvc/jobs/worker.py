@@ -24,6 +24,7 @@ log = logging.getLogger("mlsvc.worker")
 HANDLERS: dict[str, str] = {
     "datasource.create": "mlsvc.datasources.job:run",
     "model.train": "mlsvc.training.job:run",
+    "evaluation.run": "mlsvc.training.evaluation_job:run",
 }
 
 

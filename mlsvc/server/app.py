@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
-from mlsvc.server import datasources, errors, models
+from mlsvc.server import datasources, errors, evaluations, models
 from mlsvc.server.deps import require_api_key
 from mlsvc.service import Service
 
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     auth = [Depends(require_api_key)]
     app.include_router(datasources.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
+    app.include_router(evaluations.router, dependencies=auth)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

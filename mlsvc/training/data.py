@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from mlsvc.datasources.job import read_layout
 from mlsvc.datasources.rearrangement import needs_row_count
@@ -32,7 +33,7 @@ class TrainingData:
 
 def load(storage: Storage, ds: Mapping[str, Any], target: str, model_type: ModelType | None,
          on_progress: Callable[[float], None]) -> TrainingData:
-    """Read the datasource's kept, valid rows with a target value into memory."""
+    """Read the datasource's kept, valid rows that have a target value into memory, ready to train on."""
     schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": target})
     attribute = schema.attribute(target)
     if attribute is None:
@@ -41,22 +42,73 @@ def load(storage: Storage, ds: Mapping[str, Any], target: str, model_type: Model
     features = schema.feature_attributes()
     if not features:
         raise MlsvcError(ErrorCode.INVALID_DATA, "the datasource has no attributes to learn from besides the target")
+    X, raw_y = read_rows(storage, ds, schema, features, target, on_progress)
+    return _encode_target(X, raw_y, attribute, model_type, features)
 
+
+def load_labelled(storage: Storage, ds: Mapping[str, Any], features: list[Attribute], target: str,
+                  on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
+    """A datasource's rows as a trained model sees them: its features, typed as at training, and the target."""
+    ds_schema = Schema.model_validate(ds["schema"])
+    target_attribute = ds_schema.attribute(target)
+    if target_attribute is None:
+        names = [a.attributeName for a in ds_schema.attributes]
+        raise MlsvcError(ErrorCode.INVALID_DATA,
+                         f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}")
+    schema = ds_schema.model_copy(update={
+        "attributes": [*features, target_attribute], "targetAttributeName": target, "rowId": None,
+        "rowWeight": None, "excludedAttributeNames": []})
+    return read_rows(storage, ds, schema, features, target, on_progress)
+
+
+def read_rows(storage: Storage, ds: Mapping[str, Any], schema: Schema, features: list[Attribute], target: str,
+              on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
     files = [storage.stat(uri) for uri in ds["files"]]
     layout = read_layout(storage, files, schema)
     splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
     total = ds.get("row_count") if needs_row_count(splitting) else None
     frames, targets = [], []
+    names = [a.attributeName for a in features]
     for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, ScanCounts(), on_progress):
         assert chunk.raw_target is not None
-        has_target = chunk.raw_target.notna() & (chunk.typed[target].notna().to_numpy())
-        frames.append(chunk.typed.loc[has_target, [a.attributeName for a in features]])
+        has_target = (chunk.raw_target != "").to_numpy() & chunk.typed[target].notna().to_numpy()
+        frames.append(chunk.typed.loc[has_target, names])
         targets.append(chunk.raw_target[has_target])
     if not frames or sum(len(f) for f in frames) == 0:
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"no rows have a value for the target '{target}'")
-    X = pd.concat(frames, ignore_index=True)
-    raw_y = pd.concat(targets, ignore_index=True)
-    return _encode_target(X, raw_y, attribute, model_type, features)
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"no rows of datasource '{ds['id']}' have a value for '{target}'")
+    return pd.concat(frames, ignore_index=True), pd.concat(targets, ignore_index=True)
+
+
+def encode_labels(raw_y: pd.Series, classes: list[str]) -> np.ndarray:
+    """Target labels as the class codes a trained model uses; a label it never saw is an error."""
+    codes = {label: i for i, label in enumerate(classes)}
+    unknown = sorted(set(raw_y.unique()) - set(codes))
+    if unknown:
+        raise MlsvcError(ErrorCode.INVALID_DATA,
+                         f"target values {unknown[:10]} were not seen when the model was trained; it knows {classes}")
+    return raw_y.map(codes).to_numpy(dtype=np.int64)
+
+
+def encode_values(raw_y: pd.Series, target: str) -> np.ndarray:
+    values = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(values).any():
+        raise MlsvcError(ErrorCode.INVALID_REQUEST,
+                         f"target '{target}' has values that are not numbers; a REGRESSION target must be NUMERIC")
+    return values
+
+
+def split_holdout(data: TrainingData, fraction: float, seed: int) -> tuple[TrainingData, TrainingData]:
+    """Rows for training and rows held out for the evaluation, stratified by class where possible."""
+    idx = np.arange(len(data.X))
+    classification = data.model_type != ModelType.REGRESSION
+    stratify = data.y if classification and np.bincount(data.y).min() >= 2 else None
+    fit_idx, hold_idx = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    fit_idx, hold_idx = np.sort(fit_idx), np.sort(hold_idx)
+    return _take(data, fit_idx), _take(data, hold_idx)
+
+
+def _take(data: TrainingData, idx: np.ndarray) -> TrainingData:
+    return replace(data, X=data.X.iloc[idx].reset_index(drop=True), y=data.y[idx])
 
 
 def infer_model_type(attribute: Attribute, distinct: int) -> ModelType:
@@ -74,12 +126,7 @@ def _encode_target(X: pd.DataFrame, raw_y: pd.Series, attribute: Attribute, mode
     labels = sorted(raw_y.unique().tolist())
     model_type = model_type or infer_model_type(attribute, len(labels))
     if model_type == ModelType.REGRESSION:
-        values = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(values).any():
-            raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                             f"target '{attribute.attributeName}' has values that are not numbers; "
-                             "a REGRESSION target must be NUMERIC")
-        return TrainingData(X, values, features, model_type, None, None)
+        return TrainingData(X, encode_values(raw_y, attribute.attributeName), features, model_type, None, None)
     if len(labels) < 2:
         raise MlsvcError(ErrorCode.INVALID_DATA,
                          f"target '{attribute.attributeName}' has only one value ({labels}); nothing to learn")
@@ -89,8 +136,7 @@ def _encode_target(X: pd.DataFrame, raw_y: pd.Series, attribute: Attribute, mode
                          f"{len(labels)}: {labels[:10]}")
     if model_type == ModelType.BINARY:
         labels = _negative_then_positive(labels)
-    codes = {label: i for i, label in enumerate(labels)}
-    y = raw_y.map(codes).to_numpy(dtype=np.int64)
+    y = encode_labels(raw_y, labels)
     return TrainingData(X, y, features, model_type, labels, labels[1] if model_type == ModelType.BINARY else None)
 
 

@@ -1,135 +1,379 @@
-"""The train / validate / select loop: fit candidates on a split, score them, refit the winner on every row."""
+"""The train / validate / select loop: successive halving over candidate families under a time budget,
+an optional soft-voting ensemble, and the winner refit on every training row."""
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import train_test_split
+from sklearn.ensemble import VotingClassifier, VotingRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlsvc.resources import AttributeType, ModelType
+from mlsvc.resources import ModelType
+from mlsvc.training.candidates import Family, Params, families_for
 from mlsvc.training.data import TrainingData
-from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, classification_metrics, regression_metrics
-from mlsvc.training.recipe import build_preprocessor, default_recipe
+from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
+from mlsvc.training.recipe import build_preprocessor
 
-HOLDOUT_FRACTION = 0.2
+CV_MAX_ROWS = 20_000  # k-fold cross-validation below this many training rows, one holdout above
+CV_FOLDS = 5
+FIRST_RUNG_ROWS = (1_000, 20_000)  # the first rung's subsample: at least, at most
+ETA = 3  # successive halving keeps the best 1/ETA of each rung and gives them ETA times the rows
+MAX_CONFIGS = 36
+ENSEMBLE_SIZE = 3
+
+Progress = Callable[[float, str], None]
+
+
+def default_budget_s(n_rows: int, n_features: int) -> float:
+    """A budget that grows with the table: 30 s for small data, up to 15 minutes for large."""
+    return float(min(900.0, max(30.0, n_rows * max(1, n_features) / 20_000)))
 
 
 @dataclass
-class Candidate:
-    """One model family with its parameters."""
+class Config:
+    """One family with one set of parameters: a point of the search."""
 
-    name: str
-    make: Callable[[ModelType, int], BaseEstimator]
-    params: dict[str, Any] = field(default_factory=dict)
+    key: str
+    family: Family
+    params: Params
+
+
+@dataclass
+class Trial:
+    """A config validated on ``rows`` training rows."""
+
+    config: Config
+    rung: int
+    rows: int
+    score: float
+    score_std: float
+    fit_s: float
+    predict_s: float
+    # At the last rung: the predictions for the validation rows ``output_idx`` (out-of-fold under k-fold),
+    # which is what an ensemble of finalists is scored on without fitting anything again.
+    output: np.ndarray | None = None
+    output_idx: np.ndarray | None = None
 
 
 @dataclass
 class Outcome:
-    """The selected pipeline refit on all rows, the holdout metrics and the leaderboard of candidates tried."""
+    """The selected pipeline refit on all training rows, its validation score, and every candidate tried."""
 
-    pipeline: Pipeline
-    recipe: dict[str, Any]
+    pipeline: Pipeline | BaseEstimator
     metric: str
-    metrics: dict[str, float]
+    validation_score: float
+    selected: str
     leaderboard: list[dict[str, Any]]
+    search_s: float
+    refit_s: float
 
 
-def _boosting(model_type: ModelType, seed: int) -> BaseEstimator:
+@dataclass
+class _Clock:
+    budget_s: float
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def left(self) -> float:
+        return self.budget_s - self.elapsed
+
+
+def make_pipeline(config: Config, data: TrainingData, recipe: dict[str, Any], seed: int, n_jobs: int) -> Pipeline:
+    numeric = config.params.get("numeric") if config.family.linear else None
+    features = build_preprocessor(data.features, recipe, numeric=numeric, dense=config.family.dense_input)
+    model_params = {k: v for k, v in config.params.items() if k != "numeric"}
+    estimator = config.family.build(data.model_type, model_params, seed, n_jobs)
+    return Pipeline([("features", features), ("model", estimator)])
+
+
+def predict_output(pipeline: Any, model_type: ModelType, X: Any, n_classes: int) -> np.ndarray:
+    """What a metric scores: P(positive) for binary, class probabilities for multiclass, values for regression."""
     if model_type == ModelType.REGRESSION:
-        return HistGradientBoostingRegressor(random_state=seed)
-    return HistGradientBoostingClassifier(random_state=seed, class_weight="balanced"
-                                          if model_type == ModelType.MULTICLASS else None)
-
-
-def _linear(model_type: ModelType, seed: int) -> BaseEstimator:
-    if model_type == ModelType.REGRESSION:
-        return Ridge(alpha=1.0)
-    return LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
-
-
-def candidates_for(data: TrainingData) -> list[Candidate]:
-    """The families worth trying on this data. Sparse text features rule out the dense boosted trees."""
-    has_text = any(a.attributeType == AttributeType.TEXT for a in data.features)
-    if has_text:
-        return [Candidate("linear", _linear)]
-    return [Candidate("hist_gradient_boosting", _boosting)]
-
-
-def train(data: TrainingData, seed: int, on_progress: Callable[[float], None]) -> Outcome:
-    """Validate each candidate on a holdout, select by the model type's metric, refit the winner on every row."""
-    recipe = default_recipe(data.features)
-    metric = SELECTION_METRIC[data.model_type]
-    X_fit, X_hold, y_fit, y_hold = _split(data, seed)
-    leaderboard: list[dict[str, Any]] = []
-    candidates = candidates_for(data)
-    for i, candidate in enumerate(candidates):
-        leaderboard.append(_validate(candidate, data, recipe, seed, X_fit, y_fit, X_hold, y_hold))
-        on_progress((i + 1) / (len(candidates) + 1))
-    best_i = _best(leaderboard, metric)
-    best = candidates[best_i]
-    pipeline = _pipeline(best, data, recipe, seed).fit(data.X, data.y)
-    leaderboard[best_i]["selected"] = True
-    return Outcome(pipeline, recipe, metric, dict(leaderboard[best_i]["metrics"]), leaderboard)
-
-
-def _split(data: TrainingData, seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
-    stratify = data.y if data.model_type != ModelType.REGRESSION and _every_class_twice(data.y) else None
-    return train_test_split(data.X, data.y, test_size=HOLDOUT_FRACTION, random_state=seed, stratify=stratify)
-
-
-def _every_class_twice(y: np.ndarray) -> bool:
-    return bool(np.bincount(y).min() >= 2)
-
-
-def _pipeline(candidate: Candidate, data: TrainingData, recipe: dict[str, Any], seed: int) -> Pipeline:
-    estimator = candidate.make(data.model_type, seed)
-    if candidate.params:
-        estimator.set_params(**candidate.params)
-    return Pipeline([("features", build_preprocessor(data.features, recipe)), ("model", estimator)])
-
-
-def _validate(candidate: Candidate, data: TrainingData, recipe: dict[str, Any], seed: int,
-              X_fit: Any, y_fit: np.ndarray, X_hold: Any, y_hold: np.ndarray) -> dict[str, Any]:
-    pipeline = _pipeline(candidate, data, recipe, seed)
-    started = time.perf_counter()
-    pipeline.fit(X_fit, y_fit)
-    fit_s = time.perf_counter() - started
-    started = time.perf_counter()
-    metrics = score(pipeline, data.model_type, X_hold, y_hold, data.classes)
-    predict_s = time.perf_counter() - started
-    return {"candidate": candidate.name, "params": pipeline.named_steps["model"].get_params(deep=False)
-            | candidate.params, "metrics": metrics, "validation_score": metrics[SELECTION_METRIC[data.model_type]],
-            "fit_time_s": round(fit_s, 4), "predict_time_s": round(predict_s, 4), "selected": False}
-
-
-def score(pipeline: Pipeline, model_type: ModelType, X: Any, y: np.ndarray, classes: list[str] | None
-          ) -> dict[str, float]:
-    if model_type == ModelType.REGRESSION:
-        return regression_metrics(y, pipeline.predict(X))
-    proba = _full_proba(pipeline, X, len(classes or []))
-    return classification_metrics(model_type, y, proba)
-
-
-def _full_proba(pipeline: Pipeline, X: Any, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class, even one absent from the fitting split."""
+        return np.asarray(pipeline.predict(X), dtype=np.float64)
     proba = pipeline.predict_proba(X)
-    if proba.shape[1] == n_classes:
-        return proba
-    full = np.zeros((proba.shape[0], n_classes))
-    full[:, pipeline.classes_] = proba
-    return full
+    if proba.shape[1] != n_classes:  # a class absent from a small fitting split
+        full = np.zeros((proba.shape[0], n_classes))
+        full[:, pipeline.classes_] = proba
+        proba = full
+    return proba[:, 1] if model_type == ModelType.BINARY else proba
 
 
-def _best(leaderboard: list[dict[str, Any]], metric: str) -> int:
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    scores = [sign * (row["validation_score"] if np.isfinite(row["validation_score"]) else -np.inf)
-              for row in leaderboard]
-    return int(np.argmax(scores))
+def fit_quietly(pipeline: Any, X: Any, y: np.ndarray) -> Any:
+    """Fit without the warnings that searching provokes by design (bins merged on skewed columns, an
+    iteration cap reached by a sampled configuration): the validation score already judges them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pipeline.fit(X, y)
+
+
+class Search:
+    """Successive halving: every config on a small subsample, the best third on three times the rows, and so on
+    until the last rung validates on every training row (k-fold for small tables, a holdout for large ones)."""
+
+    def __init__(self, data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int,
+                 families: list[str] | None, on_progress: Progress) -> None:
+        self.data = data
+        self.recipe = recipe
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.metric = SELECTION_METRIC[data.model_type]
+        self.sign = 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
+        self.clock = _Clock(budget_s)
+        self.on_progress = on_progress
+        self.families = families_for(len(data.X), families)
+        self.n_classes = len(data.classes or [])
+        self.trials: list[Trial] = []
+        self.skipped: list[tuple[Config, int, str]] = []
+        self._seconds_per_row: dict[str, float] = {}
+
+    # --- the plan ---
+
+    def rung_rows(self) -> list[int]:
+        n = len(self.data.X)
+        rows = [min(n, max(FIRST_RUNG_ROWS[0], min(FIRST_RUNG_ROWS[1], n // ETA**2)))]
+        while rows[-1] < n:
+            rows.append(min(n, rows[-1] * ETA))
+        return rows
+
+    def configs(self) -> list[Config]:
+        """The defaults of every family first, then draws from each family's space, interleaved by weight."""
+        rng = np.random.default_rng(self.seed)
+        model_type = self.data.model_type
+        configs = [Config(f"{f.name}#0", f, f.defaults(model_type)) for f in self.families]
+        draws = {f.name: 0 for f in self.families}
+        while len(configs) < MAX_CONFIGS:
+            for family in self.families:
+                for _ in range(family.weight):
+                    draws[family.name] += 1
+                    key = f"{family.name}#{draws[family.name]}"
+                    configs.append(Config(key, family, family.sample(rng, model_type)))
+        return configs[:MAX_CONFIGS]
+
+    # --- running it ---
+
+    def run(self) -> list[Trial]:
+        rungs = self.rung_rows()
+        alive = self.configs()
+        shares = _rung_shares(len(rungs))
+        waiting: list[Config] = []
+        for rung, rows in enumerate(rungs):
+            last = rung == len(rungs) - 1
+            deadline = self.clock.elapsed + shares[rung] * max(0.0, self.clock.left)
+            # Time the planned finalists leave over goes to the next-best configs of the rung before.
+            results = self._run_rung(alive + (waiting if last else []), rung, rows, last,
+                                     deadline if not last else self.clock.budget_s)
+            if not results or last:
+                break
+            results.sort(key=lambda t: -self.sign * t.score)
+            keep = max(1, int(np.ceil(len(results) / ETA)))
+            ranked = [t.config for t in results]
+            alive = _diverse_top(ranked, keep)
+            waiting = [c for c in ranked if c not in alive]
+        return self.trials
+
+    def _run_rung(self, configs: list[Config], rung: int, rows: int, last: bool, deadline: float) -> list[Trial]:
+        results: list[Trial] = []
+        for config in configs:
+            reason = self._too_costly(config, rows, last, deadline)
+            if reason:
+                self.skipped.append((config, rung, reason))
+                continue
+            trial = self._validate(config, rung, rows, last)
+            self.trials.append(trial)
+            results.append(trial)
+            self._report(rung)
+        return results
+
+    def _too_costly(self, config: Config, rows: int, last: bool, deadline: float) -> str | None:
+        per_row = self._seconds_per_row.get(config.family.name)
+        if per_row is None:
+            return None if self.clock.elapsed < deadline or not self.trials else "time budget spent"
+        folds = self._folds(rows, last)
+        estimate = per_row * rows * folds
+        # The final refit of the winner needs time too: keep what the most expensive candidate would take.
+        reserve = per_row * len(self.data.X) if last else 0.0
+        if self.clock.elapsed + estimate + reserve > deadline:
+            return f"would not finish within the time budget (about {estimate:.1f} s)"
+        return None
+
+    def _folds(self, rows: int, last: bool) -> int:
+        return CV_FOLDS if last and rows <= CV_MAX_ROWS else 1
+
+    def _validate(self, config: Config, rung: int, rows: int, last: bool) -> Trial:
+        X, y = self._subsample(rows)
+        scores, fit_s, predict_s = [], 0.0, 0.0
+        splits = self._splits(y, last)
+        outputs: list[np.ndarray] = []
+        for fit_idx, val_idx in splits:
+            pipeline = make_pipeline(config, self.data, self.recipe, self.seed, self.n_jobs)
+            started = time.perf_counter()
+            fit_quietly(pipeline, X.iloc[fit_idx], y[fit_idx])
+            fit_s += time.perf_counter() - started
+            started = time.perf_counter()
+            out = predict_output(pipeline, self.data.model_type, X.iloc[val_idx], self.n_classes)
+            predict_s += time.perf_counter() - started
+            scores.append(selection_score(self.data.model_type, y[val_idx], out))
+            outputs.append(out)
+        fitted_rows = sum(len(f) for f, _ in splits)
+        self._seconds_per_row[config.family.name] = max(self._seconds_per_row.get(config.family.name, 0.0) * 0.5,
+                                                        fit_s / max(1, fitted_rows))
+        valid = [s for s in scores if np.isfinite(s)]
+        score = float(np.mean(valid)) if valid else -self.sign * np.inf
+        trial = Trial(config, rung, rows, score, float(np.std(valid)) if valid else 0.0, fit_s, predict_s)
+        if last:
+            trial.output = np.concatenate(outputs)
+            trial.output_idx = np.concatenate([v for _, v in splits])
+        return trial
+
+    def _subsample(self, rows: int) -> tuple[Any, np.ndarray]:
+        n = len(self.data.X)
+        if rows >= n:
+            return self.data.X, self.data.y
+        stratify = self.data.y if self._stratifiable(self.data.y) else None
+        idx, _ = train_test_split(np.arange(n), train_size=rows, random_state=self.seed, stratify=stratify)
+        idx = np.sort(idx)
+        return self.data.X.iloc[idx], self.data.y[idx]
+
+    def _splits(self, y: np.ndarray, last: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        idx = np.arange(len(y))
+        classification = self.data.model_type != ModelType.REGRESSION
+        if self._folds(len(y), last) > 1:
+            if classification and self._stratifiable(y, CV_FOLDS):
+                return list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx, y))
+            return list(KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx))
+        stratify = y if classification and self._stratifiable(y) else None
+        fit_idx, val_idx = train_test_split(idx, test_size=0.2, random_state=self.seed, stratify=stratify)
+        return [(fit_idx, val_idx)]
+
+    def _stratifiable(self, y: np.ndarray, per_class: int = 2) -> bool:
+        return self.data.model_type != ModelType.REGRESSION and bool(np.bincount(y).min() >= per_class)
+
+    def _report(self, rung: int) -> None:
+        best = max(self.trials, key=lambda t: self.sign * t.score)
+        fraction = min(0.99, self.clock.elapsed / max(self.clock.budget_s, 1e-9))
+        self.on_progress(fraction, f"{len(self.trials)} candidates validated (rung {rung + 1}); best {self.metric} "
+                                   f"{best.score:.4f} ({best.config.key})")
+
+
+def _rung_shares(n_rungs: int) -> list[float]:
+    """The share of the time left that each rung may use: the last rung gets whatever remains."""
+    if n_rungs == 1:
+        return [1.0]
+    return [0.35] + [0.5] * (n_rungs - 2) + [1.0]
+
+
+def _diverse_top(configs: list[Config], keep: int) -> list[Config]:
+    """The best ``keep`` configs, but the best of every family survives one rung more, so that the last rung
+    can still build an ensemble of different families."""
+    chosen = configs[:keep]
+    for config in configs[keep:]:
+        if config.family.name not in {c.family.name for c in chosen} and len(chosen) < keep + 2:
+            chosen.append(config)
+    return chosen
+
+
+def train(data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int = 1,
+          families: list[str] | None = None, on_progress: Progress | None = None) -> Outcome:
+    """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``."""
+    search = Search(data, recipe, seed=seed, budget_s=budget_s, n_jobs=n_jobs, families=families,
+                    on_progress=on_progress or (lambda f, m: None))
+    trials = search.run()
+    final = _final_trials(trials)
+    best = max(final, key=lambda t: search.sign * t.score)
+    ensemble = _ensemble(search, final)
+    started = time.perf_counter()
+    if ensemble is not None and search.sign * ensemble[1] > search.sign * best.score:
+        members, score = ensemble
+        pipeline = _voting(members, search)
+        selected, selected_score = "ensemble of " + ", ".join(t.config.key for t in members), score
+    else:
+        pipeline = make_pipeline(best.config, data, recipe, seed, n_jobs)
+        selected, selected_score = best.config.key, best.score
+    fit_quietly(pipeline, data.X, data.y)
+    refit_s = time.perf_counter() - started
+    leaderboard = _leaderboard(search, selected, ensemble)
+    return Outcome(pipeline, search.metric, selected_score, selected, leaderboard, search.clock.elapsed - refit_s,
+                   refit_s)
+
+
+def _final_trials(trials: list[Trial]) -> list[Trial]:
+    """Each config's trial at the highest rung it reached; those at the top rung reached by anyone."""
+    top = max(t.rung for t in trials)
+    return [t for t in trials if t.rung == top]
+
+
+def _ensemble(search: Search, final: list[Trial]) -> tuple[list[Trial], float] | None:
+    """Soft voting of the best config of up to three families, scored on the same out-of-fold predictions."""
+    with_output = sorted([t for t in final if t.output is not None], key=lambda t: -search.sign * t.score)
+    members: list[Trial] = []
+    for trial in with_output:
+        if trial.config.family.name not in {m.config.family.name for m in members}:
+            members.append(trial)
+        if len(members) == ENSEMBLE_SIZE:
+            break
+    if len(members) < 2:
+        return None
+    y = search._subsample(members[0].rows)[1][members[0].output_idx]
+    averaged = np.mean([m.output for m in members], axis=0)
+    return members, selection_score(search.data.model_type, y, averaged)
+
+
+def _voting(members: list[Trial], search: Search) -> BaseEstimator:
+    estimators = [(m.config.key.replace("#", "_"), make_pipeline(m.config, search.data, search.recipe, search.seed,
+                                                                  search.n_jobs)) for m in members]
+    if search.data.model_type == ModelType.REGRESSION:
+        return VotingRegressor(estimators)
+    return VotingClassifier(estimators, voting="soft")
+
+
+def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], float] | None) -> list[dict[str, Any]]:
+    """Every config at the highest rung it reached, best first; then the ones the budget left out."""
+    best_by_config: dict[str, Trial] = {}
+    for trial in search.trials:
+        if trial.config.key not in best_by_config or trial.rung >= best_by_config[trial.config.key].rung:
+            best_by_config[trial.config.key] = trial
+    top = max(t.rung for t in search.trials)
+    rows = sorted(best_by_config.values(), key=lambda t: (-t.rung, -search.sign * t.score))
+    board = [{
+        "candidate": t.config.key, "family": t.config.family.name, "params": _plain(t.config.params),
+        "validation_score": t.score, "validation_std": t.score_std, "rows": t.rows, "rung": t.rung + 1,
+        "fit_time_s": round(t.fit_s, 4), "predict_time_s": round(t.predict_s, 4),
+        "status": "finalist" if t.rung == top else f"stopped after rung {t.rung + 1}",
+        "selected": t.config.key == selected,
+    } for t in rows]
+    if ensemble is not None:
+        members, score = ensemble
+        board.append({"candidate": "ensemble", "family": "soft_voting",
+                         "params": {"members": [m.config.key for m in members]}, "validation_score": score,
+                         "validation_std": None, "rows": members[0].rows, "rung": top + 1,
+                         "fit_time_s": round(sum(m.fit_s for m in members), 4),
+                         "predict_time_s": round(sum(m.predict_s for m in members), 4),
+                         "status": "finalist", "selected": selected.startswith("ensemble")})
+    board.sort(key=lambda row: (-row["rung"], -search.sign * row["validation_score"]))
+    seen = set(best_by_config)
+    for config, rung, reason in search.skipped:
+        if config.key not in seen:
+            seen.add(config.key)
+            board.append({"candidate": config.key, "family": config.family.name, "params": _plain(config.params),
+                          "validation_score": None, "status": f"skipped at rung {rung + 1}: {reason}",
+                          "selected": False})
+    return board
+
+
+def _plain(params: Params) -> Params:
+    return {k: (v if isinstance(v, str | int | float | bool | list) or v is None else str(v))
+            for k, v in params.items()}

@@ -40,3 +40,12 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]
     return {"RegressionRMSE": float(root_mean_squared_error(y, predicted)),
             "MAE": float(mean_absolute_error(y, predicted)), "R2": float(r2_score(y, predicted)),
             "baseline_RMSE": float(root_mean_squared_error(y, baseline))}
+
+
+def selection_score(model_type: ModelType, y: np.ndarray, output: np.ndarray) -> float:
+    """The selection metric of ``output`` (P(positive), class probabilities or values) against ``y``."""
+    if model_type == ModelType.BINARY:
+        return float(roc_auc_score(y, output)) if len(np.unique(y)) == 2 else float("nan")
+    if model_type == ModelType.MULTICLASS:
+        return float(f1_score(y, np.asarray(output).argmax(axis=1), average="macro", zero_division=0))
+    return float(root_mean_squared_error(y, output))

@@ -1,4 +1,4 @@
-"""Recipes: the transformation of each attribute into model features, as a fitted scikit-learn ColumnTransformer."""
+"""Recipes: how each attribute becomes model features (Amazon ML's transformations), as scikit-learn transformers."""
 
 from __future__ import annotations
 
@@ -6,54 +6,189 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import Attribute, AttributeType
 
+# Above this many levels one-hot columns cost more than they tell; a cross-fitted target encoding scales.
+HIGH_CARDINALITY = 50
+TRANSFORMS: dict[AttributeType, tuple[str, ...]] = {
+    AttributeType.NUMERIC: ("impute_median_scale", "quantile_bins", "drop"),
+    AttributeType.BINARY: ("impute_most_frequent", "drop"),
+    AttributeType.CATEGORICAL: ("one_hot_rare_grouped", "target_encode", "drop"),
+    AttributeType.TEXT: ("tfidf_words_1_2", "drop"),
+}
+TEXT_SVD_COMPONENTS = 64
 
-def fill_text(column: pd.Series | np.ndarray) -> list[str]:
-    """TF-IDF needs strings: a missing text is the empty text. Module-level so the pipeline pickles."""
+
+def fill_text(column: pd.Series | pd.DataFrame | np.ndarray) -> list[str]:
+    """TF-IDF needs strings: a missing text is the empty text. Module-level so that pipelines pickle."""
     values = column.iloc[:, 0] if isinstance(column, pd.DataFrame) else column
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        values = values[:, 0]
     return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
 
 
-def default_recipe(features: list[Attribute]) -> dict[str, Any]:
-    """Amazon ML-style defaults: one transformation per attribute, chosen by its type."""
-    by_type = {
-        AttributeType.NUMERIC: "impute_median_scale",
-        AttributeType.BINARY: "impute_most_frequent",
-        AttributeType.CATEGORICAL: "one_hot_rare_grouped",
-        AttributeType.TEXT: "tfidf_words_1_2",
-    }
-    return {"attributes": {a.attributeName: by_type[a.attributeType] for a in features}}
+def categorical_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categories as strings with missing as its own level, which the encoders need."""
+    return frame.astype(object).where(frame.notna(), "__missing__")
 
 
-def build_preprocessor(features: list[Attribute], recipe: dict[str, Any]) -> ColumnTransformer:
-    """The ColumnTransformer that applies ``recipe`` to the typed columns of ``features``."""
-    steps: list[tuple[str, Any, Any]] = []
-    plan = recipe["attributes"]
-    numeric = [a.attributeName for a in features if plan[a.attributeName] == "impute_median_scale"]
-    binary = [a.attributeName for a in features if plan[a.attributeName] == "impute_most_frequent"]
-    categorical = [a.attributeName for a in features if plan[a.attributeName] == "one_hot_rare_grouped"]
-    text = [a.attributeName for a in features if plan[a.attributeName] == "tfidf_words_1_2"]
+def default_recipe(features: list[Attribute], cardinality: dict[str, int] | None = None) -> dict[str, Any]:
+    """Amazon ML-style defaults: one transformation per attribute, chosen by its type (and cardinality)."""
+    cardinality = cardinality or {}
+    plan: dict[str, str] = {}
+    for a in features:
+        if a.attributeType == AttributeType.CATEGORICAL and cardinality.get(a.attributeName, 0) > HIGH_CARDINALITY:
+            plan[a.attributeName] = "target_encode"
+        else:
+            plan[a.attributeName] = TRANSFORMS[a.attributeType][0]
+    return {"attributes": plan, "crosses": []}
+
+
+def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, features: list[Attribute]
+                 ) -> dict[str, Any]:
+    """The caller's recipe over the defaults, checked: known attributes, transforms that fit their type."""
+    if not given:
+        return defaults
+    unknown_keys = set(given) - {"attributes", "crosses"}
+    if unknown_keys:
+        raise _bad(f"recipe has unknown keys {sorted(unknown_keys)}; it takes 'attributes' and 'crosses'")
+    types = {a.attributeName: a.attributeType for a in features}
+    plan = dict(defaults["attributes"])
+    for name, transform in (given.get("attributes") or {}).items():
+        if name not in types:
+            raise _bad(f"recipe names attribute '{name}', which is not a feature; features are {sorted(types)}")
+        if transform not in TRANSFORMS[types[name]]:
+            raise _bad(f"recipe transform '{transform}' does not apply to {types[name].value} attribute '{name}'; "
+                       f"choose one of {list(TRANSFORMS[types[name]])}")
+        plan[name] = transform
+    crosses = [list(pair) for pair in given.get("crosses") or []]
+    for pair in crosses:
+        if len(pair) != 2 or any(p not in types for p in pair) or pair[0] == pair[1]:
+            raise _bad(f"recipe cross {pair} must name two different features")
+        if any(types[p] == AttributeType.TEXT for p in pair):
+            raise _bad(f"recipe cross {pair}: TEXT attributes cannot be crossed")
+    if not any(t != "drop" for t in plan.values()) and not crosses:
+        raise _bad("the recipe drops every attribute; keep at least one")
+    return {"attributes": plan, "crosses": crosses}
+
+
+def _bad(message: str) -> MlsvcError:
+    return MlsvcError(ErrorCode.VALIDATION_ERROR, message)
+
+
+class CrossFeatures(TransformerMixin, BaseEstimator):
+    """Amazon ML's cartesian transformation: a new categorical column per pair of attributes (numbers are cut
+    into quantile bins learned at fit)."""
+
+    def __init__(self, pairs: list[list[str]], bins: int = 5) -> None:
+        self.pairs = pairs
+        self.bins = bins
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> CrossFeatures:
+        self.edges_: dict[str, np.ndarray] = {}
+        for name in {n for pair in self.pairs for n in pair}:
+            column = X[name]
+            if pd.api.types.is_float_dtype(column) and column.nunique() > self.bins:
+                quantiles = np.nanquantile(column.to_numpy(dtype=float), np.linspace(0, 1, self.bins + 1)[1:-1])
+                self.edges_[name] = np.unique(quantiles)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        for a, b in self.pairs:
+            out[cross_name(a, b)] = self._level(X, a) + "×" + self._level(X, b)
+        return out
+
+    def _level(self, X: pd.DataFrame, name: str) -> pd.Series:
+        column = X[name]
+        if name in self.edges_:
+            values = column.to_numpy(dtype=float)
+            level = pd.Series(np.searchsorted(self.edges_[name], values, side="right").astype(str), index=X.index)
+            return level.where(~np.isnan(values), "NA")
+        return column.astype(object).where(column.notna(), "NA").astype(str)
+
+
+class CappedSVD(TransformerMixin, BaseEstimator):
+    """Truncated SVD that asks for no more components than a small vocabulary has."""
+
+    def __init__(self, n_components: int = TEXT_SVD_COMPONENTS, random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> CappedSVD:
+        k = max(1, min(self.n_components, X.shape[1] - 1, X.shape[0] - 1))
+        self.svd_ = TruncatedSVD(n_components=k, random_state=self.random_state).fit(X)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        return self.svd_.transform(X)
+
+
+def cross_name(a: str, b: str) -> str:
+    return f"{a}×{b}"
+
+
+def build_preprocessor(features: list[Attribute], recipe: dict[str, Any], *, numeric: str | None = None,
+                       dense: bool = False) -> Pipeline:
+    """Crosses (if any) then a ColumnTransformer applying ``recipe``. ``numeric`` replaces the default numeric
+    transform (a linear model may prefer quantile bins); ``dense`` compresses TF-IDF for models that need it."""
+    plan = dict(recipe["attributes"])
     if numeric:
+        plan = {n: (numeric if t == "impute_median_scale" else t) for n, t in plan.items()}
+    groups: dict[str, list[str]] = {}
+    for a in features:
+        groups.setdefault(plan[a.attributeName], []).append(a.attributeName)
+    crosses = [cross_name(a, b) for a, b in recipe.get("crosses", [])]
+    steps = _column_steps(groups, crosses, dense)
+    column_transformer = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3,
+                                           verbose_feature_names_out=False)
+    stages: list[tuple[str, Any]] = []
+    if recipe.get("crosses"):
+        stages.append(("crosses", CrossFeatures(recipe["crosses"])))
+    stages.append(("columns", column_transformer))
+    return Pipeline(stages)
+
+
+def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool) -> list[tuple[str, Any, Any]]:
+    steps: list[tuple[str, Any, Any]] = []
+    if groups.get("impute_median_scale"):
         steps.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                                           ("scale", StandardScaler())]), numeric))
-    if binary:
-        steps.append(("binary", SimpleImputer(strategy="most_frequent", keep_empty_features=True), binary))
-    if categorical:
-        # Missing is a category of its own; rare levels share one column so unseen data degrades gracefully.
-        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=64,
-                                sparse_output=False)
-        steps.append(("categorical", encoder, categorical))
-    for name in text:
-        vectorizer = Pipeline([("fill", FunctionTransformer(fill_text)),
-                               ("tfidf", TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=2,
-                                                         max_features=20_000, sublinear_tf=True))])
-        steps.append((f"text_{name}", vectorizer, [name]))
-    return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if not text else 0.3,
-                             verbose_feature_names_out=False)
+                                           ("scale", StandardScaler())]), groups["impute_median_scale"]))
+    if groups.get("quantile_bins"):
+        steps.append(("numeric_bins", Pipeline([
+            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("bins", KBinsDiscretizer(n_bins=10, encode="onehot-dense", strategy="quantile",
+                                      quantile_method="averaged_inverted_cdf"))]), groups["quantile_bins"]))
+    if groups.get("impute_most_frequent"):
+        steps.append(("binary", SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                      groups["impute_most_frequent"]))
+    one_hot = groups.get("one_hot_rare_grouped", []) + crosses
+    if one_hot:
+        # Missing is a level of its own; rare levels share one column so unseen data degrades gracefully.
+        steps.append(("categorical", Pipeline([
+            ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
+            ("one_hot", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=64,
+                                      sparse_output=False))]), one_hot))
+    if groups.get("target_encode"):
+        steps.append(("high_cardinality", Pipeline([
+            ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
+            ("target", TargetEncoder(random_state=0))]), groups["target_encode"]))
+    for name in groups.get("tfidf_words_1_2", []):
+        stages: list[tuple[str, Any]] = [
+            ("fill", FunctionTransformer(fill_text)),
+            ("tfidf", TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=2, max_features=20_000,
+                                      sublinear_tf=True)),
+        ]
+        if dense:
+            stages.append(("svd", CappedSVD()))
+        steps.append((f"text_{name}", Pipeline(stages), [name]))
+    return steps
