@@ -125,7 +125,7 @@ class Search:
     until the last rung validates on every training row (k-fold for small tables, a holdout for large ones)."""
 
     def __init__(self, data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int,
-                 families: list[str] | None, on_progress: Progress) -> None:
+                 families: list[str] | None, on_progress: Progress, max_configs: int = MAX_CONFIGS) -> None:
         self.data = data
         self.recipe = recipe
         self.seed = seed
@@ -136,6 +136,7 @@ class Search:
         self.on_progress = on_progress
         self.families = families_for(len(data.X), families)
         self.n_classes = len(data.classes or [])
+        self.max_configs = max_configs
         self.trials: list[Trial] = []
         self.skipped: list[tuple[Config, int, str]] = []
         self._seconds_per_row: dict[str, float] = {}
@@ -155,13 +156,13 @@ class Search:
         model_type = self.data.model_type
         configs = [Config(f"{f.name}#0", f, f.defaults(model_type)) for f in self.families]
         draws = {f.name: 0 for f in self.families}
-        while len(configs) < MAX_CONFIGS:
+        while len(configs) < self.max_configs:
             for family in self.families:
                 for _ in range(family.weight):
                     draws[family.name] += 1
                     key = f"{family.name}#{draws[family.name]}"
                     configs.append(Config(key, family, family.sample(rng, model_type)))
-        return configs[:MAX_CONFIGS]
+        return configs[: self.max_configs]
 
     # --- running it ---
 
@@ -287,10 +288,11 @@ def _diverse_top(configs: list[Config], keep: int) -> list[Config]:
 
 
 def train(data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int = 1,
-          families: list[str] | None = None, on_progress: Progress | None = None) -> Outcome:
+          families: list[str] | None = None, on_progress: Progress | None = None,
+          max_configs: int = MAX_CONFIGS) -> Outcome:
     """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``."""
     search = Search(data, recipe, seed=seed, budget_s=budget_s, n_jobs=n_jobs, families=families,
-                    on_progress=on_progress or (lambda f, m: None))
+                    on_progress=on_progress or (lambda f, m: None), max_configs=max_configs)
     trials = search.run()
     final = _final_trials(trials)
     best = max(final, key=lambda t: search.sign * t.score)
