@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,15 +20,25 @@ from mlsvc.errors import ErrorCode, MlsvcError
 DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 _HEAD_BYTES = 256 * 1024
+# The head is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
+csv.field_size_limit(max(csv.field_size_limit(), 2 * _HEAD_BYTES))
+_UTF8_HINT = "save the file as UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save As) and try again"
 
 
 @dataclass
 class RawChunk:
-    """Rows of one file as strings (blank is ""), and the 1-based line number of each row."""
+    """Rows of one file as strings (blank is ""), with where each row is.
+
+    ``line_numbers`` are 1-based physical lines of the file (the header is line 1; a record whose quoted
+    values hold line breaks is numbered by its first line). ``ordinals`` are 0-based positions among the
+    file's data rows, counting rows with the wrong number of fields but not blank lines: a split by
+    position places every row the same way however the file was cut into chunks.
+    """
 
     source: str
     frame: pd.DataFrame
-    line_numbers: list[int]
+    line_numbers: np.ndarray
+    ordinals: np.ndarray
 
 
 @dataclass
@@ -35,34 +47,80 @@ class BadRows:
 
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
 
     def add(self, source: str, line: int | None, expected: int, actual: int) -> None:
         self.count += 1
         if len(self.examples) < 5:
             where = f"{source} line {line}" if line is not None else source
             self.examples.append(f"{where}: {actual} fields where the header has {expected}")
+            if line is not None:
+                self.lines.append(line)
 
 
-def peek_rows(head: bytes, limit: int = 50) -> list[list[str]]:
-    """The first rows of a file, parsed with RFC 4180 quoting, for header detection and naming."""
-    text = _decode(head, "the start of the file", partial=True)
-    lines = text.splitlines(keepends=True)
-    if len(head) >= _HEAD_BYTES and lines:
-        lines = lines[:-1]  # the last line may be cut off mid-record
-    return [row for row in csv.reader(lines[: limit + 1]) if row][:limit]
+def peek_rows(head: bytes, limit: int = 50, source: str = "the file") -> list[list[str]]:
+    """The first rows of a file, parsed with RFC 4180 quoting, for header detection and naming.
+
+    Blank lines (and rows of only separators) are skipped, as ``iter_chunks`` skips them. When ``head`` is only
+    the start of a longer file, the line it cuts through is left out.
+    """
+    partial = len(head) >= _HEAD_BYTES
+    text = _decode(head, source, partial=partial)
+    if partial:
+        cut = text.rfind("\n")
+        if cut < 0:
+            raise MlsvcError(ErrorCode.INVALID_DATA,
+                             f"the first line of {source} is longer than {_HEAD_BYTES // 1024} KB; check that it is "
+                             "a CSV file with one record per line", {"uri": source})
+        text = text[: cut + 1]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+            if len(rows) > limit:
+                break
+    except csv.Error as exc:
+        raise MlsvcError(ErrorCode.INVALID_DATA,
+                         f"{source} line {reader.line_num} cannot be read as CSV ({exc}); check that it is a "
+                         "text file and its quoting", {"uri": source}) from exc
+    if partial and len(rows) <= limit and text.count('"') % 2:
+        rows.pop()  # the cut falls inside a quoted value: the last record continues past the head
+    return rows[:limit]
 
 
-def _decode(data: bytes, where: str, partial: bool = False) -> str:
+def _decode(data: bytes, source: str, partial: bool = False) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if partial and exc.start >= len(data) - 4:
             return data[: exc.start].decode("utf-8-sig")
-        line = data[: exc.start].count(b"\n") + 1
-        raise MlsvcError(
-            ErrorCode.INVALID_DATA,
-            f"{where} is not valid UTF-8 (byte {exc.start}, line {line}); save the file as UTF-8 and try again",
-        ) from exc
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line_end = data.find(b"\n", exc.start)
+        raise not_utf8(source, data[: exc.start].count(b"\n") + 1, exc,
+                       data[line_start : line_end if line_end >= 0 else len(data)]) from exc
+
+
+def not_utf8(source: str, line: int | None, exc: UnicodeDecodeError, context: bytes,
+             column: str | None = None) -> MlsvcError:
+    """The error for bytes that are not UTF-8: where they are, what they are and what to do."""
+    bad = exc.object[exc.start : exc.end]
+    where = f"line {line}" if line is not None else "a line"
+    if column is not None:
+        where += f", column '{column}',"
+    shown = context[:80].decode("utf-8", "replace").strip()
+    guess = ""
+    try:
+        guess = f"; read as Windows-1252 it would be {bad.decode('cp1252')!r}, so the file is probably in a legacy "
+        guess += "encoding like that one"
+    except UnicodeDecodeError:
+        pass
+    return MlsvcError(
+        ErrorCode.INVALID_DATA,
+        f"{source} is not valid UTF-8 text: {where} holds the byte {bad.hex(' ')} in {shown!r}{guess}; {_UTF8_HINT}",
+        {"uri": source, "line": line},
+    )
 
 
 class _Prefixed(io.RawIOBase):
@@ -86,6 +144,38 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _Terminated(io.RawIOBase):
+    """The stream, with a line break added at the end if its last line has none: so a header-only file
+    without one still has a whole header line, and the last record is always complete."""
+
+    def __init__(self, body: BinaryIO) -> None:
+        self._body = body
+        self._last = b"\n"  # an empty stream stays empty
+        self._done = False
+        self.tail = b""  # the last bytes of the stream, to tell a closed final quote from a runaway one
+
+    def ends_with_quote(self) -> bool:
+        return self.tail.rstrip(b"\r\n \t").endswith(b'"')
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        data = self._body.read(len(buffer))
+        if data:
+            buffer[: len(data)] = data
+            self._last = data[-1:]
+            self.tail = (self.tail + data[-64:])[-64:]
+            return len(data)
+        self._done = True
+        if self._last in (b"\n", b"\r"):
+            return 0
+        buffer[:1] = b"\n"
+        return 1
+
+
 def open_with_head(stream: BinaryIO) -> tuple[bytes, BinaryIO]:
     """Read the first bytes of a stream and give back an equivalent stream that starts over."""
     head = stream.read(_HEAD_BYTES)
@@ -104,6 +194,116 @@ def header_names(first_row: list[str]) -> list[str]:
     return names
 
 
+class _Places:
+    """Turns the parser's record numbers into physical line numbers and data-row ordinals.
+
+    pyarrow numbers every record of the file from 1, the header included, and (since blank lines are not
+    ignored) blank lines too; it does not count the extra lines of quoted values holding line breaks, and it
+    reports rows with the wrong number of fields to a callback, possibly before the batch that precedes them.
+    So rejected rows wait here by number until the batches around them arrive.
+    """
+
+    def __init__(self, source: str, bad_rows: BadRows, first_record: int) -> None:
+        self.source = source
+        self.bad_rows = bad_rows
+        self.next_record = first_record
+        self.extra_lines = 0  # physical lines so far beyond one per record
+        self.ordinal = 0
+        self._waiting: list[int] = []
+        self._rejected: dict[int, tuple[int, int, int, bool]] = {}  # number → expected, actual, breaks, blank
+        self._highest_rejected: tuple[int, str] = (0, "")
+        self.last_record: tuple[int, str] | None = None  # the line and last value (or text) of the last record
+
+    def reject(self, row: pacsv.InvalidRow) -> str:
+        blank = not row.text.strip()
+        if row.number is None:  # never with use_threads=False, but never lose a row over it
+            if not blank:
+                self.bad_rows.add(self.source, None, row.expected_columns, row.actual_columns)
+            return "skip"
+        heapq.heappush(self._waiting, row.number)
+        if row.number > self._highest_rejected[0]:
+            self._highest_rejected = (row.number, row.text)
+        self._rejected[row.number] = (row.expected_columns, row.actual_columns, _line_breaks(row.text), blank)
+        return "skip"
+
+    def place(self, breaks: np.ndarray, blank: np.ndarray, last_value: str = "",
+              drain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Lines and ordinals of a batch's rows (given each row's inner line breaks and whether it is blank);
+        the rejected rows among and before them are counted in ``bad_rows`` with their lines. ``drain`` also
+        takes the rejected rows that follow (at the end of the file)."""
+        start = end = self.next_record
+        end += len(breaks)
+        rejected: list[int] = []
+        while self._waiting and (self._waiting[0] < end or (drain and self._waiting[0] == end)):
+            rejected.append(heapq.heappop(self._waiting))
+            end += 1
+        span = end - start
+        is_rejected = np.zeros(span, dtype=bool)
+        is_rejected[np.asarray(rejected, dtype=np.int64) - start] = True
+        all_breaks = np.zeros(span, dtype=np.int64)
+        all_blank = np.zeros(span, dtype=bool)
+        all_breaks[~is_rejected] = breaks
+        all_blank[~is_rejected] = blank
+        infos = [self._rejected.pop(number) for number in rejected]
+        for number, (_, _, inner, empty) in zip(rejected, infos, strict=True):
+            all_breaks[number - start] = inner
+            all_blank[number - start] = empty
+        lines = np.arange(start, end, dtype=np.int64) + self.extra_lines + _exclusive_cumsum(all_breaks)
+        counted = ~all_blank
+        ordinals = self.ordinal + _exclusive_cumsum(counted.astype(np.int64))
+        for number, (expected, actual, _, empty) in zip(rejected, infos, strict=True):
+            if not empty:
+                self.bad_rows.add(self.source, int(lines[number - start]), expected, actual)
+        if span:
+            last_text = self._highest_rejected[1] if is_rejected[-1] else last_value
+            self.last_record = (int(lines[-1]), last_text)
+        self.extra_lines += int(all_breaks.sum())
+        self.ordinal += int(counted.sum())
+        self.next_record = end
+        return lines[~is_rejected], ordinals[~is_rejected]
+
+    def next_line(self) -> int:
+        """The line of the next record not yet placed (approximate while rejected rows wait)."""
+        return self.next_record + self.extra_lines
+
+    def finish(self) -> None:
+        """Place the rejected rows after the last batch."""
+        if self._waiting:
+            self.place(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), drain=True)
+        while self._waiting:  # not contiguous: impossible by construction, but count every row regardless
+            number = heapq.heappop(self._waiting)
+            expected, actual, _, empty = self._rejected.pop(number)
+            if not empty:
+                self.bad_rows.add(self.source, None, expected, actual)
+
+
+def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(values), dtype=np.int64)
+    if len(values) > 1:
+        np.cumsum(values[:-1], out=out[1:])
+    return out
+
+
+def _line_breaks(text: str) -> int:
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _batch_line_breaks(columns: list[pa.Array], rows: int) -> np.ndarray:
+    """How many line breaks each row's values hold (quoted values may span lines)."""
+    total = np.zeros(rows, dtype=np.int64)
+    for column in columns:
+        data = column.buffers()[2]
+        if data is None:
+            continue
+        raw = data.to_pybytes()  # a copy, but searching bytes is memchr-fast: the usual case ends here
+        if b"\n" not in raw and b"\r" not in raw:
+            continue
+        counts = pc.add(pc.count_substring(column, "\n"), pc.count_substring(column, "\r"))
+        counts = pc.subtract(counts, pc.count_substring(column, "\r\n"))
+        total += np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return total
+
+
 def iter_chunks(
     source: str,
     stream: BinaryIO,
@@ -114,61 +314,112 @@ def iter_chunks(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Iterator[RawChunk]:
-    """Stream a CSV file as chunks of string columns named ``names``; ragged rows are counted in ``bad_rows``."""
+    """Stream a CSV file as chunks of string columns named ``names``; ragged rows are counted in ``bad_rows``.
+
+    Blank lines are skipped (as are rows of only separators, which hold no value either), never counted.
+    """
     read_options = pacsv.ReadOptions(
         column_names=names,
         skip_rows=1 if has_header else 0,
         block_size=max(chunk_bytes, 2 * max_record_bytes),
-        use_threads=False,
+        use_threads=False,  # in order, and with the record numbers of rejected rows
     )
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        line = None if row.number is None else row.number + (1 if has_header else 0)
-        bad_rows.add(source, line, row.expected_columns, row.actual_columns)
-        return "skip"
-
-    parse_options = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
+    places = _Places(source, bad_rows, first_record=2 if has_header else 1)
+    parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
+                                       invalid_row_handler=places.reject)
+    # Read as bytes, then checked as UTF-8 column by column, so a bad byte can be placed by line and column.
     convert_options = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        column_types={n: pa.binary() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
     )
-    line = 2 if has_header else 1
+    terminated = _Terminated(stream)
+    stream = io.BufferedReader(terminated, buffer_size=1024 * 1024)
+    if not stream.peek(1):
+        return  # an empty file has no rows (pyarrow would call it an error)
     try:
         reader = pacsv.open_csv(stream, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
         for batch in reader:
             if batch.num_rows == 0:
                 continue
-            _refuse_oversized(source, batch, line, max_record_bytes)
-            frame = batch.to_pandas(types_mapper=None)
-            frame = frame.astype(object)
-            numbers = list(range(line, line + batch.num_rows))
-            line += batch.num_rows
-            yield RawChunk(source, frame, numbers)
+            columns = list(batch.columns)
+            sizes = _row_sizes(columns)
+            blank = sizes == 0
+            last_value = columns[-1][batch.num_rows - 1].as_py().decode("utf-8", "replace")
+            lines, ordinals = places.place(_batch_line_breaks(columns, batch.num_rows), blank, last_value)
+            _refuse_oversized(source, sizes, lines, max_record_bytes)
+            texts = pa.RecordBatch.from_arrays(
+                [_as_text(source, column, name, lines) for column, name in zip(columns, names, strict=True)],
+                names=names,
+            )
+            frame = texts.to_pandas().astype(object)
+            if blank.any():
+                keep = ~blank
+                frame, lines, ordinals = frame.loc[keep].reset_index(drop=True), lines[keep], ordinals[keep]
+            if len(frame):
+                yield RawChunk(source, frame, lines, ordinals)
+        places.finish()
     except pa.ArrowInvalid as exc:
-        raise _translate(source, exc, max_record_bytes) from exc
+        raise _translate(source, exc, max_record_bytes, places.next_line()) from exc
+    _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
 
 
-def _refuse_oversized(source: str, batch: pa.RecordBatch, first_line: int, limit: int) -> None:
-    """A record over the limit is refused: one giant field is usually a runaway quote, never a real row."""
+def _refuse_runaway_quote(source: str, last_record: tuple[int, str] | None, ends_with_quote: bool) -> None:
+    """A quote opened and never closed swallows the rest of the file into the last record's last value, which
+    then holds line breaks although the file does not end with a closing quote."""
+    if last_record is None or ends_with_quote:
+        return
+    line, text = last_record
+    if "\n" in text or "\r" in text:
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{source} line {line} opens a quoted value that is never closed: it runs to the end of the file "
+            f"(it begins {text[:30]!r}); check the file's quoting (a quote inside a value is written twice: \"\")",
+            {"uri": source, "line": line},
+        )
+
+
+def _row_sizes(columns: list[pa.Array]) -> np.ndarray:
     sizes = None
-    for column in batch.columns:
+    for column in columns:
         size = pc.binary_length(column)
         sizes = size if sizes is None else pc.add(sizes, size)
-    if sizes is None or pc.max(sizes).as_py() <= limit:
+    assert sizes is not None
+    return np.asarray(sizes.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _as_text(source: str, column: pa.Array, name: str, lines: np.ndarray) -> pa.Array:
+    try:
+        return pc.cast(column, pa.string())
+    except pa.ArrowInvalid:
+        for index, value in enumerate(column.to_pylist()):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise not_utf8(source, int(lines[index]), exc, value, name) from None
+        raise
+
+
+def _refuse_oversized(source: str, sizes: np.ndarray, lines: np.ndarray, limit: int) -> None:
+    """A record over the limit is refused: one giant field is usually a runaway quote, never a real row."""
+    if not len(sizes) or sizes.max() <= limit:
         return
-    index = pc.index(pc.greater(sizes, limit), True).as_py()
+    index = int(np.argmax(sizes > limit))
     raise MlsvcError(ErrorCode.INVALID_DATA,
-                     f"{source} line {first_line + index} holds a record of {sizes[index].as_py()} bytes, larger "
-                     f"than the limit of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting")
+                     f"{source} line {lines[index]} holds a record of {sizes[index]} bytes, larger than the limit "
+                     f"of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting (an unclosed quote "
+                     "runs on to the next one), or raise the limit if such records are real",
+                     {"uri": source, "line": int(lines[index]), "limit": limit})
 
 
-def _translate(source: str, exc: pa.ArrowInvalid, max_record_bytes: int) -> MlsvcError:
+def _translate(source: str, exc: pa.ArrowInvalid, max_record_bytes: int, near_line: int) -> MlsvcError:
     text = str(exc)
     if "UTF8" in text or "utf8" in text.lower():
-        return MlsvcError(ErrorCode.INVALID_DATA,
-                          f"{source} is not valid UTF-8 ({text}); save the file as UTF-8 and try again")
+        return MlsvcError(ErrorCode.INVALID_DATA, f"{source} is not valid UTF-8 text ({text}); {_UTF8_HINT}",
+                          {"uri": source})
     if "straddling" in text or "block size" in text:
         return MlsvcError(ErrorCode.INVALID_DATA,
                           f"{source} has a record larger than the limit of {max_record_bytes} bytes "
-                          "(or an unclosed quote that runs on); check the file's quoting")
-    return MlsvcError(ErrorCode.INVALID_DATA, f"{source} could not be parsed as CSV: {text}")
+                          f"(MLSVC_MAX_RECORD_BYTES) from about line {near_line}: most likely a quote opened there "
+                          "is never closed, so the value runs on; check the file's quoting",
+                          {"uri": source, "limit": max_record_bytes, "line": near_line})
+    return MlsvcError(ErrorCode.INVALID_DATA, f"{source} could not be parsed as CSV: {text}", {"uri": source})

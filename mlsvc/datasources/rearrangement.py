@@ -21,25 +21,44 @@ def _is_partial(splitting: Splitting) -> bool:
     return not (splitting.percentBegin == 0 and splitting.percentEnd == 100)
 
 
-def select_rows(raw: pd.DataFrame, first_index: int, total_rows: int | None, splitting: Splitting | None) -> np.ndarray:
-    """A boolean mask of the rows of ``raw`` (rows ``first_index``… of the datasource) that the split keeps."""
+def select_rows(raw: pd.DataFrame, ordinals: np.ndarray, total_rows: int | None,
+                splitting: Splitting | None) -> np.ndarray:
+    """A boolean mask of the rows of ``raw`` that the split keeps.
+
+    ``ordinals`` are the rows' 0-based positions among all the datasource's rows (a sequential split places
+    row k of n at 100·k/n percent); ``total_rows`` is n, needed by a sequential split only. A random split
+    places each row by a hash of its raw tokens and the seed, so it needs neither. Either way a row's side
+    depends on nothing but the row (and its position), never on how the files were cut into chunks, so
+    ``percentBegin..percentEnd`` and its complement (or the adjacent ranges) are disjoint and cover every row.
+    """
     n = len(raw)
     if splitting is None or not _is_partial(splitting):
         keep = np.ones(n, dtype=bool)
         return ~keep if splitting is not None and splitting.complement else keep
     if splitting.strategy == "random":
-        position = _row_fractions(raw, splitting.randomSeed) * 100.0
+        # Compared as fractions of 2**64 in exact integers: no float rounding can put a row on both sides.
+        hashes = _row_hashes(raw, splitting.randomSeed)
+        inside = (_at_or_above(hashes, splitting.percentBegin)) & ~_at_or_above(hashes, splitting.percentEnd)
     else:
         if not total_rows:
             return np.zeros(n, dtype=bool)
-        position = (np.arange(first_index, first_index + n, dtype=np.float64) / total_rows) * 100.0
-    inside = (position >= splitting.percentBegin) & (position < splitting.percentEnd)
+        scaled = np.asarray(ordinals, dtype=np.int64) * 100
+        inside = (scaled >= splitting.percentBegin * total_rows) & (scaled < splitting.percentEnd * total_rows)
     return ~inside if splitting.complement else inside
 
 
-def _row_fractions(raw: pd.DataFrame, seed: str) -> np.ndarray:
-    """Each row's place in [0, 1) from a hash of its content and the seed: the same row lands on the same
-    side whichever file or chunk it is in, so no second pass and no shared state are needed."""
+def _at_or_above(hashes: np.ndarray, percent: int) -> np.ndarray:
+    """hash / 2**64 >= percent / 100, exactly."""
+    if percent <= 0:
+        return np.ones(len(hashes), dtype=bool)
+    if percent >= 100:
+        return np.zeros(len(hashes), dtype=bool)
+    threshold = np.uint64(-(-(percent << 64) // 100))  # ceil(percent · 2**64 / 100)
+    return hashes >= threshold
+
+
+def _row_hashes(raw: pd.DataFrame, seed: str) -> np.ndarray:
+    """Each row's 64-bit hash of its content and the seed: the same row lands on the same side whichever
+    file or chunk it is in, so no second pass and no shared state are needed."""
     key = hashlib.sha256(seed.encode()).hexdigest()[:16]
-    hashes = pd.util.hash_pandas_object(raw, index=False, hash_key=key).to_numpy(dtype=np.uint64)
-    return hashes.astype(np.float64) / _TWO_64
+    return pd.util.hash_pandas_object(raw, index=False, hash_key=key).to_numpy(dtype=np.uint64)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, iter_chunks, open_with_head
+from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, RawChunk, iter_chunks, open_with_head
 from mlsvc.datasources.rearrangement import select_rows
 from mlsvc.datasources.values import coerce_frame
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -26,43 +26,78 @@ class TypedChunk:
     raw_target: pd.Series | None
 
 
+EXAMPLES = 5
+
+
 @dataclass
 class ScanCounts:
-    """What one pass saw: every row is either used, invalid, or left out by the split."""
+    """What one pass saw. Every data row is read (``seen_rows``); a row with the wrong number of fields is
+    bad wherever it is; of the others the split keeps some (``kept_rows``), and each kept row is either used
+    or invalid (a value that cannot be read as its attribute's type)."""
 
     total_rows: int = 0
+    kept_rows: int = 0
     used_rows: int = 0
     invalid_rows: int = 0
     bad_rows: BadRows = field(default_factory=BadRows)
     invalid_by_column: Counter[str] = field(default_factory=Counter)
-    invalid_examples: dict[str, list[int]] = field(default_factory=dict)
+    invalid_examples: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # attribute → type, to say what a value should be
 
     @property
     def all_invalid(self) -> int:
         return self.invalid_rows + self.bad_rows.count
 
-    def note_invalid(self, invalid: pd.DataFrame, lines: np.ndarray) -> None:
+    @property
+    def seen_rows(self) -> int:
+        """Every data row read so far: parsed ones and those with the wrong number of fields."""
+        return self.total_rows + self.bad_rows.count
+
+    @property
+    def invalid_fraction(self) -> float:
+        """Invalid rows among the rows the datasource takes (a ragged row cannot be placed, so it counts)."""
+        considered = self.kept_rows + self.bad_rows.count
+        return self.all_invalid / considered if considered else 0.0
+
+    def note_invalid(self, source: str, raw: pd.DataFrame, invalid: pd.DataFrame, lines: np.ndarray) -> None:
         for column in invalid.columns:
             flags = invalid[column].to_numpy()
             count = int(flags.sum())
-            if count:
-                self.invalid_by_column[column] += count
-                examples = self.invalid_examples.setdefault(column, [])
-                examples.extend(int(x) for x in lines[flags][: 5 - len(examples)])
+            if not count:
+                continue
+            self.invalid_by_column[column] += count
+            examples = self.invalid_examples.setdefault(column, [])
+            room = EXAMPLES - len(examples)
+            if room > 0:
+                values = raw[column].to_numpy()[flags][:room]
+                examples.extend({"file": source, "line": int(line), "value": str(value)[:40]}
+                                for line, value in zip(lines[flags][:room], values, strict=True))
 
     def invalid_message(self, limit: float) -> str:
-        seen = self.total_rows + self.bad_rows.count
-        worst = ", ".join(
-            f"'{c}' ({n} values, e.g. lines {self.invalid_examples.get(c, [])})"
-            for c, n in self.invalid_by_column.most_common(3)
-        )
-        parts = [f"{self.all_invalid} of {seen} rows are invalid, more than the limit of {limit:.0%}"]
+        considered = self.kept_rows + self.bad_rows.count
+        parts = [f"{self.all_invalid} of {considered} rows are invalid ({self.invalid_fraction:.1%}), more than "
+                 f"the limit of {limit:.0%}"]
+        worst = [f"'{c}' ({n} values that are not {self.kind_of(c)}, e.g. {_where(self.invalid_examples[c])})"
+                 for c, n in self.invalid_by_column.most_common(3)]
         if worst:
-            parts.append(f"worst columns: {worst}")
+            parts.append("worst columns: " + ", ".join(worst))
         if self.bad_rows.count:
             examples = "; ".join(self.bad_rows.examples)
             parts.append(f"{self.bad_rows.count} rows have the wrong number of fields ({examples})")
-        return "; ".join(parts) + ". Fix the data, correct the schema's types, or raise max_invalid_fraction."
+        return ("; ".join(parts) + ". Fix the data, correct the attribute types (attribute_types or the schema), "
+                "or raise max_invalid_fraction.")
+
+    def kind_of(self, column: str) -> str:
+        kind = self.types.get(column, "")
+        return {"NUMERIC": "numbers", "BINARY": "binary flags (0/1, true/false, yes/no)"}.get(kind, "readable")
+
+
+def _where(examples: list[dict[str, object]]) -> str:
+    files = {e["file"] for e in examples}
+    if len(files) == 1:
+        shown = ", ".join(f"line {e['line']} '{e['value']}'" for e in examples)
+        return f"{shown} in {files.pop()}"
+    return ", ".join(f"{e['file']} line {e['line']} '{e['value']}'" for e in examples)
 
 
 def scan(
@@ -80,18 +115,27 @@ def scan(
     total_bytes = sum(f.size for f in files) or 1
     done_bytes = 0
     target = schema.targetAttributeName
+    counts.types = {a.attributeName: a.attributeType.value for a in schema.attributes}
+    attributes = {a.attributeName for a in schema.attributes}
     for info in files:
-        for raw, lines in _raw_chunks(storage, info, names_by_file[info.uri], schema, counts.bad_rows,
-                                      max_record_bytes):
-            first = counts.total_rows
+        file_start = counts.seen_rows  # ordinals are per file; the split needs them datasource-wide
+        names = names_by_file[info.uri]
+        # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
+        wanted = [n for n in names if n in attributes]
+        for chunk in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes):
+            raw, lines = chunk.frame, chunk.line_numbers
             counts.total_rows += len(raw)
-            keep = select_rows(raw, first, total_rows, splitting)
+            keep = select_rows(raw, file_start + chunk.ordinals, total_rows, splitting)
             if not keep.any():
                 continue
-            raw = raw.loc[keep]
+            if not keep.all():
+                raw, lines = raw.loc[keep], lines[keep]
+            if len(wanted) != len(names):
+                raw = raw[wanted]
+            counts.kept_rows += len(raw)
             typed, invalid = coerce_frame(raw, schema)
             bad = invalid.to_numpy().any(axis=1)
-            counts.note_invalid(invalid, lines[keep])
+            counts.note_invalid(info.uri, raw, invalid, lines)
             counts.invalid_rows += int(bad.sum())
             good = ~bad
             counts.used_rows += int(good.sum())
@@ -104,27 +148,39 @@ def scan(
 
 def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema,
                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> int:
-    """A counting pass, needed only by a sequential split (rows are placed by position)."""
+    """A counting pass, needed only by a sequential split (rows are placed by position): every data row,
+    those with the wrong number of fields included, as ``ScanCounts.seen_rows`` will count them."""
     bad = BadRows()
-    return sum(len(raw) for info in files
-               for raw, _ in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes))
+    rows = sum(len(chunk.frame) for info in files
+               for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes))
+    return rows + bad.count
 
 
 def _raw_chunks(
     storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows, max_record_bytes: int
-) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+) -> Iterator[RawChunk]:
     with storage.open_read(info.uri) as stream:
         _, stream = open_with_head(stream)
-        for chunk in iter_chunks(info.uri, stream, names, has_header=schema.dataFileContainsHeader,
-                                 bad_rows=bad_rows, max_record_bytes=max_record_bytes):
-            yield chunk.frame, np.asarray(chunk.line_numbers)
+        yield from iter_chunks(info.uri, stream, names, has_header=schema.dataFileContainsHeader,
+                               bad_rows=bad_rows, max_record_bytes=max_record_bytes)
 
 
-def require_columns(schema: Schema, names: list[str], source: str) -> None:
-    """A schema that names columns the file does not have cannot be used."""
-    missing = [a.attributeName for a in schema.attributes if a.attributeName not in names]
+def require_columns(schema: Schema, names: list[str], source: str, exact: bool = True) -> None:
+    """The file must have every column the schema names and, if ``exact``, no others (order may differ)."""
+    attributes = [a.attributeName for a in schema.attributes]
+    missing = [n for n in attributes if n not in names]
     if missing:
         raise MlsvcError(
             ErrorCode.INVALID_DATA,
-            f"the schema names columns that {source} does not have: {missing}; the file's columns are {names}",
+            f"the schema names columns that {source} does not have: {missing}; the file's columns are {names}. "
+            "Correct the attribute names (they are case-sensitive), or point at the right file",
+            {"uri": source, "missing_columns": missing, "columns": names},
+        )
+    extra = [n for n in names if n not in attributes]
+    if extra and exact:
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{source} has columns the schema does not describe: {extra}; add them to the schema's attributes "
+            "(and to excludedAttributeNames to leave them out of training)",
+            {"uri": source, "extra_columns": extra, "columns": names},
         )
