@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import gzip
 import io
@@ -285,6 +286,10 @@ class Storage:
             # HeadObject's 404 has no body, so it cannot say whether the key or the whole bucket is missing.
             if exc.details.get("missing") == "key" and not _bucket_exists(client, location.bucket):
                 raise _no_bucket(location.bucket, location.uri) from exc
+            if exc.code == ErrorCode.ACCESS_DENIED:
+                # Nor can its 403 say why; a one-byte GetObject answers with the reason (an unknown key id,
+                # a wrong secret, an expired token, a policy), and the message can then say what to fix.
+                raise _denied_reason(client, location) or exc from exc
             raise
         return ObjectInfo(location.uri, int(head["ContentLength"]), _etag(head))
 
@@ -298,6 +303,7 @@ class Storage:
             )
 
     def _s3_list_data_files(self, location: _S3Path) -> list[ObjectInfo]:
+        named = None if location.is_prefix else location
         if not location.is_prefix:
             try:
                 return [self._s3_stat(location)]
@@ -320,8 +326,26 @@ class Storage:
                         uri = _S3Path(location.bucket, item["Key"]).uri
                         found.append(ObjectInfo(uri, int(item["Size"]), _etag(item)))
         if not found:
+            if seen == 0 and named is not None:
+                raise self._s3_no_object(named)
             _raise_nothing_found(location.uri, seen)
         return sorted(found, key=lambda info: info.uri)
+
+    def _s3_no_object(self, location: _S3Path) -> MlsvcError:
+        """A named object that is neither there nor a folder: say so, with the near names that are there."""
+        parent = location.key.rsplit("/", 1)[0] + "/" if "/" in location.key else ""
+        with _s3_errors(location, "list"):
+            page = _client().list_objects_v2(Bucket=location.bucket, Prefix=parent, MaxKeys=1000)
+        keys = [item["Key"] for item in page.get("Contents", [])]
+        near = difflib.get_close_matches(location.key, keys, n=3, cutoff=0.6)
+        near += [k for k in keys if k.lower() == location.key.lower() and k not in near]
+        hint = f"; did you mean {', '.join(_S3Path(location.bucket, k).uri for k in near)}?" if near else ""
+        return MlsvcError(
+            ErrorCode.DATA_NOT_FOUND,
+            f"no object at {location.uri}, and no .csv files under {location.uri}/; check the key and its case"
+            f"{hint}",
+            {"uri": location.uri, "missing": "key", "near": [_S3Path(location.bucket, k).uri for k in near]},
+        )
 
     def _s3_publish(self, src: _S3Path, dst: _S3Path) -> None:
         self._require_object_name(dst)
@@ -443,6 +467,17 @@ def _no_bucket(bucket: str, uri: str) -> MlsvcError:
         "if the data is on an S3-compatible store rather than AWS",
         {"uri": uri, "missing": "bucket"},
     )
+
+
+def _denied_reason(client: Any, location: _S3Path) -> MlsvcError | None:
+    try:
+        client.get_object(Bucket=location.bucket, Key=location.key, Range="bytes=0-0")["Body"].close()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code"):
+            return translate_s3_error(exc, location.uri, "read")
+    except BotoCoreError:
+        pass
+    return None
 
 
 def _bucket_exists(client: Any, bucket: str) -> bool:
