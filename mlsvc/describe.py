@@ -81,7 +81,10 @@ def _categorical_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Tabl
     table = Table("attribute", "distinct", "top values (count)", title="categorical attributes")
     for name, s in rows:
         distinct = _int(s.get("distinct")) + ("+" if s.get("distinct_is_lower_bound") else "")
-        table.add_row(name, distinct, _top(s.get("top_values"), "value"))
+        present = (s.get("count") or 0) - (s.get("missing") or 0) - (s.get("invalid") or 0)
+        unique = s.get("distinct") == present and present > 1 and not s.get("distinct_is_lower_bound")
+        table.add_row(name, distinct, "(a different value in every row)" if unique else _top(s.get("top_values"),
+                                                                                             "value"))
     return table
 
 

@@ -215,8 +215,13 @@ def test_a_schema_file_beside_the_data_is_used(api: httpx.Client, put: Any, s3_b
     put("folder/b.csv", lines[0] + "".join(lines[2001:]))
     folder = _retyped(_churn_schema(), tenure_months="CATEGORICAL")
     put("folder/.schema", json.dumps(folder))
-    first, second = wait(api, create(api, data_uri=one), create(api, data_uri=f"s3://{s3_bucket}/folder/"))
-    assert first["status"] == "COMPLETED" and second["status"] == "COMPLETED"
+    put("sibling/a.csv", "".join(lines[:2001]))
+    sibling = _retyped(_churn_schema(), monthly_charges="CATEGORICAL")
+    put("sibling.schema", json.dumps(sibling))  # the folder's name + .schema, beside the folder
+    first, second, third = wait(api, create(api, data_uri=one), create(api, data_uri=f"s3://{s3_bucket}/folder/"),
+                                create(api, data_uri=f"s3://{s3_bucket}/sibling"))
+    assert first["status"] == "COMPLETED" and second["status"] == "COMPLETED" and third["status"] == "COMPLETED"
+    assert third["schema"]["attributes"] == sibling["attributes"] and third["row_count"] == 2000
     assert first["schema"]["attributes"] == beside["attributes"]
     assert first["schema"]["targetAttributeName"] == "churned" and first["schema"]["rowId"] == "customer_id"
     assert first["statistics"]["attributes"]["support_calls_90d"]["type"] == "CATEGORICAL"
@@ -614,7 +619,8 @@ def test_cli_describe_prints_the_schema_and_statistics_as_tables(mlsvc_server: R
     assert f"{stats['active']['true_fraction']:.1%}" in lines["active"]
     review = stats["review"]
     assert f"{review['length_mean']:.4g}" in lines["review"] and review["top_tokens"][0]["token"] in lines["review"]
-    assert "row id" in lines["order_id"] and "target" in lines["active"]
+    assert "row id" in lines["order_id"] and "a different value in every row" in lines["order_id"]
+    assert "target" in lines["active"]
     assert f"MI {stats['age']['association']['mutual_information_normalized']:.3f}" in text
     assert f"r {stats['age']['association']['correlation']:+.3f}" in text
     assert "class 1" in text and "class 0" in text

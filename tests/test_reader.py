@@ -152,6 +152,13 @@ def test_an_unclosed_quote_that_runs_on_is_refused() -> None:
     assert "line 3" in info.value.message and "quot" in info.value.message
 
 
+def test_an_unclosed_quote_longer_than_a_block_is_placed_near_its_line() -> None:
+    data = b"a,b\n" + b"1,2\n" * 30 + b'3,"oops\n' + b"4,5\n" * 100
+    with pytest.raises(MlsvcError) as info:
+        read(data, ["a", "b"], chunk_bytes=64, max_record_bytes=30)
+    assert "about line 32" in info.value.message and "never closed" in info.value.message
+
+
 def test_bytes_that_are_not_utf8_are_placed_by_line_and_column() -> None:
     data = "a,b\n1,ok\n2,caf\u00e9\n".encode("latin-1")
     with pytest.raises(MlsvcError) as info:

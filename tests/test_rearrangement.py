@@ -3,6 +3,8 @@ depend on how the rows arrive in chunks."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +26,7 @@ def _select(frame: pd.DataFrame, splitting: Splitting | None, cuts: list[int]) -
     """Select chunk by chunk, the chunks cut at ``cuts``; give back the kept row numbers."""
     kept = []
     bounds = [0, *cuts, len(frame)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         mask = select_rows(frame.iloc[lo:hi], np.arange(lo, hi), len(frame), splitting)
         kept.extend(np.flatnonzero(mask) + lo)
     return np.asarray(kept, dtype=np.int64)

@@ -358,7 +358,7 @@ def iter_chunks(
             if len(frame):
                 yield RawChunk(source, frame, lines, ordinals)
         places.finish()
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowException as exc:  # whatever the parser rejects is about the data, not a bug to hide
         raise _translate(source, exc, max_record_bytes, places.next_line()) from exc
     _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
 
@@ -411,7 +411,7 @@ def _refuse_oversized(source: str, sizes: np.ndarray, lines: np.ndarray, limit: 
                      {"uri": source, "line": int(lines[index]), "limit": limit})
 
 
-def _translate(source: str, exc: pa.ArrowInvalid, max_record_bytes: int, near_line: int) -> MlsvcError:
+def _translate(source: str, exc: pa.ArrowException, max_record_bytes: int, near_line: int) -> MlsvcError:
     text = str(exc)
     if "UTF8" in text or "utf8" in text.lower():
         return MlsvcError(ErrorCode.INVALID_DATA, f"{source} is not valid UTF-8 text ({text}); {_UTF8_HINT}",
@@ -422,4 +422,6 @@ def _translate(source: str, exc: pa.ArrowInvalid, max_record_bytes: int, near_li
                           f"(MLSVC_MAX_RECORD_BYTES) from about line {near_line}: most likely a quote opened there "
                           "is never closed, so the value runs on; check the file's quoting",
                           {"uri": source, "limit": max_record_bytes, "line": near_line})
-    return MlsvcError(ErrorCode.INVALID_DATA, f"{source} could not be parsed as CSV: {text}", {"uri": source})
+    return MlsvcError(ErrorCode.INVALID_DATA,
+                      f"{source} could not be parsed as CSV near line {near_line}: {text}; check that it is a CSV "
+                      "text file", {"uri": source, "line": near_line})
