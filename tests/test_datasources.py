@@ -500,11 +500,15 @@ def test_a_record_larger_than_the_limit_fails_and_local_paths_stay_inside_the_ro
     inside.write_bytes(CHURN_BYTES)
     outside = tmp_path / "outside.csv"
     outside.write_bytes(CHURN_BYTES)
-    big_ds, fine_ds, local_ds = wait(client, create(client, data_uri=big), create(client, data_uri=fine),
-                                     create(client, data_uri=inside.as_uri()))
+    big_ds, fine_ds, local_ds, root_ds = wait(client, create(client, data_uri=big), create(client, data_uri=fine),
+                                              create(client, data_uri=inside.as_uri()),
+                                              create(client, data_uri=str(root)))
     assert_failed_cleanly(big_ds, big, "line 52", "3002 bytes", "limit of 1000 bytes", "MLSVC_MAX_RECORD_BYTES")
     assert fine_ds["status"] == "COMPLETED" and fine_ds["row_count"] == 50
     assert local_ds["status"] == "COMPLETED" and local_ds["row_count"] == 5000
+    # The root folder itself: its sibling "root.schema" is outside the roots, so it is simply not looked at.
+    assert root_ds["status"] == "COMPLETED", root_ds["message"]
+    assert root_ds["files"] == [str(inside)]
     for refused in (str(outside), outside.as_uri(), str(root / ".." / outside.name), "/etc/passwd"):
         response = client.post("/v1/datasources", json={"data_uri": refused})
         assert response.status_code == 403, response.text

@@ -123,11 +123,12 @@ def _read_schema(storage: Storage, uri: str, what: str) -> Schema:
 
 def _optional_exists(storage: Storage, uri: str) -> bool:
     """Whether an optional file is there. S3 answers 403 for a missing key to callers who may not list the
-    bucket, so a denied look counts as absent: the data's own read will say if access is really the problem."""
+    bucket, so a denied look counts as absent: the data's own read will say if access is really the problem.
+    So does a place mlsvc may not look (``folder.schema`` beside a folder that is itself a local root)."""
     try:
         return storage.exists(uri)
     except MlsvcError as exc:
-        if exc.code == ErrorCode.ACCESS_DENIED:
+        if exc.code in (ErrorCode.ACCESS_DENIED, ErrorCode.PATH_NOT_ALLOWED):
             return False
         raise
 
