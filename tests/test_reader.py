@@ -1,15 +1,23 @@
-"""The streaming CSV reader: RFC 4180 quoting, headers, BOM, blank lines, ragged rows and their line numbers."""
+"""The streaming CSV reader and the scan over it: RFC 4180 quoting, headers, BOM, blank lines, ragged rows and
+their line numbers, counts across files."""
 
 from __future__ import annotations
 
 import csv
 import io
 import random
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlsvc.datasources.reader import BadRows, RawChunk, header_names, iter_chunks, open_with_head, peek_rows
+from mlsvc.datasources.scan import ScanCounts, count_rows, scan
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.resources import Attribute, AttributeType, Schema, Splitting
+from mlsvc.storage import Storage
 
 
 def read(data: bytes, names: list[str], *, header: bool = True, chunk_bytes: int | None = None,
@@ -188,3 +196,56 @@ def test_peek_rows_drops_a_record_the_head_cuts_through() -> None:
 
 def test_header_names_are_stripped_unique_and_never_blank() -> None:
     assert header_names([" id ", "x", "x", "", "x"]) == ["id", "x", "x_2", "col_4", "x_3"]
+
+
+def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame], ScanCounts]:
+    first = tmp_path / "a.csv"
+    first.write_text("id,n\nr1,1\nr2,x\nr3\nr4,4\n")       # an invalid value on line 3, a ragged row on line 4
+    second = tmp_path / "b.csv"
+    second.write_text("n,id\n\n5,r5\noops,r6\n7,r7\n")    # other column order, a blank line, invalid on line 4
+    storage = Storage()
+    files = storage.list_data_files(str(tmp_path))
+    schema = Schema(attributes=[Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
+                                Attribute(attributeName="n", attributeType=AttributeType.NUMERIC)])
+    names = {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}
+    counts = ScanCounts()
+    total = options.pop("total", None)
+    chunks = [c.typed for c in scan(storage, files, names, schema, options.pop("splitting", None), total, counts,
+                                    **options)]
+    return chunks, counts
+
+
+def test_scan_counts_rows_across_files_and_names_the_file_and_line_of_each_invalid_value(tmp_path: Path) -> None:
+    chunks, counts = _scan_two_files(tmp_path)
+    kept = pd.concat(chunks)
+    assert kept["id"].tolist() == ["r1", "r4", "r5", "r7"] and kept["n"].tolist() == [1.0, 4.0, 5.0, 7.0]
+    assert (counts.seen_rows, counts.kept_rows, counts.used_rows, counts.invalid_rows, counts.bad_rows.count) == (
+        7, 6, 4, 2, 1)
+    assert counts.invalid_examples["n"] == [{"file": str(tmp_path / "a.csv"), "line": 3, "value": "x"},
+                                            {"file": str(tmp_path / "b.csv"), "line": 4, "value": "oops"}]
+    message = counts.invalid_message(0.1)
+    assert "3 of 7 rows are invalid" in message and "'n' (2 values that are not numbers" in message
+    assert f"{tmp_path / 'a.csv'} line 4: 1 fields where the header has 2" in message
+
+
+def test_scan_places_a_sequential_split_over_all_files_counting_ragged_rows(tmp_path: Path) -> None:
+    # 7 data rows (the ragged one included): 0..50 % is rows 0-3, i.e. r1, r2, ragged r3, r4.
+    _, counts = _scan_two_files(tmp_path)
+    storage = Storage()
+    files = storage.list_data_files(str(tmp_path))
+    schema = Schema(attributes=[Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
+                                Attribute(attributeName="n", attributeType=AttributeType.NUMERIC)])
+    # The counting pass a sequential split needs counts what the scan will see, ragged rows included.
+    assert count_rows(storage, files, {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}, schema) == 7
+    assert counts.seen_rows == 7
+    chunks, _ = _scan_two_files(tmp_path, splitting=Splitting(percentEnd=50), total=7)
+    assert pd.concat(chunks)["id"].tolist() == ["r1", "r4"]
+    rest, _ = _scan_two_files(tmp_path, splitting=Splitting(percentEnd=50, complement=True), total=7)
+    assert pd.concat(rest)["id"].tolist() == ["r5", "r7"]
+
+
+def test_scan_can_keep_rows_with_invalid_values_for_readers_that_answer_every_row(tmp_path: Path) -> None:
+    chunks, counts = _scan_two_files(tmp_path, keep_invalid=True)
+    kept = pd.concat(chunks)
+    assert kept["id"].tolist() == ["r1", "r2", "r4", "r5", "r6", "r7"]
+    assert np.isnan(kept["n"].tolist()[1]) and counts.invalid_rows == 2 and counts.used_rows == 4

@@ -110,8 +110,14 @@ def scan(
     counts: ScanCounts,
     on_progress: Callable[[float], None] | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    keep_invalid: bool = False,
 ) -> Iterator[TypedChunk]:
-    """Yield the kept, valid rows of every file in order, counting what was seen in ``counts``."""
+    """Yield the kept, valid rows of every file in order, counting what was seen in ``counts``.
+
+    With ``keep_invalid`` the rows holding invalid values are yielded too (those values are missing in
+    ``typed`` and flagged in ``invalid``), for readers that must answer for every row, such as batch scoring;
+    they are still counted in ``counts.invalid_rows``, but not in ``counts.used_rows``.
+    """
     total_bytes = sum(f.size for f in files) or 1
     done_bytes = 0
     target = schema.targetAttributeName
@@ -139,6 +145,10 @@ def scan(
             counts.invalid_rows += int(bad.sum())
             good = ~bad
             counts.used_rows += int(good.sum())
+            if keep_invalid:
+                good = np.ones(len(raw), dtype=bool)
+            if not good.any():
+                continue
             raw_target = raw[target][good].str.strip() if target else None
             yield TypedChunk(typed[good], invalid[good], raw_target)
         done_bytes += info.size
