@@ -21,8 +21,13 @@ app = typer.Typer(help="mlsvc: a self-hosted machine-learning prediction service
                   pretty_exceptions_enable=False)
 datasources_app = typer.Typer(help="CSV datasources: create, list, get, describe, delete.", no_args_is_help=True)
 models_app = typer.Typer(help="Models: train, list, get, alias, delete.", no_args_is_help=True)
+evaluations_app = typer.Typer(help="Evaluations: a model's metrics on labelled data.", no_args_is_help=True)
+batch_app = typer.Typer(help="Batch predictions: score every row of a datasource or CSV into files.",
+                        no_args_is_help=True)
 app.add_typer(datasources_app, name="datasources")
 app.add_typer(models_app, name="models")
+app.add_typer(evaluations_app, name="evaluations")
+app.add_typer(batch_app, name="batch")
 
 # Piped output has no terminal width; keep ids and values whole rather than wrapped at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -123,7 +128,8 @@ def _show_resource(resource: Any) -> None:
     table = Table(show_header=False, box=None)
     for key in ("id", "name", "version", "status", "message", "progress", "model_type", "data_uri", "target",
                 "row_count", "used_row_count", "invalid_row_count", "score_threshold", "aliases", "metrics",
-                "created_at", "updated_at", "tags"):
+                "model_id", "datasource_id", "output_uri", "rows_total", "rows_scored", "rows_with_invalid_values",
+                "metric", "value", "vs_baseline", "created_at", "updated_at", "tags"):
         if key in data and data[key] not in (None, "", [], {}):
             table.add_row(f"[bold]{key}[/bold]", _cell(data[key]) if key != "metrics" else json.dumps(data[key]))
     out.print(table)
@@ -279,6 +285,114 @@ def models_delete(ref: str, url: UrlOpt = None, as_json: JsonOpt = False) -> Non
     """Delete a model version (it stays readable as DELETED)."""
     with _errors():
         _emit(_client(url).models.delete(ref), as_json, _show_resource)
+
+
+@models_app.command("describe")
+def models_describe(ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
+                    url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a model's leaderboard, its holdout evaluation and how it was promoted."""
+    from mlsvc.describe import describe_model
+
+    with _errors():
+        client = _client(url)
+        model = client.models.get(ref)
+        evaluation = client.evaluations.get(model.evaluation_id) if model.evaluation_id else None
+        if as_json:
+            print(json.dumps({"model": model.model_dump(mode="json"),
+                              "evaluation": evaluation.model_dump(mode="json") if evaluation else None}, indent=2))
+        else:
+            describe_model(out, model, evaluation)
+
+
+# --- evaluations ---
+
+
+@evaluations_app.command("create")
+def evaluations_create(model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
+                       datasource_id: Annotated[str, typer.Option("--datasource", help="A labelled datasource.")],
+                       url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
+                       wait: WaitOpt = False, timeout: TimeoutOpt = 1800.0, as_json: JsonOpt = False) -> None:
+    """Evaluate a model on a labelled datasource."""
+    from mlsvc.describe import describe_evaluation
+
+    with _errors():
+        client = _client(url)
+        evaluation = client.evaluations.create(model, datasource_id, name=name)
+        if wait:
+            evaluation = _wait(lambda: client.evaluations.get(evaluation.id), timeout, as_json)
+        _emit(evaluation, as_json, lambda e: describe_evaluation(out, e) if e.status == "COMPLETED"
+              else _show_resource(e))
+
+
+@evaluations_app.command("get")
+def evaluations_get(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show an evaluation: its metric against the baseline, and its insights."""
+    from mlsvc.describe import describe_evaluation
+
+    with _errors():
+        _emit(_client(url).evaluations.get(evaluation_id), as_json, lambda e: describe_evaluation(out, e))
+
+
+@evaluations_app.command("list")
+def evaluations_list(url: UrlOpt = None, model_id: Annotated[str | None, typer.Option("--model-id")] = None,
+                     limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+    """List evaluations, newest first."""
+    with _errors():
+        items = list(_take(_client(url).evaluations.iter(model_id=model_id), limit))
+        if as_json:
+            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        else:
+            _summary_table(items, ["id", "name", "status", "metric", "value", "model_id", "created_at"])
+
+
+# --- batch predictions ---
+
+
+@batch_app.command("create")
+def batch_create(model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
+                 output_uri: Annotated[str, typer.Argument(help="A folder: s3://bucket/prefix/ or a local path.")],
+                 datasource_id: Annotated[str | None, typer.Option("--datasource")] = None,
+                 data_uri: Annotated[str | None, typer.Option("--data", help="A CSV file or prefix.")] = None,
+                 row_id: Annotated[str | None, typer.Option(help="With --data: a column to copy as the row id.")]
+                 = None, url: UrlOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 7200.0,
+                 as_json: JsonOpt = False) -> None:
+    """Predict for every row of a datasource (--datasource) or a CSV (--data), into files under OUTPUT_URI."""
+    with _errors():
+        client = _client(url)
+        batch = client.batch_predictions.create(model, output_uri, datasource_id=datasource_id,
+                                                data_uri=data_uri, row_id=row_id)
+        if wait:
+            batch = _wait(lambda: client.batch_predictions.get(batch.id), timeout, as_json)
+        _emit(batch, as_json, _show_batch)
+
+
+@batch_app.command("get")
+def batch_get(batch_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a batch prediction: progress, rows, and where its files are."""
+    with _errors():
+        _emit(_client(url).batch_predictions.get(batch_id), as_json, _show_batch)
+
+
+@batch_app.command("list")
+def batch_list(url: UrlOpt = None, limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+    """List batch predictions, newest first."""
+    with _errors():
+        items = list(_take(_client(url).batch_predictions.iter(), limit))
+        if as_json:
+            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        else:
+            _summary_table(items, ["id", "name", "status", "progress", "rows_scored", "output_uri", "created_at"])
+
+
+def _show_batch(batch: Any) -> None:
+    _show_resource(batch)
+    if batch.outputs:
+        table = Table("input", "output", "rows")
+        for o in batch.outputs:
+            table.add_row(o["input"], o["output"], str(o["rows"]))
+        out.print(table)
+    if batch.manifest_uri:
+        out.print(f"manifest: {batch.manifest_uri}")
 
 
 # --- predictions ---

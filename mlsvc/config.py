@@ -32,6 +32,7 @@ class Settings:
     max_predict_records: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
     max_record_bytes: int = 1024 * 1024
+    batch_processes: int = 1
     examples: bool = False
 
     @classmethod
@@ -56,6 +57,8 @@ class Settings:
             max_predict_records=int(_env("MLSVC_MAX_PREDICT_RECORDS", "1000")),
             max_body_bytes=int(_env("MLSVC_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
             max_record_bytes=int(_env("MLSVC_MAX_RECORD_BYTES", str(1024 * 1024))),
+            batch_processes=int(_env("MLSVC_BATCH_PROCESSES", "0"))
+            or _cores_per_worker(int(_env("MLSVC_WORKERS", "2"))),
             examples=_env("MLSVC_EXAMPLES", "0") == "1",
         )
 
@@ -72,6 +75,11 @@ class Settings:
                 f"job workers      {self.workers}",
             ]
         )
+
+
+def _cores_per_worker(workers: int) -> int:
+    """A batch job may score in as many processes as its worker's share of the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def _redact(url: str) -> str:

@@ -193,6 +193,30 @@ class Evaluation(Resource):
 
 
 
+class BatchPrediction(Resource):
+    """Predictions for every row of a datasource or a CSV, written as gzipped CSV under ``output_uri``."""
+
+    model: str
+    model_id: str
+    model_version: int | None = None
+    datasource_id: str | None = None
+    data_uri: str | None = None
+    output_uri: str
+    row_id: str | None = None
+    rows_total: int | None = None
+    rows_scored: int = 0
+    rows_with_invalid_values: int = 0
+    invalid_row_count: int = 0
+    invalid_examples: list[str] = Field(default_factory=list)
+    outputs: list[dict[str, Any]] = Field(default_factory=list)
+    manifest_uri: str | None = None
+
+
+class BatchPredictionPage(BaseModel):
+    items: list[BatchPrediction]
+    next_token: str | None = None
+
+
 class DataSourcePage(BaseModel):
     items: list[DataSource]
     next_token: str | None = None
@@ -250,6 +274,24 @@ class EvaluationCreate(_Strict):
     tags: Tags = Field(default_factory=dict)
 
 
+class BatchPredictionCreate(_Strict):
+    id: ResourceId | None = None
+    name: str | None = Field(None, max_length=256)
+    model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
+    datasource_id: str | None = Field(None, min_length=1, max_length=64)
+    data_uri: str | None = Field(None, min_length=1, max_length=2048, description="A CSV file or prefix with a "
+                                 "header naming the model's attributes (instead of a datasource).")
+    row_id: str | None = Field(None, description="With data_uri: a column to copy into the output as the row id.")
+    output_uri: str = Field(min_length=1, max_length=2048, description="A folder: s3://bucket/prefix/ or a path.")
+    tags: Tags = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> BatchPredictionCreate:
+        if (self.datasource_id is None) == (self.data_uri is None):
+            raise ValueError("give exactly one of 'datasource_id' or 'data_uri'")
+        return self
+
+
 class TagsPatch(_Strict):
     """Tags to merge into a resource's tags; a null value removes that key."""
 
@@ -257,6 +299,10 @@ class TagsPatch(_Strict):
 
 
 class DataSourceUpdate(TagsPatch):
+    name: str | None = Field(None, min_length=1, max_length=256)
+
+
+class BatchPredictionUpdate(TagsPatch):
     name: str | None = Field(None, min_length=1, max_length=256)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,6 +15,9 @@ from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.prediction.scorer import ModelCard, Scorer, ScorerCache
 from mlsvc.registry import Registry
 from mlsvc.resources import (
+    BatchPrediction,
+    BatchPredictionCreate,
+    BatchPredictionUpdate,
     DataSource,
     DataSourceCreate,
     DataSourceUpdate,
@@ -24,7 +28,6 @@ from mlsvc.resources import (
     ModelCreate,
     ModelUpdate,
     PredictRequest,
-    PredictResponse,
     Schema,
     Status,
     is_valid_alias,
@@ -61,6 +64,7 @@ class Service:
         self.storage = Storage(settings.local_roots)
         self.registry = Registry(settings)
         self.scorers = ScorerCache(self._load_scorer)
+        self.refs = RefCache(self.resolve_model)
 
     # --- datasources ---
 
@@ -181,6 +185,7 @@ class Service:
                 raise MlsvcError(ErrorCode.VALIDATION_ERROR,
                                  f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}")
             self.store.update("model", model["id"], {"score_threshold": patch.score_threshold})
+            self.refs.clear()
         if patch.tags:
             self.store.set_tags("model", model["id"], patch.tags)
         return Model.model_validate(self.store.get("model", model["id"]))
@@ -191,6 +196,7 @@ class Service:
             self.store.delete_alias(model["name"], alias)
             self._registry_quietly("delete_alias", model["name"], alias)
         self.store.update("model", model["id"], {"status": Status.DELETED.value})
+        self.refs.clear()
         return Model.model_validate(self.store.get("model", model["id"]))
 
     def set_alias(self, name: str, alias: str, version: int) -> Model:
@@ -204,7 +210,9 @@ class Service:
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' is {model['status']}; "
                              "only a COMPLETED version can carry an alias")
+        self.warm(model)  # load the new version before requests by the alias arrive
         self.store.set_alias(name, alias, version)
+        self.refs.clear()
         self._registry_quietly("set_alias", name, alias, version)
         return Model.model_validate(self.store.get("model", model["id"]))
 
@@ -268,9 +276,65 @@ class Service:
         self.store.update("evaluation", resource_id, {"status": Status.DELETED.value})
         return self.get_evaluation(resource_id)
 
+    # --- batch predictions ---
+
+    def create_batch_prediction(self, req: BatchPredictionCreate) -> tuple[BatchPrediction, bool]:
+        body = req.model_dump(mode="json", exclude={"id"})
+        if req.id and (existing := self.store.find("batch_prediction", req.id)) is not None:
+            row, _ = self.store.create("batch_prediction", existing, request_hash(body), {}, None)
+            return BatchPrediction.model_validate(row), False
+        model = self.resolve_model(req.model)
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
+                             "only a COMPLETED model can make batch predictions", {"id": model["id"]})
+        output_uri = self.storage.check_uri(req.output_uri)
+        data_uri = self.storage.check_uri(req.data_uri) if req.data_uri else None
+        rows_total = None
+        if req.datasource_id:
+            ds = self.store.find("datasource", req.datasource_id)
+            if ds is None:
+                raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
+                                 {"id": req.datasource_id})
+            _check_datasource_ready(ds)
+            rows_total = ds.get("row_count")
+        now = utcnow()
+        rid = req.id or new_id("batch_prediction")
+        record = {**body, "id": rid, "name": req.name or f"{model['name']} v{model['version']} batch",
+                  "status": Status.PENDING.value, "message": "", "progress": 0.0, "created_at": now,
+                  "updated_at": now, "model_id": model["id"], "model_version": model["version"],
+                  "data_uri": data_uri, "output_uri": output_uri, "rows_total": rows_total}
+        row, created = self.store.create("batch_prediction", record, request_hash(body), req.tags,
+                                         "batch_prediction.run", self.settings.job_max_attempts)
+        return BatchPrediction.model_validate(row), created
+
+    def get_batch_prediction(self, resource_id: str) -> BatchPrediction:
+        return BatchPrediction.model_validate(self.store.get("batch_prediction", resource_id))
+
+    def list_batch_predictions(self, *, status: str | None, name_prefix: str | None, tag: str | None,
+                               model_id: str | None, limit: int, next_token: str | None
+                               ) -> tuple[list[BatchPrediction], str | None]:
+        rows, token = self.store.list("batch_prediction", status=status, name_prefix=name_prefix,
+                                      tag=parse_tag_filter(tag), where={"model_id": model_id} if model_id else None,
+                                      limit=limit, next_token=next_token)
+        return [BatchPrediction.model_validate(r) for r in rows], token
+
+    def update_batch_prediction(self, resource_id: str, patch: BatchPredictionUpdate) -> BatchPrediction:
+        self.store.get("batch_prediction", resource_id)
+        if patch.name is not None:
+            self.store.update("batch_prediction", resource_id, {"name": patch.name})
+        if patch.tags:
+            self.store.set_tags("batch_prediction", resource_id, patch.tags)
+        return self.get_batch_prediction(resource_id)
+
+    def delete_batch_prediction(self, resource_id: str) -> BatchPrediction:
+        self.store.get("batch_prediction", resource_id)
+        self.store.update("batch_prediction", resource_id, {"status": Status.DELETED.value})
+        return self.get_batch_prediction(resource_id)
+
     # --- predictions ---
 
-    def predict(self, ref: str, req: PredictRequest) -> PredictResponse:
+    def predict(self, ref: str, req: PredictRequest) -> dict[str, Any]:
+        """Predictions as a plain dict (the shape of PredictResponse), so the hot path skips model validation."""
         records = [req.record] if req.record is not None else list(req.records or [])
         if not records:
             raise MlsvcError(ErrorCode.VALIDATION_ERROR, "'records' is empty; give at least one record")
@@ -278,16 +342,46 @@ class Service:
             raise MlsvcError(ErrorCode.PAYLOAD_TOO_LARGE,
                              f"{len(records)} records in one request; the limit is {self.settings.max_predict_records}"
                              " (use a batch prediction for more)")
-        model = self.resolve_model(ref)
+        model = self.refs.resolve(ref)
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED",
                              {"id": model["id"], "status": model["status"]})
         scorer = self.scorers.get(model)
         predictions = scorer.predict(records, model.get("score_threshold"))
-        return PredictResponse(predictions=predictions, model_id=model["id"], version=int(model["version"]))
+        return {"predictions": predictions, "model_id": model["id"], "version": int(model["version"]),
+                "path": scorer.path}
+
+    def warm(self, model: Mapping[str, Any]) -> None:
+        """Load a COMPLETED model's scorer before its first request needs it."""
+        if model["status"] == Status.COMPLETED.value and model["id"] not in self.scorers:
+            self.scorers.get(model)
 
     def _load_scorer(self, model: Mapping[str, Any]) -> Scorer:
         return Scorer(ModelCard.from_resource(model), self.registry.load(model["model_uri"]))
+
+
+class RefCache:
+    """Model references resolved in the last second, so a predict does not query the store every time.
+    Changes made through this process are seen at once; changes made elsewhere within ``ttl_s``."""
+
+    def __init__(self, resolve: Callable[[str], dict[str, Any]], ttl_s: float = 1.0) -> None:
+        self._resolve = resolve
+        self.ttl_s = ttl_s
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        now = time.monotonic()
+        hit = self._items.get(ref)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        model = self._resolve(ref)
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[ref] = (now + self.ttl_s, model)
+        return model
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 def _check_roles(schema: Schema, target: str | None, row_id: str | None) -> None:

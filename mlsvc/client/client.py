@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from mlsvc.client.errors import APIConnectionError, ResourceFailedError, WaitTimeoutError, from_response
-from mlsvc.resources import DataSource, Evaluation, Model, PredictResponse, Resource, Schema
+from mlsvc.resources import BatchPrediction, DataSource, Evaluation, Model, PredictResponse, Resource, Schema
 
 R = TypeVar("R", bound=Resource)
 ProgressCallback = Callable[[Resource], None]
@@ -38,6 +38,7 @@ class Client:
         self.datasources = DataSources(self)
         self.models = Models(self)
         self.evaluations = Evaluations(self)
+        self.batch_predictions = BatchPredictions(self)
 
     def close(self) -> None:
         self._http.close()
@@ -246,4 +247,27 @@ class Evaluations(_Resources):
 
     def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
                ) -> Evaluation:
+        return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))
+
+
+class BatchPredictions(_Resources):
+    """``client.batch_predictions``: predictions for every row of a datasource or CSV, written to files."""
+
+    path = "/v1/batch-predictions"
+    prefix = "bp"
+    type = BatchPrediction
+
+    def create(self, model: str, output_uri: str, *, datasource_id: str | None = None, data_uri: str | None = None,
+               row_id: str | None = None, id: str | None = None, name: str | None = None,
+               tags: dict[str, str] | None = None) -> BatchPrediction:
+        """Score every row of ``datasource_id`` (or the CSV at ``data_uri``) with ``model`` into ``output_uri``."""
+        body = _body(id=id or self._new_id(), name=name, model=model, datasource_id=datasource_id,
+                     data_uri=data_uri, row_id=row_id, output_uri=output_uri, tags=tags)
+        return self._one(self._client.request("POST", self.path, json=body))
+
+    def get(self, ref: str) -> BatchPrediction:
+        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
+
+    def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
+               ) -> BatchPrediction:
         return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))

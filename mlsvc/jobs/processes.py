@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from multiprocessing.process import BaseProcess
 
@@ -30,8 +31,10 @@ class WorkerPool:
         self._supervisor.start()
 
     def _spawn(self, index: int) -> BaseProcess:
-        proc = self._ctx.Process(target=worker_main, args=(self.settings, self.count), name=f"mlsvc-worker-{index}",
-                                 daemon=True)
+        # Not a daemon: a worker's batch job starts processes of its own, which daemons may not. The worker
+        # watches for this process to go away instead (see Worker.run_forever).
+        proc = self._ctx.Process(target=worker_main, args=(self.settings, self.count, os.getpid()),
+                                 name=f"mlsvc-worker-{index}")
         proc.start()
         log.info("started worker process %s (pid %s)", proc.name, proc.pid)
         return proc

@@ -25,6 +25,7 @@ HANDLERS: dict[str, str] = {
     "datasource.create": "mlsvc.datasources.job:run",
     "model.train": "mlsvc.training.job:run",
     "evaluation.run": "mlsvc.training.evaluation_job:run",
+    "batch_prediction.run": "mlsvc.prediction.batch:run",
 }
 
 
@@ -55,8 +56,9 @@ def load_handler(kind: str) -> Handler:
 class Worker:
     """One worker: a loop that runs jobs one at a time in this process."""
 
-    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: SqlStore | None = None, parent_pid: int | None = None) -> None:
         self.settings = settings
+        self.parent_pid = parent_pid
         self.store = store or SqlStore(settings.database_url)
         self.queue = JobQueue(self.store, settings.job_lease_s)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -67,9 +69,13 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.owner)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._parent_alive():
             if not self.run_once():
                 self._stop.wait(self.settings.job_poll_s)
+
+    def _parent_alive(self) -> bool:
+        """A worker started by `mlsvc serve` ends with it, even when the server was killed outright."""
+        return self.parent_pid is None or os.getppid() == self.parent_pid
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
@@ -137,11 +143,11 @@ def _share_cores(workers: int) -> None:
         os.environ.setdefault(name, share)
 
 
-def worker_main(settings: Settings, siblings: int = 1) -> None:
+def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = None) -> None:
     """Entry point of a worker process (one of ``siblings`` on this host): run jobs until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _share_cores(siblings)
-    worker = Worker(settings)
+    worker = Worker(settings, parent_pid=parent_pid)
 
     def _graceful(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)

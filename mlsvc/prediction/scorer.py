@@ -1,19 +1,23 @@
-"""Real-time scoring: records (JSON objects) → typed rows → the model's pipeline → predictions with warnings."""
+"""Real-time scoring: records → typed columns → the compiled model (or the pipeline) → predictions with warnings."""
 
 from __future__ import annotations
 
-import math
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlsvc.datasources.values import coerce_frame
-from mlsvc.resources import Attribute, ModelType, Prediction, Schema
+from mlsvc.prediction.compiled import NotCompilable, compile_pipeline
+from mlsvc.prediction.records import RecordParser
+from mlsvc.resources import Attribute, ModelType
+from mlsvc.training.loop import predict_output
+
+log = logging.getLogger("mlsvc.scorer")
 
 
 @dataclass(frozen=True)
@@ -35,66 +39,49 @@ class ModelCard:
 
 
 class Scorer:
-    """Scores records with one fitted pipeline; a missing attribute is a missing value, as in Amazon ML."""
+    """Scores records with one model: through its compiled form when it has one, else the pipeline itself."""
 
     def __init__(self, card: ModelCard, pipeline: Any) -> None:
         self.card = card
         self.pipeline = pipeline
-        self.schema = Schema(attributes=card.features)
-        self.columns = [a.attributeName for a in card.features]
-        self._known = set(self.columns)
+        self.parser = RecordParser(card.features)
+        self.n_classes = len(card.classes or [])
+        try:
+            self.compiled = compile_pipeline(pipeline, card.model_type, self.n_classes, self.parser.names)
+            self.fallback_reason: str | None = None
+        except NotCompilable as exc:
+            self.compiled = None
+            self.fallback_reason = str(exc)
+            log.warning("model %s is scored by its pipeline: %s", card.model_id, exc)
 
-    def predict(self, records: list[Mapping[str, Any]], score_threshold: float | None = None) -> list[Prediction]:
-        raw, warnings = self._raw_frame(records)
-        typed, invalid = coerce_frame(raw, self.schema)
-        for row, column in zip(*np.nonzero(invalid.to_numpy()), strict=True):
-            name = invalid.columns[column]
-            warnings[row].append(f"attribute '{name}': {records[row][name]!r} is not a valid "
-                                 f"{self.schema.attribute(name).attributeType.value} value; treated as missing")
-        typed = typed[self.columns]
+    @property
+    def path(self) -> str:
+        return "compiled" if self.compiled is not None else "pipeline"
+
+    def outputs(self, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+        """P(positive), class probabilities or values for typed columns."""
+        if self.compiled is not None:
+            return self.compiled.predict(columns, n_rows)
+        frame = pd.DataFrame({name: columns[name] for name in self.parser.names})
+        return predict_output(self.pipeline, self.card.model_type, frame, self.n_classes)
+
+    def predict(self, records: Sequence[Mapping[str, Any]], score_threshold: float | None = None
+                ) -> list[dict[str, Any]]:
+        """One prediction per record, in order, as plain dicts ready for JSON."""
+        columns, warnings = self.parser.parse(records)
+        output = self.outputs(columns, len(records))
         if self.card.model_type == ModelType.REGRESSION:
-            values = self.pipeline.predict(typed)
-            return [Prediction(predicted_value=float(v), warnings=w) for v, w in zip(values, warnings, strict=True)]
-        proba = self.pipeline.predict_proba(typed)
-        threshold = self.card.score_threshold if score_threshold is None else score_threshold
-        return [self._classification(p, threshold, w) for p, w in zip(proba, warnings, strict=True)]
-
-    def _classification(self, proba: np.ndarray, threshold: float | None, warnings: list[str]) -> Prediction:
+            return [{"predicted_value": float(v), "warnings": w} for v, w in zip(output, warnings, strict=True)]
         classes = self.card.classes or []
-        scores = {label: float(p) for label, p in zip(classes, proba, strict=True)}
         if self.card.model_type == ModelType.BINARY:
-            label = classes[1] if proba[1] >= (0.5 if threshold is None else threshold) else classes[0]
-        else:
-            label = classes[int(np.argmax(proba))]
-        return Prediction(predicted_label=label, predicted_scores=scores, warnings=warnings)
-
-    def _raw_frame(self, records: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, list[list[str]]]:
-        """Records as the raw string tokens a CSV row would hold; unknown attributes are listed, not used."""
-        warnings: list[list[str]] = []
-        rows: list[list[str]] = []
-        for record in records:
-            unknown = sorted(k for k in record if k not in self._known)
-            notes = [f"attribute '{k}' is not used by this model; ignored" for k in unknown]
-            nested = [c for c in self.columns if isinstance(record.get(c), list | dict)]
-            notes += [f"attribute '{c}': a {type(record[c]).__name__} is not a valid value; treated as missing"
-                      for c in nested]
-            warnings.append(notes)
-            rows.append([_token(record.get(c)) for c in self.columns])
-        return pd.DataFrame(rows, columns=self.columns, dtype=object), warnings
-
-
-def _token(value: Any) -> str:
-    """JSON values as CSV tokens: null is blank, true/false are words, and a nested value (already reported)
-    is missing."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return ""
-    if isinstance(value, int | float | str):
-        return str(value)
-    return ""
+            threshold = 0.5 if score_threshold is None else score_threshold
+            negative, positive = classes
+            return [{"predicted_label": positive if p >= threshold else negative,
+                     "predicted_scores": {negative: 1.0 - float(p), positive: float(p)}, "warnings": w}
+                    for p, w in zip(output, warnings, strict=True)]
+        return [{"predicted_label": classes[int(np.argmax(row))],
+                 "predicted_scores": dict(zip(classes, map(float, row), strict=True)), "warnings": w}
+                for row, w in zip(output, warnings, strict=True)]
 
 
 class ScorerCache:
@@ -106,6 +93,9 @@ class ScorerCache:
         self._items: OrderedDict[str, Scorer] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self._items
 
     def get(self, model: Mapping[str, Any]) -> Scorer:
         key = model["id"]

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
-from mlsvc.server import datasources, errors, evaluations, models
+from mlsvc.server import batch_predictions, datasources, errors, evaluations, models
 from mlsvc.server.deps import require_api_key
+from mlsvc.server.metrics import Metrics, RequestMetrics
 from mlsvc.service import Service
 
 
@@ -66,15 +69,23 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         description="A self-hosted machine-learning prediction service: datasources, models, predictions.",
     )
     app.state.service = service or Service(settings)
+    app.state.metrics = Metrics(app.state.service.store)
     errors.install(app)
     auth = [Depends(require_api_key)]
     app.include_router(datasources.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
     app.include_router(evaluations.router, dependencies=auth)
+    app.include_router(batch_predictions.router, dependencies=auth)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text exposition."""
+        return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import uvicorn
 
@@ -11,8 +13,27 @@ from mlsvc.jobs.processes import WorkerPool
 from mlsvc.registry import Registry
 from mlsvc.server.app import create_app
 from mlsvc.service import Service
+from mlsvc.store.sql import utcnow
 
 log = logging.getLogger("mlsvc.serve")
+WARM_EVERY_S = 2.0
+
+
+def warm_new_models(service: Service, every_s: float = WARM_EVERY_S) -> None:
+    """Load each model that completes (in any worker) into this process's scorer cache before its first
+    prediction asks for it, so no request pays the load."""
+    since = utcnow()
+    while True:
+        time.sleep(every_s)
+        try:
+            models, _ = service.store.list("model", status="COMPLETED", limit=20)
+            fresh = [m for m in models if m["updated_at"] > since]
+            for model in reversed(fresh):
+                service.warm(model)
+            if models:
+                since = max(since, max(m["updated_at"] for m in models))
+        except Exception:  # the warmer is an optimisation; a failed round is logged and retried
+            log.warning("warming models failed", exc_info=True)
 
 
 def serve(settings: Settings, workers: int | None = None) -> None:
@@ -29,6 +50,7 @@ def serve(settings: Settings, workers: int | None = None) -> None:
         from mlsvc.examples import start_examples
 
         start_examples(settings, service)
+    threading.Thread(target=warm_new_models, args=(service,), daemon=True, name="warmer").start()
     print(f"API docs at http://{settings.host}:{settings.port}/docs", flush=True)
     try:
         uvicorn.run(create_app(settings, service), host=settings.host, port=settings.port, log_level="info",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+import time
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import Response as RawResponse
 
+from mlsvc.errors import MlsvcError
 from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate, PredictRequest, PredictResponse
 from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
 
@@ -52,7 +56,19 @@ def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Mod
 
 
 @router.post("/{ref}/predict", response_model=PredictResponse)
-def predict(ref: str, body: PredictRequest, service: ServiceDep) -> RawResponse:
-    """Real-time predictions for one record or a list, in order."""
-    result = service.predict(ref, body)
-    return RawResponse(result.model_dump_json(exclude_none=True), media_type="application/json")
+def predict(ref: str, body: PredictRequest, service: ServiceDep, request: Request) -> RawResponse:
+    """Real-time predictions for one record or a list, in order; the answer says which version gave them."""
+    metrics = request.app.state.metrics
+    started = time.perf_counter()
+    try:
+        result = service.predict(ref, body)
+    except MlsvcError as exc:
+        metrics.predict_errors.labels(ref, exc.code.value).inc()
+        raise
+    path = result.pop("path")
+    n = len(result["predictions"])
+    metrics.predictions.labels(result["model_id"], str(result["version"]), path).inc(n)
+    if path != "compiled":
+        metrics.fallbacks.labels(result["model_id"]).inc(n)
+    metrics.predict_latency.labels(result["model_id"]).observe(time.perf_counter() - started)
+    return RawResponse(orjson.dumps(result), media_type="application/json")

@@ -257,6 +257,24 @@ class SqlStore:
             and_(model_aliases.c.name == name, model_aliases.c.version == version)).order_by(model_aliases.c.alias))
         return list(rows.scalars())
 
+    # --- figures for /metrics ---
+
+    def job_counts(self) -> dict[str, int]:
+        from mlsvc.store.tables import jobs
+
+        with self.transaction() as conn:
+            rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            return {state: int(count) for state, count in rows}
+
+    def batch_rows_scored(self) -> int:
+        from mlsvc.store.tables import batch_predictions
+
+        total = 0
+        with self.transaction() as conn:
+            for (doc,) in conn.execute(select(batch_predictions.c.doc)):
+                total += int(doc.get("rows_scored") or 0)
+        return total
+
     # --- row conversion ---
 
     def _get_row(self, conn: Connection, kind: str, resource_id: str) -> Mapping[str, Any] | None:

@@ -50,15 +50,26 @@ def load_labelled(storage: Storage, ds: Mapping[str, Any], features: list[Attrib
                   on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
     """A datasource's rows as a trained model sees them: its features, typed as at training, and the target."""
     ds_schema = Schema.model_validate(ds["schema"])
-    target_attribute = ds_schema.attribute(target)
-    if target_attribute is None:
+    if ds_schema.attribute(target) is None:
         names = [a.attributeName for a in ds_schema.attributes]
         raise MlsvcError(ErrorCode.INVALID_DATA,
                          f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}")
-    schema = ds_schema.model_copy(update={
-        "attributes": [*features, target_attribute], "targetAttributeName": target, "rowId": None,
-        "rowWeight": None, "excludedAttributeNames": []})
+    schema = schema_for_model(ds_schema, features, ds["id"]).model_copy(update={"targetAttributeName": target})
     return read_rows(storage, ds, schema, features, target, on_progress)
+
+
+def schema_for_model(ds_schema: Schema, features: list[Attribute], ds_id: str) -> Schema:
+    """The datasource's columns (all of them, in order, so headerless files still line up), typed as the model
+    was trained: the datasource's own schema may call a column otherwise."""
+    known = {a.attributeName for a in ds_schema.attributes}
+    missing = sorted(a.attributeName for a in features if a.attributeName not in known)
+    if missing:
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds_id}' lacks attributes the model uses: {missing}")
+    types = {a.attributeName: a.attributeType for a in features}
+    attributes = [Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
+                  for a in ds_schema.attributes]
+    return ds_schema.model_copy(update={"attributes": attributes, "targetAttributeName": None, "rowWeight": None,
+                                        "excludedAttributeNames": []})
 
 
 def read_rows(storage: Storage, ds: Mapping[str, Any], schema: Schema, features: list[Attribute], target: str,

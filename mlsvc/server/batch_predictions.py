@@ -1,0 +1,44 @@
+"""/v1/batch-predictions: score every row of a datasource or CSV into files under an output URI."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from mlsvc.resources import BatchPrediction, BatchPredictionCreate, BatchPredictionPage, BatchPredictionUpdate
+from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+
+router = APIRouter(prefix="/v1/batch-predictions", tags=["batch predictions"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPrediction)
+def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, response: Response
+                            ) -> BatchPrediction:
+    """Predict for every row; results are gzipped CSV under ``output_uri``, with a manifest written last."""
+    batch, created = service.create_batch_prediction(body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return batch
+
+
+@router.get("", response_model=BatchPredictionPage)
+def list_batch_predictions(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None,
+                           status: StatusFilter = None, name_prefix: NamePrefix = None, tag: TagFilter = None,
+                           model_id: str | None = Query(None, max_length=64)) -> BatchPredictionPage:
+    items, token = service.list_batch_predictions(status=status, name_prefix=name_prefix, tag=tag,
+                                                  model_id=model_id, limit=limit, next_token=next_token)
+    return BatchPredictionPage(items=items, next_token=token)
+
+
+@router.get("/{batch_id}", response_model=BatchPrediction)
+def get_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
+    return service.get_batch_prediction(batch_id)
+
+
+@router.patch("/{batch_id}", response_model=BatchPrediction)
+def update_batch_prediction(batch_id: str, body: BatchPredictionUpdate, service: ServiceDep) -> BatchPrediction:
+    return service.update_batch_prediction(batch_id, body)
+
+
+@router.delete("/{batch_id}", response_model=BatchPrediction)
+def delete_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
+    return service.delete_batch_prediction(batch_id)

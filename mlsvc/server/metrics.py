@@ -1,0 +1,82 @@
+"""GET /metrics: Prometheus text with request counts, latencies and errors per route and per model, and jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlsvc.store.sql import SqlStore
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The service's instruments, in a registry of their own (so that several apps can live in one process)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mlsvc_http_requests_total", "HTTP requests by route, method and status.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("mlsvc_http_request_duration_seconds", "HTTP request latency by route.",
+                                 ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predictions = Counter("mlsvc_predictions_total", "Records scored in real time, by model and path.",
+                                   ["model", "version", "path"], registry=self.registry)
+        self.predict_latency = Histogram("mlsvc_predict_duration_seconds", "Real-time predict latency by model.",
+                                         ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predict_errors = Counter("mlsvc_predict_errors_total", "Refused or failed predict calls by model "
+                                      "reference and error code.", ["model", "code"], registry=self.registry)
+        self.fallbacks = Counter("mlsvc_scoring_fallback_total", "Records scored by the plain pipeline because "
+                                 "the model could not be compiled.", ["model"], registry=self.registry)
+        self.registry.register(StoreCollector(store))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StoreCollector(Collector):
+    """Figures that live in the metadata store, read at scrape time so every process's work is counted."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("mlsvc_jobs", "Jobs in the queue by state.", labels=["state"])
+        for state, count in self.store.job_counts().items():
+            jobs.add_metric([state], count)
+        yield jobs
+        rows = GaugeMetricFamily("mlsvc_batch_rows_scored", "Rows scored by batch predictions, all time.")
+        rows.add_metric([], self.store.batch_rows_scored())
+        yield rows
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by its route template (not its raw path, which holds ids)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recorded(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recorded)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
