@@ -166,6 +166,8 @@ class Model(Resource):
     features: list[Attribute] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    importances: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each attribute's permutation importance on the held-out rows.")
     aliases: list[str] = Field(default_factory=list)
     mlflow_run_id: str | None = None
     evaluation_id: str | None = Field(None, description="The evaluation made on the held-out rows at training.")

@@ -32,6 +32,16 @@ def test_quickstart_through_the_sdk(mlsvc_server: RunningServer) -> None:
         assert answer.version == 1 and answer.predictions[0].predicted_label in ("yes", "no")
         listed = [m.id for m in client.models.iter(name="churn-sdk")]
         assert listed == [model.id]
+        assert model.importances and model.importances[0]["attribute"] in RECORD.keys() | {
+            "monthly_charges", "total_charges", "tech_support", "online_security"}
+        holdout = client.evaluations.get(model.evaluation_id)
+        assert holdout.holdout and holdout.value == model.metrics["BinaryAUC"]
+        evaluation = client.evaluations.wait(client.evaluations.create("churn-sdk", ds.id).id, timeout=120)
+        assert evaluation.rows == 5000 and evaluation.metric == "BinaryAUC"
+        batch = client.batch_predictions.create("churn-sdk", str(mlsvc_server.home / "sdk-batch"),
+                                                datasource_id=ds.id)
+        batch = client.batch_predictions.wait(batch.id, timeout=120)
+        assert batch.rows_scored == 5000 and batch.manifest_uri
         # A retried create with the same id gives back the same resource, not a second one.
         again = client.datasources.create(CHURN, name="churn-sdk", id=ds.id)
         assert again.id == ds.id and again.created_at == ds.created_at
@@ -77,6 +87,19 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     assert aliased.returncode == 0 and "staging" in json.loads(aliased.stdout)["aliases"]
     models = _cli(mlsvc_server, "models", "list", "--name", "churn-cli", "--json")
     assert [m["id"] for m in json.loads(models.stdout)] == [model["id"]]
+    described = _cli(mlsvc_server, "models", "describe", "churn-cli")
+    assert described.returncode == 0, described.stderr
+    for words in ("leaderboard", "★", "ROC curve", "TPR", "permutation importance", "at these thresholds"):
+        assert words in described.stdout, words
+    evaluation = _cli(mlsvc_server, "evaluations", "get", model["evaluation_id"])
+    assert evaluation.returncode == 0 and "AUC" in evaluation.stdout
+    out = mlsvc_server.home / "cli-batch"
+    batch = _cli(mlsvc_server, "batch", "create", "churn-cli", str(out), "--datasource", ds["id"], "--wait",
+                 "--json")
+    assert batch.returncode == 0, batch.stderr
+    assert json.loads(batch.stdout)["rows_scored"] == 5000
+    listed = _cli(mlsvc_server, "batch", "list")
+    assert listed.returncode == 0 and json.loads(batch.stdout)["id"] in listed.stdout
 
 
 def test_cli_errors_are_one_line_with_meaningful_exit_codes(mlsvc_server: RunningServer) -> None:

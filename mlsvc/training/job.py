@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.inspection import permutation_importance
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.registry import Registry
@@ -49,6 +51,8 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
                     on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message))
     output = predict_output(outcome.pipeline, data.model_type, holdout.X, len(data.classes or []))
     insights = evaluate(data.model_type, holdout.y, output, data.classes, DEFAULT_THRESHOLD)
+    ctx.progress(0.88, message="measuring attribute importances on the held-out rows")
+    importances = attribute_importances(outcome.pipeline, data.model_type, holdout, seed)
     leaderboard = json.loads(json.dumps(outcome.leaderboard, default=str))
     ctx.progress(0.9, message="registering the model in MLflow")
     registry = Registry(ctx.settings)
@@ -75,6 +79,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
                     **summary_metrics(insights), "search_s": round(outcome.search_s, 3),
                     "refit_s": round(outcome.refit_s, 3), "selected": outcome.selected},
         "leaderboard": leaderboard,
+        "importances": importances,
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
         "evaluation_id": evaluation_id,
@@ -84,6 +89,29 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     ctx.progress(0.97, **fields)
     fields["promotion"] = _promote(ctx, registry, model, registered.version, data, holdout, output)
     return fields
+
+
+IMPORTANCE_ROWS = 2000
+IMPORTANCE_SCORING = {ModelType.BINARY: "roc_auc", ModelType.MULTICLASS: "f1_macro",
+                      ModelType.REGRESSION: "neg_root_mean_squared_error"}
+
+
+def attribute_importances(pipeline: Any, model_type: ModelType, holdout: training_data.TrainingData,
+                          seed: int) -> list[dict[str, Any]]:
+    """How much the held-out score drops when each attribute's values are shuffled, most important first."""
+    n = min(len(holdout.X), IMPORTANCE_ROWS)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(holdout.X), n, replace=False))
+    X, y = holdout.X.iloc[idx], holdout.y[idx]
+    if model_type == ModelType.BINARY and len(np.unique(y)) < 2:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = permutation_importance(pipeline, X, y, scoring=IMPORTANCE_SCORING[model_type], n_repeats=3,
+                                        random_state=seed)
+    ranked = sorted(zip(X.columns, result.importances_mean, result.importances_std, strict=True),
+                    key=lambda item: -item[1])
+    return [{"attribute": str(name), "importance": float(mean), "std": float(std)} for name, mean, std in ranked]
 
 
 def _target(model: Mapping[str, Any], ds: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Human-readable tables of a datasource's schema and statistics, for the CLI."""
+"""Tables of a datasource's schema and statistics."""
 
 from __future__ import annotations
 
