@@ -38,7 +38,7 @@ from sklearn.ensemble import (
     VotingRegressor,
 )
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -189,6 +189,23 @@ class _Imputed:
 
 
 @dataclass(frozen=True)
+class _Indicated:
+    """MissingIndicator: 1.0 where a column the indicator kept at fit is missing."""
+
+    names: list[str]
+    features: Ints
+    start: int
+
+    @property
+    def width(self) -> int:
+        return len(self.features)
+
+    def write(self, columns: Columns, X: Floats) -> None:
+        missing = np.isnan(_numbers(columns, self.names, X.shape[0]))
+        X[:, self.start:self.start + self.width] = missing[:, self.features]
+
+
+@dataclass(frozen=True)
 class _Scaled:
     """Imputation then StandardScaler: (x - mean) / scale, the same two operations sklearn does in place."""
 
@@ -304,6 +321,13 @@ def _compile_group(name: str, transformer: Any, names: list[str], start: int) ->
     kinds = tuple(type(s) for s in steps)
     if kinds == (SimpleImputer,):
         return _Imputed(names, _compile_imputer(steps[0], len(names)), start)
+    if kinds == (MissingIndicator,):
+        indicator = steps[0]
+        if not (isinstance(indicator.missing_values, float) and np.isnan(indicator.missing_values)):
+            raise NotCompilable(f"MissingIndicator with missing_values={indicator.missing_values!r}")
+        if indicator.sparse is True:
+            raise NotCompilable("a sparse MissingIndicator")
+        return _Indicated(names, np.asarray(indicator.features_, dtype=np.intp), start)
     if kinds == (SimpleImputer, StandardScaler):
         imputation = _compile_imputer(steps[0], len(names))
         scaler = steps[1]

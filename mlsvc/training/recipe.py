@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotEncoder, StandardScaler, TargetEncoder
 
@@ -165,9 +165,11 @@ def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool)
                                            ("scale", StandardScaler())]), groups["impute_median_scale"]))
     if groups.get("quantile_bins"):
         steps.append(("numeric_bins", Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("bins", KBinsDiscretizer(n_bins=10, encode="onehot-dense", strategy="quantile",
                                       quantile_method="averaged_inverted_cdf"))]), groups["quantile_bins"]))
+        # Binning the imputed values hides which were missing; a linear model may learn from that on its own.
+        steps.append(("numeric_missing", MissingIndicator(features="missing-only"), groups["quantile_bins"]))
     if groups.get("impute_most_frequent"):
         steps.append(("binary", SimpleImputer(strategy="most_frequent", keep_empty_features=True),
                       groups["impute_most_frequent"]))
