@@ -158,3 +158,35 @@ def test_delete_a_version(api: httpx.Client, trained: dict) -> None:
     assert api.get("/v1/models/churn-del").status_code == 404
     response = api.post(f"/v1/models/{extra['id']}/predict", json={"record": {}})
     assert response.status_code == 409
+
+
+def test_moving_production_under_load_fails_no_request(api: httpx.Client, trained: dict,
+                                                       mlsvc_server: RunningServer) -> None:
+    import threading
+
+    versions: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=mlsvc_server.url, timeout=30) as client:
+            while not stop.is_set():
+                response = client.post("/v1/models/churn-api:live/predict", json={"record": {"tenure_months": 5}})
+                if response.status_code == 200:
+                    versions.append(response.json()["version"])
+                else:
+                    failures.append(response.text)
+
+    api.put("/v1/models/churn-api/aliases/live", json={"version": 1}).raise_for_status()
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for version in (2, 1, 2, 1, 2):
+        time.sleep(0.3)
+        api.put("/v1/models/churn-api/aliases/live", json={"version": version}).raise_for_status()
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == [] and set(versions) == {1, 2}
+    assert api.post("/v1/models/churn-api:live/predict", json={"record": {}}).json()["version"] == 2
