@@ -86,3 +86,15 @@ def mlsvc_server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
     server = start_server(tmp_path_factory.mktemp("mlsvc-home"))
     yield server
     stop_server(server)
+
+
+def wait_done(api: httpx.Client, path: str, timeout: float = 180) -> dict:
+    """Poll a resource until its job finished (COMPLETED or FAILED) and return it."""
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = api.get(path).json()
+        if body["status"] in ("COMPLETED", "FAILED"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"{path} still {body.get('status')} after {timeout:.0f} s")

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import REPO, RunningServer
+from tests.servers import REPO, RunningServer, wait_done
 
 CHURN = str(REPO / "datasources" / "churn.csv")
 
@@ -18,16 +18,6 @@ def api(mlsvc_server: RunningServer) -> httpx.Client:
         yield client
 
 
-def _wait(api: httpx.Client, path: str, timeout: float = 120) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(path).json()
-        if body["status"] in ("COMPLETED", "FAILED"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"{path} still {body['status']}")
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -46,7 +36,7 @@ def test_datasource_create_is_202_pending_and_completes_with_schema(api: httpx.C
     assert response.status_code == 202
     created = response.json()
     assert created["status"] == "PENDING" and created["id"].startswith("ds-") and created["name"] == "churn.csv"
-    done = _wait(api, f"/v1/datasources/{created['id']}")
+    done = wait_done(api, f"/v1/datasources/{created['id']}")
     assert done["status"] == "COMPLETED" and done["progress"] == 1.0
     assert done["row_count"] == 5000 and done["schema"]["targetAttributeName"] == "churned"
     assert done["tags"] == {"team": "growth"}
@@ -102,7 +92,7 @@ def test_a_failed_datasource_says_why(api: httpx.Client, tmp_path: Path) -> None
     path = tmp_path / "small.csv"
     path.write_text("a,b\n1,x\n2,y\n")
     created = api.post("/v1/datasources", json={"data_uri": str(path), "target": "churned"}).json()
-    done = _wait(api, f"/v1/datasources/{created['id']}")
+    done = wait_done(api, f"/v1/datasources/{created['id']}")
     assert done["status"] == "FAILED"
     assert "column 'churned' not found" in done["message"] and "'a', 'b'" in done["message"]
 
@@ -136,7 +126,7 @@ def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Cl
     path = tmp_path / "bad.csv"
     path.write_text("a,b\n1,x\n")
     created = api.post("/v1/datasources", json={"data_uri": str(path), "target": "zzz"}).json()
-    _wait(api, f"/v1/datasources/{created['id']}")
+    wait_done(api, f"/v1/datasources/{created['id']}")
     message = _error(api.post("/v1/models", json={"name": "m", "datasource_id": created["id"]}), 409, "not_ready")
     assert "FAILED" in message
     _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422,

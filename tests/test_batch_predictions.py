@@ -21,25 +21,17 @@ from sklearn.datasets import load_iris
 
 from mlsvc.jobs.queue import JobQueue
 from mlsvc.store.sql import SqlStore
-from tests.servers import REPO, RunningServer, start_server, stop_server
+from tests.servers import REPO, RunningServer, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
 
 
-def _wait(api: httpx.Client, path: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(path).json()
-        if body["status"] in ("COMPLETED", "FAILED"):
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"{path} still {body['status']}")
 
 
 def _create(api: httpx.Client, path: str, body: dict) -> dict:
     response = api.post(path, json=body)
     assert response.status_code == 202, response.text
-    done = _wait(api, f"{path}/{response.json()['id']}")
+    done = wait_done(api, f"{path}/{response.json()['id']}")
     assert done["status"] == "COMPLETED", done["message"]
     return done
 
@@ -161,7 +153,7 @@ def test_bad_batch_requests(api: httpx.Client, churn: dict, tmp_path: Path) -> N
     pd.read_csv(CHURN).drop(columns=["tenure_months", "contract"]).head(50).to_csv(partial, index=False)
     created = api.post("/v1/batch-predictions", json={"model": "churn-batch", "data_uri": str(partial),
                                                       "output_uri": str(tmp_path / "o")}).json()
-    failed = _wait(api, f"/v1/batch-predictions/{created['id']}")
+    failed = wait_done(api, f"/v1/batch-predictions/{created['id']}")
     assert failed["status"] == "FAILED" and "tenure_months" in failed["message"]
     assert not (tmp_path / "o" / "batch-prediction" / "result").exists()
 
@@ -186,7 +178,7 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(api: htt
     os.kill(int(job["owner"].split(":")[1]), signal.SIGKILL)
     final = out / "batch-prediction" / "result" / f"{created['id']}-big.csv.gz"
     assert not final.exists()  # mid-job, nothing is under its final name
-    done = _wait(api, f"/v1/batch-predictions/{created['id']}", timeout=240)
+    done = wait_done(api, f"/v1/batch-predictions/{created['id']}", timeout=240)
     assert done["status"] == "COMPLETED", done["message"]
     assert queue.job_of(created["id"])["attempts"] == 2
     assert len(pd.read_csv(final)) == len(big) == done["rows_scored"]

@@ -3,7 +3,6 @@ each model type, promotion by the holdout, and bad requests."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -13,25 +12,17 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
 from mlsvc.training.evaluation import choose_threshold
-from tests.servers import REPO, RunningServer
+from tests.servers import REPO, RunningServer, wait_done
 
 CHURN = str(REPO / "datasources" / "churn.csv")
 
 
-def _wait(api: httpx.Client, path: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(path).json()
-        if body["status"] in ("COMPLETED", "FAILED"):
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"{path} still {body['status']}")
 
 
 def _datasource(api: httpx.Client, **body: object) -> dict:
     created = api.post("/v1/datasources", json=body)
     assert created.status_code == 202, created.text
-    done = _wait(api, f"/v1/datasources/{created.json()['id']}")
+    done = wait_done(api, f"/v1/datasources/{created.json()['id']}")
     assert done["status"] == "COMPLETED", done["message"]
     return done
 
@@ -39,7 +30,7 @@ def _datasource(api: httpx.Client, **body: object) -> dict:
 def _model(api: httpx.Client, **body: object) -> dict:
     created = api.post("/v1/models", json={"time_budget_s": 3, **body})
     assert created.status_code == 202, created.text
-    return _wait(api, f"/v1/models/{created.json()['id']}")
+    return wait_done(api, f"/v1/models/{created.json()['id']}")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +69,7 @@ def test_evaluating_on_the_complement_split(api: httpx.Client, churn_split: dict
     assert test["used_row_count"] + churn_split["train"]["used_row_count"] == 5000
     created = api.post("/v1/evaluations", json={"model": "churn-eval", "datasource_id": test["id"]})
     assert created.status_code == 202
-    ev = _wait(api, f"/v1/evaluations/{created.json()['id']}")
+    ev = wait_done(api, f"/v1/evaluations/{created.json()['id']}")
     assert ev["status"] == "COMPLETED", ev["message"]
     assert ev["rows"] == test["used_row_count"] and ev["holdout"] is False and ev["model_version"] == 1
     assert 0.75 < ev["value"] < 0.95
@@ -139,5 +130,5 @@ def test_bad_evaluation_requests(api: httpx.Client, churn_split: dict, tmp_path:
     pd.read_csv(CHURN).drop(columns=["churned"]).head(200).to_csv(unlabelled, index=False)
     ds = _datasource(api, data_uri=str(unlabelled))
     created = api.post("/v1/evaluations", json={"model": "churn-eval", "datasource_id": ds["id"]}).json()
-    ev = _wait(api, f"/v1/evaluations/{created['id']}")
+    ev = wait_done(api, f"/v1/evaluations/{created['id']}")
     assert ev["status"] == "FAILED" and "no column 'churned'" in ev["message"]

@@ -7,19 +7,11 @@ import time
 import httpx
 import pytest
 
-from tests.servers import REPO, RunningServer
+from tests.servers import REPO, RunningServer, wait_done
 
 CHURN = str(REPO / "datasources" / "churn.csv")
 
 
-def _wait(api: httpx.Client, path: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(path).json()
-        if body["status"] in ("COMPLETED", "FAILED"):
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"{path} still {body['status']}")
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +24,12 @@ def api(mlsvc_server: RunningServer) -> httpx.Client:
 def trained(api: httpx.Client) -> dict:
     """Two versions of the model 'churn-api' on the churn example."""
     ds = api.post("/v1/datasources", json={"data_uri": CHURN}).json()
-    assert _wait(api, f"/v1/datasources/{ds['id']}")["status"] == "COMPLETED"
+    assert wait_done(api, f"/v1/datasources/{ds['id']}")["status"] == "COMPLETED"
     v1 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "time_budget_s": 4}).json()
-    v1 = _wait(api, f"/v1/models/{v1['id']}")
+    v1 = wait_done(api, f"/v1/models/{v1['id']}")
     v2 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "seed": 7,
                                       "time_budget_s": 4}).json()
-    v2 = _wait(api, f"/v1/models/{v2['id']}")
+    v2 = wait_done(api, f"/v1/models/{v2['id']}")
     return {"ds": ds, "v1": v1, "v2": v2}
 
 
@@ -135,7 +127,7 @@ def test_a_model_that_is_not_completed_answers_409(api: httpx.Client, trained: d
     response = api.post(f"/v1/models/{pending['id']}/predict", json={"record": {}})
     if response.status_code != 200:  # it may already have finished on a fast machine
         assert response.status_code == 409 and response.json()["error"]["code"] == "not_ready"
-    _wait(api, f"/v1/models/{pending['id']}")
+    wait_done(api, f"/v1/models/{pending['id']}")
 
 
 def test_the_mlflow_registry_holds_the_versions(mlsvc_server: RunningServer, trained: dict) -> None:
@@ -152,7 +144,7 @@ def test_the_mlflow_registry_holds_the_versions(mlsvc_server: RunningServer, tra
 def test_delete_a_version(api: httpx.Client, trained: dict) -> None:
     extra = api.post("/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"],
                                                   "time_budget_s": 2}).json()
-    _wait(api, f"/v1/models/{extra['id']}")
+    wait_done(api, f"/v1/models/{extra['id']}")
     deleted = api.delete("/v1/models/churn-del:1").json()
     assert deleted["status"] == "DELETED" and deleted["aliases"] == []
     assert api.get("/v1/models/churn-del").status_code == 404
