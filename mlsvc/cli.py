@@ -85,6 +85,12 @@ def _tags(values: list[str] | None) -> dict[str, str] | None:
     return pairs
 
 
+def _tag_changes(tag: list[str] | None, untag: list[str] | None) -> dict[str, str | None] | None:
+    changes: dict[str, str | None] = dict(_tags(tag) or {})
+    changes.update(dict.fromkeys(untag or []))
+    return changes or None
+
+
 def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
     if as_json:
         print(resource.model_dump_json(by_alias=True, indent=2))
@@ -220,6 +226,17 @@ def datasources_describe(datasource_id: str, url: UrlOpt = None, as_json: JsonOp
         _emit(ds, as_json, lambda d: describe_datasource(out, d))
 
 
+@datasources_app.command("update")
+def datasources_update(datasource_id: str, url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
+                       tag: TagOpt = None,
+                       untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+                       as_json: JsonOpt = False) -> None:
+    """Rename a datasource or change its tags."""
+    with _errors():
+        tags = _tag_changes(tag, untag)
+        _emit(_client(url).datasources.update(datasource_id, name=name, tags=tags), as_json, _show_resource)
+
+
 @datasources_app.command("delete")
 def datasources_delete(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a datasource (it stays readable as DELETED)."""
@@ -278,6 +295,19 @@ def models_alias(name: str, alias: str, version: int, url: UrlOpt = None, as_jso
     """Point ALIAS (e.g. production) at VERSION of NAME."""
     with _errors():
         _emit(_client(url).models.set_alias(name, alias, version), as_json, _show_resource)
+
+
+@models_app.command("update")
+def models_update(ref: str, url: UrlOpt = None,
+                  threshold: Annotated[float | None, typer.Option("--threshold", help="A BINARY model's score "
+                                                                  "threshold, 0–1.")] = None,
+                  tag: TagOpt = None,
+                  untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+                  as_json: JsonOpt = False) -> None:
+    """Change a model's score threshold or tags."""
+    with _errors():
+        tags = _tag_changes(tag, untag)
+        _emit(_client(url).models.update(ref, score_threshold=threshold, tags=tags), as_json, _show_resource)
 
 
 @models_app.command("delete")
@@ -345,6 +375,13 @@ def evaluations_list(url: UrlOpt = None, model_id: Annotated[str | None, typer.O
             _summary_table(items, ["id", "name", "status", "metric", "value", "model_id", "created_at"])
 
 
+@evaluations_app.command("delete")
+def evaluations_delete(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete an evaluation (it stays readable as DELETED)."""
+    with _errors():
+        _emit(_client(url).evaluations.delete(evaluation_id), as_json, _show_resource)
+
+
 # --- batch predictions ---
 
 
@@ -382,6 +419,13 @@ def batch_list(url: UrlOpt = None, limit: Annotated[int, typer.Option()] = 100, 
             print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
         else:
             _summary_table(items, ["id", "name", "status", "progress", "rows_scored", "output_uri", "created_at"])
+
+
+@batch_app.command("delete")
+def batch_delete(batch_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a batch prediction's record (its output files stay where they are)."""
+    with _errors():
+        _emit(_client(url).batch_predictions.delete(batch_id), as_json, _show_batch)
 
 
 def _show_batch(batch: Any) -> None:

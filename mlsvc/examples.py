@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -50,6 +51,8 @@ def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
     while (ds := service.get_datasource(ds.id)).status.value in ("PENDING", "INPROGRESS"):
         time.sleep(0.5)
     model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed") if k in spec}
+    if budget := os.environ.get("MLSVC_EXAMPLES_BUDGET_S"):
+        model["time_budget_s"] = float(budget)  # the tests train the examples quickly
     service.create_model(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds.id, **model))
     log.info("example %s: datasource %s %s, model training", spec["name"], ds.id, ds.status.value)
 
