@@ -179,3 +179,27 @@ def test_sigkill_of_a_worker_mid_job_and_the_job_still_completes(mlsvc_server: R
     assert job["attempts"] == 2 and job["state"] == "DONE"
     assert int(job["owner"].split(":")[1]) != pid
     store.dispose()
+
+
+def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(s3_server: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.servers import REPO, start_server, stop_server, wait_done
+
+    server = start_server(tmp_path / "home", {"MLSVC_WORKERS": "0"})
+    env = {**os.environ, "MLSVC_HOME": str(server.home), "MLSVC_JOB_POLL_S": "0.2"}
+    worker = None
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            ds = api.post("/v1/datasources", json={"data_uri": str(REPO / "datasources" / "churn.csv")}).json()
+            time.sleep(1.0)
+            assert api.get(f"/v1/datasources/{ds['id']}").json()["status"] == "PENDING"  # no worker in the server
+            worker = subprocess.Popen([sys.executable, "-m", "mlsvc.cli", "worker"], cwd=REPO, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert wait_done(api, f"/v1/datasources/{ds['id']}", timeout=60)["status"] == "COMPLETED"
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(20) == 0
+        stop_server(server)
