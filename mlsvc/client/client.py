@@ -1,46 +1,89 @@
-"""`mlsvc.Client`: the REST API from Python, with typed results, retries, pagination and waiters."""
+"""`mlsvc.client.Client`: the REST API from Python, with typed results, retries, pagination and waiters.
+
+The calls, the retry policy and the error mapping live in `_base.py`, shared with `AsyncClient`;
+this module only sends them over an `httpx.Client` and sleeps between attempts and polls."""
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from mlsvc.client.errors import APIConnectionError, ResourceFailedError, WaitTimeoutError, from_response
-from mlsvc.resources import BatchPrediction, DataSource, Evaluation, Model, PredictResponse, Resource, Schema
+from mlsvc.client import _frames
+from mlsvc.client._base import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    HEALTH_CALL,
+    METRICS_CALL,
+    BaseClient,
+    BatchPredictionCalls,
+    Call,
+    Collection,
+    DataSourceCalls,
+    EvaluationCalls,
+    ModelCalls,
+    Page,
+    ProgressCallback,
+    Waiter,
+    collection_name,
+    new_request_id,
+    parse_json,
+    predict_batch_call,
+    predict_call,
+    ref_of,
+)
+from mlsvc.resources import (
+    BatchPrediction,
+    DataSource,
+    Evaluation,
+    Model,
+    ModelType,
+    PredictResponse,
+    Rearrangement,
+    Resource,
+    Schema,
+    Status,
+)
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+T = TypeVar("T")
 R = TypeVar("R", bound=Resource)
-ProgressCallback = Callable[[Resource], None]
-DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-RETRY_STATUS = {502, 503, 504}
 
 
-class Client:
+class Client(BaseClient):
     """A connection to an mlsvc server.
 
-    >>> client = Client("http://127.0.0.1:8080")
-    >>> ds = client.datasources.create(data_uri="datasources/churn.csv", target="churned")
-    >>> client.datasources.wait(ds.id)
+    >>> client = Client("http://127.0.0.1:8080")            # or MLSVC_URL; api_key= or MLSVC_API_KEY
+    >>> ds = client.datasources.create("datasources/churn.csv", target="churned")
+    >>> ds = client.datasources.wait(ds, progress=True)
+    >>> model = client.models.wait(client.models.create("churn", ds.id), progress=True)
+    >>> client.predict("churn", {"tenure_months": 2}).predictions[0].predicted_label
+    'yes'
+
+    ``transport`` is any ``httpx.BaseTransport`` (the seam tests use); ``timeout`` is seconds per attempt
+    (or an ``httpx.Timeout``); ``max_retries`` and ``backoff`` set the retry policy (see ``RetryPolicy``).
+    Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0,
-                 max_retries: int = 3, transport: httpx.BaseTransport | None = None) -> None:
-        base_url = base_url or os.environ.get("MLSVC_URL") or DEFAULT_BASE_URL
-        api_key = api_key or os.environ.get("MLSVC_API_KEY")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.max_retries = max_retries
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+                 backoff: float = DEFAULT_BACKOFF, headers: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff,
+                         headers=headers)
+        self._http = httpx.Client(transport=transport, **self._http_options())
         self.datasources = DataSources(self)
         self.models = Models(self)
         self.evaluations = Evaluations(self)
         self.batch_predictions = BatchPredictions(self)
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -49,225 +92,294 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-        """Send a request and return the decoded JSON; retries connection errors and 502/503/504 with backoff.
-        Creates are safe to retry because every create carries an id."""
-        params = {k: v for k, v in (params or {}).items() if v is not None}
-        for attempt in range(self.max_retries + 1):
+    def _send(self, call: Call[T]) -> T:
+        """Send one logical call, retrying per the policy with one request id for every attempt."""
+        request_id = new_request_id()
+        attempt = 0
+        while True:
+            request = self._build_request(self._http, call, request_id)
             try:
-                response = self._http.request(method, path, json=json, params=params)
+                response = self._http.send(request)
             except httpx.TransportError as exc:
-                if attempt == self.max_retries:
-                    raise APIConnectionError(f"cannot reach mlsvc at {self._http.base_url}: {exc}") from exc
-                _backoff(attempt)
-                continue
-            if response.status_code in RETRY_STATUS and attempt < self.max_retries:
-                _backoff(attempt)
-                continue
-            return _decode(response)
-        raise AssertionError("unreachable")
+                delay = self.retry_policy.after_error(attempt, exc)
+                if delay is None:
+                    raise self._connection_error(exc, request_id, attempt + 1) from exc
+            else:
+                delay = self.retry_policy.after_response(attempt, response)
+                if delay is None:
+                    return self._result(call, response, request_id)
+                response.close()
+            time.sleep(delay)
+            attempt += 1
 
-    def predict(self, ref: str, record: dict[str, Any] | None = None, *,
-                records: list[dict[str, Any]] | None = None) -> PredictResponse:
-        """Real-time predictions from the model ``ref`` (id, name, name:VERSION or name:ALIAS)."""
-        body = {"record": record} if records is None else {"records": records}
-        return PredictResponse.model_validate(self.request("POST", f"/v1/models/{ref}/predict", json=body))
+    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        """Any API call, with the client's auth, retries and error mapping; returns the decoded JSON.
 
-    def wait(self, get: Callable[[], R], *, timeout: float = 600.0, poll: float = 0.5,
-             on_progress: ProgressCallback | None = None) -> R:
-        """Poll ``get`` until the resource is COMPLETED (see ``wait_for``)."""
-        return wait_for(get, timeout=timeout, poll=poll, on_progress=on_progress)
+        >>> client.request("GET", "/v1/models", params={"name": "churn"})["items"]
+        """
+        return self._send(Call(method.upper(), path, parse_json, json=json, params=params))
+
+    def predict(self, ref: str | Model, record: Mapping[str, Any] | None = None, *,
+                records: Sequence[Mapping[str, Any]] | None = None) -> PredictResponse:
+        """Real-time predictions from a model: ``ref`` is an id, ``name``, ``name:VERSION`` or ``name:ALIAS``.
+
+        >>> client.predict("churn", {"tenure_months": 2}).predictions[0].predicted_scores
+        {'no': 0.31, 'yes': 0.69}
+        >>> client.predict("churn:2", records=[{"tenure_months": 2}, {"tenure_months": 40}]).version
+        2
+        """
+        return self._send(predict_call(ref, record, records))
+
+    def predict_frame(self, ref: str | Model, df: pd.DataFrame, *, batch_size: int = 500) -> pd.DataFrame:
+        """Score a DataFrame in micro-batches; returns a DataFrame on ``df``'s index.
+
+        >>> scored = client.predict_frame("churn", pandas.read_csv("customers.csv"))
+        >>> scored[["predicted_label", "score_yes"]].head()
+
+        Columns: ``predicted_label`` and one ``score_<label>`` per class (classification) or
+        ``predicted_value`` (regression), and ``warnings`` (a list per row). NaN and None are sent as null
+        (a missing value). ``ref`` is resolved once, so every batch is scored by the same version;
+        ``scored.attrs`` holds its ``model_id`` and ``version``.
+        """
+        _frames.check_frame(df, batch_size)
+        model = self.models.get(ref)
+        answers = [self._send(predict_batch_call(model.id, body)) for body in _frames.encode_batches(df, batch_size)]
+        return _frames.to_frame(df, model, answers)
+
+    def wait(self, resource: R, *, timeout: float | None = 600.0, poll_interval: float = 1.0,
+             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+        """Wait until any resource is COMPLETED (see ``client.models.wait``).
+
+        >>> batch = client.wait(client.batch_predictions.create("churn", "out/", datasource_id=ds.id))
+        """
+        collection: _Sync[R] = getattr(self, collection_name(resource))
+        return collection.wait(resource.id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress,
+                               progress=progress)
+
+    def health(self) -> dict[str, Any]:
+        """The server's health check: ``{"status": "ok"}``."""
+        return self._send(HEALTH_CALL)
+
+    def metrics(self) -> str:
+        """The server's Prometheus metrics, as text."""
+        return self._send(METRICS_CALL)
 
 
-def wait_for(get: Callable[[], R], *, timeout: float = 600.0, poll: float = 0.5,
-             on_progress: ProgressCallback | None = None) -> R:
-    """Poll until the resource is COMPLETED; raise ResourceFailedError if it FAILED or was DELETED,
-    WaitTimeoutError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        resource = get()
-        if on_progress:
-            on_progress(resource)
-        if resource.status == "COMPLETED":
-            return resource
-        if resource.status in ("FAILED", "DELETED"):
-            raise ResourceFailedError(f"{resource.id} is {resource.status}: {resource.message}", resource)
-        if time.monotonic() >= deadline:
-            raise WaitTimeoutError(f"{resource.id} still {resource.status} after {timeout:.0f}s")
-        time.sleep(poll)
+def wait_for(get: Callable[[], R], *, timeout: float | None = 600.0, poll_interval: float = 1.0,
+             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+    """Call ``get`` until the resource it returns is COMPLETED, and return that.
+
+    Raises ``ResourceFailedError`` when it becomes FAILED or DELETED, ``WaitTimeoutError`` after ``timeout``
+    seconds (None waits for ever). ``on_progress`` is called with every state seen; ``progress=True`` shows
+    a progress bar on stderr.
+    """
+    with Waiter("waiting", timeout, poll_interval, on_progress, progress) as waiter:
+        while True:
+            resource = get()
+            if waiter.done(resource):
+                return resource
+            time.sleep(waiter.delay())
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
-
-
-def _decode(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    if response.status_code >= 400:
-        raise from_response(response.status_code, body)
-    return body
-
-
-def _body(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-class _Resources:
-    path = ""
-    prefix = ""
-    type: type[Resource] = Resource
+class _Sync(Collection[R]):
+    """The operations every collection has, sent over the sync client."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def _new_id(self) -> str:
-        # Made here, not by the server, so that a retried create finds the first one instead of making two.
-        return f"{self.prefix}-{secrets.token_hex(6)}"
+    def get(self, ref: str | R) -> R:
+        """One resource by id (models also by ``name``, ``name:VERSION`` or ``name:ALIAS``)."""
+        return self._client._send(self._get_call(ref))
 
-    def _one(self, data: Any) -> Any:
-        return self.type.model_validate(data)
+    def list(self, *, status: Status | str | None = None, name_prefix: str | None = None, tag: str | None = None,
+             limit: int = 100, next_token: str | None = None, **filters: str | None) -> Page[R]:
+        """One page, newest first; ``page.next_token`` asks for the next (``iter()`` follows them for you).
 
-    def list(self, *, status: str | None = None, name_prefix: str | None = None, tag: str | None = None,
-             limit: int = 100, next_token: str | None = None, **filters: Any) -> tuple[list[Any], str | None]:
-        """One page: the items and the token of the next page (None at the end)."""
-        page = self._client.request("GET", self.path, params={"status": status, "name_prefix": name_prefix,
-                                                              "tag": tag, "limit": limit,
-                                                              "next_token": next_token, **filters})
-        return [self._one(item) for item in page["items"]], page["next_token"]
+        >>> page = client.datasources.list(status="COMPLETED", tag="team=growth", limit=20)
+        >>> [ds.id for ds in page], page.next_token
 
-    def iter(self, **filters: Any) -> Iterator[Any]:
-        """Every matching resource, fetching pages as needed."""
+        ``tag`` is ``key`` or ``key=value``; DELETED resources are listed only with ``status="DELETED"``.
+        Models also filter by ``name=``; evaluations and batch predictions by ``model_id=``.
+        """
+        return self._client._send(self._list_call(status=status, name_prefix=name_prefix, tag=tag, limit=limit,
+                                                  next_token=next_token, filters=filters))
+
+    def iter(self, *, status: Status | str | None = None, name_prefix: str | None = None, tag: str | None = None,
+             page_size: int = 100, **filters: str | None) -> Iterator[R]:
+        """Every matching resource, newest first, fetching pages as the loop needs them.
+
+        >>> for model in client.models.iter(name="churn", status="COMPLETED"):
+        ...     print(model.version, model.metrics.get("BinaryAUC"))
+        """
         token: str | None = None
         while True:
-            items, token = self.list(next_token=token, **filters)
-            yield from items
-            if not token:
+            page = self.list(status=status, name_prefix=name_prefix, tag=tag, limit=page_size, next_token=token,
+                             **filters)
+            yield from page.items
+            if page.next_token is None:
                 return
+            token = page.next_token
 
-    def wait(self, ref: str, *, timeout: float = 600.0, poll: float = 0.5,
-             on_progress: ProgressCallback | None = None) -> Any:
-        """Wait until ``ref`` is COMPLETED (see Client.wait)."""
-        return self._client.wait(lambda: self.get(ref), timeout=timeout, poll=poll, on_progress=on_progress)
+    def delete(self, ref: str | R) -> R:
+        """Soft delete: the resource stays readable with status DELETED, and leaves lists."""
+        return self._client._send(self._delete_call(ref))
 
-    def get(self, ref: str) -> Any:
-        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
+    def wait(self, ref: str | R, *, timeout: float | None = 600.0, poll_interval: float = 1.0,
+             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+        """Poll until the resource is COMPLETED and return it.
 
-    def delete(self, ref: str) -> Any:
-        """Soft delete: the resource stays readable with status DELETED."""
-        return self._one(self._client.request("DELETE", f"{self.path}/{ref}"))
+        >>> model = client.models.wait(model, timeout=900, progress=True)      # a bar on stderr
+        >>> client.datasources.wait(ds.id, on_progress=lambda r: print(r.status, r.progress))
+
+        Raises ``ResourceFailedError`` (with ``.resource``) when it becomes FAILED or DELETED, and
+        ``WaitTimeoutError`` after ``timeout`` seconds (None waits for ever).
+        """
+        ref = ref_of(ref)
+        return wait_for(lambda: self.get(ref), timeout=timeout, poll_interval=poll_interval,
+                        on_progress=on_progress, progress=progress)
 
 
-class DataSources(_Resources):
-    """``client.datasources``: CSV data with its schema and statistics."""
-
-    path = "/v1/datasources"
-    prefix = "ds"
-    type = DataSource
+class DataSources(_Sync[DataSource], DataSourceCalls):
+    """``client.datasources``: CSV data (a file or a prefix) with its schema and statistics."""
 
     def create(self, data_uri: str, *, id: str | None = None, name: str | None = None,
-               schema: Schema | dict[str, Any] | None = None, schema_uri: str | None = None,
-               target: str | None = None, row_id: str | None = None, rearrangement: dict[str, Any] | None = None,
-               compute_statistics: bool = True, max_invalid_fraction: float | None = None,
-               tags: dict[str, str] | None = None) -> DataSource:
-        """Register a CSV file or prefix (local path, file:// or s3://); returns it PENDING."""
-        if isinstance(schema, Schema):
-            schema = schema.model_dump(mode="json", exclude_none=True)
-        body = _body(id=id or self._new_id(), name=name, data_uri=data_uri, schema=schema, schema_uri=schema_uri,
-                     target=target, row_id=row_id, rearrangement=rearrangement,
-                     compute_statistics=compute_statistics, max_invalid_fraction=max_invalid_fraction, tags=tags)
-        return self._one(self._client.request("POST", self.path, json=body))
+               schema: Schema | Mapping[str, Any] | None = None, schema_uri: str | None = None,
+               target: str | None = None, row_id: str | None = None,
+               attribute_types: Mapping[str, str] | None = None,
+               rearrangement: Rearrangement | Mapping[str, Any] | None = None, compute_statistics: bool = True,
+               max_invalid_fraction: float | None = None, tags: Mapping[str, str] | None = None) -> DataSource:
+        """Register a CSV file or prefix (a local path, ``file://`` or ``s3://``); returns it PENDING.
 
-    def get(self, ref: str) -> DataSource:
-        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
+        >>> ds = client.datasources.create("s3://bucket/churn/", target="churned", tags={"team": "growth"})
+        >>> train = client.datasources.create("churn.csv", rearrangement={"splitting": {"percentEnd": 70}})
 
-    def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
-               ) -> DataSource:
-        """Rename, or merge tags (a None value removes that tag)."""
-        return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))
+        The schema is inferred unless ``schema`` or ``schema_uri`` (an Amazon ML ``.schema`` file) is given;
+        ``attribute_types`` overrides single types. Creating again with the same ``id`` and parameters
+        returns the existing datasource; with other parameters it raises ``ConflictError``.
+        """
+        if isinstance(rearrangement, Rearrangement):
+            rearrangement = rearrangement.model_dump(mode="json", exclude_none=True)
+        return self._client._send(self._create_call(dict(
+            id=id, name=name, data_uri=data_uri, schema=self._schema_json(schema), schema_uri=schema_uri,
+            target=target, row_id=row_id, attribute_types=attribute_types, rearrangement=rearrangement,
+            compute_statistics=compute_statistics, max_invalid_fraction=max_invalid_fraction, tags=tags)))
 
-    def schema(self, ref: str) -> Schema:
-        """The datasource's Amazon ML schema."""
-        return Schema.model_validate(self._client.request("GET", f"{self.path}/{ref}/schema"))
+    def update(self, ref: str | DataSource, *, name: str | None = None,
+               tags: Mapping[str, str | None] | None = None) -> DataSource:
+        """Rename, or merge tags (a None value removes that tag).
+
+        >>> client.datasources.update(ds, name="churn-2024", tags={"team": "growth", "draft": None})
+        """
+        return self._client._send(self._update_call(ref, dict(name=name, tags=tags)))
+
+    def schema(self, ref: str | DataSource) -> Schema:
+        """The datasource's Amazon ML schema (``NotReadyError`` until it is COMPLETED).
+
+        >>> client.datasources.schema(ds).targetAttributeName
+        'churned'
+        """
+        return self._client._send(self._schema_call(ref))
 
 
-class Models(_Resources):
-    """``client.models``: trained, versioned models."""
+class Models(_Sync[Model], ModelCalls):
+    """``client.models``: trained, versioned models; ``ref`` is an id, ``name``, ``name:VERSION`` or
+    ``name:ALIAS`` (a bare ``name`` is its ``production`` alias, else its newest COMPLETED version)."""
 
-    path = "/v1/models"
-    prefix = "ml"
-    type = Model
+    def create(self, name: str, datasource_id: str | DataSource, *, id: str | None = None,
+               target: str | None = None, model_type: ModelType | str | None = None,
+               time_budget_s: float | None = None, recipe: Mapping[str, Any] | None = None,
+               seed: int | None = None, promote: str | None = None, tags: Mapping[str, str] | None = None) -> Model:
+        """Train the next version of ``name`` on a COMPLETED datasource; returns it PENDING.
 
-    def create(self, name: str, datasource_id: str, *, id: str | None = None, target: str | None = None,
-               model_type: str | None = None, time_budget_s: float | None = None,
-               recipe: dict[str, Any] | None = None, seed: int | None = None, promote: str | None = None,
-               tags: dict[str, str] | None = None) -> Model:
-        """Train the next version of ``name`` on a COMPLETED datasource; returns it PENDING."""
-        body = _body(id=id or self._new_id(), name=name, datasource_id=datasource_id, target=target,
-                     model_type=model_type, time_budget_s=time_budget_s, recipe=recipe, seed=seed,
-                     promote=promote, tags=tags)
-        return self._one(self._client.request("POST", self.path, json=body))
+        >>> model = client.models.create("churn", ds.id, time_budget_s=60, tags={"owner": "ana"})
+        >>> model = client.models.wait(model, progress=True)
 
-    def get(self, ref: str) -> Model:
-        """A model by id, name:VERSION, name:ALIAS or name."""
-        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
+        ``promote="auto"`` (the default) moves the ``production`` alias to it when it beats the current
+        one; ``"never"`` leaves the alias alone.
+        """
+        return self._client._send(self._create_call(dict(
+            id=id, name=name, datasource_id=ref_of(datasource_id), target=target, model_type=model_type,
+            time_budget_s=time_budget_s, recipe=recipe, seed=seed, promote=promote, tags=tags)))
 
-    def update(self, ref: str, *, score_threshold: float | None = None,
-               tags: dict[str, str | None] | None = None) -> Model:
-        return self._one(self._client.request("PATCH", f"{self.path}/{ref}",
-                                              json=_body(score_threshold=score_threshold, tags=tags)))
+    def get(self, ref: str | Model) -> Model:
+        """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``.
+
+        >>> client.models.get("churn:production").version
+        """
+        return self._client._send(self._get_call(ref))
+
+    def update(self, ref: str | Model, *, score_threshold: float | None = None,
+               tags: Mapping[str, str | None] | None = None) -> Model:
+        """Set a BINARY model's score threshold, or merge tags (a None value removes that tag).
+
+        >>> client.models.update("churn:2", score_threshold=0.35)
+        """
+        return self._client._send(self._update_call(ref, dict(score_threshold=score_threshold, tags=tags)))
 
     def set_alias(self, name: str, alias: str, version: int) -> Model:
-        """Point ``alias`` at ``version`` of ``name``; predictions by ``name:alias`` switch at once."""
-        return self._one(self._client.request("PUT", f"{self.path}/{name}/aliases/{alias}",
-                                              json={"version": version}))
+        """Point ``alias`` at ``version`` of ``name``; predictions by ``name:alias`` switch at once.
 
-    def predict(self, ref: str, record: dict[str, Any] | None = None, *,
-                records: list[dict[str, Any]] | None = None) -> PredictResponse:
+        >>> client.models.set_alias("churn", "production", 2)
+        """
+        return self._client._send(self._set_alias_call(name, alias, version))
+
+    def versions(self, name: str) -> list[Model]:
+        """Every version of ``name`` that is not deleted, oldest first.
+
+        >>> [(m.version, m.status, m.aliases) for m in client.models.versions("churn")]
+        """
+        return self._versions(list(self.iter(name=name)))
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name`` and the version each points at: ``{"production": 2}``."""
+        return self._aliases(self.versions(name))
+
+    def predict(self, ref: str | Model, record: Mapping[str, Any] | None = None, *,
+                records: Sequence[Mapping[str, Any]] | None = None) -> PredictResponse:
+        """The same as ``client.predict``."""
         return self._client.predict(ref, record, records=records)
 
+    def predict_frame(self, ref: str | Model, df: pd.DataFrame, *, batch_size: int = 500) -> pd.DataFrame:
+        """The same as ``client.predict_frame``."""
+        return self._client.predict_frame(ref, df, batch_size=batch_size)
 
-class Evaluations(_Resources):
+
+class Evaluations(_Sync[Evaluation], EvaluationCalls):
     """``client.evaluations``: a model's metrics and insights on labelled data."""
 
-    path = "/v1/evaluations"
-    prefix = "ev"
-    type = Evaluation
+    def create(self, model: str | Model, datasource_id: str | DataSource, *, id: str | None = None,
+               name: str | None = None, tags: Mapping[str, str] | None = None) -> Evaluation:
+        """Evaluate ``model`` (any reference) on a COMPLETED datasource that has the target; returns it PENDING.
 
-    def create(self, model: str, datasource_id: str, *, id: str | None = None, name: str | None = None,
-               tags: dict[str, str] | None = None) -> Evaluation:
-        """Evaluate the model ``model`` (any reference) on a COMPLETED datasource that has its target."""
-        body = _body(id=id or self._new_id(), name=name, model=model, datasource_id=datasource_id, tags=tags)
-        return self._one(self._client.request("POST", self.path, json=body))
+        >>> ev = client.evaluations.wait(client.evaluations.create("churn:2", test_ds.id))
+        >>> ev.metric, ev.value, ev.vs_baseline
+        """
+        return self._client._send(self._create_call(dict(
+            id=id, name=name, model=ref_of(model), datasource_id=ref_of(datasource_id), tags=tags)))
 
-    def get(self, ref: str) -> Evaluation:
-        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
-
-    def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
-               ) -> Evaluation:
-        return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))
+    def update(self, ref: str | Evaluation, *, name: str | None = None,
+               tags: Mapping[str, str | None] | None = None) -> Evaluation:
+        """Rename, or merge tags (a None value removes that tag)."""
+        return self._client._send(self._update_call(ref, dict(name=name, tags=tags)))
 
 
-class BatchPredictions(_Resources):
+class BatchPredictions(_Sync[BatchPrediction], BatchPredictionCalls):
     """``client.batch_predictions``: predictions for every row of a datasource or CSV, written to files."""
 
-    path = "/v1/batch-predictions"
-    prefix = "bp"
-    type = BatchPrediction
+    def create(self, model: str | Model, output_uri: str, *, datasource_id: str | DataSource | None = None,
+               data_uri: str | None = None, row_id: str | None = None, id: str | None = None,
+               name: str | None = None, tags: Mapping[str, str] | None = None) -> BatchPrediction:
+        """Score every row of ``datasource_id`` (or the CSV at ``data_uri``) into ``output_uri``; returns it PENDING.
 
-    def create(self, model: str, output_uri: str, *, datasource_id: str | None = None, data_uri: str | None = None,
-               row_id: str | None = None, id: str | None = None, name: str | None = None,
-               tags: dict[str, str] | None = None) -> BatchPrediction:
-        """Score every row of ``datasource_id`` (or the CSV at ``data_uri``) with ``model`` into ``output_uri``."""
-        body = _body(id=id or self._new_id(), name=name, model=model, datasource_id=datasource_id,
-                     data_uri=data_uri, row_id=row_id, output_uri=output_uri, tags=tags)
-        return self._one(self._client.request("POST", self.path, json=body))
+        >>> bp = client.batch_predictions.create("churn", "s3://bucket/scores/", datasource_id=ds.id)
+        >>> client.batch_predictions.wait(bp, progress=True).manifest_uri
+        """
+        return self._client._send(self._create_call(dict(
+            id=id, name=name, model=ref_of(model),
+            datasource_id=ref_of(datasource_id) if datasource_id is not None else None,
+            data_uri=data_uri, row_id=row_id, output_uri=output_uri, tags=tags)))
 
-    def get(self, ref: str) -> BatchPrediction:
-        return self._one(self._client.request("GET", f"{self.path}/{ref}"))
-
-    def update(self, ref: str, *, name: str | None = None, tags: dict[str, str | None] | None = None
-               ) -> BatchPrediction:
-        return self._one(self._client.request("PATCH", f"{self.path}/{ref}", json=_body(name=name, tags=tags)))
+    def update(self, ref: str | BatchPrediction, *, name: str | None = None,
+               tags: Mapping[str, str | None] | None = None) -> BatchPrediction:
+        """Rename, or merge tags (a None value removes that tag)."""
+        return self._client._send(self._update_call(ref, dict(name=name, tags=tags)))
