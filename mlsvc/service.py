@@ -216,6 +216,16 @@ class Service:
         self._registry_quietly("set_alias", name, alias, version)
         return Model.model_validate(self.store.get("model", model["id"]))
 
+    def delete_alias(self, name: str, alias: str) -> Model:
+        version = self.store.alias_version(name, alias)
+        if version is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{name}' has no alias '{alias}'",
+                             {"name": name, "alias": alias})
+        self.store.delete_alias(name, alias)
+        self.refs.clear()
+        self._registry_quietly("delete_alias", name, alias)
+        return Model.model_validate(self.store.model_by_version(name, version))
+
     def _registry_quietly(self, method: str, *args: Any) -> None:
         """Mirror alias changes into MLflow; the store is the source of truth, so a mirror failure is not fatal."""
         try:

@@ -31,6 +31,11 @@ def test_health(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
 
 
+def test_every_answer_carries_a_request_id(api: httpx.Client) -> None:
+    assert api.get("/healthz", headers={"X-Request-Id": "req-abc"}).headers["x-request-id"] == "req-abc"
+    assert api.get("/v1/datasources/nope").headers["x-request-id"].startswith("srv-")
+
+
 def test_datasource_create_is_202_pending_and_completes_with_schema(api: httpx.Client) -> None:
     response = api.post("/v1/datasources", json={"data_uri": CHURN, "tags": {"team": "growth"}})
     assert response.status_code == 202

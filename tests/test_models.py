@@ -119,6 +119,10 @@ def test_moving_an_alias_switches_predictions(api: httpx.Client, trained: dict) 
     assert api.post("/v1/models/churn-api:candidate/predict", json={"record": {}}).json()["version"] == 1
     assert api.put("/v1/models/churn-api/aliases/candidate", json={"version": 9}).status_code == 404
     assert api.put("/v1/models/churn-api/aliases/9lives", json={"version": 1}).status_code == 422
+    removed = api.delete("/v1/models/churn-api/aliases/candidate")
+    assert removed.status_code == 200 and "candidate" not in removed.json()["aliases"]
+    assert api.post("/v1/models/churn-api:candidate/predict", json={"record": {}}).status_code == 404
+    assert api.delete("/v1/models/churn-api/aliases/candidate").status_code == 404
 
 
 def test_a_model_that_is_not_completed_answers_409(api: httpx.Client, trained: dict) -> None:

@@ -407,6 +407,9 @@ class ModelCalls(Collection[Model]):
         return Call("PUT", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model),
                     json={"version": version})
 
+    def _delete_alias_call(self, name: str, alias: str) -> Call[Model]:
+        return Call("DELETE", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model))
+
     @staticmethod
     def _versions(models: list[Model]) -> list[Model]:
         return sorted(models, key=lambda m: m.version or 0)

@@ -281,6 +281,10 @@ class AsyncModels(_Async[Model], ModelCalls):
         """Point ``alias`` at ``version`` of ``name``; predictions by ``name:alias`` switch at once."""
         return await self._client._send(self._set_alias_call(name, alias, version))
 
+    async def delete_alias(self, name: str, alias: str) -> Model:
+        """Remove ``alias`` from ``name``; returns the version it pointed at."""
+        return await self._client._send(self._delete_alias_call(name, alias))
+
     async def versions(self, name: str) -> list[Model]:
         """Every version of ``name`` that is not deleted, oldest first."""
         return self._versions([m async for m in self.iter(name=name)])

@@ -323,6 +323,10 @@ class Models(_Sync[Model], ModelCalls):
         """
         return self._client._send(self._set_alias_call(name, alias, version))
 
+    def delete_alias(self, name: str, alias: str) -> Model:
+        """Remove ``alias`` from ``name``; returns the version it pointed at."""
+        return self._client._send(self._delete_alias_call(name, alias))
+
     def versions(self, name: str) -> list[Model]:
         """Every version of ``name`` that is not deleted, oldest first.
 

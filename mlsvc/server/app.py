@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
@@ -15,6 +16,29 @@ from mlsvc.server import batch_predictions, datasources, errors, evaluations, mo
 from mlsvc.server.deps import require_api_key
 from mlsvc.server.metrics import Metrics, RequestMetrics
 from mlsvc.service import Service
+
+
+class RequestId:
+    """Echoes the caller's X-Request-Id (or a new one) on every answer, so a client's call and the server's
+    log lines can be matched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"")
+        request_id = given[:128] if given else f"srv-{secrets.token_hex(8)}".encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
 
 
 class BodyLimit:
@@ -88,4 +112,5 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_middleware(RequestId)
     return app

@@ -44,8 +44,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(ErrorCode.INTERNAL, "internal error; the server log has the details")
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+        return error_response(ErrorCode.INTERNAL, f"internal error; the server log has the details under request "
+                              f"id {request_id}")
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -55,6 +55,12 @@ def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Mod
     return service.set_alias(name, alias, body.version)
 
 
+@router.delete("/{name}/aliases/{alias}", response_model=Model)
+def delete_alias(name: str, alias: str, service: ServiceDep) -> Model:
+    """Remove ``alias`` from ``name``; predictions by ``name:alias`` then answer 404."""
+    return service.delete_alias(name, alias)
+
+
 @router.post("/{ref}/predict", response_model=PredictResponse)
 def predict(ref: str, body: PredictRequest, service: ServiceDep, request: Request) -> RawResponse:
     """Real-time predictions for one record or a list, in order; the answer says which version gave them."""
