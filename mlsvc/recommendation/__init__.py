@@ -1,0 +1,1 @@
+"""Recommendation: interactions to a user × item matrix, candidate recommenders, ranking metrics, the loop."""
