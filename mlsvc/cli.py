@@ -256,13 +256,19 @@ def models_create(
     time_budget_s: Annotated[float | None, typer.Option("--time-budget")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="RECOMMENDATION: items per list.")] = None,
+    role: Annotated[list[str] | None, typer.Option("--role", help="RECOMMENDATION: user=COL, item=COL, "
+                                                   "rating=COL or timestamp=COL; repeat.")] = None,
+    items_datasource: Annotated[str | None, typer.Option("--items-datasource", help="RECOMMENDATION: item "
+                                                         "attributes.")] = None,
     tag: TagOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 1800.0, as_json: JsonOpt = False,
 ) -> None:
     """Train the next version of a model."""
     with _errors():
         client = _client(url)
         model = client.models.create(name, datasource_id, id=id, target=target, model_type=model_type,
-                                     time_budget_s=time_budget_s, seed=seed, tags=_tags(tag))
+                                     time_budget_s=time_budget_s, seed=seed, tags=_tags(tag), k=k,
+                                     roles=_tags(role), items_datasource_id=items_datasource)
         if wait:
             model = _wait(lambda: client.models.get(model.id), timeout, as_json)
         _emit(model, as_json, _show_resource)
@@ -468,6 +474,41 @@ def predict(
             scores = ", ".join(f"{k}: {v:.3f}" for k, v in (p.predicted_scores or {}).items())
             table.add_row(str(i), answer, scores, "; ".join(p.warnings))
         out.print(table)
+
+
+@app.command()
+def recommend(ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
+              user_id: Annotated[str, typer.Argument(help="The user.")], url: UrlOpt = None,
+              k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+              include_seen: Annotated[bool, typer.Option("--include-seen", help="Also items the user already "
+                                                         "interacted with.")] = False,
+              as_json: JsonOpt = False) -> None:
+    """Items a user is likely to want, best first."""
+    with _errors():
+        answer = _client(url).recommend(ref, user_id, k, exclude_seen=not include_seen)
+        _emit_recommendations(answer, as_json, f"for user {user_id}")
+
+
+@app.command()
+def similar(ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
+            item_id: Annotated[str, typer.Argument(help="The item.")], url: UrlOpt = None,
+            k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+            as_json: JsonOpt = False) -> None:
+    """Items most like an item, best first."""
+    with _errors():
+        answer = _client(url).similar_items(ref, item_id, k)
+        _emit_recommendations(answer, as_json, f"like item {item_id}")
+
+
+def _emit_recommendations(answer: Any, as_json: bool, subject: str) -> None:
+    if as_json:
+        print(answer.model_dump_json(indent=2, exclude_none=True))
+        return
+    note = " (unknown: popular or similar-by-attribute items)" if answer.cold_start else ""
+    table = Table("#", "item", "score", title=f"model {answer.model_id} v{answer.version}, {subject}{note}")
+    for i, r in enumerate(answer.recommendations or [], start=1):
+        table.add_row(str(i), r.item_id, f"{r.score:.4g}")
+    out.print(table)
 
 
 def _take(items: Iterator[Any], limit: int) -> Iterator[Any]:

@@ -41,20 +41,31 @@ def _seed(settings: Settings, service: Service, specs: list[dict[str, Any]], roo
             _seed_one(service, spec, root)
         except MlsvcError as exc:
             log.warning("example %s not trained: %s", spec.get("name"), exc.message)
+        except Exception:  # one broken spec must not stop the others
+            log.exception("example %s not trained", spec.get("name"))
     _print_calls(settings, specs)
 
 
-def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
-    source = dict(spec["datasource"])
+def _datasource(service: Service, spec: dict[str, Any], root: Path, suffix: str = "") -> str:
+    source = dict(spec)
     source["data_uri"] = str((root / source["data_uri"]).resolve())
-    ds, _ = service.create_datasource(DataSourceCreate(id=f"example-{spec['name']}", name=spec["name"], **source))
+    ds_id = f"example-{source.pop('name')}{suffix}"
+    ds, _ = service.create_datasource(DataSourceCreate(id=ds_id, name=ds_id, **source))
     while (ds := service.get_datasource(ds.id)).status.value in ("PENDING", "INPROGRESS"):
         time.sleep(0.5)
-    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed") if k in spec}
+    return ds.id
+
+
+def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
+    ds_id = _datasource(service, {"name": spec["name"], **spec["datasource"]}, root)
+    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed", "k", "roles")
+             if k in spec}
+    if "items" in spec:
+        model["items_datasource_id"] = _datasource(service, {"name": spec["name"], **spec["items"]}, root, "-items")
     if budget := os.environ.get("MLSVC_EXAMPLES_BUDGET_S"):
         model["time_budget_s"] = float(budget)  # the tests train the examples quickly
-    service.create_model(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds.id, **model))
-    log.info("example %s: datasource %s %s, model training", spec["name"], ds.id, ds.status.value)
+    service.create_model(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds_id, **model))
+    log.info("example %s: datasource %s, model training", spec["name"], ds_id)
 
 
 def _print_calls(settings: Settings, specs: list[dict[str, Any]]) -> None:

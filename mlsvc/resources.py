@@ -36,6 +36,7 @@ class ModelType(StrEnum):
     BINARY = "BINARY"
     MULTICLASS = "MULTICLASS"
     REGRESSION = "REGRESSION"
+    RECOMMENDATION = "RECOMMENDATION"
 
 
 class _Strict(BaseModel):
@@ -174,6 +175,10 @@ class Model(Resource):
     promotion: dict[str, Any] | None = Field(None, description="Whether this version became production, and why.")
     training_rows: int | None = None
     holdout_rows: int | None = None
+    roles: dict[str, str | None] | None = Field(None, description="RECOMMENDATION: the user, item, rating and "
+                                                "timestamp columns.")
+    k: int | None = Field(None, description="RECOMMENDATION: how many items a recommendation lists by default.")
+    items_datasource_id: str | None = None
 
 
 class Evaluation(Resource):
@@ -265,6 +270,12 @@ class ModelCreate(_Strict):
     recipe: dict[str, Any] | None = None
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
+    roles: dict[Literal["user", "item", "rating", "timestamp"], str | None] | None = Field(
+        None, description="RECOMMENDATION: which columns hold the user, item, rating or weight, and timestamp "
+        "(inferred from the column names when absent).")
+    k: int = Field(10, ge=1, le=1000, description="RECOMMENDATION: items per recommendation, and the k of NDCG@k.")
+    items_datasource_id: str | None = Field(None, max_length=64, description="RECOMMENDATION: item attributes "
+                                            "(category, price, text) used for items without interactions.")
     tags: Tags = Field(default_factory=dict)
 
 
@@ -324,13 +335,21 @@ Record = dict[str, Any]
 
 
 class PredictRequest(_Strict):
+    """A record or records for BINARY, MULTICLASS and REGRESSION models; a user or an item for RECOMMENDATION."""
+
     record: Record | None = None
     records: list[Record] | None = None
+    user_id: str | int | None = Field(None, description="RECOMMENDATION: items this user is likely to want.")
+    item_id: str | int | None = Field(None, description="RECOMMENDATION: items like this one.")
+    k: int | None = Field(None, ge=1, le=1000)
+    exclude_seen: bool = True
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:
-        if (self.record is None) == (self.records is None):
-            raise ValueError("give exactly one of 'record' (an object) or 'records' (a list of objects)")
+        given = [n for n in ("record", "records", "user_id", "item_id") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'record' (an object), 'records' (a list of objects), "
+                             "'user_id' or 'item_id' (recommendation models)")
         return self
 
 
@@ -341,8 +360,20 @@ class Prediction(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class Recommendation(BaseModel):
+    item_id: str
+    score: float
+
+
 class PredictResponse(BaseModel):
-    predictions: list[Prediction]
+    """Predictions in request order; for a RECOMMENDATION model, ranked items instead."""
+
+    predictions: list[Prediction] | None = None
+    recommendations: list[Recommendation] | None = None
+    user_id: str | None = None
+    item_id: str | None = None
+    cold_start: bool | None = Field(None, description="The user or item was unknown: popular or similar-by-"
+                                    "attribute items were given instead.")
     model_id: str
     version: int
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.prediction.scorer import ModelCard, Scorer, ScorerCache
+from mlsvc.prediction.scorer import ModelCard, RecommenderScorer, Scorer, ScorerCache
 from mlsvc.registry import Registry
 from mlsvc.resources import (
     BatchPrediction,
@@ -26,6 +26,7 @@ from mlsvc.resources import (
     EvaluationUpdate,
     Model,
     ModelCreate,
+    ModelType,
     ModelUpdate,
     PredictRequest,
     Schema,
@@ -134,13 +135,15 @@ class Service:
                              {"id": req.datasource_id})
         _check_datasource_ready(ds)
         schema = Schema.model_validate(ds["schema"])
-        if req.target is not None:
+        if req.model_type == ModelType.RECOMMENDATION:
+            self._check_recommendation(req, schema)
+        elif req.target is not None:
             names = [a.attributeName for a in schema.attributes]
             if req.target not in names:
                 raise MlsvcError(ErrorCode.VALIDATION_ERROR,
                                  f"target column '{req.target}' not found; columns are {names}")
             schema = schema.model_copy(update={"targetAttributeName": req.target})
-        if req.recipe is not None:
+        if req.recipe is not None and req.model_type != ModelType.RECOMMENDATION:
             features = schema.feature_attributes()
             merge_recipe(default_recipe(features), req.recipe, features)
         now = utcnow()
@@ -149,6 +152,19 @@ class Service:
         row, created = self.store.create("model", record, request_hash(body), req.tags, "model.train",
                                          self.settings.job_max_attempts)
         return Model.model_validate(row), created
+
+    def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
+        names = [a.attributeName for a in schema.attributes]
+        unknown = {role: column for role, column in (req.roles or {}).items() if column and column not in names}
+        if unknown:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"roles name columns the datasource does not have: "
+                             f"{unknown}; columns are {names}")
+        if req.items_datasource_id:
+            items = self.store.find("datasource", req.items_datasource_id)
+            if items is None:
+                raise MlsvcError(ErrorCode.NOT_FOUND, f"items datasource '{req.items_datasource_id}' not found",
+                                 {"id": req.items_datasource_id})
+            _check_datasource_ready(items)
 
     def resolve_model(self, ref: str) -> dict[str, Any]:
         """A model by id, ``name:VERSION``, ``name:ALIAS`` or bare ``name`` (production, else newest COMPLETED)."""
@@ -345,6 +361,15 @@ class Service:
 
     def predict(self, ref: str, req: PredictRequest) -> dict[str, Any]:
         """Predictions as a plain dict (the shape of PredictResponse), so the hot path skips model validation."""
+        model = self.refs.resolve(ref)
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED",
+                             {"id": model["id"], "status": model["status"]})
+        if model["model_type"] == ModelType.RECOMMENDATION.value:
+            return self._recommend(model, req)
+        if req.record is None and req.records is None:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is {model['model_type']}: send "
+                             "'record' or 'records'; 'user_id' and 'item_id' are for RECOMMENDATION models")
         records = [req.record] if req.record is not None else list(req.records or [])
         if not records:
             raise MlsvcError(ErrorCode.VALIDATION_ERROR, "'records' is empty; give at least one record")
@@ -352,22 +377,36 @@ class Service:
             raise MlsvcError(ErrorCode.PAYLOAD_TOO_LARGE,
                              f"{len(records)} records in one request; the limit is {self.settings.max_predict_records}"
                              " (use a batch prediction for more)")
-        model = self.refs.resolve(ref)
-        if model["status"] != Status.COMPLETED.value:
-            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED",
-                             {"id": model["id"], "status": model["status"]})
         scorer = self.scorers.get(model)
         predictions = scorer.predict(records, model.get("score_threshold"))
         return {"predictions": predictions, "model_id": model["id"], "version": int(model["version"]),
                 "path": scorer.path}
+
+    def _recommend(self, model: Mapping[str, Any], req: PredictRequest) -> dict[str, Any]:
+        if req.user_id is None and req.item_id is None:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is RECOMMENDATION: send "
+                             "'user_id' (items for a user) or 'item_id' (similar items), not records")
+        recommender = self.scorers.get(model)
+        assert isinstance(recommender, RecommenderScorer)
+        if req.user_id is not None:
+            answer = recommender.model.recommend(str(req.user_id), req.k, req.exclude_seen)
+            key = {"user_id": str(req.user_id)}
+        else:
+            answer = recommender.model.similar_items(str(req.item_id), req.k)
+            key = {"item_id": str(req.item_id)}
+        return {**key, "recommendations": answer["items"], "cold_start": bool(answer.get("cold_start")),
+                "model_id": model["id"], "version": int(model["version"]), "path": "recommender"}
 
     def warm(self, model: Mapping[str, Any]) -> None:
         """Load a COMPLETED model's scorer before its first request needs it."""
         if model["status"] == Status.COMPLETED.value and model["id"] not in self.scorers:
             self.scorers.get(model)
 
-    def _load_scorer(self, model: Mapping[str, Any]) -> Scorer:
-        return Scorer(ModelCard.from_resource(model), self.registry.load(model["model_uri"]))
+    def _load_scorer(self, model: Mapping[str, Any]) -> Scorer | RecommenderScorer:
+        fitted = self.registry.load(model["model_uri"])
+        if model["model_type"] == ModelType.RECOMMENDATION.value:
+            return RecommenderScorer(fitted)
+        return Scorer(ModelCard.from_resource(model), fitted)
 
 
 class RefCache:

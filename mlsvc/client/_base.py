@@ -427,6 +427,16 @@ def predict_call(ref: str | Resource, record: Mapping[str, Any] | None,
     return Call("POST", f"/v1/models/{_segment(ref_of(ref))}/predict", parse_as(PredictResponse), json=body)
 
 
+def recommend_call(ref: str | Resource, *, user_id: str | int | None = None, item_id: str | int | None = None,
+                   k: int | None = None, exclude_seen: bool = True) -> Call[PredictResponse]:
+    body: dict[str, Any] = {"user_id": user_id} if user_id is not None else {"item_id": item_id}
+    if k is not None:
+        body["k"] = k
+    if user_id is not None:
+        body["exclude_seen"] = exclude_seen
+    return Call("POST", f"/v1/models/{_segment(ref_of(ref))}/predict", parse_as(PredictResponse), json=body)
+
+
 def predict_batch_call(model_id: str, body: bytes) -> Call[PredictResponse]:
     """A batch of records already encoded as ``{"records": [...]}`` (see ``_frames``)."""
     return Call("POST", f"/v1/models/{_segment(model_id)}/predict", parse_as(PredictResponse), content=body)

@@ -33,6 +33,7 @@ from mlsvc.client._base import (
     parse_json,
     predict_batch_call,
     predict_call,
+    recommend_call,
     ref_of,
 )
 from mlsvc.resources import (
@@ -129,6 +130,22 @@ class Client(BaseClient):
         2
         """
         return self._send(predict_call(ref, record, records))
+
+    def recommend(self, ref: str | Model, user_id: str | int, k: int | None = None, *,
+                  exclude_seen: bool = True) -> PredictResponse:
+        """The items a RECOMMENDATION model ranks highest for ``user_id`` (popular items, ``cold_start``, for a
+        user it never saw).
+
+        >>> [r.item_id for r in client.recommend("recommendation", "U00042", k=5).recommendations]
+        """
+        return self._send(recommend_call(ref, user_id=user_id, k=k, exclude_seen=exclude_seen))
+
+    def similar_items(self, ref: str | Model, item_id: str | int, k: int | None = None) -> PredictResponse:
+        """The items most like ``item_id`` according to a RECOMMENDATION model.
+
+        >>> [r.item_id for r in client.similar_items("recommendation", "I00007").recommendations]
+        """
+        return self._send(recommend_call(ref, item_id=item_id, k=k))
 
     def predict_frame(self, ref: str | Model, df: pd.DataFrame, *, batch_size: int = 500) -> pd.DataFrame:
         """Score a DataFrame in micro-batches; returns a DataFrame on ``df``'s index.
@@ -288,8 +305,14 @@ class Models(_Sync[Model], ModelCalls):
     def create(self, name: str, datasource_id: str | DataSource, *, id: str | None = None,
                target: str | None = None, model_type: ModelType | str | None = None,
                time_budget_s: float | None = None, recipe: Mapping[str, Any] | None = None,
-               seed: int | None = None, promote: str | None = None, tags: Mapping[str, str] | None = None) -> Model:
+               seed: int | None = None, promote: str | None = None, tags: Mapping[str, str] | None = None,
+               roles: Mapping[str, str | None] | None = None, k: int | None = None,
+               items_datasource_id: str | DataSource | None = None) -> Model:
         """Train the next version of ``name`` on a COMPLETED datasource; returns it PENDING.
+
+        For ``model_type="RECOMMENDATION"`` the datasource holds interactions; ``roles`` names its user, item,
+        rating and timestamp columns (else inferred from their names), ``k`` is the list length, and
+        ``items_datasource_id`` adds item attributes for items nobody interacted with.
 
         >>> model = client.models.create("churn", ds.id, time_budget_s=60, tags={"owner": "ana"})
         >>> model = client.models.wait(model, progress=True)
@@ -299,7 +322,8 @@ class Models(_Sync[Model], ModelCalls):
         """
         return self._client._send(self._create_call(dict(
             id=id, name=name, datasource_id=ref_of(datasource_id), target=target, model_type=model_type,
-            time_budget_s=time_budget_s, recipe=recipe, seed=seed, promote=promote, tags=tags)))
+            time_budget_s=time_budget_s, recipe=recipe, seed=seed, promote=promote, tags=tags, roles=roles, k=k,
+            items_datasource_id=ref_of(items_datasource_id) if items_datasource_id else None)))
 
     def get(self, ref: str | Model) -> Model:
         """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``.

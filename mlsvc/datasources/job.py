@@ -10,7 +10,7 @@ import pandas as pd
 
 from mlsvc.datasources.reader import header_names, open_with_head, peek_rows
 from mlsvc.datasources.rearrangement import needs_row_count
-from mlsvc.datasources.scan import ScanCounts, count_rows, require_columns, scan
+from mlsvc.datasources.scan import ScanCounts, count_rows, require_columns, scan_columns
 from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -44,10 +44,13 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     total = count_rows(storage, files, layout.names_by_file, schema, limit) if needs_row_count(splitting) else None
     counts = ScanCounts()
     stats = StatisticsAccumulator(schema) if ds.get("compute_statistics", True) else None
-    for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, counts,
-                      on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit):
+    # Chunks stay arrow and numpy columns from the parser to the statistics, and each is dropped before the
+    # next is read, so memory holds a few blocks of the file, whatever its size.
+    for chunk in scan_columns(storage, files, layout.names_by_file, schema, splitting, total, counts,
+                              on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit):
         if stats is not None:
-            stats.update(chunk.typed, chunk.invalid)
+            stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
+        del chunk
     _check_counts(counts, ds, schema, files)
     return {
         "schema": schema.model_dump(mode="json"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import heapq
 import io
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -17,9 +19,12 @@ import pyarrow.csv as pacsv
 
 from mlsvc.errors import ErrorCode, MlsvcError
 
-DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+# Small blocks keep memory low (the reader holds at most a few of them, see _ReadAhead) and cost little:
+# every later step works on whole arrow columns, so a chunk's fixed cost is a few dozen kernel calls.
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 _HEAD_BYTES = 256 * 1024
+_READ_PIECE = 256 * 1024  # the most the reading thread asks of the source at once
 # The head is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
 csv.field_size_limit(max(csv.field_size_limit(), 2 * _HEAD_BYTES))
 _UTF8_HINT = "save the file as UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save As) and try again"
@@ -29,16 +34,25 @@ _UTF8_HINT = "save the file as UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save
 class RawChunk:
     """Rows of one file as strings (blank is ""), with where each row is.
 
-    ``line_numbers`` are 1-based physical lines of the file (the header is line 1; a record whose quoted
-    values hold line breaks is numbered by its first line). ``ordinals`` are 0-based positions among the
-    file's data rows, counting rows with the wrong number of fields but not blank lines: a split by
-    position places every row the same way however the file was cut into chunks.
+    ``batch`` holds one arrow string column per name, never null. ``line_numbers`` are 1-based physical lines
+    of the file (the header is line 1; a record whose quoted values hold line breaks is numbered by its first
+    line). ``ordinals`` are 0-based positions among the file's data rows, counting rows with the wrong number
+    of fields but not blank lines: a split by position places every row the same way however the file was
+    cut into chunks.
     """
 
     source: str
-    frame: pd.DataFrame
+    batch: pa.RecordBatch
     line_numbers: np.ndarray
     ordinals: np.ndarray
+
+    def __len__(self) -> int:
+        return self.batch.num_rows
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame of ``str`` objects, made on demand (the scan itself stays in arrow)."""
+        return self.batch.to_pandas().astype(object)
 
 
 @dataclass
@@ -139,9 +153,17 @@ class _Prefixed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return _read_into(self._body, buffer)
+
+
+def _read_into(stream: BinaryIO, buffer: bytearray | memoryview) -> int:
+    """``stream.readinto(buffer)`` where the stream has it (no copy), else a read and a copy."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return int(readinto(buffer) or 0)
+    data = stream.read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
 
 
 class _Terminated(io.RawIOBase):
@@ -163,17 +185,90 @@ class _Terminated(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self._done:
             return 0
-        data = self._body.read(len(buffer))
-        if data:
-            buffer[: len(data)] = data
+        count = _read_into(self._body, buffer)
+        if count:
+            data = memoryview(buffer)[max(0, count - 64) : count].tobytes()
             self._last = data[-1:]
-            self.tail = (self.tail + data[-64:])[-64:]
-            return len(data)
+            self.tail = (self.tail + data)[-64:]
+            return count
         self._done = True
         if self._last in (b"\n", b"\r"):
             return 0
         buffer[:1] = b"\n"
         return 1
+
+
+class _ReadAhead:
+    """The stream pyarrow's CSV reader pulls its blocks from, holding its reading thread at most ``ahead``
+    blocks beyond what the parser needs for the batch the consumer asks for next.
+
+    Left alone, pyarrow's background thread queues up to 32 blocks, so a file of a few hundred MB is read whole
+    before its first batch is used. Here the consumer reports every batch it takes (``took``); producing the
+    next batch needs the block after it (a record may straddle two), so the reader may have made at most
+    ``taken + 2 + ahead`` reads: with ``ahead`` 0, two blocks wait while the consumer works on a batch, and the
+    parser never waits for the network. Should pyarrow ever need more than that, a consumer that has waited for a batch
+    longer than ``patience`` seconds lets reads through, so the bound can never deadlock.
+    """
+
+    def __init__(self, stream: BinaryIO, ahead: int = 0, patience: float = 1.0) -> None:
+        self._stream = stream
+        self._limit = 1 + ahead
+        self._patience = patience
+        self._reads = 0
+        self._taken = 0
+        self._waiting_since: float | None = None
+        self._closed = False
+        self._condition = threading.Condition()
+
+    closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self.read_buffer(size).to_pybytes() if size >= 0 else self._stream.read()
+
+    def read_buffer(self, size: int) -> pa.Buffer:
+        """The next block (pyarrow asks for one this way when it can). It is read into a buffer of arrow's
+        own memory pool, a piece at a time, so no block-sized Python object is made in the reading thread."""
+        with self._condition:
+            while not self._closed and self._reads > self._taken + self._limit and not self._stalled():
+                self._condition.wait(0.1)
+            if self._closed:
+                return pa.allocate_buffer(0)
+            self._reads += 1
+        buffer = pa.allocate_buffer(size, resizable=True)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < size:
+            count = _read_into(self._stream, view[filled : min(size, filled + _READ_PIECE)])
+            if not count:
+                break
+            filled += count
+        view.release()
+        buffer.resize(filled)
+        return buffer
+
+    def _stalled(self) -> bool:
+        return self._waiting_since is not None and time.monotonic() - self._waiting_since > self._patience
+
+    def waiting(self) -> None:
+        """The consumer is about to wait for the next batch."""
+        with self._condition:
+            self._waiting_since = time.monotonic()
+
+    def took(self, batch: bool = True) -> None:
+        """The consumer has what it waited for; if that is a batch, one more block may be read."""
+        with self._condition:
+            self._waiting_since = None
+            self._taken += batch
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Release the reading thread for good (the consumer stopped early, or is done)."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
 
 
 def open_with_head(stream: BinaryIO) -> tuple[bytes, BinaryIO]:
@@ -288,20 +383,26 @@ def _line_breaks(text: str) -> int:
     return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
-def _batch_line_breaks(columns: list[pa.Array], rows: int) -> np.ndarray:
-    """How many line breaks each row's values hold (quoted values may span lines)."""
-    total = np.zeros(rows, dtype=np.int64)
-    for column in columns:
-        data = column.buffers()[2]
-        if data is None:
-            continue
-        raw = data.to_pybytes()  # a copy, but searching bytes is memchr-fast: the usual case ends here
-        if b"\n" not in raw and b"\r" not in raw:
-            continue
+@dataclass
+class _ColumnFacts:
+    """What one pass over a column's bytes tells: each value's length and line breaks, and if it is all ASCII."""
+
+    lengths: np.ndarray
+    breaks: np.ndarray | None
+    ascii: bool
+
+
+def _column_facts(column: pa.Array) -> _ColumnFacts:
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+    lengths = np.diff(offsets)
+    data = column.buffers()[2]
+    raw = bytes(memoryview(data)[offsets[0] : offsets[-1]]) if data is not None else b""
+    breaks = None
+    if b"\n" in raw or b"\r" in raw:  # memchr-fast: the usual case ends here
         counts = pc.add(pc.count_substring(column, "\n"), pc.count_substring(column, "\r"))
         counts = pc.subtract(counts, pc.count_substring(column, "\r\n"))
-        total += np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return total
+        breaks = np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return _ColumnFacts(lengths, breaks, raw.isascii())
 
 
 def iter_chunks(
@@ -335,32 +436,59 @@ def iter_chunks(
     stream = io.BufferedReader(terminated, buffer_size=1024 * 1024)
     if not stream.peek(1):
         return  # an empty file has no rows (pyarrow would call it an error)
+    gate = _ReadAhead(stream)
     try:
-        reader = pacsv.open_csv(stream, read_options=read_options, parse_options=parse_options,
+        gate.waiting()
+        reader = pacsv.open_csv(gate, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            columns = list(batch.columns)
-            sizes = _row_sizes(columns)
-            blank = sizes == 0
-            last_value = columns[-1][batch.num_rows - 1].as_py().decode("utf-8", "replace")
-            lines, ordinals = places.place(_batch_line_breaks(columns, batch.num_rows), blank, last_value)
-            _refuse_oversized(source, sizes, lines, max_record_bytes)
-            texts = pa.RecordBatch.from_arrays(
-                [_as_text(source, column, name, lines) for column, name in zip(columns, names, strict=True)],
-                names=names,
-            )
-            frame = texts.to_pandas().astype(object)
-            if blank.any():
-                keep = ~blank
-                frame, lines, ordinals = frame.loc[keep].reset_index(drop=True), lines[keep], ordinals[keep]
-            if len(frame):
-                yield RawChunk(source, frame, lines, ordinals)
+        gate.took(batch=False)  # open_csv has read the first block to look at it; its batch is still to come
+        batches = iter(reader)
+        while True:
+            gate.waiting()
+            batch = next(batches, None)
+            gate.took()
+            if batch is None:
+                break
+            chunk = _chunk(source, batch, names, places, max_record_bytes)
+            del batch  # only the chunk's own columns stay alive while the consumer works
+            if chunk is not None:
+                yield chunk
+            del chunk
         places.finish()
     except pa.ArrowException as exc:  # whatever the parser rejects is about the data, not a bug to hide
         raise _translate(source, exc, max_record_bytes, places.next_line()) from exc
+    finally:
+        gate.close()
     _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
+
+
+def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places,
+           max_record_bytes: int) -> RawChunk | None:
+    """One parsed batch as a chunk of text columns with the line and ordinal of each row; None if all blank."""
+    if batch.num_rows == 0:
+        return None
+    columns = list(batch.columns)
+    rows = batch.num_rows
+    facts = [_column_facts(column) for column in columns]
+    sizes = np.zeros(rows, dtype=np.int64)
+    breaks = np.zeros(rows, dtype=np.int64)
+    for fact in facts:
+        sizes += fact.lengths
+        if fact.breaks is not None:
+            breaks += fact.breaks
+    blank = sizes == 0
+    last_value = columns[-1][rows - 1].as_py().decode("utf-8", "replace")
+    lines, ordinals = places.place(breaks, blank, last_value)
+    _refuse_oversized(source, sizes, lines, max_record_bytes)
+    texts = pa.RecordBatch.from_arrays(
+        [column.view(pa.string()) if fact.ascii else _as_text(source, column, name, lines)
+         for column, fact, name in zip(columns, facts, names, strict=True)],
+        names=names,
+    )
+    if blank.any():
+        keep = ~blank
+        texts, lines, ordinals = texts.filter(pa.array(keep)), lines[keep], ordinals[keep]
+    return RawChunk(source, texts, lines, ordinals) if texts.num_rows else None
 
 
 def _refuse_runaway_quote(source: str, last_record: tuple[int, str] | None, ends_with_quote: bool) -> None:
@@ -378,16 +506,8 @@ def _refuse_runaway_quote(source: str, last_record: tuple[int, str] | None, ends
         )
 
 
-def _row_sizes(columns: list[pa.Array]) -> np.ndarray:
-    sizes = None
-    for column in columns:
-        size = pc.binary_length(column)
-        sizes = size if sizes is None else pc.add(sizes, size)
-    assert sizes is not None
-    return np.asarray(sizes.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
 def _as_text(source: str, column: pa.Array, name: str, lines: np.ndarray) -> pa.Array:
+    """Bytes that are not all ASCII, checked as UTF-8 (ASCII is UTF-8 as it stands)."""
     try:
         return pc.cast(column, pa.string())
     except pa.ArrowInvalid:

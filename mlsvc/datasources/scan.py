@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, RawChunk, iter_chunks, open_with_head
 from mlsvc.datasources.rearrangement import select_rows
-from mlsvc.datasources.values import coerce_frame
+from mlsvc.datasources.values import Column, coerce_columns, objects
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import Schema, Splitting
 from mlsvc.storage import ObjectInfo, Storage
@@ -26,7 +27,37 @@ class TypedChunk:
     raw_target: pd.Series | None
 
 
+@dataclass
+class ColumnChunk:
+    """The same rows as a ``TypedChunk``, column by column and without Python objects: NUMERIC and BINARY as
+    float64 numpy, CATEGORICAL and TEXT as arrow arrays (see ``values.coerce_array``). ``invalid`` has the
+    masks of the NUMERIC and BINARY columns; ``positions`` are the rows' places in their raw chunk (the typed
+    frame's index); ``raw_target`` the target's tokens as read."""
+
+    columns: dict[str, Column]
+    invalid: dict[str, np.ndarray]
+    rows: int
+    positions: np.ndarray
+    raw_target: pa.Array | None
+
+    def typed_chunk(self) -> TypedChunk:
+        """As the object contract has it (``values.coerce_frame``'s typed and invalid frames)."""
+        index = pd.Index(self.positions)
+        typed = pd.DataFrame(
+            {name: pd.Series(column, index=index, dtype=np.float64) if isinstance(column, np.ndarray)
+             else pd.Series(objects(column), index=index, dtype=object) for name, column in self.columns.items()},
+            index=index,
+        )
+        none = np.zeros(self.rows, dtype=bool)
+        invalid = pd.DataFrame({name: self.invalid.get(name, none) for name in self.columns}, index=index, dtype=bool)
+        raw_target = None
+        if self.raw_target is not None:
+            raw_target = pd.Series(objects(self.raw_target), index=index, dtype=object).str.strip()
+        return TypedChunk(typed, invalid, raw_target)
+
+
 EXAMPLES = 5
+_ARROW_POOL = pa.default_memory_pool()
 
 
 @dataclass
@@ -59,19 +90,21 @@ class ScanCounts:
         considered = self.kept_rows + self.bad_rows.count
         return self.all_invalid / considered if considered else 0.0
 
-    def note_invalid(self, source: str, raw: pd.DataFrame, invalid: pd.DataFrame, lines: np.ndarray) -> None:
-        for column in invalid.columns:
-            flags = invalid[column].to_numpy()
-            count = int(flags.sum())
+    def note_invalid(self, source: str, raw: pa.RecordBatch, invalid: dict[str, np.ndarray],
+                     lines: np.ndarray) -> None:
+        """Count the invalid values of a chunk's columns, keeping the first few with their file and line."""
+        for column, flags in invalid.items():
+            count = int(np.count_nonzero(flags))
             if not count:
                 continue
             self.invalid_by_column[column] += count
             examples = self.invalid_examples.setdefault(column, [])
             room = EXAMPLES - len(examples)
             if room > 0:
-                values = raw[column].to_numpy()[flags][:room]
+                rows = np.flatnonzero(flags)[:room]
+                values = raw.column(column).take(pa.array(rows)).to_pylist()
                 examples.extend({"file": source, "line": int(line), "value": str(value)[:40]}
-                                for line, value in zip(lines[flags][:room], values, strict=True))
+                                for line, value in zip(lines[rows], values, strict=True))
 
     def invalid_message(self, limit: float) -> str:
         considered = self.kept_rows + self.bad_rows.count
@@ -118,9 +151,30 @@ def scan(
     ``typed`` and flagged in ``invalid``), for readers that must answer for every row, such as batch scoring;
     they are still counted in ``counts.invalid_rows``, but not in ``counts.used_rows``.
     """
+    for chunk in scan_columns(storage, files, names_by_file, schema, splitting, total_rows, counts, on_progress,
+                              max_record_bytes, keep_invalid):
+        typed = chunk.typed_chunk()
+        del chunk
+        yield typed
+        del typed
+
+
+def scan_columns(
+    storage: Storage,
+    files: list[ObjectInfo],
+    names_by_file: dict[str, list[str]],
+    schema: Schema,
+    splitting: Splitting | None,
+    total_rows: int | None,
+    counts: ScanCounts,
+    on_progress: Callable[[float], None] | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    keep_invalid: bool = False,
+) -> Iterator[ColumnChunk]:
+    """``scan``, yielding ``ColumnChunk`` s: for readers that can work on arrow and numpy columns (statistics),
+    so no cell becomes a Python object. A consumer should drop each chunk before asking for the next."""
     total_bytes = sum(f.size for f in files) or 1
     done_bytes = 0
-    target = schema.targetAttributeName
     counts.types = {a.attributeName: a.attributeType.value for a in schema.attributes}
     attributes = {a.attributeName for a in schema.attributes}
     for info in files:
@@ -128,32 +182,57 @@ def scan(
         names = names_by_file[info.uri]
         # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
         wanted = [n for n in names if n in attributes]
-        for chunk in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes):
-            raw, lines = chunk.frame, chunk.line_numbers
-            counts.total_rows += len(raw)
-            keep = select_rows(raw, file_start + chunk.ordinals, total_rows, splitting)
-            if not keep.any():
-                continue
-            if not keep.all():
-                raw, lines = raw.loc[keep], lines[keep]
-            if len(wanted) != len(names):
-                raw = raw[wanted]
-            counts.kept_rows += len(raw)
-            typed, invalid = coerce_frame(raw, schema)
-            bad = invalid.to_numpy().any(axis=1)
-            counts.note_invalid(info.uri, raw, invalid, lines)
-            counts.invalid_rows += int(bad.sum())
-            good = ~bad
-            counts.used_rows += int(good.sum())
-            if keep_invalid:
-                good = np.ones(len(raw), dtype=bool)
-            if not good.any():
-                continue
-            raw_target = raw[target][good].str.strip() if target else None
-            yield TypedChunk(typed[good], invalid[good], raw_target)
+        for raw in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes):
+            chunk = _typed(raw, info.uri, file_start, wanted, schema, splitting, total_rows, counts, keep_invalid)
+            del raw
+            if chunk is not None:
+                yield chunk
+            del chunk
+            # Arrow's allocator keeps freed pages, and blocks are allocated by the reading thread but freed by
+            # this one, which it is slow to reuse: hand them back, or memory creeps up by tens of MB.
+            _ARROW_POOL.release_unused()
         done_bytes += info.size
         if on_progress:
             on_progress(done_bytes / total_bytes)
+
+
+def _typed(raw: RawChunk, source: str, file_start: int, wanted: list[str], schema: Schema,
+           splitting: Splitting | None, total_rows: int | None, counts: ScanCounts,
+           keep_invalid: bool) -> ColumnChunk | None:
+    """One raw chunk's rows the split keeps, typed and counted; None when none is left to yield."""
+    batch, lines = raw.batch, raw.line_numbers
+    counts.total_rows += batch.num_rows
+    keep = select_rows(batch, file_start + raw.ordinals, total_rows, splitting)
+    if not keep.any():
+        return None
+    positions = np.arange(batch.num_rows)
+    if not keep.all():
+        batch, lines, positions = batch.filter(pa.array(keep)), lines[keep], positions[keep]
+    if len(wanted) != batch.num_columns:
+        batch = batch.select(wanted)
+    rows = batch.num_rows
+    counts.kept_rows += rows
+    columns, invalid = coerce_columns(batch, schema)
+    counts.note_invalid(source, batch, invalid, lines)
+    bad = np.zeros(rows, dtype=bool)
+    for flags in invalid.values():
+        bad |= flags
+    invalid_rows = int(np.count_nonzero(bad))
+    counts.invalid_rows += invalid_rows
+    counts.used_rows += rows - invalid_rows
+    target = schema.targetAttributeName
+    raw_target = batch.column(target) if target else None
+    if invalid_rows and not keep_invalid:
+        if invalid_rows == rows:
+            return None
+        good = ~bad
+        mask = pa.array(good)
+        columns = {name: c[good] if isinstance(c, np.ndarray) else c.filter(mask) for name, c in columns.items()}
+        invalid = {name: flags[good] for name, flags in invalid.items()}
+        positions = positions[good]
+        raw_target = raw_target.filter(mask) if raw_target is not None else None
+        rows = len(positions)
+    return ColumnChunk(columns, invalid, rows, positions, raw_target)
 
 
 def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema,
@@ -161,7 +240,7 @@ def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[st
     """A counting pass, needed only by a sequential split (rows are placed by position): every data row,
     those with the wrong number of fields included, as ``ScanCounts.seen_rows`` will count them."""
     bad = BadRows()
-    rows = sum(len(chunk.frame) for info in files
+    rows = sum(len(chunk) for info in files
                for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes))
     return rows + bad.count
 

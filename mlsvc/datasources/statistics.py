@@ -1,8 +1,10 @@
 """Data insights for a datasource, computed in one streaming pass over typed chunks.
 
 `StatisticsAccumulator.update` is called once per typed chunk (see `values.coerce_frame`): NUMERIC and
-BINARY columns are float64 with NaN, CATEGORICAL and TEXT columns hold `str` or None. Memory stays
-bounded whatever the number of rows:
+BINARY columns are float64 with NaN, CATEGORICAL and TEXT columns hold `str` or None.
+`update_columns` takes the same chunk as the datasource job keeps it (`values.coerce_array`): float64
+numpy, and arrow string or dictionary arrays with nulls, so counting never makes a Python object per
+cell. Memory stays bounded whatever the number of rows:
 
 - mean, std, min and max are exact: each chunk's moments are merged with Chan et al.'s parallel
   algorithm, which is numerically stable; the Pearson correlation with a numeric target merges
@@ -29,6 +31,7 @@ its type; the two are disjoint. A NUMERIC +/-inf or a BINARY value other than 0/
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlsvc.datasources.values import objects
 from mlsvc.resources import AttributeType, Schema
 
 QUANTILES: dict[str, float] = {"p1": 0.01, "p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
@@ -112,9 +116,11 @@ class _CoMoments:
         n = self.n + n_b
         dx, dy = mx - self.mean_x, my - self.mean_y
         weight = self.n * n_b / n
-        self.m2_x += float(np.dot(dx_b, dx_b)) + dx * dx * weight
-        self.m2_y += float(np.dot(dy_b, dy_b)) + dy * dy * weight
-        self.c_xy += float(np.dot(dx_b, dy_b)) + dx * dy * weight
+        # einsum, not np.dot: these 1-D sums must not go to BLAS, whose threads can make each call take
+        # milliseconds instead of microseconds on a busy machine.
+        self.m2_x += float(np.einsum("i,i->", dx_b, dx_b)) + dx * dx * weight
+        self.m2_y += float(np.einsum("i,i->", dy_b, dy_b)) + dy * dy * weight
+        self.c_xy += float(np.einsum("i,i->", dx_b, dy_b)) + dx * dy * weight
         self.mean_x += dx * n_b / n
         self.mean_y += dy * n_b / n
         self.n = n
@@ -130,46 +136,95 @@ class _CoMoments:
 class _FrequencyCounter:
     """Exact value counts up to `capacity` distinct values, then a mergeable Misra-Gries summary.
 
-    Each chunk's exact counts are added in; whenever more than `capacity` values are held, the
+    Chunks' exact counts are added in; whenever more than `capacity` values are held, the
     (capacity + 1)-th largest count is subtracted from all and the values left at zero or below are
     dropped (Agarwal et al., "Mergeable summaries", 2012). Every held count is then short of the true
     one by at most `error_bound`, the sum of the subtractions, itself at most rows / (capacity + 1).
-    Beside it, a k-minimum-values sketch of the values' hashes estimates the distinct count.
+    Beside it, a k-minimum-values sketch of the values' hashes estimates the distinct count; it starts
+    when the counts stop being exact, from the values held then (all the values seen so far).
+
+    The values are held as an arrow string array, so no Python object is made per value. Chunks' counts
+    wait until they hold `capacity` entries and are merged together: one merge per `capacity` values
+    instead of one per chunk, and the summary only gets tighter for it.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.keys = np.empty(0, dtype=object)
-        self.counts = np.empty(0, dtype=np.int64)
-        self.error_bound = 0
-        self.max_distinct = 0
+        self._keys = pa.array([], type=pa.string())
+        self._counts = np.empty(0, dtype=np.int64)
+        self._pending: list[tuple[pa.Array, np.ndarray]] = []
+        self._pending_entries = 0
+        self._error_bound = 0
+        self._max_distinct = 0
         self._hashes = np.empty(0, dtype=np.uint64)
+        self._sketching = False
+
+    @property
+    def keys(self) -> pa.Array:
+        self._merge()
+        return self._keys
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._merge()
+        return self._counts
+
+    @property
+    def error_bound(self) -> int:
+        self._merge()
+        return self._error_bound
+
+    @property
+    def max_distinct(self) -> int:
+        self._merge()
+        return self._max_distinct
 
     @property
     def exact(self) -> bool:
         return self.error_bound == 0 and self.max_distinct <= self.capacity
 
-    def add(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        """Add one chunk's counts of distinct `keys`."""
+    def add(self, keys: pa.Array, counts: np.ndarray) -> None:
+        """Add one chunk's counts of distinct `keys` (an arrow string array)."""
         if len(keys) == 0:
             return
-        self._add_hashes(keys)
-        if len(self.keys):
-            codes, uniques = pd.factorize(np.concatenate([self.keys, keys]))
-            sums = np.bincount(codes, weights=np.concatenate([self.counts, counts]), minlength=len(uniques))
-            keys, counts = np.asarray(uniques, dtype=object), sums.astype(np.int64)
-        self.max_distinct = max(self.max_distinct, len(keys))
+        self._pending.append((_strings(keys), np.asarray(counts, dtype=np.int64)))
+        self._pending_entries += len(keys)
+        if self._pending_entries >= self.capacity:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_entries = self._pending, [], 0
+        if self._sketching:
+            for keys, _ in pending:
+                self._add_hashes(keys)
+        parts = ([(self._keys, self._counts)] if len(self._keys) else []) + pending
+        if len(parts) == 1:
+            keys, counts = parts[0]
+        else:
+            merged = pc.dictionary_encode(pa.concat_arrays([keys for keys, _ in parts]))
+            codes = merged.indices.to_numpy(zero_copy_only=False)
+            weights = np.concatenate([counts for _, counts in parts])
+            keys = merged.dictionary
+            counts = np.bincount(codes, weights=weights, minlength=len(keys)).astype(np.int64)
+        self._max_distinct = max(self._max_distinct, len(keys))
         if len(keys) > self.capacity:
+            if not self._sketching:
+                self._add_hashes(keys)
+                self._sketching = True
             cut = len(counts) - self.capacity - 1
             threshold = int(np.partition(counts, cut)[cut])
             kept = counts > threshold
-            keys, counts = keys[kept], counts[kept] - threshold
-            self.error_bound += threshold
-        self.keys, self.counts = keys, counts
+            keys, counts = keys.filter(pa.array(kept)), counts[kept] - threshold
+            self._error_bound += threshold
+        self._keys, self._counts = keys, counts
 
-    def _add_hashes(self, keys: np.ndarray) -> None:
-        hashes = pd.util.hash_array(keys, categorize=False)
-        self._hashes = np.union1d(self._hashes, hashes)[:KMV_SIZE]
+    def _add_hashes(self, keys: pa.Array) -> None:
+        hashes = _string_hashes(keys)
+        if len(self._hashes) == KMV_SIZE:
+            hashes = hashes[hashes < self._hashes[-1]]
+        self._hashes = _sorted_unique(np.concatenate([self._hashes, hashes]))[:KMV_SIZE]
 
     def distinct(self) -> int:
         """Exact while under capacity; else the number known to exist (a lower bound)."""
@@ -199,39 +254,140 @@ class _FrequencyCounter:
         }
 
 
-def _top_indices(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+def _strings(values: pa.Array) -> pa.Array:
+    """An arrow array of text as plain `string` (one type, so chunks' arrays can be concatenated)."""
+    if isinstance(values, pa.DictionaryArray):
+        values = values.dictionary_decode()
+    return values if values.type == pa.string() else values.cast(pa.string())
+
+
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_BYTE_BASE = np.uint64(0x100000001B3)
+_powers = np.ones(1, dtype=np.uint64)
+
+
+def _string_hashes(strings: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each string, over arrow's buffers: a polynomial of the bytes mixed by splitmix64's
+    finaliser. Used only to estimate distinct counts, so it needs to spread values, not to resist attack."""
+    global _powers
+    strings = strings.cast(pa.large_string())
+    n = len(strings)
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=strings.offset * 8)
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    hashes = lengths.astype(np.uint64) * _MIX_2
+    total = int(offsets[-1] - offsets[0])
+    if total:
+        longest = int(lengths.max())
+        if len(_powers) < longest:
+            _powers = np.cumprod(np.full(max(longest, 2 * len(_powers)), _BYTE_BASE, dtype=np.uint64))
+        data = np.frombuffer(data_buffer, dtype=np.uint8, count=total, offset=int(offsets[0])).astype(np.uint64)
+        position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+        terms = (data + np.uint64(1)) * _powers[position]
+        filled = lengths > 0
+        hashes[filled] += np.add.reduceat(terms, starts[filled])
+    hashes ^= hashes >> np.uint64(30)
+    hashes *= _MIX_1
+    hashes ^= hashes >> np.uint64(27)
+    hashes *= _MIX_2
+    hashes ^= hashes >> np.uint64(31)
+    return hashes
+
+
+def _names(keys: pa.Array | np.ndarray, indices: np.ndarray) -> list[str]:
+    if isinstance(keys, pa.Array):
+        return [str(v) for v in keys.take(pa.array(indices, type=pa.int64())).to_pylist()]
+    return [str(keys[i]) for i in indices]
+
+
+def _top_indices(keys: pa.Array | np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest counts, largest first, ties broken by the key as str."""
-    candidates = np.arange(len(keys))
-    if len(keys) > k:
+    candidates = np.arange(len(counts))
+    if len(counts) > k:
         kth = np.partition(counts, len(counts) - k)[len(counts) - k]
         above = np.flatnonzero(counts > kth)
-        tied = heapq.nsmallest(k - len(above), ((str(keys[i]), i) for i in np.flatnonzero(counts == kth)))
+        tied_at = np.flatnonzero(counts == kth)
+        tied = heapq.nsmallest(k - len(above), zip(_names(keys, tied_at), tied_at.tolist(), strict=True))
         candidates = np.concatenate([above, np.array([i for _, i in tied], dtype=np.int64)])
-    order = sorted(candidates.tolist(), key=lambda i: (-counts[i], str(keys[i])))
-    return np.array(order, dtype=np.int64)
+    names = _names(keys, candidates)
+    order = sorted(range(len(candidates)), key=lambda j: (-counts[candidates[j]], names[j]))
+    return candidates[np.array(order, dtype=np.int64)] if order else candidates
 
 
-def _top(keys: np.ndarray, counts: np.ndarray, k: int) -> list[tuple[str, int]]:
+def _top(keys: pa.Array | np.ndarray, counts: np.ndarray, k: int) -> list[tuple[str, int]]:
     """The k (key, count) pairs of largest count, as str and int, ties broken by key."""
-    return [(str(keys[i]), int(counts[i])) for i in _top_indices(keys, counts, k)]
-
-
-def _value_counts(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    counts = column.value_counts(dropna=True)
-    return counts.index.to_numpy(dtype=object), counts.to_numpy(dtype=np.int64)
+    indices = _top_indices(keys, counts, k)
+    return [(name, int(counts[i])) for name, i in zip(_names(keys, indices), indices, strict=True)]
 
 
 # --- text ---
 
 
-def _split_tokens(texts: pd.Series) -> tuple[pa.Array, np.ndarray, pa.Array]:
-    """Texts (none missing) as arrow strings; the row of each token; the tokens, lowercased, punctuation stripped."""
-    array = pa.array(texts.to_numpy(dtype=object), type=pa.large_string())
-    split = pc.utf8_split_whitespace(pc.replace_substring_regex(pc.utf8_lower(array), _PUNCTUATION, ""))
-    tokens = pc.list_flatten(split)
-    keep = pc.greater(pc.utf8_length(tokens), 0)
-    rows = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)[keep.to_numpy(zero_copy_only=False)]
-    return array, rows, pc.filter(tokens, keep)
+def _words(texts: pa.Array) -> tuple[pa.Array, pa.DictionaryArray, np.ndarray, pa.Array]:
+    """Texts (none missing) split at whitespace: the lists of words, the words dictionary-encoded, and for each
+    distinct word the code of its token (lowercased, punctuation stripped; -1 if nothing is left) in the
+    vocabulary of tokens. Each distinct word is cleaned once; neither step touches whitespace, so splitting
+    first gives the tokens splitting the cleaned text would."""
+    split = _split_whitespace(texts)
+    words = pc.dictionary_encode(pc.list_flatten(split))
+    merged = pc.dictionary_encode(pc.replace_substring_regex(pc.utf8_lower(words.dictionary), _PUNCTUATION, ""))
+    blank = np.asarray(pc.equal(pc.binary_length(merged.dictionary), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    renumber = np.cumsum(~blank) - 1
+    renumber[blank] = -1
+    token_of_word = renumber[np.asarray(merged.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    vocabulary = merged.dictionary.filter(pa.array(~blank)) if blank.any() else merged.dictionary
+    return split, words, token_of_word, vocabulary
+
+
+def _split_tokens(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Texts (none missing) as tokens: the row of each token, its code, and the vocabulary the codes index."""
+    split, words, token_of_word, vocabulary = _words(texts)
+    codes = token_of_word[np.asarray(words.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    rows = np.asarray(pc.list_parent_indices(split).to_numpy(zero_copy_only=False), dtype=np.int64)
+    kept = codes >= 0
+    return rows[kept], codes[kept], vocabulary
+
+
+def _count_tokens(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Texts (none missing): the number of tokens of each, and the tokens that occur with their counts."""
+    split, words, token_of_word, vocabulary = _words(texts)
+    word_counts = np.bincount(words.indices.to_numpy(zero_copy_only=False), minlength=len(token_of_word))
+    kept = token_of_word >= 0
+    counts = np.bincount(token_of_word[kept], weights=word_counts[kept], minlength=len(vocabulary)).astype(np.int64)
+    if kept.all():
+        per_text = np.asarray(pc.list_value_length(split).to_numpy(zero_copy_only=False), dtype=np.int64)
+    else:  # some words are only punctuation: count the others
+        rows, _, _ = _split_tokens(texts)
+        per_text = np.bincount(rows, minlength=len(texts))
+    used = counts > 0
+    return per_text, vocabulary if used.all() else vocabulary.filter(pa.array(used)), counts[used]
+
+
+def _split_whitespace(texts: pa.Array) -> pa.Array:
+    """``utf8_split_whitespace``; twice as fast by its ASCII twin on ASCII text, where the two agree except on
+    the separators U+001C..U+001F, which only the UTF-8 one splits at."""
+    data = texts.buffers()[2]
+    raw = data.to_pybytes() if data is not None else b""
+    if raw.isascii() and not any(bytes([separator]) in raw for separator in range(0x1C, 0x20)):
+        return pc.ascii_split_whitespace(texts)
+    return pc.utf8_split_whitespace(texts)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy's hash-based unique is many times slower on large integer arrays)."""
+    values = np.sort(values)
+    if len(values) > 1:
+        values = values[np.concatenate([[True], values[1:] != values[:-1]])]
+    return values
+
+
+def _arrow_text(column: pd.Series) -> pa.Array:
+    """An object column of the typed contract (str or None) as an arrow string array, nulls where missing."""
+    values = column.to_numpy(dtype=object)
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: count each value by its text, as before
+        return pa.array([None if v is None or v is pd.NA or v != v else str(v) for v in values], type=pa.string())
 
 
 # --- per-attribute accumulators ---
@@ -246,15 +402,33 @@ class _AttributeStats:
         self.missing = 0
         self.invalid = 0
 
-    def update(self, column: pd.Series, invalid: np.ndarray) -> np.ndarray | None:
-        """Take a chunk's column; return the cleaned float values for numeric-like types."""
+    def update(self, column: Any, invalid: np.ndarray | None) -> np.ndarray | None:
+        """Take a chunk's column (float64 numpy for numeric-like types, else an arrow array) and its invalid
+        mask (None: no invalid value); return the cleaned float values for numeric-like types."""
         self.count += len(column)
-        self.invalid += int(invalid.sum())
-        self.missing += int((column.isna().to_numpy() & ~invalid).sum())
+        if invalid is not None:
+            self.invalid += int(np.count_nonzero(invalid))
         return None
 
-    def summary(self, sample: pd.Series, approximate: bool, top_k: int) -> dict[str, Any]:
+    def _count_missing(self, missing: np.ndarray, invalid: np.ndarray | None) -> None:
+        """Missing cells are the empty ones that were not invalid (the typed value of both is NaN or null)."""
+        if invalid is None:
+            self.missing += int(np.count_nonzero(missing))
+        else:
+            self.missing += int(np.count_nonzero(missing & ~invalid))
+
+    def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         return {"type": self.kind.value, "count": self.count, "missing": self.missing, "invalid": self.invalid}
+
+
+class _TextLikeStats(_AttributeStats):
+    def update(self, column: pa.Array, invalid: np.ndarray | None) -> None:
+        super().update(column, invalid)
+        if invalid is None or not invalid.any():
+            self.missing += column.null_count
+        elif column.null_count:
+            self._count_missing(column.is_null().to_numpy(zero_copy_only=False), invalid)
+        return None
 
 
 class _NumericStats(_AttributeStats):
@@ -265,12 +439,16 @@ class _NumericStats(_AttributeStats):
         self.min = np.inf
         self.max = -np.inf
 
-    def update(self, column: pd.Series, invalid: np.ndarray) -> np.ndarray:
-        values = column.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    def update(self, column: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
+        values = column
         infinite = np.isinf(values)
-        values[infinite] = np.nan
-        super().update(column, invalid | infinite)
-        present = values[~np.isnan(values)]
+        if infinite.any():
+            values = np.where(infinite, np.nan, values)
+            invalid = infinite if invalid is None else invalid | infinite
+        super().update(values, invalid)
+        missing = np.isnan(values)
+        self._count_missing(missing, invalid)
+        present = values[~missing]
         if len(present):
             self.moments.add(present)
             self.min = min(self.min, float(present.min()))
@@ -286,8 +464,8 @@ class _NumericStats(_AttributeStats):
             "std": self.moments.std(),
         }
 
-    def summary(self, sample: pd.Series, approximate: bool, top_k: int) -> dict[str, Any]:
-        values = sample.to_numpy(dtype="float64", na_value=np.nan)
+    def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
+        values = sample if sample is not None else np.empty(0)
         values = values[~np.isnan(values)]
         return {
             **super().summary(sample, approximate, top_k),
@@ -318,17 +496,21 @@ class _BinaryStats(_AttributeStats):
         self.zeros = 0
         self.ones = 0
 
-    def update(self, column: pd.Series, invalid: np.ndarray) -> np.ndarray:
-        values = column.to_numpy(dtype="float64", na_value=np.nan, copy=True)
-        zeros, ones = values == 0.0, values == 1.0
-        other = ~(zeros | ones | np.isnan(values))
-        values[other] = np.nan
-        super().update(column, invalid | other)
-        self.zeros += int(zeros.sum())
-        self.ones += int(ones.sum())
+    def update(self, column: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
+        values = column
+        zeros, ones, missing = values == 0.0, values == 1.0, np.isnan(values)
+        other = ~(zeros | ones | missing)
+        if other.any():
+            values = np.where(other, np.nan, values)
+            invalid = other if invalid is None else invalid | other
+            missing = np.isnan(values)
+        super().update(values, invalid)
+        self._count_missing(missing, invalid)
+        self.zeros += int(np.count_nonzero(zeros))
+        self.ones += int(np.count_nonzero(ones))
         return values
 
-    def summary(self, sample: pd.Series, approximate: bool, top_k: int) -> dict[str, Any]:
+    def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         return {
             **super().summary(sample, approximate, top_k),
             "zeros": self.zeros,
@@ -337,20 +519,25 @@ class _BinaryStats(_AttributeStats):
         }
 
 
-class _CategoricalStats(_AttributeStats):
+class _CategoricalStats(_TextLikeStats):
     def __init__(self, distinct_cap: int) -> None:
         super().__init__(AttributeType.CATEGORICAL)
         self.counter = _FrequencyCounter(distinct_cap)
 
-    def update(self, column: pd.Series, invalid: np.ndarray) -> None:
+    def update(self, column: pa.Array, invalid: np.ndarray | None) -> None:
         super().update(column, invalid)
-        self.counter.add(*_value_counts(column))
+        encoded = column if isinstance(column, pa.DictionaryArray) else pc.dictionary_encode(column)
+        codes = encoded.indices.drop_null().to_numpy(zero_copy_only=False)
+        counts = np.bincount(codes, minlength=len(encoded.dictionary))
+        seen = counts > 0
+        levels = encoded.dictionary if seen.all() else encoded.dictionary.filter(pa.array(seen))
+        self.counter.add(levels, counts[seen])
 
-    def summary(self, sample: pd.Series, approximate: bool, top_k: int) -> dict[str, Any]:
+    def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         return {**super().summary(sample, approximate, top_k), **self.counter.summary(top_k)}
 
 
-class _TextStats(_AttributeStats):
+class _TextStats(_TextLikeStats):
     def __init__(self, distinct_cap: int) -> None:
         super().__init__(AttributeType.TEXT)
         self.tokens = _FrequencyCounter(distinct_cap)
@@ -361,14 +548,13 @@ class _TextStats(_AttributeStats):
         self.token_sum = 0
         self.token_max = 0
 
-    def update(self, column: pd.Series, invalid: np.ndarray) -> None:
+    def update(self, column: pa.Array, invalid: np.ndarray | None) -> None:
         super().update(column, invalid)
-        texts = column.dropna()
-        if texts.empty:
+        texts = _strings(column.drop_null())
+        if len(texts) == 0:
             return
-        array, rows, tokens = _split_tokens(texts)
-        lengths = pc.utf8_length(array).to_numpy(zero_copy_only=False)
-        token_counts = np.bincount(rows, minlength=len(array))
+        token_counts, vocabulary, counts = _count_tokens(texts)
+        lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
         self.values += len(texts)
         self.length_sum += int(lengths.sum())
         low, high = int(lengths.min()), int(lengths.max())
@@ -376,12 +562,9 @@ class _TextStats(_AttributeStats):
         self.length_max = high if self.length_max is None else max(self.length_max, high)
         self.token_sum += int(token_counts.sum())
         self.token_max = max(self.token_max, int(token_counts.max()))
-        counted = pc.value_counts(tokens)
-        self.tokens.add(
-            counted.field("values").to_numpy(zero_copy_only=False), counted.field("counts").to_numpy().astype(np.int64)
-        )
+        self.tokens.add(vocabulary, counts)
 
-    def summary(self, sample: pd.Series, approximate: bool, top_k: int) -> dict[str, Any]:
+    def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         vocabulary = self.tokens.summary(top_k, key="token")
         return {
             **super().summary(sample, approximate, top_k),
@@ -420,12 +603,11 @@ class _RowReservoir:
         self.seen = 0
         self.filled = 0
         self._rng = np.random.default_rng(seed)
-        self._columns = {
-            name: np.full(size, np.nan) if kind in _NUMERIC_LIKE else np.full(size, None, dtype=object)
-            for name, kind in kinds.items()
-        }
+        self._numbers = {name: np.full(size, np.nan) for name, kind in kinds.items() if kind in _NUMERIC_LIKE}
+        self._texts = _TextSlots([name for name, kind in kinds.items() if kind not in _NUMERIC_LIKE], size)
+        self._names = list(kinds)
 
-    def offer(self, columns: dict[str, pd.Series | np.ndarray], rows: int) -> None:
+    def offer(self, columns: dict[str, pa.Array | np.ndarray], rows: int) -> None:
         fill = min(rows, self.size - self.filled)
         if fill:
             self._store(columns, np.arange(self.filled, self.filled + fill), np.arange(fill))
@@ -443,21 +625,90 @@ class _RowReservoir:
         slots, last = np.unique(slots, return_index=True)
         return slots, chunk_rows[last]
 
-    def _store(self, columns: dict[str, pd.Series | np.ndarray], slots: np.ndarray, chunk_rows: np.ndarray) -> None:
-        for name, target in self._columns.items():
-            source = columns[name]
-            if isinstance(source, np.ndarray):
-                target[slots] = source[chunk_rows]
-            else:
-                target[slots] = source.take(chunk_rows).to_numpy(dtype=object, na_value=None)
+    def _store(self, columns: dict[str, pa.Array | np.ndarray], slots: np.ndarray, chunk_rows: np.ndarray) -> None:
+        if len(slots) == 0:
+            return
+        for name, target in self._numbers.items():
+            target[slots] = columns[name][chunk_rows]
+        self._texts.store(columns, slots, chunk_rows)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of the sample: float64 for numeric-like attributes, else str objects (None if missing)."""
+        if name in self._numbers:
+            return self._numbers[name][: self.filled]
+        return objects(self._texts.arrow(name, self.filled))
+
+    def values(self, name: str) -> np.ndarray | pa.Array:
+        """One column of the sample without Python objects: float64, or an arrow (dictionary) string array."""
+        if name in self._numbers:
+            return self._numbers[name][: self.filled]
+        return self._texts.arrow(name, self.filled)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                name: pd.Series(values[: self.filled], dtype="float64" if values.dtype.kind == "f" else object)
-                for name, values in self._columns.items()
-            }
-        )
+        return pd.DataFrame({name: pd.Series(self.column(name), dtype="float64" if name in self._numbers else object)
+                             for name in self._names})
+
+
+class _TextSlots:
+    """The text columns of the reservoir, kept in arrow: the pieces of chunks that entered it, and for each
+    slot the piece and row that hold its values (the same for every column, since whole rows are sampled).
+    Values become Python objects only when the sample is read, so the many rows that are replaced later
+    never do. A column of few levels keeps its pieces dictionary-encoded (4 bytes a row). Once the pieces
+    hold twice as many rows as there are slots, they are compacted into one."""
+
+    def __init__(self, names: list[str], size: int) -> None:
+        self._pieces: dict[str, list[pa.Array]] = {name: [] for name in names}
+        self._held = 0
+        self._size = size
+        self._piece = np.zeros(size, dtype=np.int32)
+        self._row = np.zeros(size, dtype=np.int32)
+        self._used = 0  # slots 0.._used-1 hold a row (the reservoir fills them in order)
+
+    def store(self, columns: dict[str, pa.Array | np.ndarray], slots: np.ndarray, chunk_rows: np.ndarray) -> None:
+        if not self._pieces:
+            return
+        rows = pa.array(chunk_rows, type=pa.int64())
+        for name, pieces in self._pieces.items():
+            column = columns[name]
+            if isinstance(column, pa.DictionaryArray) and 2 * len(column.dictionary) > len(column):
+                column = column.dictionary_decode()  # nearly a level a row: keep only the rows taken
+            pieces.append(column.take(rows))
+        self._piece[slots] = len(next(iter(self._pieces.values()))) - 1
+        self._row[slots] = np.arange(len(slots))
+        self._held += len(slots)
+        self._used = max(self._used, int(slots.max()) + 1)
+        if self._held > 2 * self._size:
+            self._compact()
+
+    def _compact(self) -> None:
+        pieces = next(iter(self._pieces.values()), [])
+        if len(pieces) <= 1:
+            return
+        starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]])
+        used = slice(0, self._used)
+        index = pa.array(starts[self._piece[used]] + self._row[used])
+        for name, parts in self._pieces.items():
+            if all(isinstance(part, pa.DictionaryArray) for part in parts):
+                whole = pa.chunked_array(parts).unify_dictionaries().combine_chunks()
+            else:
+                whole = pa.concat_arrays([_decoded(part) for part in parts])
+            self._pieces[name] = [whole.take(index)]
+        self._held = self._used
+        self._piece[used], self._row[used] = 0, np.arange(self._used)
+
+    def arrow(self, name: str, count: int) -> pa.Array:
+        """The values of the first ``count`` slots, null where missing."""
+        self._compact()
+        pieces = self._pieces[name]
+        if count == 0 or not pieces:
+            return pa.nulls(count, type=pa.large_string())
+        return pieces[0].take(pa.array(self._row[:count]))
+
+
+def _decoded(values: pa.Array) -> pa.Array:
+    if isinstance(values, pa.DictionaryArray):
+        values = values.dictionary_decode()
+    return values if values.type == pa.large_string() else values.cast(pa.large_string())
 
 
 # --- mutual information on the sample ---
@@ -474,24 +725,23 @@ def _quantile_codes(values: np.ndarray, bins: int) -> np.ndarray:
     return codes
 
 
-def _level_codes(values: pd.Series, levels: int) -> np.ndarray:
+def _level_codes(values: pa.Array, levels: int) -> np.ndarray:
     """The most frequent `levels` values, then one code for every other value, then one for missing."""
-    codes, uniques = pd.factorize(values.to_numpy(dtype=object, na_value=None))
-    top = _top_indices(
-        np.asarray(uniques, dtype=object), np.bincount(codes[codes >= 0], minlength=len(uniques)), levels
-    )
+    encoded = pc.dictionary_encode(_decoded(values))  # only the values present, in order of appearance
+    uniques = encoded.dictionary
+    codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    top = _top_indices(uniques, np.bincount(codes[codes >= 0], minlength=len(uniques)), levels)
     lookup = np.full(len(uniques) + 1, len(top), dtype=np.int64)
     lookup[top] = np.arange(len(top))
-    lookup[-1] = len(top) + 1  # factorize codes a missing value -1
+    lookup[-1] = len(top) + 1  # a missing value is coded -1
     return lookup[codes]
 
 
-def _codes(kind: AttributeType, values: pd.Series, levels: int) -> np.ndarray:
+def _codes(kind: AttributeType, values: np.ndarray | pa.Array, levels: int) -> np.ndarray:
     if kind is AttributeType.NUMERIC:
-        return _quantile_codes(values.to_numpy(dtype="float64", na_value=np.nan), MI_BINS)
+        return _quantile_codes(values, MI_BINS)
     if kind is AttributeType.BINARY:
-        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
-        return np.where(np.isnan(numbers), 2, numbers).astype(np.int64)
+        return np.where(np.isnan(values), 2, values).astype(np.int64)
     return _level_codes(values, levels)
 
 
@@ -513,25 +763,23 @@ def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
     return max(0.0, float((joint[nonzero] * np.log(joint[nonzero] / (px @ py)[nonzero])).sum()))
 
 
-def _token_presence(texts: pd.Series, count: int) -> dict[str, np.ndarray]:
-    """For the `count` tokens found in most rows of `texts`: 1 for the rows that contain it, else 0."""
-    present = np.flatnonzero(texts.notna().to_numpy())
+def _token_presence(texts: pa.Array, count: int) -> Iterator[tuple[str, np.ndarray]]:
+    """For the `count` tokens found in most rows of `texts`: 1 for the rows that contain it, else 0 (one token
+    at a time, so only one row mask is alive)."""
+    present = np.flatnonzero(texts.is_valid().to_numpy(zero_copy_only=False))
     if len(present) == 0:
-        return {}
-    _, rows, tokens = _split_tokens(texts.iloc[present])
-    encoded = pc.dictionary_encode(tokens)
-    vocabulary = encoded.dictionary.to_numpy(zero_copy_only=False)
-    if len(vocabulary) == 0:
-        return {}
-    pairs = np.unique(rows * len(vocabulary) + encoded.indices.to_numpy())
-    pair_rows, pair_codes = present[pairs // len(vocabulary)], pairs % len(vocabulary)
-    documents = np.bincount(pair_codes, minlength=len(vocabulary))
-    presence = {}
-    for code in _top_indices(vocabulary, documents, count):
+        return
+    rows, codes, words = _split_tokens(_decoded(texts.take(pa.array(present, type=pa.int64()))))
+    if len(words) == 0:
+        return
+    pairs = _sorted_unique(rows * len(words) + codes)
+    pair_rows, pair_codes = present[pairs // len(words)], pairs % len(words)
+    documents = np.bincount(pair_codes, minlength=len(words))
+    top = _top_indices(words, documents, count)
+    for code, token in zip(top, _names(words, top), strict=True):
         contains = np.zeros(len(texts), dtype=np.int64)
         contains[pair_rows[pair_codes == code]] = 1
-        presence[str(vocabulary[code])] = contains
-    return presence
+        yield token, contains
 
 
 # --- the accumulator ---
@@ -579,33 +827,54 @@ class StatisticsAccumulator:
         absent = [name for name in self.kinds if name not in typed.columns]
         if absent:
             raise ValueError(f"chunk lacks attributes {absent}; its columns are {list(typed.columns)}")
-        rows = len(typed)
-        columns: dict[str, pd.Series | np.ndarray] = {}
-        for name, stats in self._stats.items():
+        columns: dict[str, pa.Array | np.ndarray] = {}
+        masks: dict[str, np.ndarray] = {}
+        for name, kind in self.kinds.items():
             column = typed[name]
-            mask = invalid[name].to_numpy(dtype=bool) if name in invalid.columns else np.zeros(rows, dtype=bool)
-            values = stats.update(column, mask)
-            columns[name] = column if values is None else values
+            if kind in _NUMERIC_LIKE:
+                columns[name] = column.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                columns[name] = _arrow_text(column)
+            if name in invalid.columns:
+                masks[name] = invalid[name].to_numpy(dtype=bool)
+        self.update_columns(columns, masks, len(typed))
+
+    def update_columns(self, columns: dict[str, Any], invalid: dict[str, np.ndarray], rows: int) -> None:
+        """Fold one chunk given column by column: float64 numpy for NUMERIC and BINARY (NaN where missing or
+        invalid), arrow string or dictionary arrays for CATEGORICAL and TEXT (null where missing); the invalid
+        masks of the columns that have one (an absent mask: no invalid value). The arrays are only read."""
+        absent = [name for name in self.kinds if name not in columns]
+        if absent:
+            raise ValueError(f"chunk lacks attributes {absent}; its columns are {list(columns)}")
+        cleaned: dict[str, pa.Array | np.ndarray] = {}
+        for name, stats in self._stats.items():
+            column = columns[name]
+            values = stats.update(column, invalid.get(name))
+            cleaned[name] = column if values is None else values
         if self._pearson:
-            y = columns[self.target]
+            y = cleaned[self.target]
             for name, co in self._pearson.items():
-                co.add(columns[name], y)
-        self._reservoir.offer(columns, rows)
+                co.add(cleaned[name], y)
+        self._reservoir.offer(cleaned, rows)
         self.rows += rows
 
     def result(self) -> dict[str, Any]:
-        sample = self._reservoir.frame()
-        approximate = self.rows > self._reservoir.size
-        attributes = {name: stats.summary(sample[name], approximate, self.top_k) for name, stats in self._stats.items()}
+        reservoir = self._reservoir
+        approximate = self.rows > reservoir.size
+        attributes = {
+            name: stats.summary(reservoir.values(name) if isinstance(stats, _NumericStats) else None, approximate,
+                                self.top_k)
+            for name, stats in self._stats.items()
+        }
         result: dict[str, Any] = {
             "row_count": self.rows,
-            "sample_rows": self._reservoir.filled,
+            "sample_rows": reservoir.filled,
             "approximate": approximate,
             "attributes": attributes,
             "target": None,
         }
         if self.target is not None:
-            associations = self._associations(sample)
+            associations = self._associations()
             for name, association in associations.items():
                 attributes[name]["association"] = association
             result["target"] = self._target_section(attributes[self.target], associations)
@@ -637,11 +906,15 @@ class StatisticsAccumulator:
         )
         return section
 
-    def _associations(self, sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    def _associations(self) -> dict[str, dict[str, Any]]:
         """Association of every other attribute with the target, on sampled rows whose target is present."""
         target_kind = self.kinds[self.target]
-        labelled = sample[sample[self.target].notna().to_numpy()].reset_index(drop=True)
-        y = _codes(target_kind, labelled[self.target], MAX_TARGET_CLASSES)
+        target = self._reservoir.values(self.target)
+        if isinstance(target, np.ndarray):
+            labelled = np.flatnonzero(~np.isnan(target))
+        else:
+            labelled = np.flatnonzero(target.is_valid().to_numpy(zero_copy_only=False))
+        y = _codes(target_kind, _rows(target, labelled), MAX_TARGET_CLASSES)
         target_entropy = _entropy(y) if len(y) else 0.0
         associations = {}
         for name, kind in self.kinds.items():
@@ -654,23 +927,30 @@ class StatisticsAccumulator:
                 "correlation_rows": co.n if co else None,
                 "sample_rows": len(labelled),
             }
+            values = _rows(self._reservoir.values(name), labelled)
             if kind is AttributeType.TEXT:
-                association.update(self._text_information(labelled[name], y, target_entropy))
+                association.update(self._text_information(values, y, target_entropy))
             else:
-                mi = _mutual_information(_codes(kind, labelled[name], self.top_k), y)
+                mi = _mutual_information(_codes(kind, values, self.top_k), y)
                 association.update(_information(mi, target_entropy))
             associations[name] = association
         return associations
 
-    def _text_information(self, texts: pd.Series, y: np.ndarray, target_entropy: float) -> dict[str, Any]:
+    def _text_information(self, texts: pa.Array, y: np.ndarray, target_entropy: float) -> dict[str, Any]:
         """A text's information about the target: that of its most informative frequent token's presence."""
         scores = [
             {"token": token, **_information(_mutual_information(rows, y), target_entropy)}
-            for token, rows in _token_presence(texts, self.top_k).items()
+            for token, rows in _token_presence(texts, self.top_k)
         ]
         scores.sort(key=lambda s: (-s["mutual_information"], s["token"]))
         best = scores[0]["mutual_information"] if scores else 0.0
         return {**_information(best, target_entropy), "tokens": scores[:TEXT_ASSOCIATION_TOKENS]}
+
+
+def _rows(values: np.ndarray | pa.Array, rows: np.ndarray) -> np.ndarray | pa.Array:
+    if isinstance(values, np.ndarray):
+        return values[rows]
+    return values.take(pa.array(rows, type=pa.int64()))
 
 
 def _information(mi: float, target_entropy: float) -> dict[str, float | None]:

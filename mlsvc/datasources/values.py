@@ -59,6 +59,21 @@ _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _GROUPED_NUMBER = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
 
 _MISSING_SET = pa.array(sorted(MISSING_TOKENS), type=pa.large_string())
+
+
+def _any_case(tokens: frozenset[str]) -> list[str]:
+    """Every ASCII upper/lower-case spelling of the tokens (they are ASCII, and only ASCII letters and the
+    Kelvin sign, which none holds, lower-case to ASCII): matching these is matching the lower-cased token."""
+    out: set[str] = set()
+    for token in tokens:
+        spellings = {""}
+        for char in token:
+            spellings = {s + c for s in spellings for c in {char.lower(), char.upper()}}
+        out |= spellings
+    return sorted(out)
+
+
+_MISSING_ANY_CASE = pa.array(_any_case(MISSING_TOKENS), type=pa.large_string())
 _TRUE_SET = pa.array(sorted(BINARY_TRUE), type=pa.large_string())
 _FALSE_SET = pa.array(sorted(BINARY_FALSE), type=pa.large_string())
 
@@ -85,9 +100,25 @@ def _as_arrow_text(s: pd.Series) -> pa.Array:
 
 def normalize_tokens(s: pd.Series) -> pa.Array:
     """The column's tokens with surrounding whitespace stripped and every missing token turned into null."""
-    text = pc.utf8_trim_whitespace(_as_arrow_text(s))
-    missing = pc.is_in(pc.utf8_lower(text), value_set=_MISSING_SET)
-    return pc.if_else(missing, pa.scalar(None, pa.large_string()), text)
+    return normalize_arrow(_as_arrow_text(s))
+
+
+def normalize_arrow(tokens: pa.Array) -> pa.Array:
+    """``normalize_tokens`` over tokens that are already an arrow (large_)string array."""
+    text = pc.utf8_trim_whitespace(tokens)
+    return _null_where(text, pc.is_in(text, value_set=_MISSING_ANY_CASE))
+
+
+def _null_where(values: pa.Array, mask: pa.Array) -> pa.Array:
+    """``values`` with nulls where ``mask`` (no nulls itself) is true, sharing the values' buffers where it can."""
+    if not pc.any(mask).as_py():
+        return values
+    keep = pc.invert(mask)
+    if values.null_count:
+        keep = pc.and_(keep, pc.is_valid(values))
+    if values.offset == 0 and keep.offset == 0 and keep.null_count == 0 and not isinstance(values, pa.DictionaryArray):
+        return pa.Array.from_buffers(values.type, len(values), [keep.buffers()[1], *values.buffers()[1:]])
+    return pc.if_else(keep, values, pa.scalar(None, values.type))
 
 
 def _to_bool(mask: pa.Array) -> BoolArray:
@@ -111,7 +142,7 @@ def numeric_from_tokens(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
         grouped = pc.match_substring_regex(tokens, _GROUPED_NUMBER)
         cleaned = pc.if_else(grouped, pc.replace_substring(tokens, ",", ""), tokens)
         parsable = pc.or_(plain, grouped)
-        values = pc.cast(pc.if_else(parsable, cleaned, pa.scalar(None, pa.large_string())), pa.float64())
+        values = pc.cast(pc.if_else(parsable, cleaned, pa.scalar(None, tokens.type)), pa.float64())
     # A copy, because arrow may hand out a read-only view of its buffer and we blank invalid cells below.
     out = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float64)
     # inf, nan words and overflow ("1e400") are not usable numbers: invalid, like any other bad token.
@@ -157,15 +188,111 @@ def parse_text(s: pd.Series) -> pd.Series:
     return text_from_tokens(normalize_tokens(s), index=s.index, name=s.name)
 
 
-def _coerce_column(s: pd.Series, attribute_type: AttributeType) -> tuple[pd.Series, BoolArray]:
-    tokens = normalize_tokens(s)
+Column = np.ndarray | pa.Array
+
+
+def coerce_array(tokens: pa.Array, attribute_type: AttributeType) -> tuple[Column, BoolArray | None]:
+    """One column of raw tokens (an arrow string array, null allowed) typed by its attribute, without Python
+    objects: the core of ``coerce_frame``, and what the datasource job keeps its chunks as.
+
+    NUMERIC and BINARY give float64 numpy (NaN where missing or invalid) and the invalid mask. CATEGORICAL gives
+    a dictionary array of stripped strings, TEXT a string array, both null where missing; they are never invalid,
+    so their mask is None. ``objects`` turns either into the object contract (str or None).
+    """
     if attribute_type is AttributeType.NUMERIC:
-        values, invalid = numeric_from_tokens(tokens)
-    elif attribute_type is AttributeType.BINARY:
-        values, invalid = binary_from_tokens(tokens)
-    else:
-        return text_from_tokens(tokens, index=s.index, name=s.name), np.zeros(len(s), dtype=bool)
-    return pd.Series(values, index=s.index, name=s.name, dtype=np.float64), invalid
+        fast = _plain_numbers(tokens)
+        return fast if fast is not None else numeric_from_tokens(normalize_arrow(tokens))
+    if attribute_type is AttributeType.BINARY:
+        return _binary_by_dictionary(tokens)
+    if attribute_type is AttributeType.CATEGORICAL:
+        return _categories(tokens), None
+    return normalize_arrow(tokens), None
+
+
+def _plain_numbers(tokens: pa.Array) -> tuple[FloatArray, BoolArray] | None:
+    """The common case in one cast: every token is blank or a finite number as it stands (no surrounding
+    whitespace, no missing word, no thousands separator). None when any token needs ``numeric_from_tokens``,
+    which gives the same answer for such columns, only slower."""
+    try:
+        values = pc.cast(tokens, pa.float64())
+    except pa.ArrowInvalid:
+        tokens = _null_where(tokens, pc.fill_null(pc.equal(pc.binary_length(tokens), 0), False))
+        try:
+            values = pc.cast(tokens, pa.float64())
+        except pa.ArrowInvalid:
+            return None
+    out = values.to_numpy(zero_copy_only=False)
+    if int(np.count_nonzero(np.isfinite(out))) != len(tokens) - tokens.null_count:
+        return None  # "nan", "inf" or an overflow: missing words and invalid values are told apart the slow way
+    if not out.flags.writeable:
+        out = out.copy()
+    return out, np.zeros(len(out), dtype=bool)
+
+
+def _encoded(tokens: pa.Array) -> pa.DictionaryArray:
+    return tokens if isinstance(tokens, pa.DictionaryArray) else pc.dictionary_encode(tokens)
+
+
+def _codes(encoded: pa.DictionaryArray, null_code: int) -> NDArray[np.int64]:
+    """A dictionary array's indices as numpy, ``null_code`` where null."""
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, null_code)
+    return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _binary_by_dictionary(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
+    """``binary_from_tokens`` worked out once per distinct token and spread to the rows by code."""
+    encoded = _encoded(tokens)
+    levels, bad = binary_from_tokens(normalize_arrow(encoded.dictionary))
+    codes = _codes(encoded, len(levels))
+    return np.append(levels, np.nan)[codes], np.append(bad, False)[codes]
+
+
+def _categories(tokens: pa.Array) -> pa.DictionaryArray:
+    """Stripped tokens, null where missing, as a dictionary array: each distinct token normalised once."""
+    encoded = _encoded(tokens)
+    levels = normalize_arrow(encoded.dictionary)
+    if levels.null_count == 0 and _text_bytes(levels) == _text_bytes(encoded.dictionary):
+        return pa.DictionaryArray.from_arrays(encoded.indices, levels)  # nothing stripped: still distinct
+    # Missing words become null and tokens that differ only by surrounding whitespace become one level.
+    merged = pc.dictionary_encode(levels)
+    lookup = np.append(_codes(merged, -1), -1)
+    codes = lookup[_codes(encoded, len(levels))]
+    indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, merged.dictionary)
+
+
+def _text_bytes(strings: pa.Array) -> int:
+    """The bytes of all the values of a (large_)string array, from its offsets."""
+    if len(strings) == 0:
+        return 0
+    width = 8 if pa.types.is_large_string(strings.type) else 4
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
+                            count=len(strings) + 1, offset=strings.offset * width)
+    return int(offsets[-1] - offsets[0])
+
+
+def objects(column: pa.Array) -> np.ndarray:
+    """A CATEGORICAL or TEXT column from ``coerce_array`` as an object array of str, None where missing (a
+    dictionary array's repeated values share one str)."""
+    if isinstance(column, pa.DictionaryArray):
+        levels = np.append(np.asarray(column.dictionary.to_numpy(zero_copy_only=False), dtype=object), None)
+        return levels[_codes(column, len(levels) - 1)]
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def coerce_columns(batch: pa.RecordBatch, schema: Schema) -> tuple[dict[str, Column], dict[str, BoolArray]]:
+    """``coerce_array`` over every column of a batch of raw tokens; the invalid masks of the columns that
+    can hold invalid values (NUMERIC and BINARY), in the batch's column order."""
+    types = {a.attributeName: a.attributeType for a in schema.attributes}
+    columns: dict[str, Column] = {}
+    invalid: dict[str, BoolArray] = {}
+    for name, tokens in zip(batch.schema.names, batch.columns, strict=True):
+        columns[name], bad = coerce_array(tokens, types[name])
+        if bad is not None:
+            invalid[name] = bad
+    return columns, invalid
 
 
 def coerce_frame(raw: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -192,7 +319,12 @@ def coerce_frame(raw: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Da
     typed: dict[object, pd.Series] = {}
     invalid: dict[object, BoolArray] = {}
     for column in raw.columns:
-        typed[column], invalid[column] = _coerce_column(raw[column], types[column])
+        values, bad = coerce_array(_as_arrow_text(raw[column]), types[column])
+        if isinstance(values, np.ndarray):
+            typed[column] = pd.Series(values, index=raw.index, name=column, dtype=np.float64)
+        else:
+            typed[column] = pd.Series(objects(values), index=raw.index, name=column, dtype=object)
+        invalid[column] = bad if bad is not None else np.zeros(len(raw), dtype=bool)
     typed_frame = pd.DataFrame(typed, index=raw.index, columns=raw.columns)
     invalid_frame = pd.DataFrame(invalid, index=raw.index, columns=raw.columns, dtype=bool)
     return typed_frame, invalid_frame

@@ -51,18 +51,27 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     model = ctx.store.get("model", bp["model_id"])
     if model["status"] != "COMPLETED":
         raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED")
-    card = ModelCard.from_resource(model)
-    plan = _plan(ctx, bp, card.features)
+    recommending = model["model_type"] == ModelType.RECOMMENDATION.value
+    if recommending:
+        features = [Attribute(attributeName=model["roles"]["user"], attributeType=AttributeType.CATEGORICAL)]
+    else:
+        card = ModelCard.from_resource(model)
+        features = card.features
+    plan = _plan(ctx, bp, features)
     prefix = _join(bp["output_uri"], "batch-prediction")
     staging = _join(prefix, ".staging", bp["id"], f"attempt-{ctx.claim.attempt}")
     _discard_earlier_attempts(ctx.storage, _join(prefix, ".staging", bp["id"]))
     counts = ScanCounts()
     outputs: list[dict[str, Any]] = []
-    with _Scoring(ctx.settings, model, card) as scoring:
+    with _Scoring(ctx.settings, model, None if recommending else card) as scoring:
         for info in plan.files:
             final = _join(prefix, "result", f"{bp['id']}-{_base(info.uri)}.gz")
             temporary = _join(staging, f"{_base(info.uri)}.gz")
-            rows = _score_file(ctx, scoring, plan, info, counts, temporary, card)
+            if recommending:
+                rows = _recommend_file(ctx, scoring.recommender, plan, info, counts, temporary,
+                                       features[0].attributeName)
+            else:
+                rows = _score_file(ctx, scoring, plan, info, counts, temporary, card)
             outputs.append({"input": info.uri, "output": final, "staged": temporary, "rows": rows})
     manifest_uri = _join(prefix, f"{bp['id']}.manifest")
     _publish(ctx.storage, outputs, manifest_uri, _join(staging, "manifest"))
@@ -116,6 +125,26 @@ def _score_file(ctx: JobContext, scoring: _Scoring, plan: Plan, info: ObjectInfo
             rows += len(output)
             _report(ctx, counts, plan)
     return rows
+
+
+def _recommend_file(ctx: JobContext, recommender: Any, plan: Plan, info: ObjectInfo, counts: ScanCounts,
+                    temporary: str, user_column: str) -> int:
+    """Top-k items for each user of the file, once per user, in order of first appearance: k rows per user."""
+    seen: set[str] = set()
+    users = 0
+    with ctx.storage.open_write(temporary) as out:
+        out.write(b"user_id,rank,item_id,score,cold_start\n")
+        chunks = scan(ctx.storage, [info], {info.uri: plan.names_by_file[info.uri]}, plan.schema, plan.splitting,
+                      plan.total_rows, counts, keep_invalid=True, max_record_bytes=ctx.settings.max_record_bytes)
+        for chunk in chunks:
+            ids = [u for u in dict.fromkeys(chunk.typed[user_column].dropna()) if u not in seen]
+            seen.update(ids)
+            if ids:
+                frame = recommender.recommend_frame(ids)
+                out.write(frame.to_csv(index=False, header=False, float_format="%.10g").encode())
+                users += len(ids)
+            _report(ctx, counts, plan)
+    return users
 
 
 def _columns(typed: pd.DataFrame, card: ModelCard, row_id: str | None) -> tuple[np.ndarray | None, dict, int]:
@@ -207,11 +236,14 @@ class _Scoring:
     """Scores chunks in order: here when this worker has one core, else in a pool of processes that each load
     the model once, with a bounded number of chunks in flight."""
 
-    def __init__(self, settings: Settings, model: Mapping[str, Any], card: ModelCard) -> None:
+    def __init__(self, settings: Settings, model: Mapping[str, Any], card: ModelCard | None) -> None:
         self.processes = max(1, settings.batch_processes)
         self.pool: ProcessPoolExecutor | None = None
         self.scorer: Scorer | None = None
-        if self.processes > 1:
+        self.recommender: Any = None
+        if card is None:  # a recommender answers whole chunks of users itself, fast enough in this process
+            self.recommender = Registry(settings).load(model["model_uri"])
+        elif self.processes > 1:
             self.pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_process, initargs=(settings, dict(model)))
         else:

@@ -84,20 +84,28 @@ class Scorer:
                 for row, w in zip(output, warnings, strict=True)]
 
 
+@dataclass
+class RecommenderScorer:
+    """A loaded RECOMMENDATION model: the fitted recommender answers users and items itself."""
+
+    model: Any
+    path: str = "recommender"
+
+
 class ScorerCache:
     """A bounded LRU of loaded scorers per model id, shared by the threads of one process."""
 
-    def __init__(self, load: Callable[[Mapping[str, Any]], Scorer], capacity: int = 16) -> None:
+    def __init__(self, load: Callable[[Mapping[str, Any]], Any], capacity: int = 16) -> None:
         self._load = load
         self._capacity = capacity
-        self._items: OrderedDict[str, Scorer] = OrderedDict()
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._items
 
-    def get(self, model: Mapping[str, Any]) -> Scorer:
+    def get(self, model: Mapping[str, Any]) -> Any:
         key = model["id"]
         with self._lock:
             if key in self._items:

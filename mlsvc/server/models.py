@@ -72,9 +72,9 @@ def predict(ref: str, body: PredictRequest, service: ServiceDep, request: Reques
         metrics.predict_errors.labels(ref, exc.code.value).inc()
         raise
     path = result.pop("path")
-    n = len(result["predictions"])
+    n = len(result["predictions"]) if "predictions" in result else 1  # a recommendation answers one user or item
     metrics.predictions.labels(result["model_id"], str(result["version"]), path).inc(n)
-    if path != "compiled":
+    if path == "pipeline":
         metrics.fallbacks.labels(result["model_id"]).inc(n)
     metrics.predict_latency.labels(result["model_id"]).observe(time.perf_counter() - started)
     return RawResponse(orjson.dumps(result), media_type="application/json")

@@ -72,6 +72,20 @@ def schema_for_model(ds_schema: Schema, features: list[Attribute], ds_id: str) -
                                         "excludedAttributeNames": []})
 
 
+def read_table(storage: Storage, ds: Mapping[str, Any], on_progress: Callable[[float], None]) -> pd.DataFrame:
+    """Every kept, valid row of a datasource, all its attributes typed (interactions and item tables)."""
+    schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": None})
+    files = [storage.stat(uri) for uri in ds["files"]]
+    layout = read_layout(storage, files, schema)
+    splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
+    total = ds.get("row_count") if needs_row_count(splitting) else None
+    frames = [chunk.typed for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total,
+                                            ScanCounts(), on_progress)]
+    if not frames:
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds['id']}' has no rows to read")
+    return pd.concat(frames, ignore_index=True)
+
+
 def read_rows(storage: Storage, ds: Mapping[str, Any], schema: Schema, features: list[Attribute], target: str,
               on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
     files = [storage.stat(uri) for uri in ds["files"]]

@@ -35,8 +35,12 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     ds = ctx.store.get("datasource", model["datasource_id"])
     if ds["status"] != "COMPLETED":
         raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {ds['status']}, not COMPLETED")
-    target = _target(model, ds)
     model_type = ModelType(model["model_type"]) if model.get("model_type") else None
+    if model_type == ModelType.RECOMMENDATION:
+        from mlsvc.recommendation.job import run as run_recommendation
+
+        return run_recommendation(ctx, model, ds)
+    target = _target(model, ds)
     seed = int(model.get("seed", 0))
     data = training_data.load(ctx.storage, ds, target, model_type, lambda f: ctx.progress(0.02 + 0.08 * f))
     if len(data.X) < MIN_ROWS:
@@ -64,7 +68,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         metrics={**summary_metrics(insights), "validation_score": outcome.validation_score},
         leaderboard=leaderboard, tags={"mlsvc.model_id": model["id"]},
     )
-    evaluation_id = _record_evaluation(ctx, model, ds, registered.version, insights)
+    evaluation_id = record_evaluation(ctx, model, ds, registered.version, insights, summary_metrics(insights))
     fields = {
         "version": registered.version,
         "model_type": data.model_type.value,
@@ -131,8 +135,8 @@ def _cores() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
 
-def _record_evaluation(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any], version: int,
-                       insights: dict[str, Any]) -> str:
+def record_evaluation(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any], version: int,
+                      insights: dict[str, Any], figures: dict[str, float]) -> str:
     """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
     evaluation_id = f"ev-{model['id']}-holdout"
     now = utcnow()
@@ -140,17 +144,19 @@ def _record_evaluation(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[st
         "id": evaluation_id, "name": f"{model['name']} v{version} holdout", "status": "COMPLETED", "message": "",
         "progress": 1.0, "created_at": now, "updated_at": now, "model": f"{model['name']}:{version}",
         "model_id": model["id"], "model_version": version, "datasource_id": ds["id"], "holdout": True,
-        **evaluation_fields(insights),
+        **evaluation_fields(insights, figures),
     }
     # The job may run again after a lost worker: the same id and request make the second write a no-op.
     ctx.store.create("evaluation", record, f"holdout:{model['id']}", {}, None)
     return evaluation_id
 
 
-def evaluation_fields(insights: dict[str, Any]) -> dict[str, Any]:
+def evaluation_fields(insights: dict[str, Any], figures: dict[str, float] | None = None) -> dict[str, Any]:
+    """An evaluation resource's fields from an evaluation (``figures``: its flat metrics, if not the default)."""
     return {"model_type": insights["model_type"], "metric": insights["metric"], "value": insights["value"],
             "baseline": insights["baseline"], "vs_baseline": insights["vs_baseline"],
-            "metrics": summary_metrics(insights), "insights": insights, "rows": insights["rows"]}
+            "metrics": figures if figures is not None else summary_metrics(insights), "insights": insights,
+            "rows": insights["rows"]}
 
 
 def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], version: int,
@@ -163,20 +169,20 @@ def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], vers
         return {"promoted": False, "reason": "promote is 'never'"}
     current = ctx.store.alias_version(name, "production")
     if current is None:
-        _set_production(ctx, registry, name, version)
+        set_production(ctx, registry, name, version)
         return {"promoted": True, "reason": f"the first production version of '{name}'"}
     incumbent = ctx.store.model_by_version(name, current)
     challenger = selection_score(data.model_type, holdout.y, output)
     try:
         champion = _score_incumbent(registry, incumbent, data, holdout)
     except Exception as exc:  # an incumbent that cannot score this data loses
-        _set_production(ctx, registry, name, version)
+        set_production(ctx, registry, name, version)
         return {"promoted": True, "reason": f"production v{current} could not score these rows ({exc})"}
     metric = SELECTION_METRIC[data.model_type]
     better = challenger >= champion if HIGHER_IS_BETTER[metric] else challenger <= champion
     comparison = f"{metric} {challenger:.4f} vs {champion:.4f} for production v{current} on the same held-out rows"
     if better:
-        _set_production(ctx, registry, name, version)
+        set_production(ctx, registry, name, version)
         return {"promoted": True, "reason": comparison, "previous_version": current}
     return {"promoted": False, "reason": comparison, "production_version": current}
 
@@ -197,6 +203,6 @@ def _score_incumbent(registry: Registry, incumbent: Mapping[str, Any] | None, da
     return selection_score(data.model_type, holdout.y, output)
 
 
-def _set_production(ctx: JobContext, registry: Registry, name: str, version: int) -> None:
+def set_production(ctx: JobContext, registry: Registry, name: str, version: int) -> None:
     ctx.store.set_alias(name, "production", version)
     registry.set_alias(name, "production", version)
