@@ -76,4 +76,6 @@ Example models are training. Once `mlsvc models get {name}` says COMPLETED, try:
   curl -s -XPOST {url}/v1/models/{name}/predict -d '{{"record": {{"tenure_months": 2, "contract": "month-to-month"}}}}'
   python -c "import mlsvc.client as m; print(m.Client('{url}').predict('{name}', {{'tenure_months': 2}}))"
   mlsvc predict {name} '{{"tenure_months": 2, "contract": "month-to-month"}}'
+and for the recommendation example:
+  curl -s -XPOST {url}/v1/models/recommendation/predict -d '{{"user_id": "U00042", "k": 5}}'
 """, flush=True)
