@@ -281,20 +281,6 @@ class _Phases:
 
         setattr(owner, attr, timed)
 
-    def _wrap_astype_object(self, cls: Any, name: str) -> None:
-        inner = cls.astype
-
-        def astype(frame: Any, dtype: Any, *args: Any, **kwargs: Any) -> Any:
-            if dtype is not object:
-                return inner(frame, dtype, *args, **kwargs)
-            t0 = time.perf_counter()
-            try:
-                return inner(frame, dtype, *args, **kwargs)
-            finally:
-                self._add(name, time.perf_counter() - t0)
-
-        cls.astype = astype
-
     def _wrap_open_csv(self, module: Any, name: str) -> None:
         inner = module.open_csv
         phases = self
@@ -334,13 +320,12 @@ class _Phases:
         self.wrap(job, "read_layout", "schema: read_layout (header again)")
         self.wrap(storage.Storage, "list_data_files", "storage: list_data_files")
         self._wrap_s3_reads(storage._S3Reader, "  of which S3 body reads (_S3Reader.readinto)")
-        self._wrap_astype_object(reader.pd.DataFrame, "  of which DataFrame.astype(object)")
         self._wrap_open_csv(reader.pacsv, "  of which arrow CSV batches (incl. S3 reads)")
-        self.wrap_generator(scan, "iter_chunks", "scan: iter_chunks (S3 read, arrow parse, to_pandas)")
+        self.wrap_generator(scan, "iter_chunks", "scan: iter_chunks (S3 read, arrow parse, checks)")
         self.wrap(scan, "select_rows", "scan: select_rows (rearrangement)")
-        self.wrap(scan, "coerce_frame", "scan: coerce_frame (tokens -> typed)")
+        self.wrap(scan, "coerce_columns", "scan: coerce_columns (tokens -> typed arrays)")
         self.wrap(scan.ScanCounts, "note_invalid", "scan: ScanCounts.note_invalid")
-        self.wrap(stats.StatisticsAccumulator, "update", "statistics: StatisticsAccumulator.update")
+        self.wrap(stats.StatisticsAccumulator, "update_columns", "statistics: StatisticsAccumulator.update_columns")
         for cls in ("_NumericStats", "_BinaryStats", "_CategoricalStats", "_TextStats"):
             self.wrap(getattr(stats, cls), "update", f"  of which {cls}.update")
         self.wrap(stats._RowReservoir, "offer", "  of which _RowReservoir.offer")
@@ -566,7 +551,7 @@ def _code_state() -> str:
 
 def _children_of(name: str, names: list[str]) -> list[str]:
     groups = {
-        "scan: iter_chunks": ("_S3Reader", "astype", "arrow CSV"),
+        "scan: iter_chunks": ("_S3Reader", "arrow CSV"),
         "statistics: StatisticsAccumulator.update": ("Stats.update", "_RowReservoir", "_CoMoments"),
     }
     for prefix, markers in groups.items():

@@ -37,8 +37,10 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     storage = ctx.storage
     files = storage.list_data_files(ds["data_uri"])
     ctx.progress(0.02, files=[f.uri for f in files])
-    schema = settle_schema(storage, ds, files)
-    layout = read_layout(storage, files, schema, exact=True)
+    heads: dict[str, bytes] = {}  # each file's first bytes, read once for inference and for its header
+    schema = settle_schema(storage, ds, files, heads)
+    layout = read_layout(storage, files, schema, exact=True, heads=heads)
+    heads.clear()
     splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
     limit = ctx.settings.max_record_bytes
     total = count_rows(storage, files, layout.names_by_file, schema, limit) if needs_row_count(splitting) else None
@@ -97,11 +99,13 @@ def _check_counts(counts: ScanCounts, ds: Mapping[str, Any], schema: Schema, fil
                          + counts.invalid_message(limit))
 
 
-def settle_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema:
-    """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides."""
+def settle_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo],
+                  heads: dict[str, bytes] | None = None) -> Schema:
+    """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides.
+    ``heads`` keeps the first bytes of the files read here, for ``read_layout``."""
     schema = _given_schema(storage, ds, files)
     if schema is None:
-        schema = _infer(storage, files, ds.get("target"), ds.get("row_id"))
+        schema = _infer(storage, files, ds.get("target"), ds.get("row_id"), heads)
     return apply_overrides(schema, target=ds.get("target"), row_id=ds.get("row_id"),
                            overrides=ds.get("attribute_types") or None)
 
@@ -150,13 +154,24 @@ def _schema_candidates(data_uri: str, files: list[ObjectInfo]) -> list[str]:
     return candidates
 
 
-def _infer(storage: Storage, files: list[ObjectInfo], target: str | None, row_id: str | None) -> Schema:
+def _head(storage: Storage, info: ObjectInfo, heads: dict[str, bytes] | None, keep: bool = True) -> bytes:
+    """The first bytes of a file: from ``heads`` if they are there, else read (and kept there if ``keep``)."""
+    if heads is not None and info.uri in heads:
+        return heads[info.uri]
+    with storage.open_read(info.uri) as stream:
+        head, _ = open_with_head(stream)
+    if heads is not None and keep:
+        heads[info.uri] = head
+    return head
+
+
+def _infer(storage: Storage, files: list[ObjectInfo], target: str | None, row_id: str | None,
+           heads: dict[str, bytes] | None = None) -> Schema:
     """Infer from the first file that has data rows (in a prefix, some parts may be empty or header-only)."""
     rows: list[list[str]] = []
     source = files[0].uri
     for info in files:
-        with storage.open_read(info.uri) as stream:
-            head, _ = open_with_head(stream)
+        head = _head(storage, info, heads)
         found = peek_rows(head, limit=INFERENCE_SAMPLE_ROWS, source=info.uri)
         if found and not rows:
             rows, source = found, info.uri
@@ -192,18 +207,19 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
 
 
-def read_layout(storage: Storage, files: list[ObjectInfo], schema: Schema, exact: bool = False) -> Layout:
+def read_layout(storage: Storage, files: list[ObjectInfo], schema: Schema, exact: bool = False,
+                heads: dict[str, bytes] | None = None) -> Layout:
     """Each file's column names (its header, or the schema's order), checked against the schema: the files must
     have every attribute and, if ``exact`` (a new datasource's schema must describe its data), no other column.
 
     An empty file in a prefix of several adds no rows (tools that write parts often leave some empty); a file
-    that is the whole datasource and is empty fails later, with the count of its rows.
+    that is the whole datasource and is empty fails later, with the count of its rows. ``heads`` may hold the
+    files' first bytes already (see ``settle_schema``).
     """
     names_by_file: dict[str, list[str]] = {}
     expected = [a.attributeName for a in schema.attributes]
     for info in files:
-        with storage.open_read(info.uri) as stream:
-            head, _ = open_with_head(stream)
+        head = _head(storage, info, heads, keep=False)  # the files inference did not read: one at a time
         rows = peek_rows(head, limit=1, source=info.uri)
         if not rows:
             if len(files) == 1:

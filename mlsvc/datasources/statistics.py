@@ -105,9 +105,12 @@ class _CoMoments:
     m2_y: float = 0.0
     c_xy: float = 0.0
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        both = ~(np.isnan(x) | np.isnan(y))
-        x, y = x[both], y[both]
+    def add(self, x: np.ndarray, y: np.ndarray, y_missing: np.ndarray | None = None) -> None:
+        """Fold in a chunk's pairs; ``y_missing`` is ``np.isnan(y)``, when the caller has it already."""
+        missing = np.isnan(x)
+        missing |= np.isnan(y) if y_missing is None else y_missing
+        if missing.any():
+            x, y = x[~missing], y[~missing]
         n_b = len(x)
         if n_b == 0:
             return
@@ -853,8 +856,9 @@ class StatisticsAccumulator:
             cleaned[name] = column if values is None else values
         if self._pearson:
             y = cleaned[self.target]
+            y_missing = np.isnan(y)
             for name, co in self._pearson.items():
-                co.add(cleaned[name], y)
+                co.add(cleaned[name], y, y_missing)
         self._reservoir.offer(cleaned, rows)
         self.rows += rows
 

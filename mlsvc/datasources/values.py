@@ -213,14 +213,12 @@ def _plain_numbers(tokens: pa.Array) -> tuple[FloatArray, BoolArray] | None:
     """The common case in one cast: every token is blank or a finite number as it stands (no surrounding
     whitespace, no missing word, no thousands separator). None when any token needs ``numeric_from_tokens``,
     which gives the same answer for such columns, only slower."""
+    blank = pc.fill_null(pc.equal(pc.binary_length(tokens), 0), False)
+    tokens = _null_where(tokens, blank)
     try:
         values = pc.cast(tokens, pa.float64())
     except pa.ArrowInvalid:
-        tokens = _null_where(tokens, pc.fill_null(pc.equal(pc.binary_length(tokens), 0), False))
-        try:
-            values = pc.cast(tokens, pa.float64())
-        except pa.ArrowInvalid:
-            return None
+        return None
     out = values.to_numpy(zero_copy_only=False)
     if int(np.count_nonzero(np.isfinite(out))) != len(tokens) - tokens.null_count:
         return None  # "nan", "inf" or an overflow: missing words and invalid values are told apart the slow way
