@@ -397,6 +397,11 @@ class Service:
         return {**key, "recommendations": answer["items"], "cold_start": bool(answer.get("cold_start")),
                 "model_id": model["id"], "version": int(model["version"]), "path": "recommender"}
 
+    def answers_at_once(self, ref: str) -> bool:
+        """Whether a predict by ``ref`` needs no I/O: the reference is resolved and its model loaded."""
+        model = self.refs.peek(ref)
+        return model is not None and model["id"] in self.scorers
+
     def warm(self, model: Mapping[str, Any]) -> None:
         """Load a COMPLETED model's scorer before its first request needs it."""
         if model["status"] == Status.COMPLETED.value and model["id"] not in self.scorers:
@@ -428,6 +433,11 @@ class RefCache:
             self._items.clear()
         self._items[ref] = (now + self.ttl_s, model)
         return model
+
+    def peek(self, ref: str) -> dict[str, Any] | None:
+        """The resolved model if it is still fresh, without resolving it."""
+        hit = self._items.get(ref)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def clear(self) -> None:
         self._items.clear()

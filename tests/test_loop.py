@@ -84,7 +84,7 @@ def test_small_and_large_data_are_validated_differently() -> None:
     big = Search(_churnish(30_000), {}, seed=0, budget_s=1, n_jobs=1, families=None, on_progress=lambda f, m: None)
     assert big._folds(30_000, last=True) == 1  # one holdout above the k-fold limit
     assert "knn" not in {f.name for f in big.families}
-    assert big.rung_rows() == [3_333, 9_999, 29_997, 30_000]
+    assert big.rung_rows() == [3_333, 9_999, 30_000]  # no near-duplicate last rung
 
 
 def test_imbalanced_classes_are_stratified_and_weighted() -> None:
@@ -150,3 +150,18 @@ def test_the_default_budget_grows_with_the_data() -> None:
     assert default_budget_s(1000, 10) == 30.0
     assert 30 < default_budget_s(200_000, 20) < 900
     assert default_budget_s(10_000_000, 50) == 900.0
+
+
+def test_a_value_missing_only_at_prediction_is_scored_by_every_recipe() -> None:
+    from mlsvc.training.candidates import BY_NAME
+    from mlsvc.training.loop import Config, make_pipeline
+
+    data = _churnish(400)
+    data.X["tenure"] = data.X["tenure"].fillna(10.0)  # no missing tenure when fitting
+    recipe = default_recipe(data.features)
+    for numeric in ("impute_median_scale", "quantile_bins"):
+        config = Config("linear#x", BY_NAME["linear"], {"numeric": numeric, "C": 1.0, "class_weight": None})
+        pipeline = make_pipeline(config, data, recipe, 0, 1).fit(data.X, data.y)
+        row = data.X.head(1).copy()
+        row["tenure"] = np.nan
+        assert predict_output(pipeline, ModelType.BINARY, row, 2).shape == (1,)

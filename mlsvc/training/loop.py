@@ -147,7 +147,9 @@ class Search:
         n = len(self.data.X)
         rows = [min(n, max(FIRST_RUNG_ROWS[0], min(FIRST_RUNG_ROWS[1], n // ETA**2)))]
         while rows[-1] < n:
-            rows.append(min(n, rows[-1] * ETA))
+            grown = rows[-1] * ETA
+            # A rung only a little smaller than the whole set would validate the same configs twice.
+            rows.append(n if grown * 1.5 > n else grown)
         return rows
 
     def configs(self) -> list[Config]:

@@ -169,7 +169,8 @@ def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool)
             ("bins", KBinsDiscretizer(n_bins=10, encode="onehot-dense", strategy="quantile",
                                       quantile_method="averaged_inverted_cdf"))]), groups["quantile_bins"]))
         # Binning the imputed values hides which were missing; a linear model may learn from that on its own.
-        steps.append(("numeric_missing", MissingIndicator(features="missing-only"), groups["quantile_bins"]))
+        steps.append(("numeric_missing", MissingIndicator(features="missing-only", error_on_new=False),
+                      groups["quantile_bins"]))
     if groups.get("impute_most_frequent"):
         steps.append(("binary", SimpleImputer(strategy="most_frequent", keep_empty_features=True),
                       groups["impute_most_frequent"]))
