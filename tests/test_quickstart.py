@@ -100,6 +100,23 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     assert json.loads(batch.stdout)["rows_scored"] == 5000
     listed = _cli(mlsvc_server, "batch", "list")
     assert listed.returncode == 0 and json.loads(batch.stdout)["id"] in listed.stdout
+    shown = _cli(mlsvc_server, "batch", "get", json.loads(batch.stdout)["id"])
+    assert shown.returncode == 0 and "manifest" in shown.stdout
+    evaluations = _cli(mlsvc_server, "evaluations", "list", "--model-id", model["id"], "--json")
+    assert [e["id"] for e in json.loads(evaluations.stdout)] == [model["evaluation_id"]]
+    threshold = _cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "0.3", "--tag", "team=a",
+                     "--json")
+    assert threshold.returncode == 0, threshold.stderr
+    assert json.loads(threshold.stdout)["score_threshold"] == 0.3 and json.loads(threshold.stdout)["tags"] == {
+        "team": "a"}
+    renamed = _cli(mlsvc_server, "datasources", "update", ds["id"], "--name", "churn-renamed", "--json")
+    assert json.loads(renamed.stdout)["name"] == "churn-renamed"
+    out_of_range = _cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "2")
+    assert out_of_range.returncode == 2 and "validation_error" in out_of_range.stderr
+    deleted = _cli(mlsvc_server, "models", "delete", "churn-cli:1", "--json")
+    assert json.loads(deleted.stdout)["status"] == "DELETED"
+    gone = _cli(mlsvc_server, "datasources", "delete", ds["id"], "--json")
+    assert json.loads(gone.stdout)["status"] == "DELETED"
 
 
 def test_cli_errors_are_one_line_with_meaningful_exit_codes(mlsvc_server: RunningServer) -> None:
