@@ -203,3 +203,18 @@ def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(s3_server
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(20) == 0
         stop_server(server)
+
+
+def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlStore) -> None:
+    _enqueue(store, "before", "datasource.create")
+    _enqueue(store, "during", "datasource.create")
+    queue = JobQueue(store, lease_s=60)
+    store.update("datasource", "before", {"status": "DELETED"})
+    claim = queue.claim("w1")  # the job of "before" is skipped and cancelled
+    assert claim is not None and claim.resource_id == "during"
+    assert store.get("datasource", "before")["status"] == "DELETED"
+    store.update("datasource", "during", {"status": "DELETED"})
+    queue.complete(claim, {"row_count": 3})
+    during = store.get("datasource", "during")
+    assert during["status"] == "DELETED" and during["row_count"] == 3
+    assert queue.claim("w2") is None

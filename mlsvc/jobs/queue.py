@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select, update
 
 from mlsvc.store.sql import SqlStore, utcnow
-from mlsvc.store.tables import jobs
+from mlsvc.store.tables import RESOURCE_TABLES, jobs
 
 # Which resource table each job kind reports to.
 RESOURCE_OF_JOB = {
@@ -87,9 +87,18 @@ class JobQueue:
         if result.rowcount != 1:
             return None
         claim = Claim(row["id"], row["kind"], row["resource_id"], row["attempts"] + 1, owner)
+        if self._resource_status(conn, claim) == "DELETED":
+            # Deleted before its job ran: nothing to do, and the resource must stay deleted.
+            conn.execute(update(jobs).where(jobs.c.id == claim.job_id)
+                         .values(state="CANCELLED", owner=None, lease_until=None, updated_at=now))
+            return None
         self.store.update(claim.resource_kind, claim.resource_id,
                           {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn)
         return claim
+
+    def _resource_status(self, conn: Connection, claim: Claim) -> str | None:
+        table = RESOURCE_TABLES[claim.resource_kind]
+        return conn.execute(select(table.c.status).where(table.c.id == claim.resource_id)).scalar_one_or_none()
 
     def _give_up(self, conn: Connection, row: Mapping[str, Any]) -> None:
         message = (f"the worker running this job stopped responding {row['attempts']} times "
@@ -116,6 +125,8 @@ class JobQueue:
         with self.store.transaction() as conn:
             if not self._still_owned(conn, claim):
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+            if "status" in fields and self._resource_status(conn, claim) == "DELETED":
+                fields = {k: v for k, v in fields.items() if k != "status"}
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
 
     def complete(self, claim: Claim, fields: Mapping[str, Any]) -> None:
@@ -130,6 +141,9 @@ class JobQueue:
                                   .values(state=state, error=error, lease_until=None, updated_at=utcnow()))
             if result.rowcount != 1:
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+            if self._resource_status(conn, claim) == "DELETED":
+                # Deleted while its job ran: keep what the job made, but never bring the resource back.
+                fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
 
     def _still_owned(self, conn: Connection, claim: Claim) -> bool:
