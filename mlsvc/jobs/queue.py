@@ -105,8 +105,11 @@ class JobQueue:
                    "(killed, out of memory or lost); giving up")
         conn.execute(update(jobs).where(jobs.c.id == row["id"])
                      .values(state="FAILED", error=message, owner=None, updated_at=utcnow()))
-        self.store.update(RESOURCE_OF_JOB[row["kind"]], row["resource_id"],
-                          {"status": "FAILED", "message": message}, conn)
+        kind = RESOURCE_OF_JOB[row["kind"]]
+        table = RESOURCE_TABLES[kind]
+        status = conn.execute(select(table.c.status).where(table.c.id == row["resource_id"])).scalar_one_or_none()
+        if status != "DELETED":
+            self.store.update(kind, row["resource_id"], {"status": "FAILED", "message": message}, conn)
 
     def _owned(self, claim: Claim) -> Any:
         return and_(jobs.c.id == claim.job_id, jobs.c.owner == claim.owner, jobs.c.attempts == claim.attempt,
