@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,52 @@ def test_peek_rows_drops_a_record_the_head_cuts_through() -> None:
     assert len(head) == 256 * 1024
     assert peek_rows(head) == [["a", "b"]]
     assert stream.read() == body  # the stream starts over
+
+
+class _CountingStream(io.RawIOBase):
+    """A file that counts the bytes taken from it, as an S3 body would be read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.taken = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._data.readinto(buffer)
+        self.taken += count
+        return count
+
+
+def test_the_reader_stays_a_few_blocks_ahead_of_the_rows_handed_out() -> None:
+    line = b"%09d,abcdefghijklmnopqrstuvwxyz0123456789\n"
+    width = len(line % 0)
+    rows = 500_000  # 25 MB; pyarrow alone queues up to 32 blocks (8 MB here) ahead of the consumer
+    data = b"id,text\n" + b"".join(line % i for i in range(rows))
+    stream = _CountingStream(data)
+    block = 256 * 1024
+    handed_out, leads = 0, []
+    for chunk in iter_chunks("s3://b/f.csv", stream, ["id", "text"], has_header=True, bad_rows=BadRows(),
+                             chunk_bytes=block, max_record_bytes=1000):
+        handed_out += len(chunk)
+        leads.append(stream.taken - handed_out * width)
+    assert handed_out == rows and len(leads) > 50
+    # Two blocks wait while a chunk is worked on, plus the 1 MiB buffer in front of the parser.
+    assert max(leads) <= 3 * block + 1024 * 1024 + 64 * 1024
+
+
+def test_a_reader_left_early_stops_reading() -> None:
+    data = b"a,b\n" + b"1,2\n" * 2_000_000
+    stream = _CountingStream(data)
+    chunks = iter_chunks("s3://b/f.csv", stream, ["a", "b"], has_header=True, bad_rows=BadRows(),
+                         chunk_bytes=64 * 1024, max_record_bytes=1000)
+    next(chunks)
+    chunks.close()
+    taken = stream.taken
+    assert taken < 2 * 1024 * 1024
+    time.sleep(0.3)
+    assert stream.taken == taken
 
 
 def test_header_names_are_stripped_unique_and_never_blank() -> None:

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlsvc.datasources.rearrangement import needs_row_count, select_rows
@@ -110,3 +111,18 @@ def test_only_a_partial_sequential_split_needs_a_counting_pass() -> None:
     assert needs_row_count(_split(percentEnd=70, strategy="random")) is False
     assert needs_row_count(_split()) is False
     assert needs_row_count(None) is False
+
+
+@pytest.mark.parametrize("seed", ["s", "another seed"])
+def test_arrow_chunks_split_exactly_as_frames_of_the_same_tokens_did(seed: str) -> None:
+    """The scan hands arrow batches to the split: each row must land where the frame of its tokens put it, so a
+    datasource carved before and one carved after stay disjoint."""
+    frame = _rows(5000)
+    frame.loc[::7, "plan"] = ""
+    frame.loc[::11, "x"] = "caf\u00e9 \u65e5\u672c"
+    batch = pa.RecordBatch.from_pandas(frame.astype(object), preserve_index=False)
+    for begin, end in ((0, 70), (30, 45), (70, 100)):
+        splitting = _split(strategy="random", randomSeed=seed, percentBegin=begin, percentEnd=end)
+        ordinals = np.arange(len(frame))
+        np.testing.assert_array_equal(select_rows(batch, ordinals, None, splitting),
+                                      select_rows(frame, ordinals, None, splitting))

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 
@@ -20,8 +22,11 @@ from mlsvc.datasources.schema import (
     schema_to_json,
 )
 from mlsvc.datasources.values import (
+    MISSING_TOKENS,
+    coerce_array,
     coerce_frame,
     missing_mask,
+    objects,
     parse_binary,
     parse_numeric,
     parse_text,
@@ -491,6 +496,39 @@ def test_parse_binary_and_text() -> None:
     text = parse_text(pd.Series([" Fiber optic ", "NA", None, "DSL"], index=[3, 4, 5, 6], name="internet"))
     assert text.dtype == object and text.name == "internet" and text.index.tolist() == [3, 4, 5, 6]
     assert text.tolist() == ["Fiber optic", None, None, "DSL"]
+
+
+MESSY_TOKENS = [
+    *sorted(MISSING_TOKENS),
+    *["NA", "N/A", "NaN", "-NAN", "Null", "NONE", " ", "\t", "inf", "-Inf", "1e400", "1", "0", "1.0", "0.0", "yes"],
+    *["No", " Y ", "t", "F", "true", "FALSE", "3", "-2.5", "+4", ".5", "5.", "1,234.5", "1,5", "12,000", "abc"],
+    *[" 7 ", "basic", " basic", "basic ", "Basic", "x y z", "1_000", "0x10", "\u0663", "1e-300", "caf\u00e9"],
+    "\u00a0basic\u00a0",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_coerce_array_reads_arrow_tokens_as_the_token_by_token_path_does(seed: int) -> None:
+    """The column-at-a-time paths (one cast, one reading per distinct token) give what normalising every
+    token gives, whichever tokens a column mixes."""
+    rng = np.random.default_rng(seed)
+    pool = rng.choice(MESSY_TOKENS, size=rng.integers(1, 12), replace=False)
+    tokens = [str(t) for t in rng.choice(pool, size=int(rng.integers(0, 60)))]
+    if seed % 3 == 0:  # plain numbers, the common case, with or without blanks
+        tokens = [str(v) for v in np.round(rng.normal(size=len(tokens)), 3)] + ([""] if seed % 2 else [])
+    series = pd.Series(tokens, dtype=object)
+    for array in (pa.array(tokens, type=pa.string()), pc.dictionary_encode(pa.array(tokens, type=pa.string()))):
+        numbers, bad = coerce_array(array, NUMERIC)
+        expected, expected_bad = parse_numeric(series)
+        np.testing.assert_array_equal(numbers, expected)
+        np.testing.assert_array_equal(bad, expected_bad)
+        flags, bad = coerce_array(array, BINARY)
+        expected, expected_bad = parse_binary(series)
+        np.testing.assert_array_equal(flags, expected)
+        np.testing.assert_array_equal(bad, expected_bad)
+        for kind in (CATEGORICAL, TEXT):
+            texts, bad = coerce_array(array, kind)
+            assert bad is None and list(objects(texts)) == parse_text(series).tolist()
 
 
 def test_coerce_frame_subset_of_json_like_values() -> None:

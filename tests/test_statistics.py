@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from mlsvc.datasources.statistics import QUANTILES, StatisticsAccumulator
@@ -161,6 +163,37 @@ def test_text_lengths_tokens_and_vocabulary(churn):
     assert stats["tokens_max"] == per_value.max()
     assert stats["vocabulary"] == len(vocabulary) == len(WORDS)
     assert {t["token"]: t["count"] for t in stats["top_tokens"]} == dict(vocabulary)
+
+
+def test_words_of_only_punctuation_are_not_tokens():
+    notes = ["late - again !", "Refund, refund", "- -", "app\u00a0slow \u2014 thanks", None,
+             "\u00e9t\u00e9 \u00c9T\u00c9!"]
+    typed = pd.DataFrame({"note": _objects(notes, np.array([v is None for v in notes]))})
+    invalid = pd.DataFrame(False, index=typed.index, columns=typed.columns)
+    _, result = _run(typed, invalid, _schema(None, note="TEXT"), chunks=(4, 2))
+    stats = result["attributes"]["note"]
+    tokens = [re.sub(r"[^\w\s]", "", text.lower()).split() for text in notes if text is not None]
+    assert stats["tokens_max"] == 3 and stats["tokens_mean"] == pytest.approx(np.mean([len(t) for t in tokens]))
+    assert {t["token"]: t["count"] for t in stats["top_tokens"]} == dict(Counter(w for t in tokens for w in t))
+
+
+def test_arrow_columns_give_the_statistics_the_typed_frame_gives():
+    """The datasource job hands over arrow and numpy columns (``values.coerce_array``), not the object frame."""
+    typed, invalid, schema = _churn(n=6000, seed=3)
+    options = {"sample_size": 1500, "distinct_cap": 5, "top_k": 4}
+    _, expected = _run(typed, invalid, schema, chunks=(1000,) * 6, **options)
+    accumulator = StatisticsAccumulator(schema, **options)
+    for start in range(0, 6000, 1000):
+        part = typed.iloc[start : start + 1000]
+        columns = {
+            "plan": pc.dictionary_encode(pa.array(part["plan"].to_numpy(), type=pa.string(), from_pandas=True)),
+            "note": pa.array(part["note"].to_numpy(), type=pa.string(), from_pandas=True),
+            **{name: part[name].to_numpy(dtype=float) for name in ("tenure", "balance", "noise", "flag", "churned")},
+        }
+        masks = {name: invalid[name].to_numpy()[start : start + 1000] for name in ("tenure", "flag", "plan")}
+        accumulator.update_columns(columns, masks, len(part))
+    assert json.dumps(accumulator.result(), sort_keys=True) == json.dumps(expected, sort_keys=True)
+    assert expected["attributes"]["note"]["top_token_counts_exact"] is False  # the summaries were exercised
 
 
 def test_target_distribution_and_associations(churn):

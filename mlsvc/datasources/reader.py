@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import heapq
 import io
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -219,6 +221,7 @@ class _ReadAhead:
         self._waiting_since: float | None = None
         self._closed = False
         self._condition = threading.Condition()
+        _OPEN.add(self)
 
     closed = False
 
@@ -265,12 +268,25 @@ class _ReadAhead:
             self._condition.notify_all()
 
     def close(self) -> None:
-        """Release the reading thread for good (the consumer stopped early, or is done)."""
+        """Release the reading thread for good (the consumer stopped early, or is done): reads return nothing."""
         with self._condition:
             self._closed = True
             self._condition.notify_all()
 
 
+_OPEN: weakref.WeakSet[_ReadAhead] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_readers() -> None:
+    """A reader left unfinished at exit has pyarrow's thread waiting in ``read_buffer``, in Python: were it to
+    wake once the interpreter is finalising, the process would abort. So it is released now, and given a
+    moment (the GIL, while this thread sleeps) to return to pyarrow, which stops at the end of the stream."""
+    gates = list(_OPEN)
+    for gate in gates:
+        gate.close()
+    if gates:
+        time.sleep(0.2)
 def open_with_head(stream: BinaryIO) -> tuple[bytes, BinaryIO]:
     """Read the first bytes of a stream and give back an equivalent stream that starts over."""
     head = stream.read(_HEAD_BYTES)

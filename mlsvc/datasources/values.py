@@ -199,6 +199,8 @@ def coerce_array(tokens: pa.Array, attribute_type: AttributeType) -> tuple[Colum
     a dictionary array of stripped strings, TEXT a string array, both null where missing; they are never invalid,
     so their mask is None. ``objects`` turns either into the object contract (str or None).
     """
+    if isinstance(tokens, pa.DictionaryArray) and attribute_type in (AttributeType.NUMERIC, AttributeType.TEXT):
+        tokens = tokens.dictionary_decode()
     if attribute_type is AttributeType.NUMERIC:
         fast = _plain_numbers(tokens)
         return fast if fast is not None else numeric_from_tokens(normalize_arrow(tokens))
