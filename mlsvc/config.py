@@ -39,7 +39,9 @@ class Settings:
     def from_env(cls) -> Settings:
         home = Path(_env("MLSVC_HOME", ".mlsvc")).expanduser().resolve()
         tracking = _env("MLSVC_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        roots = os.environ.get("MLSVC_LOCAL_ROOTS", "")
+        # Local files the API may read and write: the folder mlsvc starts in and its home, unless configured
+        # ("/" allows any path). A caller must not reach /etc/passwd by naming it.
+        roots = os.environ.get("MLSVC_LOCAL_ROOTS", "") or os.pathsep.join([os.getcwd(), str(home)])
         return cls(
             home=home,
             database_url=_env("MLSVC_DATABASE_URL", f"sqlite:///{home / 'mlsvc.db'}"),

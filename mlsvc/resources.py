@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -280,11 +280,18 @@ class ModelCreate(_Strict):
 
 
 class EvaluationCreate(_Strict):
-    id: ResourceId | None = None
+    id: ResourceId | None = Field(None, description="Caller-chosen id (ids ending in -holdout are the server's).")
     name: str | None = Field(None, max_length=256)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str = Field(min_length=1, max_length=64)
     tags: Tags = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_holdout_id(cls, value: str | None) -> str | None:
+        if value is not None and value.endswith("-holdout"):
+            raise ValueError("ids ending in '-holdout' name the evaluations the server makes at training")
+        return value
 
 
 class BatchPredictionCreate(_Strict):
@@ -308,7 +315,8 @@ class BatchPredictionCreate(_Strict):
 class TagsPatch(_Strict):
     """Tags to merge into a resource's tags; a null value removes that key."""
 
-    tags: dict[str, str | None] | None = None
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
+               Annotated[str, Field(max_length=256)] | None] | None = None
 
 
 class DataSourceUpdate(TagsPatch):
@@ -328,7 +336,7 @@ class ModelUpdate(TagsPatch):
 
 
 class AliasSet(_Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 Record = dict[str, Any]

@@ -37,6 +37,7 @@ from mlsvc.storage import Storage
 from mlsvc.store.sql import SqlStore, utcnow
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
+MAX_VERSION = 2**31 - 1
 PREFIX = {"datasource": "ds", "model": "ml", "evaluation": "ev", "batch_prediction": "bp"}
 
 
@@ -129,6 +130,7 @@ class Service:
             # A retry: answer as the first time, even if the datasource has changed since.
             row, _ = self.store.create("model", existing, request_hash(body), {}, None)
             return Model.model_validate(row), False
+        self._check_unambiguous(req)
         ds = self.store.find("datasource", req.datasource_id)
         if ds is None:
             raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
@@ -153,6 +155,16 @@ class Service:
                                          self.settings.job_max_attempts)
         return Model.model_validate(row), created
 
+    def _check_unambiguous(self, req: ModelCreate) -> None:
+        """A reference is an id or a name: one must never be taken for the other."""
+        if req.id and req.id != req.name and self.store.model_name_exists(req.id):
+            raise MlsvcError(ErrorCode.CONFLICT, f"'{req.id}' is the name of a model; a model's id must not be "
+                             "another model's name, or references to it would be ambiguous", {"id": req.id})
+        holder = self.store.find("model", req.name)
+        if holder is not None and holder["name"] != req.name:
+            raise MlsvcError(ErrorCode.CONFLICT, f"'{req.name}' is the id of model '{holder['name']}'; choose "
+                             "another name", {"name": req.name})
+
     def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
         names = [a.attributeName for a in schema.attributes]
         unknown = {role: column for role, column in (req.roles or {}).items() if column and column not in names}
@@ -172,8 +184,9 @@ class Service:
         if found is not None:
             return found
         name, _, selector = ref.partition(":")
-        if selector.isdigit():
-            found = self.store.model_by_version(name, int(selector))
+        if selector.isascii() and selector.isdigit():
+            version = int(selector)
+            found = self.store.model_by_version(name, version) if version <= MAX_VERSION else None
         else:
             version = self.store.alias_version(name, selector or "production")
             if version is not None:
@@ -197,7 +210,10 @@ class Service:
     def update_model(self, ref: str, patch: ModelUpdate) -> Model:
         model = self.resolve_model(ref)
         if patch.score_threshold is not None:
-            if model.get("model_type") not in (None, "BINARY"):
+            if model["status"] != Status.COMPLETED.value:
+                raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; set its "
+                                 "score_threshold once it is COMPLETED", {"id": model["id"]})
+            if model.get("model_type") != "BINARY":
                 raise MlsvcError(ErrorCode.VALIDATION_ERROR,
                                  f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}")
             self.store.update("model", model["id"], {"score_threshold": patch.score_threshold})
@@ -208,10 +224,8 @@ class Service:
 
     def delete_model(self, ref: str) -> Model:
         model = self.resolve_model(ref)
-        for alias in model.get("aliases", []):
-            self.store.delete_alias(model["name"], alias)
+        for alias in self.store.delete_model(model["id"]):
             self._registry_quietly("delete_alias", model["name"], alias)
-        self.store.update("model", model["id"], {"status": Status.DELETED.value})
         self.refs.clear()
         return Model.model_validate(self.store.get("model", model["id"]))
 
@@ -227,7 +241,9 @@ class Service:
             raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' is {model['status']}; "
                              "only a COMPLETED version can carry an alias")
         self.warm(model)  # load the new version before requests by the alias arrive
-        self.store.set_alias(name, alias, version)
+        if not self.store.set_alias(name, alias, version, require_status=Status.COMPLETED.value):
+            raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' stopped being COMPLETED "
+                             "(deleted?) while the alias was being set")
         self.refs.clear()
         self._registry_quietly("set_alias", name, alias, version)
         return Model.model_validate(self.store.get("model", model["id"]))
@@ -240,7 +256,11 @@ class Service:
         self.store.delete_alias(name, alias)
         self.refs.clear()
         self._registry_quietly("delete_alias", name, alias)
-        return Model.model_validate(self.store.model_by_version(name, version))
+        model = self.store.model_by_version(name, version)
+        if model is None:
+            raise MlsvcError(ErrorCode.NOT_FOUND, f"alias '{alias}' pointed at version {version} of '{name}', "
+                             "which no longer exists; the alias is removed", {"name": name, "alias": alias})
+        return Model.model_validate(model)
 
     def _registry_quietly(self, method: str, *args: Any) -> None:
         """Mirror alias changes into MLflow; the store is the source of truth, so a mirror failure is not fatal."""
@@ -263,6 +283,10 @@ class Service:
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
                              "only a COMPLETED model can be evaluated", {"id": model["id"]})
+        if model["model_type"] == ModelType.RECOMMENDATION.value:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is a RECOMMENDATION model: its "
+                             f"evaluation on held-out interactions is '{model.get('evaluation_id')}'; evaluating on "
+                             "another datasource is for BINARY, MULTICLASS and REGRESSION models")
         ds = self.store.find("datasource", req.datasource_id)
         if ds is None:
             raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
@@ -468,4 +492,4 @@ def _not_found_message(ref: str, name_exists: bool) -> str:
 
 
 def _name_from_uri(uri: str) -> str:
-    return PurePosixPath(uri.rstrip("/")).name or uri
+    return (PurePosixPath(uri.rstrip("/")).name or uri)[:256]

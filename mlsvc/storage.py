@@ -259,9 +259,11 @@ class Storage:
 
     def _contained(self, path: Path, uri: str) -> Path:
         """The absolute, symlink-free form of ``path``, provided it lies inside a local root."""
+        if "\x00" in str(path):
+            raise MlsvcError(ErrorCode.INVALID_REQUEST, f"the path {uri!r} holds a NUL character", {"uri": uri})
         try:
             resolved = path.resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on Python 3.11
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on Python 3.11
             raise MlsvcError(ErrorCode.INVALID_REQUEST, f"cannot resolve the path {uri}: {exc}", {"uri": uri}) from exc
         if not self.local_roots or any(resolved.is_relative_to(root) for root in self.local_roots):
             return resolved

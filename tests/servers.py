@@ -48,6 +48,8 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, workers: i
         "MLSVC_WORKERS": str(workers),
         "MLSVC_JOB_LEASE_S": "3",
         "MLSVC_JOB_POLL_S": "0.2",
+        # The tests keep their data in temporary folders; the default roots are tested on their own.
+        "MLSVC_LOCAL_ROOTS": "/",
         **(extra_env or {}),
     }
     home.mkdir(parents=True, exist_ok=True)

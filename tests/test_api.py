@@ -136,3 +136,59 @@ def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Cl
     assert "FAILED" in message
     _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422,
            "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/v1/datasources", {"data_uri": "file:///tmp/%00x.csv"}, 400),
+        ("GET", "/v1/models/churn:%C2%B2", None, 404),
+        ("GET", "/v1/models/churn:99999999999999999999999", None, 404),
+        ("PUT", "/v1/models/churn/aliases/prod", {"version": 99999999999999999999999}, 422),
+        ("GET", "/v1/datasources?next_token=" + "W" * 600, None, 422),
+        ("PATCH", "/v1/datasources/x", {"tags": {"k" * 200: "v"}}, 422),
+        ("POST", "/v1/evaluations", {"id": "ev-x-holdout", "model": "m", "datasource_id": "d"}, 422),
+    ],
+)
+def test_inputs_found_by_fuzzing_get_a_4xx(api: httpx.Client, method: str, path: str, body: dict | None,
+                                           status: int) -> None:
+    response = api.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("recipe", [{"crosses": [None]}, {"crosses": [["a", ["x"]]]}, {"attributes": "x"}])
+def test_malformed_recipes_are_422(api: httpx.Client, recipe: dict) -> None:
+    ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "recipe-ds"}).json()
+    wait_done(api, f"/v1/datasources/{ds['id']}")
+    message = _error(api.post("/v1/models", json={"name": "r", "datasource_id": ds["id"], "recipe": recipe}), 422,
+                     "validation_error")
+    assert "recipe" in message
+
+
+def test_bodies_sent_as_form_or_chunked(api: httpx.Client) -> None:
+    form = api.post("/v1/datasources", content=b'{"data_uri": "' + CHURN.encode() + b'"}',
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 202, form.text
+
+    def chunks():  # no Content-Length: the limit is applied while reading
+        for _ in range(12):
+            yield b" " * (1024 * 1024)
+
+    _error(api.post("/v1/models/x/predict", content=chunks()), 413, "payload_too_large")
+
+
+def test_a_model_id_cannot_be_another_models_name(api: httpx.Client) -> None:
+    ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "names-ds"}).json()
+    wait_done(api, f"/v1/datasources/{ds['id']}")
+    api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).raise_for_status()
+    message = _error(api.post("/v1/models", json={"id": "named", "name": "other", "datasource_id": ds["id"]}), 409,
+                     "conflict")
+    assert "ambiguous" in message
+    api.post("/v1/models", json={"id": "m-abc", "name": "third", "datasource_id": ds["id"],
+                                 "time_budget_s": 1}).raise_for_status()
+    _error(api.post("/v1/models", json={"name": "m-abc", "datasource_id": ds["id"]}), 409, "conflict")
+    pending = api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).json()
+    patched = api.patch(f"/v1/models/{pending['id']}", json={"score_threshold": 0.3})
+    if patched.status_code != 200:  # unless it already finished
+        _error(patched, 409, "not_ready")

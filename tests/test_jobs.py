@@ -218,3 +218,14 @@ def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlStore)
     during = store.get("datasource", "during")
     assert during["status"] == "DELETED" and during["row_count"] == 3
     assert queue.claim("w2") is None
+
+
+def test_a_job_handed_back_for_a_deleted_resource_is_cancelled(store: SqlStore) -> None:
+    _enqueue(store, "a", "datasource.create")
+    queue = JobQueue(store, lease_s=60)
+    claim = queue.claim("w1")
+    assert claim is not None
+    store.update("datasource", "a", {"status": "DELETED"})
+    queue.release(claim)  # the server shuts down mid-job
+    assert store.get("datasource", "a")["status"] == "DELETED"
+    assert queue.claim("w2") is None

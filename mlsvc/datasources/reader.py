@@ -240,7 +240,7 @@ class _ReadAhead:
             if self._closed:
                 return pa.allocate_buffer(0)
             self._reads += 1
-        buffer = pa.allocate_buffer(size, resizable=True)
+        buffer = pa.allocate_buffer(size, memory_pool=reading_pool(), resizable=True)
         view = memoryview(buffer)
         filled = 0
         while filled < size:
@@ -287,6 +287,24 @@ def _release_readers() -> None:
         gate.close()
     if gates:
         time.sleep(0.2)
+_POOL: list[pa.MemoryPool] = []
+
+
+def reading_pool() -> pa.MemoryPool:
+    """Where the reader's blocks and parsed batches live: memory that comes and goes once a chunk, megabytes at
+    a time. Arrow's default allocator (mimalloc) keeps such pages for reuse, and a scan's RSS then grows tens of
+    MB past what it holds; jemalloc, told to return freed pages at once, does not. Arrow's default pool where
+    jemalloc is not built in."""
+    if not _POOL:
+        try:
+            pool = pa.jemalloc_memory_pool()
+            pa.jemalloc_set_decay_ms(0)
+        except NotImplementedError:
+            pool = pa.default_memory_pool()
+        _POOL.append(pool)
+    return _POOL[0]
+
+
 def open_with_head(stream: BinaryIO) -> tuple[bytes, BinaryIO]:
     """Read the first bytes of a stream and give back an equivalent stream that starts over."""
     head = stream.read(_HEAD_BYTES)
@@ -401,16 +419,15 @@ def _line_breaks(text: str) -> int:
 
 @dataclass
 class _ColumnFacts:
-    """What one pass over a column's bytes tells: each value's length and line breaks, and if it is all ASCII."""
+    """What one pass over a column's bytes tells: its offsets, each value's line breaks, and if it is all ASCII."""
 
-    lengths: np.ndarray
+    offsets: np.ndarray
     breaks: np.ndarray | None
     ascii: bool
 
 
 def _column_facts(column: pa.Array) -> _ColumnFacts:
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
-    lengths = np.diff(offsets)
     data = column.buffers()[2]
     raw = bytes(memoryview(data)[offsets[0] : offsets[-1]]) if data is not None else b""
     breaks = None
@@ -418,7 +435,7 @@ def _column_facts(column: pa.Array) -> _ColumnFacts:
         counts = pc.add(pc.count_substring(column, "\n"), pc.count_substring(column, "\r"))
         counts = pc.subtract(counts, pc.count_substring(column, "\r\n"))
         breaks = np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return _ColumnFacts(lengths, breaks, raw.isascii())
+    return _ColumnFacts(offsets, breaks, raw.isascii())
 
 
 def iter_chunks(
@@ -456,7 +473,7 @@ def iter_chunks(
     try:
         gate.waiting()
         reader = pacsv.open_csv(gate, read_options=read_options, parse_options=parse_options,
-                                convert_options=convert_options)
+                                convert_options=convert_options, memory_pool=reading_pool())
         gate.took(batch=False)  # open_csv has read the first block to look at it; its batch is still to come
         batches = iter(reader)
         while True:
@@ -486,12 +503,13 @@ def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places
     columns = list(batch.columns)
     rows = batch.num_rows
     facts = [_column_facts(column) for column in columns]
-    sizes = np.zeros(rows, dtype=np.int64)
+    ends = np.zeros(rows + 1, dtype=np.int64)  # summed offsets: a row's size is the step from its start to its end
     breaks = np.zeros(rows, dtype=np.int64)
     for fact in facts:
-        sizes += fact.lengths
+        ends += fact.offsets
         if fact.breaks is not None:
             breaks += fact.breaks
+    sizes = np.diff(ends)
     blank = sizes == 0
     last_value = columns[-1][rows - 1].as_py().decode("utf-8", "replace")
     lines, ordinals = places.place(breaks, blank, last_value)

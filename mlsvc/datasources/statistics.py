@@ -266,35 +266,50 @@ def _strings(values: pa.Array) -> pa.Array:
 
 _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _BYTE_BASE = np.uint64(0x100000001B3)
-_powers = np.ones(1, dtype=np.uint64)
+_powers = np.cumprod(np.full(64, _BYTE_BASE, dtype=np.uint64))  # BASE**1, BASE**2, ...: grown on demand
+
+
+_HASH_SLICE_BYTES = 64 * 1024  # strings are hashed this many bytes at a time, so temporaries stay small
 
 
 def _string_hashes(strings: pa.Array) -> np.ndarray:
     """A 64-bit hash of each string, over arrow's buffers: a polynomial of the bytes mixed by splitmix64's
     finaliser. Used only to estimate distinct counts, so it needs to spread values, not to resist attack."""
-    global _powers
     strings = strings.cast(pa.large_string())
     n = len(strings)
     _, offsets_buffer, data_buffer = strings.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=strings.offset * 8)
-    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
-    hashes = lengths.astype(np.uint64) * _MIX_2
-    total = int(offsets[-1] - offsets[0])
-    if total:
-        longest = int(lengths.max())
-        if len(_powers) < longest:
-            _powers = np.cumprod(np.full(max(longest, 2 * len(_powers)), _BYTE_BASE, dtype=np.uint64))
-        data = np.frombuffer(data_buffer, dtype=np.uint8, count=total, offset=int(offsets[0])).astype(np.uint64)
-        position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-        terms = (data + np.uint64(1)) * _powers[position]
-        filled = lengths > 0
-        hashes[filled] += np.add.reduceat(terms, starts[filled])
+    hashes = np.diff(offsets).astype(np.uint64) * _MIX_2
+    if n and offsets[-1] > offsets[0]:
+        data = np.frombuffer(data_buffer, dtype=np.uint8)
+        cuts = np.unique(np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], _HASH_SLICE_BYTES), "right") - 1)
+        for low, high in zip(cuts, [*cuts[1:].tolist(), n], strict=True):
+            hashes[low:high] += _polynomial(data, offsets[low : high + 1])
     hashes ^= hashes >> np.uint64(30)
     hashes *= _MIX_1
     hashes ^= hashes >> np.uint64(27)
     hashes *= _MIX_2
     hashes ^= hashes >> np.uint64(31)
     return hashes
+
+
+def _polynomial(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum over each string's bytes b_j of (b_j + 1) * BASE**(j + 1), modulo 2**64."""
+    global _powers
+    lengths = np.diff(offsets)
+    out = np.zeros(len(lengths), dtype=np.uint64)
+    total = int(offsets[-1] - offsets[0])
+    if total == 0:
+        return out
+    longest = int(lengths.max())
+    if len(_powers) < longest:
+        _powers = np.cumprod(np.full(max(longest, 2 * len(_powers)), _BYTE_BASE, dtype=np.uint64))
+    starts = offsets[:-1] - offsets[0]
+    position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+    terms = (data[offsets[0] : offsets[-1]].astype(np.uint64) + np.uint64(1)) * _powers[position]
+    filled = lengths > 0
+    out[filled] = np.add.reduceat(terms, starts[filled])
+    return out
 
 
 def _names(keys: pa.Array | np.ndarray, indices: np.ndarray) -> list[str]:
@@ -310,8 +325,14 @@ def _top_indices(keys: pa.Array | np.ndarray, counts: np.ndarray, k: int) -> np.
         kth = np.partition(counts, len(counts) - k)[len(counts) - k]
         above = np.flatnonzero(counts > kth)
         tied_at = np.flatnonzero(counts == kth)
-        tied = heapq.nsmallest(k - len(above), zip(_names(keys, tied_at), tied_at.tolist(), strict=True))
-        candidates = np.concatenate([above, np.array([i for _, i in tied], dtype=np.int64)])
+        room = k - len(above)
+        if isinstance(keys, pa.Array):  # sorted by arrow: UTF-8 bytes sort as the code points, as str does
+            order = pc.sort_indices(keys.take(pa.array(tied_at, type=pa.int64())))
+            chosen = tied_at[np.asarray(order.to_numpy(zero_copy_only=False)[:room], dtype=np.int64)]
+        else:
+            tied = heapq.nsmallest(room, zip(_names(keys, tied_at), tied_at.tolist(), strict=True))
+            chosen = np.array([i for _, i in tied], dtype=np.int64)
+        candidates = np.concatenate([above, chosen])
     names = _names(keys, candidates)
     order = sorted(range(len(candidates)), key=lambda j: (-counts[candidates[j]], names[j]))
     return candidates[np.array(order, dtype=np.int64)] if order else candidates
@@ -327,9 +348,9 @@ def _top(keys: pa.Array | np.ndarray, counts: np.ndarray, k: int) -> list[tuple[
 
 
 def _words(texts: pa.Array) -> tuple[pa.Array, pa.DictionaryArray, np.ndarray, pa.Array]:
-    """Texts (none missing) split at whitespace: the lists of words, the words dictionary-encoded, and for each
-    distinct word the code of its token (lowercased, punctuation stripped; -1 if nothing is left) in the
-    vocabulary of tokens. Each distinct word is cleaned once; neither step touches whitespace, so splitting
+    """Texts split at whitespace (a missing one has no word): the lists of words, the words dictionary-encoded,
+    and for each distinct word the code of its token (lowercased, punctuation stripped; -1 if nothing is left)
+    in the vocabulary of tokens. Each distinct word is cleaned once; neither step touches whitespace, so splitting
     first gives the tokens splitting the cleaned text would."""
     split = _split_whitespace(texts)
     words = pc.dictionary_encode(pc.list_flatten(split))
@@ -337,7 +358,7 @@ def _words(texts: pa.Array) -> tuple[pa.Array, pa.DictionaryArray, np.ndarray, p
     blank = np.asarray(pc.equal(pc.binary_length(merged.dictionary), 0).to_numpy(zero_copy_only=False), dtype=bool)
     renumber = np.cumsum(~blank) - 1
     renumber[blank] = -1
-    token_of_word = renumber[np.asarray(merged.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    token_of_word = renumber.astype(np.int32)[np.asarray(merged.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
     vocabulary = merged.dictionary.filter(pa.array(~blank)) if blank.any() else merged.dictionary
     return split, words, token_of_word, vocabulary
 
@@ -345,20 +366,23 @@ def _words(texts: pa.Array) -> tuple[pa.Array, pa.DictionaryArray, np.ndarray, p
 def _split_tokens(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """Texts (none missing) as tokens: the row of each token, its code, and the vocabulary the codes index."""
     split, words, token_of_word, vocabulary = _words(texts)
-    codes = token_of_word[np.asarray(words.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
-    rows = np.asarray(pc.list_parent_indices(split).to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes = token_of_word[words.indices.to_numpy(zero_copy_only=False)]
+    rows = np.asarray(pc.list_parent_indices(split).to_numpy(zero_copy_only=False), dtype=np.int32)
+    del split, words
     kept = codes >= 0
-    return rows[kept], codes[kept], vocabulary
+    return (rows, codes, vocabulary) if kept.all() else (rows[kept], codes[kept], vocabulary)
 
 
 def _count_tokens(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """Texts (none missing): the number of tokens of each, and the tokens that occur with their counts."""
+    """Texts (a missing one has no token): the number of tokens of each, and the tokens that occur with their
+    counts."""
     split, words, token_of_word, vocabulary = _words(texts)
     word_counts = np.bincount(words.indices.to_numpy(zero_copy_only=False), minlength=len(token_of_word))
     kept = token_of_word >= 0
     counts = np.bincount(token_of_word[kept], weights=word_counts[kept], minlength=len(vocabulary)).astype(np.int64)
     if kept.all():
-        per_text = np.asarray(pc.list_value_length(split).to_numpy(zero_copy_only=False), dtype=np.int64)
+        per_text = np.asarray(pc.fill_null(pc.list_value_length(split), 0).to_numpy(zero_copy_only=False),
+                              dtype=np.int64)
     else:  # some words are only punctuation: count the others
         rows, _, _ = _split_tokens(texts)
         per_text = np.bincount(rows, minlength=len(texts))
@@ -553,12 +577,16 @@ class _TextStats(_TextLikeStats):
 
     def update(self, column: pa.Array, invalid: np.ndarray | None) -> None:
         super().update(column, invalid)
-        texts = _strings(column.drop_null())
-        if len(texts) == 0:
+        texts = _strings(column)
+        if texts.null_count == len(texts):
             return
         token_counts, vocabulary, counts = _count_tokens(texts)
-        lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
-        self.values += len(texts)
+        lengths = pc.utf8_length(texts)
+        if texts.null_count:  # missing texts are left out, without copying the others
+            present = texts.is_valid().to_numpy(zero_copy_only=False)
+            token_counts, lengths = token_counts[present], pc.drop_null(lengths)
+        lengths = lengths.to_numpy(zero_copy_only=False)
+        self.values += len(texts) - texts.null_count
         self.length_sum += int(lengths.sum())
         low, high = int(lengths.min()), int(lengths.max())
         self.length_min = low if self.length_min is None else min(self.length_min, low)
@@ -606,7 +634,8 @@ class _RowReservoir:
         self.seen = 0
         self.filled = 0
         self._rng = np.random.default_rng(seed)
-        self._numbers = {name: np.full(size, np.nan) for name, kind in kinds.items() if kind in _NUMERIC_LIKE}
+        # Only the filled slots are ever read, so the pages of a sample never filled are never touched.
+        self._numbers = {name: np.empty(size) for name, kind in kinds.items() if kind in _NUMERIC_LIKE}
         self._texts = _TextSlots([name for name, kind in kinds.items() if kind not in _NUMERIC_LIKE], size)
         self._names = list(kinds)
 
@@ -657,7 +686,7 @@ class _TextSlots:
     slot the piece and row that hold its values (the same for every column, since whole rows are sampled).
     Values become Python objects only when the sample is read, so the many rows that are replaced later
     never do. A column of few levels keeps its pieces dictionary-encoded (4 bytes a row). Once the pieces
-    hold twice as many rows as there are slots, they are compacted into one."""
+    hold half as many rows again as there are slots, they are compacted into one."""
 
     def __init__(self, names: list[str], size: int) -> None:
         self._pieces: dict[str, list[pa.Array]] = {name: [] for name in names}
@@ -680,7 +709,7 @@ class _TextSlots:
         self._row[slots] = np.arange(len(slots))
         self._held += len(slots)
         self._used = max(self._used, int(slots.max()) + 1)
-        if self._held > 2 * self._size:
+        if self._held > self._size * 3 // 2:
             self._compact()
 
     def _compact(self) -> None:
@@ -759,11 +788,12 @@ def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) == 0:
         return 0.0
     width = int(y.max()) + 1
-    joint = np.bincount(x * width + y).astype("float64") / len(x)
+    joint = np.bincount(x.astype(np.int64) * width + y).astype("float64") / len(x)
     joint = np.pad(joint, (0, (-len(joint)) % width)).reshape(-1, width)
     px, py = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
     nonzero = joint > 0
-    return max(0.0, float((joint[nonzero] * np.log(joint[nonzero] / (px @ py)[nonzero])).sum()))
+    expected = px * py  # an outer product by broadcasting, not by BLAS (see _CoMoments.add)
+    return max(0.0, float((joint[nonzero] * np.log(joint[nonzero] / expected[nonzero])).sum()))
 
 
 def _token_presence(texts: pa.Array, count: int) -> Iterator[tuple[str, np.ndarray]]:
@@ -775,12 +805,19 @@ def _token_presence(texts: pa.Array, count: int) -> Iterator[tuple[str, np.ndarr
     rows, codes, words = _split_tokens(_decoded(texts.take(pa.array(present, type=pa.int64()))))
     if len(words) == 0:
         return
-    pairs = _sorted_unique(rows * len(words) + codes)
-    pair_rows, pair_codes = present[pairs // len(words)], pairs % len(words)
+    pairs = rows.astype(np.int64) * len(words) + codes  # (row, token): a row counts once per token it holds
+    del rows, codes
+    pairs.sort()
+    if len(pairs) > 1:
+        pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
+    pair_codes = (pairs % len(words)).astype(np.int32)
+    pairs //= len(words)
+    pair_rows = present[pairs]
+    del pairs
     documents = np.bincount(pair_codes, minlength=len(words))
     top = _top_indices(words, documents, count)
     for code, token in zip(top, _names(words, top), strict=True):
-        contains = np.zeros(len(texts), dtype=np.int64)
+        contains = np.zeros(len(texts), dtype=np.int8)
         contains[pair_rows[pair_codes == code]] = 1
         yield token, contains
 

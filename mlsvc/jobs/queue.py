@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -128,17 +128,22 @@ class JobQueue:
         with self.store.transaction() as conn:
             if not self._still_owned(conn, claim):
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
-            if "status" in fields and self._resource_status(conn, claim) == "DELETED":
-                fields = {k: v for k, v in fields.items() if k != "status"}
+            if self._resource_status(conn, claim) == "DELETED":
+                fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
 
-    def complete(self, claim: Claim, fields: Mapping[str, Any]) -> None:
-        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""})
+    def complete(self, claim: Claim, fields: Mapping[str, Any],
+                 aliases: Sequence[tuple[str, str, int]] = ()) -> None:
+        """Record the job's result, and point ``aliases`` (name, alias, version) at it in the same transaction,
+        so an alias never names a version that is not COMPLETED."""
+        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""},
+                     aliases)
 
     def fail(self, claim: Claim, message: str) -> None:
         self._finish(claim, "FAILED", message, {"status": "FAILED", "message": message})
 
-    def _finish(self, claim: Claim, state: str, error: str | None, fields: Mapping[str, Any]) -> None:
+    def _finish(self, claim: Claim, state: str, error: str | None, fields: Mapping[str, Any],
+                aliases: Sequence[tuple[str, str, int]] = ()) -> None:
         with self.store.transaction() as conn:
             result = conn.execute(update(jobs).where(self._owned(claim))
                                   .values(state=state, error=error, lease_until=None, updated_at=utcnow()))
@@ -147,7 +152,10 @@ class JobQueue:
             if self._resource_status(conn, claim) == "DELETED":
                 # Deleted while its job ran: keep what the job made, but never bring the resource back.
                 fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
+                aliases = ()
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
+            for name, alias, version in aliases:
+                self.store.set_alias(name, alias, version, conn)
 
     def _still_owned(self, conn: Connection, claim: Claim) -> bool:
         return conn.execute(select(jobs.c.id).where(self._owned(claim))).first() is not None
@@ -161,8 +169,10 @@ class JobQueue:
     def release(self, claim: Claim) -> None:
         """Hand a job back untouched (the worker is shutting down), without using up an attempt."""
         with self.store.transaction() as conn:
+            deleted = self._resource_status(conn, claim) == "DELETED"
             result = conn.execute(update(jobs).where(self._owned(claim)).values(
-                state="QUEUED", owner=None, lease_until=None, attempts=claim.attempt - 1, updated_at=utcnow()))
-            if result.rowcount == 1:
+                state="CANCELLED" if deleted else "QUEUED", owner=None, lease_until=None,
+                attempts=claim.attempt - 1, updated_at=utcnow()))
+            if result.rowcount == 1 and not deleted:
                 self.store.update(claim.resource_kind, claim.resource_id,
                                   {"status": "PENDING", "progress": 0.0, "message": ""}, conn)

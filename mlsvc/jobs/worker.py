@@ -39,6 +39,10 @@ class JobContext:
         self.claim = claim
         self.storage = Storage(settings.local_roots)
         self.resource: dict[str, Any] = store.get(claim.resource_kind, claim.resource_id)
+        # Set with the result, in its transaction: (name, alias, version).
+        self.aliases: list[tuple[str, str, int]] = []
+        # Run once the result is recorded (mirrors in other systems, e.g. MLflow's aliases).
+        self.after_complete: list[Callable[[], None]] = []
 
     def progress(self, fraction: float, **fields: Any) -> None:
         """Report progress (0–1) and any partial fields; raises LeaseLost if the job was taken away."""
@@ -91,8 +95,9 @@ class Worker:
         try:
             ctx = JobContext(self.settings, self.store, self.queue, claim)
             fields = load_handler(claim.kind)(ctx)
-            self.queue.complete(claim, fields)
+            self.queue.complete(claim, fields, ctx.aliases)
             log.info("job %s (%s %s) completed", claim.job_id, claim.kind, claim.resource_id)
+            self._after(ctx)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker runs it now", claim.job_id)
         except MlsvcError as exc:
@@ -105,6 +110,13 @@ class Worker:
             self._fail(claim, f"internal error while running the job ({type(exc).__name__}: {exc})")
         finally:
             beat.stop()
+
+    def _after(self, ctx: JobContext) -> None:
+        for hook in ctx.after_complete:
+            try:
+                hook()
+            except Exception:  # the result is recorded; a mirror that failed is logged, not fatal
+                log.warning("a follow-up of job %s failed", ctx.claim.job_id, exc_info=True)
 
     def _fail(self, claim: Claim, message: str) -> None:
         try:

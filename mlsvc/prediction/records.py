@@ -25,9 +25,7 @@ def token(value: Any) -> str | object | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, int | float | str):
+    if isinstance(value, int | float | str):  # inf and 1e400 become "inf": not a number, so reported
         return str(value)
     return NESTED
 
@@ -65,6 +63,17 @@ def parse_flag(raw: str | None) -> tuple[float, bool]:
     return math.nan, True
 
 
+MAX_UNKNOWN_LISTED = 20
+
+
+def _unknown_attributes(record: Mapping[str, Any], known: set[str]) -> list[str]:
+    unknown = sorted(k for k in record if k not in known)
+    notes = [f"attribute '{k}' is not used by this model; ignored" for k in unknown[:MAX_UNKNOWN_LISTED]]
+    if len(unknown) > MAX_UNKNOWN_LISTED:
+        notes.append(f"{len(unknown) - MAX_UNKNOWN_LISTED} more attributes not used by this model; ignored")
+    return notes
+
+
 class RecordParser:
     """Turns records into the typed columns a model was trained on, with a warning per unusable value."""
 
@@ -75,8 +84,7 @@ class RecordParser:
 
     def parse(self, records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], list[list[str]]]:
         n = len(records)
-        warnings: list[list[str]] = [[f"attribute '{k}' is not used by this model; ignored"
-                                      for k in sorted(r) if k not in self._known] for r in records]
+        warnings = [_unknown_attributes(r, self._known) for r in records]
         columns: dict[str, np.ndarray] = {}
         for attribute in self.features:
             name, kind = attribute.attributeName, attribute.attributeType

@@ -116,11 +116,14 @@ class ScorerCache:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-            scorer = self._load(model)
+            try:
+                scorer = self._load(model)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
             with self._lock:
                 self._items[key] = scorer
                 self._items.move_to_end(key)
                 while len(self._items) > self._capacity:
                     self._items.popitem(last=False)
-                self._loading.pop(key, None)
         return scorer

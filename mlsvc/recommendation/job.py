@@ -13,7 +13,7 @@ from mlsvc.recommendation.loop import train_recommender
 from mlsvc.recommendation.metrics import summary_metrics
 from mlsvc.registry import Registry
 from mlsvc.training import data as training_data
-from mlsvc.training.job import record_evaluation, set_production
+from mlsvc.training.job import incumbent_production, record_evaluation, set_production
 
 if TYPE_CHECKING:
     from mlsvc.jobs.worker import JobContext
@@ -73,8 +73,7 @@ def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], vers
     name = model["name"]
     if model.get("promote", "auto") != "auto":
         return {"promoted": False, "reason": "promote is 'never'"}
-    current = ctx.store.alias_version(name, "production")
-    incumbent = ctx.store.model_by_version(name, current) if current is not None else None
+    current, incumbent = incumbent_production(ctx, name)
     if incumbent is None or incumbent.get("model_type") != "RECOMMENDATION":
         set_production(ctx, registry, name, version)
         return {"promoted": True, "reason": f"the first production version of '{name}'"}

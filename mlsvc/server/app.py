@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
@@ -42,38 +42,51 @@ class RequestId:
 
 
 class BodyLimit:
-    """Refuses request bodies over the limit with 413 before they are read; reads a body without a type as JSON."""
+    """Refuses request bodies over the limit with 413 before the app reads them, and reads every body as JSON
+    (the only kind this API takes), whatever type a client such as `curl -d` labels it with."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        if b"content-type" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
-            # curl -d sends form encoding unless told; every body this API takes is JSON.
-            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+        if _JSON_UNLESS.match(headers.get(b"content-type", b"")):
+            kept = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if length is not None and length.isdigit():
+            if int(length) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
+        # A body of unknown length (chunked): read it here, up to the limit, and hand it on whole.
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body, delivered = b"".join(chunks), False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = errors.error_response(ErrorCode.PAYLOAD_TOO_LARGE,
@@ -81,8 +94,8 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+# A missing type, form encoding or plain text: what clients send when they were not told to say JSON.
+_JSON_UNLESS = re.compile(rb"^(|application/x-www-form-urlencoded|text/plain)(;.*)?$", re.IGNORECASE)
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
@@ -105,7 +118,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse, dependencies=auth)
     def metrics() -> PlainTextResponse:
         """Prometheus text exposition."""
         return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -28,7 +28,7 @@ def require_api_key(request: Request) -> None:
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-NextToken = Annotated[str | None, Query(description="From the previous page's next_token.")]
+NextToken = Annotated[str | None, Query(max_length=512, description="From the previous page's next_token.")]
 StatusFilter = Annotated[str | None, Query(pattern="^(PENDING|INPROGRESS|COMPLETED|FAILED|DELETED)$")]
 NamePrefix = Annotated[str | None, Query(max_length=256)]
 TagFilter = Annotated[str | None, Query(description="key or key=value", max_length=400)]

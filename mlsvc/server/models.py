@@ -14,7 +14,7 @@ from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate
 from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-INLINE_RECORDS = 50
+INLINE_BYTES = 16 * 1024
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Model)
@@ -69,13 +69,15 @@ async def predict(ref: str, body: PredictRequest, service: ServiceDep, request: 
     metrics = request.app.state.metrics
     started = time.perf_counter()
     try:
-        if service.answers_at_once(ref) and len(body.records or ()) <= INLINE_RECORDS:
+        small = int(request.headers.get("content-length") or INLINE_BYTES + 1) <= INLINE_BYTES
+        if small and service.answers_at_once(ref):
             # Scoring a loaded model takes a fraction of a millisecond: cheaper here than a thread hand-off.
             result = service.predict(ref, body)
         else:  # loading a model or reading the store would block the event loop
             result = await run_in_threadpool(service.predict, ref, body)
     except MlsvcError as exc:
-        metrics.predict_errors.labels(ref, exc.code.value).inc()
+        # Labelled by the model the reference found: a label per caller-made ref would grow without bound.
+        metrics.predict_errors.labels(str(exc.details.get("id", "unknown")), exc.code.value).inc()
         raise
     path = result.pop("path")
     n = len(result["predictions"]) if "predictions" in result else 1  # a recommendation answers one user or item

@@ -59,10 +59,12 @@ def encode_token(created_at: datetime, resource_id: str) -> str:
 
 def decode_token(token: str) -> tuple[datetime, str]:
     try:
+        if len(token) > 512:
+            raise ValueError("too long")
         padded = token + "=" * (-len(token) % 4)
         created, rid = json.loads(base64.urlsafe_b64decode(padded.encode()))
         return datetime.fromisoformat(created), str(rid)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MlsvcError(ErrorCode.INVALID_REQUEST, "next_token is not one this service issued") from exc
 
 
@@ -135,7 +137,8 @@ class SqlStore:
         with self.transaction() as conn:
             row = self._get_row(conn, kind, resource_id)
             if row is None:
-                raise MlsvcError(ErrorCode.NOT_FOUND, f"{kind} '{resource_id}' not found", {"id": resource_id})
+                raise MlsvcError(ErrorCode.NOT_FOUND, f"{kind.replace('_', ' ')} '{resource_id}' not found",
+                                 {"id": resource_id})
             return self._from_row(conn, kind, row)
 
     def find(self, kind: str, resource_id: str) -> dict[str, Any] | None:
@@ -239,16 +242,41 @@ class SqlStore:
             return conn.execute(select(model_aliases.c.version).where(
                 and_(model_aliases.c.name == name, model_aliases.c.alias == alias))).scalar_one_or_none()
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
-        with self.transaction() as conn:
-            conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name,
-                                                          model_aliases.c.alias == alias)))
-            conn.execute(insert(model_aliases).values(name=name, alias=alias, version=version, updated_at=utcnow()))
+    def set_alias(self, name: str, alias: str, version: int, conn: Connection | None = None,
+                  require_status: str | None = None) -> bool:
+        """Point ``alias`` at ``version``; with ``require_status``, only if that version has it, checked in the
+        same transaction (so a version deleted meanwhile never gets an alias). False when it was refused."""
+        if conn is None:
+            with self.transaction() as c:
+                return self.set_alias(name, alias, version, c, require_status)
+        if require_status is not None:
+            table = RESOURCE_TABLES["model"]
+            status = conn.execute(select(table.c.status).where(
+                and_(table.c.name == name, table.c.version == version))).scalar_one_or_none()
+            if status != require_status:
+                return False
+        conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias)))
+        conn.execute(insert(model_aliases).values(name=name, alias=alias, version=version, updated_at=utcnow()))
+        return True
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self.transaction() as conn:
             conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name,
                                                           model_aliases.c.alias == alias)))
+
+    def delete_model(self, model_id: str) -> list[str]:
+        """Mark a model DELETED and drop the aliases on its version, in one transaction; the aliases dropped."""
+        table = RESOURCE_TABLES["model"]
+        with self.transaction() as conn:
+            row = conn.execute(select(table.c.name, table.c.version).where(table.c.id == model_id)).first()
+            if row is None:
+                raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{model_id}' not found", {"id": model_id})
+            dropped = self.aliases_of(conn, row.name, row.version)
+            if dropped:
+                conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == row.name,
+                                                              model_aliases.c.version == row.version)))
+            self.update("model", model_id, {"status": "DELETED"}, conn)
+            return dropped
 
     def aliases_of(self, conn: Connection, name: str, version: int | None) -> list[str]:
         if version is None:

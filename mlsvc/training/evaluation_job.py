@@ -35,6 +35,6 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     ctx.progress(0.7, message=f"scoring {len(X)} rows")
     pipeline = Registry(ctx.settings).load(model["model_uri"])
     output = predict_output(pipeline, model_type, X, len(model.get("classes") or []))
-    threshold = model.get("score_threshold") or DEFAULT_THRESHOLD
+    threshold = DEFAULT_THRESHOLD if model.get("score_threshold") is None else model["score_threshold"]
     insights = evaluate(model_type, y, output, model.get("classes"), threshold)
     return {**evaluation_fields(insights), "model_version": model["version"]}

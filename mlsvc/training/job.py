@@ -167,11 +167,10 @@ def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], vers
     name = model["name"]
     if model.get("promote", "auto") != "auto":
         return {"promoted": False, "reason": "promote is 'never'"}
-    current = ctx.store.alias_version(name, "production")
+    current, incumbent = incumbent_production(ctx, name)
     if current is None:
         set_production(ctx, registry, name, version)
         return {"promoted": True, "reason": f"the first production version of '{name}'"}
-    incumbent = ctx.store.model_by_version(name, current)
     challenger = selection_score(data.model_type, holdout.y, output)
     try:
         champion = _score_incumbent(registry, incumbent, data, holdout)
@@ -204,5 +203,15 @@ def _score_incumbent(registry: Registry, incumbent: Mapping[str, Any] | None, da
 
 
 def set_production(ctx: JobContext, registry: Registry, name: str, version: int) -> None:
-    ctx.store.set_alias(name, "production", version)
-    registry.set_alias(name, "production", version)
+    """Make ``version`` production when the job's result is recorded (in its transaction), then tell MLflow."""
+    ctx.aliases.append((name, "production", version))
+    ctx.after_complete.append(lambda: registry.set_alias(name, "production", version))
+
+
+def incumbent_production(ctx: JobContext, name: str) -> tuple[int | None, dict[str, Any] | None]:
+    """The production version of ``name`` and its model, if it is COMPLETED (a deleted one does not count)."""
+    current = ctx.store.alias_version(name, "production")
+    incumbent = ctx.store.model_by_version(name, current) if current is not None else None
+    if incumbent is None or incumbent["status"] != "COMPLETED":
+        return None, None
+    return current, incumbent

@@ -58,6 +58,7 @@ def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, feature
     """The caller's recipe over the defaults, checked: known attributes, transforms that fit their type."""
     if not given:
         return defaults
+    _check_recipe_shape(given)
     unknown_keys = set(given) - {"attributes", "crosses"}
     if unknown_keys:
         raise _bad(f"recipe has unknown keys {sorted(unknown_keys)}; it takes 'attributes' and 'crosses'")
@@ -79,6 +80,21 @@ def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, feature
     if not any(t != "drop" for t in plan.values()) and not crosses:
         raise _bad("the recipe drops every attribute; keep at least one")
     return {"attributes": plan, "crosses": crosses}
+
+
+def _check_recipe_shape(given: Any) -> None:
+    """The recipe's JSON shape, before its meaning is checked."""
+    shape = ('a recipe is {"attributes": {"column": "transform", …}, "crosses": [["column", "column"], …]}')
+    if not isinstance(given, dict):
+        raise _bad(shape)
+    attributes = given.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in attributes.items()):
+        raise _bad(f"recipe 'attributes' must map column names to transform names; {shape}")
+    crosses = given.get("crosses") or []
+    if not isinstance(crosses, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair) for pair in crosses):
+        raise _bad(f"recipe 'crosses' must be a list of pairs of column names; {shape}")
 
 
 def _bad(message: str) -> MlsvcError:
