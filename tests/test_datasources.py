@@ -628,3 +628,45 @@ def test_cli_describe_prints_the_schema_and_statistics_as_tables(mlsvc_server: R
     assert f"MI {stats['age']['association']['mutual_information_normalized']:.3f}" in text
     assert f"r {stats['age']['association']['correlation']:+.3f}" in text
     assert "class 1" in text and "class 0" in text
+
+
+# --- the job's reads ---
+
+
+class _CountingStorage:
+    """The job's storage, counting how often each file is opened for reading."""
+
+    def __init__(self) -> None:
+        from mlsvc.storage import Storage
+
+        self._storage = Storage()
+        self.opened: dict[str, int] = {}
+
+    def open_read(self, uri: str) -> Any:
+        self.opened[uri] = self.opened.get(uri, 0) + 1
+        return self._storage.open_read(uri)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+@pytest.mark.parametrize(("rearrangement", "reads"), [
+    (None, 1),
+    ({"splitting": {"percentEnd": 70, "strategy": "random", "randomSeed": "s"}}, 1),
+    ({"splitting": {"percentEnd": 70, "strategy": "sequential"}}, 2),  # a counting pass, then the rows
+])
+def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, rearrangement: Any,
+                                                                 reads: int) -> None:
+    from types import SimpleNamespace
+
+    from mlsvc.datasources import job
+
+    path = tmp_path / "churn.csv"
+    path.write_bytes(CHURN_BYTES)
+    storage = _CountingStorage()
+    ds = {"data_uri": str(path), "target": "churned", "rearrangement": rearrangement}
+    ctx = SimpleNamespace(resource=ds, storage=storage, settings=SimpleNamespace(max_record_bytes=1 << 20),
+                          progress=lambda *_, **__: None)
+    result = job.run(ctx)  # type: ignore[arg-type]
+    assert storage.opened == {str(path): reads}
+    assert result["row_count"] == len(pd.read_csv(CHURN))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mlsvc.datasources.reader import header_names, open_with_head, peek_rows
 from mlsvc.datasources.rearrangement import needs_row_count
-from mlsvc.datasources.scan import ScanCounts, count_rows, require_columns, scan_columns
+from mlsvc.datasources.scan import OpenedFiles, ScanCounts, count_rows, require_columns, scan_columns
 from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -37,22 +37,30 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     storage = ctx.storage
     files = storage.list_data_files(ds["data_uri"])
     ctx.progress(0.02, files=[f.uri for f in files])
-    heads: dict[str, bytes] = {}  # each file's first bytes, read once for inference and for its header
-    schema = settle_schema(storage, ds, files, heads)
-    layout = read_layout(storage, files, schema, exact=True, heads=heads)
-    heads.clear()
-    splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
-    limit = ctx.settings.max_record_bytes
-    total = count_rows(storage, files, layout.names_by_file, schema, limit) if needs_row_count(splitting) else None
-    counts = ScanCounts()
-    stats = StatisticsAccumulator(schema) if ds.get("compute_statistics", True) else None
-    # Chunks stay arrow and numpy columns from the parser to the statistics, and each is dropped before the
-    # next is read, so memory holds a few blocks of the file, whatever its size.
-    for chunk in scan_columns(storage, files, layout.names_by_file, schema, splitting, total, counts,
-                              on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit):
-        if stats is not None:
-            stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
-        del chunk
+    # The first file is fetched once: inference looks at its first bytes, and the first pass reads on from there.
+    opened = OpenedFiles()
+    try:
+        heads: dict[str, bytes] = {}  # each file's first bytes, read once for inference and for its header
+        schema = settle_schema(storage, ds, files, heads, opened)
+        layout = read_layout(storage, files, schema, exact=True, heads=heads, opened=opened)
+        heads.clear()
+        splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
+        limit = ctx.settings.max_record_bytes
+        total = None
+        if needs_row_count(splitting):
+            total = count_rows(storage, files, layout.names_by_file, schema, limit, opened=opened)
+        counts = ScanCounts()
+        stats = StatisticsAccumulator(schema) if ds.get("compute_statistics", True) else None
+        # Chunks stay arrow and numpy columns from the parser to the statistics, and each is dropped before the
+        # next is read, so memory holds a few blocks of the file, whatever its size.
+        for chunk in scan_columns(storage, files, layout.names_by_file, schema, splitting, total, counts,
+                                  on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit,
+                                  opened=opened):
+            if stats is not None:
+                stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
+            del chunk
+    finally:
+        opened.close()
     _check_counts(counts, ds, schema, files)
     return {
         "schema": schema.model_dump(mode="json"),
@@ -100,12 +108,13 @@ def _check_counts(counts: ScanCounts, ds: Mapping[str, Any], schema: Schema, fil
 
 
 def settle_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo],
-                  heads: dict[str, bytes] | None = None) -> Schema:
+                  heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Schema:
     """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides.
-    ``heads`` keeps the first bytes of the files read here, for ``read_layout``."""
+    ``heads`` keeps the first bytes of the files read here, for ``read_layout``; ``opened`` the first file,
+    open, for the first pass over it."""
     schema = _given_schema(storage, ds, files)
     if schema is None:
-        schema = _infer(storage, files, ds.get("target"), ds.get("row_id"), heads)
+        schema = _infer(storage, files, ds.get("target"), ds.get("row_id"), heads, opened)
     return apply_overrides(schema, target=ds.get("target"), row_id=ds.get("row_id"),
                            overrides=ds.get("attribute_types") or None)
 
@@ -154,24 +163,32 @@ def _schema_candidates(data_uri: str, files: list[ObjectInfo]) -> list[str]:
     return candidates
 
 
-def _head(storage: Storage, info: ObjectInfo, heads: dict[str, bytes] | None, keep: bool = True) -> bytes:
-    """The first bytes of a file: from ``heads`` if they are there, else read (and kept there if ``keep``)."""
+def _head(storage: Storage, info: ObjectInfo, heads: dict[str, bytes] | None, keep: bool = True,
+          opened: OpenedFiles | None = None) -> bytes:
+    """The first bytes of a file: from ``heads`` if they are there, else read (and kept there if ``keep``). The
+    file is left open in ``opened`` if it is the first one and nothing is open there yet."""
     if heads is not None and info.uri in heads:
         return heads[info.uri]
-    with storage.open_read(info.uri) as stream:
-        head, _ = open_with_head(stream)
+    stream = storage.open_read(info.uri)
+    try:
+        head, again = open_with_head(stream)
+    except BaseException:
+        stream.close()
+        raise
+    if opened is None or not opened.add(info.uri, stream, again):
+        stream.close()
     if heads is not None and keep:
         heads[info.uri] = head
     return head
 
 
 def _infer(storage: Storage, files: list[ObjectInfo], target: str | None, row_id: str | None,
-           heads: dict[str, bytes] | None = None) -> Schema:
+           heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Schema:
     """Infer from the first file that has data rows (in a prefix, some parts may be empty or header-only)."""
     rows: list[list[str]] = []
     source = files[0].uri
     for info in files:
-        head = _head(storage, info, heads)
+        head = _head(storage, info, heads, opened=opened if info is files[0] else None)
         found = peek_rows(head, limit=INFERENCE_SAMPLE_ROWS, source=info.uri)
         if found and not rows:
             rows, source = found, info.uri
@@ -208,18 +225,19 @@ def _shown(names: list[str]) -> str:
 
 
 def read_layout(storage: Storage, files: list[ObjectInfo], schema: Schema, exact: bool = False,
-                heads: dict[str, bytes] | None = None) -> Layout:
+                heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Layout:
     """Each file's column names (its header, or the schema's order), checked against the schema: the files must
     have every attribute and, if ``exact`` (a new datasource's schema must describe its data), no other column.
 
     An empty file in a prefix of several adds no rows (tools that write parts often leave some empty); a file
     that is the whole datasource and is empty fails later, with the count of its rows. ``heads`` may hold the
-    files' first bytes already (see ``settle_schema``).
+    files' first bytes already, and ``opened`` takes the first file open (see ``settle_schema``).
     """
     names_by_file: dict[str, list[str]] = {}
     expected = [a.attributeName for a in schema.attributes]
     for info in files:
-        head = _head(storage, info, heads, keep=False)  # the files inference did not read: one at a time
+        # The files inference did not read, one at a time; the first is kept open for the first pass.
+        head = _head(storage, info, heads, keep=False, opened=opened if info is files[0] else None)
         rows = peek_rows(head, limit=1, source=info.uri)
         if not rows:
             if len(files) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -170,9 +171,11 @@ def scan_columns(
     on_progress: Callable[[float], None] | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     keep_invalid: bool = False,
+    opened: OpenedFiles | None = None,
 ) -> Iterator[ColumnChunk]:
     """``scan``, yielding ``ColumnChunk`` s: for readers that can work on arrow and numpy columns (statistics),
-    so no cell becomes a Python object. A consumer should drop each chunk before asking for the next."""
+    so no cell becomes a Python object. A consumer should drop each chunk before asking for the next. A file
+    held in ``opened`` is read from there rather than fetched again."""
     total_bytes = sum(f.size for f in files) or 1
     done_bytes = 0
     counts.types = {a.attributeName: a.attributeType.value for a in schema.attributes}
@@ -182,7 +185,7 @@ def scan_columns(
         names = names_by_file[info.uri]
         # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
         wanted = [n for n in names if n in attributes]
-        for raw in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes):
+        for raw in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes, opened):
             chunk = _typed(raw, info.uri, file_start, wanted, schema, splitting, total_rows, counts, keep_invalid)
             del raw
             if chunk is not None:
@@ -236,21 +239,51 @@ def _typed(raw: RawChunk, source: str, file_start: int, wanted: list[str], schem
 
 
 def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema,
-               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> int:
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, opened: OpenedFiles | None = None) -> int:
     """A counting pass, needed only by a sequential split (rows are placed by position): every data row,
     those with the wrong number of fields included, as ``ScanCounts.seen_rows`` will count them."""
     bad = BadRows()
     rows = sum(len(chunk) for info in files
-               for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes))
+               for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes,
+                                        opened))
     return rows + bad.count
 
 
+class OpenedFiles:
+    """A file opened ahead of a pass (its first bytes looked at, as inference does), for the next pass over it
+    to read from the start without fetching it again. At most one is held; ``close`` what is left."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[BinaryIO, BinaryIO]] = {}
+
+    def add(self, uri: str, stream: BinaryIO, from_start: BinaryIO) -> bool:
+        """Hold ``stream`` (to close) and ``from_start`` (its bytes from the beginning); False if one is held."""
+        if self._held:
+            return False
+        self._held[uri] = (stream, from_start)
+        return True
+
+    def take(self, uri: str) -> tuple[BinaryIO, BinaryIO] | None:
+        return self._held.pop(uri, None)
+
+    def close(self) -> None:
+        for stream, _ in self._held.values():
+            stream.close()
+        self._held.clear()
+
+
 def _raw_chunks(
-    storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows, max_record_bytes: int
+    storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows, max_record_bytes: int,
+    opened: OpenedFiles | None = None,
 ) -> Iterator[RawChunk]:
-    with storage.open_read(info.uri) as stream:
-        _, stream = open_with_head(stream)
-        yield from iter_chunks(info.uri, stream, names, has_header=schema.dataFileContainsHeader,
+    held = opened.take(info.uri) if opened is not None else None
+    if held is None:
+        stream = storage.open_read(info.uri)
+        _, from_start = open_with_head(stream)
+    else:
+        stream, from_start = held
+    with stream:
+        yield from iter_chunks(info.uri, from_start, names, has_header=schema.dataFileContainsHeader,
                                bad_rows=bad_rows, max_record_bytes=max_record_bytes)
 
 
