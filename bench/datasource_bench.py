@@ -204,10 +204,12 @@ def child_pandas(uri: str) -> dict[str, Any]:
     bucket, key = uri[len("s3://"):].split("/", 1)
     client = s3_client()
     rss0, hwm0 = _rss_now_kib(), _peak_kib()
-    t0 = time.perf_counter()
+    t0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     frame = pd.read_csv(client.get_object(Bucket=bucket, Key=key)["Body"])
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rss_before_kib": rss0, "peak_before_kib": hwm0, "rows": len(frame),
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu0,
+            "thread_cpu_seconds": time.thread_time() - thread0,
+            "rss_before_kib": rss0, "peak_before_kib": hwm0, "rows": len(frame),
             "columns": frame.shape[1],
             "frame_bytes": int(frame.memory_usage(deep=True).sum())}
 
@@ -376,11 +378,12 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[st
 
             profiler = cProfile.Profile()
             profiler.enable()
-        t0 = time.perf_counter()
+        t0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
         created, _ = service.create_datasource(DataSourceCreate(data_uri=uri, target=TARGET))
         ran = worker.run_once()
         ds = service.get_datasource(created.id)
         seconds = time.perf_counter() - t0
+        cpu_seconds, thread_cpu_seconds = time.process_time() - cpu0, time.thread_time() - thread0
         if profiler:
             profiler.disable()
         store.dispose()
@@ -397,6 +400,8 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[st
     schema = ds.data_schema
     out: dict[str, Any] = {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "thread_cpu_seconds": thread_cpu_seconds,
         "setup_seconds": setup_seconds,
         "rss_before_kib": rss0,
         "peak_before_kib": hwm0,
@@ -494,6 +499,10 @@ def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str
     print(f"peak RSS(mlsvc) / peak RSS(pandas) = {m_ml / m_pd:.2f}")
     print(f"(mlsvc peak - its RSS before the job) / file size = {(m_ml - b_ml) / size_kib:.2f}")
     print(f"transfer alone / time(pandas)     = {rows['transfer'][0] / t_pd:.2f}")
+    cpu = {kind: (median([r["cpu_seconds"] for r in results[kind]]),
+                  median([r["thread_cpu_seconds"] for r in results[kind]])) for kind in ("pandas", "mlsvc")}
+    print(f"CPU s, whole process / calling thread: pandas {cpu['pandas'][0]:.2f} / {cpu['pandas'][1]:.2f}, "
+          f"mlsvc {cpu['mlsvc'][0]:.2f} / {cpu['mlsvc'][1]:.2f} (pyarrow reads and parses in a thread of its own)")
     if len(results["pandas"]) > 1:
         for kind in ("transfer", "pandas", "mlsvc"):
             print(f"  {kind} runs: " + ", ".join(f"{r['seconds']:.2f}s/{mib(r['peak_rss_kib'])}"

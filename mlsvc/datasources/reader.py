@@ -21,12 +21,13 @@ import pyarrow.csv as pacsv
 
 from mlsvc.errors import ErrorCode, MlsvcError
 
-# Small blocks keep memory low (the reader holds at most a few of them, see _ReadAhead) and cost little:
-# every later step works on whole arrow columns, so a chunk's fixed cost is a few dozen kernel calls.
-DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+# Chunks of a few MB keep memory low and cost little: every later step works on whole arrow columns, so a
+# chunk's fixed cost is a few dozen kernel calls. The parser works in smaller blocks still (see iter_chunks).
+DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
+_PARSE_BLOCK_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 _HEAD_BYTES = 256 * 1024
-_READ_PIECE = 256 * 1024  # the most the reading thread asks of the source at once
+_READ_PIECE = 1024 * 1024  # the most the reading thread asks of the source at once
 # The head is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
 csv.field_size_limit(max(csv.field_size_limit(), 2 * _HEAD_BYTES))
 _UTF8_HINT = "save the file as UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save As) and try again"
@@ -452,10 +453,14 @@ def iter_chunks(
 
     Blank lines are skipped (as are rows of only separators, which hold no value either), never counted.
     """
+    # Parsed in blocks of at most _PARSE_BLOCK_BYTES (faster: they stay in cache, and fewer wait to be parsed),
+    # handed out in chunks of about chunk_bytes (the later steps' cost per chunk is paid less often).
+    block_size = max(min(chunk_bytes, _PARSE_BLOCK_BYTES), 2 * max_record_bytes)
+    blocks_per_chunk = max(1, -(-chunk_bytes // block_size))
     read_options = pacsv.ReadOptions(
         column_names=names,
         skip_rows=1 if has_header else 0,
-        block_size=max(chunk_bytes, 2 * max_record_bytes),
+        block_size=block_size,
         use_threads=False,  # in order, and with the record numbers of rejected rows
     )
     places = _Places(source, bad_rows, first_record=2 if has_header else 1)
@@ -476,23 +481,43 @@ def iter_chunks(
                                 convert_options=convert_options, memory_pool=reading_pool())
         gate.took(batch=False)  # open_csv has read the first block to look at it; its batch is still to come
         batches = iter(reader)
+        parts: list[RawChunk] = []
         while True:
             gate.waiting()
             batch = next(batches, None)
             gate.took()
-            if batch is None:
-                break
-            chunk = _chunk(source, batch, names, places, max_record_bytes)
-            del batch  # only the chunk's own columns stay alive while the consumer works
-            if chunk is not None:
+            done = batch is None
+            if batch is not None:
+                part = _chunk(source, batch, names, places, max_record_bytes)
+                del batch  # only the chunk's own columns stay alive while the consumer works
+                if part is not None:
+                    parts.append(part)
+                del part
+            if parts and (done or len(parts) >= blocks_per_chunk):
+                chunk = _joined(parts)
+                parts = []
                 yield chunk
-            del chunk
+                del chunk
+            if done:
+                break
         places.finish()
     except pa.ArrowException as exc:  # whatever the parser rejects is about the data, not a bug to hide
         raise _translate(source, exc, max_record_bytes, places.next_line()) from exc
     finally:
         gate.close()
     _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
+
+
+def _joined(parts: list[RawChunk]) -> RawChunk:
+    """Consecutive chunks of one file as one."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    columns = [pa.concat_arrays([part.batch.column(i) for part in parts], memory_pool=reading_pool())
+               for i in range(first.batch.num_columns)]
+    return RawChunk(first.source, pa.RecordBatch.from_arrays(columns, names=first.batch.schema.names),
+                    np.concatenate([part.line_numbers for part in parts]),
+                    np.concatenate([part.ordinals for part in parts]))
 
 
 def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places,

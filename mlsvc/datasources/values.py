@@ -105,8 +105,34 @@ def normalize_tokens(s: pd.Series) -> pa.Array:
 
 def normalize_arrow(tokens: pa.Array) -> pa.Array:
     """``normalize_tokens`` over tokens that are already an arrow (large_)string array."""
-    text = pc.utf8_trim_whitespace(tokens)
+    text = pc.utf8_trim_whitespace(tokens) if _may_need_trimming(tokens) else tokens
     return _null_where(text, pc.is_in(text, value_set=_MISSING_ANY_CASE))
+
+
+# Bytes that may begin or end whitespace: ASCII's (the separators U+001C..U+001F count, as in arrow's trim) and
+# every byte of a multi-byte character, which is then looked at properly.
+_EDGE_SPACE = np.zeros(256, dtype=bool)
+_EDGE_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_EDGE_SPACE[0x80:] = True
+
+
+def _may_need_trimming(tokens: pa.Array) -> bool:
+    """False when no token begins or ends with whitespace: told from each token's first and last byte, so the
+    usual column is not copied by a trim that changes nothing."""
+    if len(tokens) == 0 or isinstance(tokens, pa.DictionaryArray):
+        return len(tokens) > 0
+    wide = pa.types.is_large_string(tokens.type) or pa.types.is_large_binary(tokens.type)
+    offsets = np.frombuffer(tokens.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(tokens) + 1,
+                            offset=tokens.offset * (8 if wide else 4))
+    data = tokens.buffers()[2]
+    if data is None:
+        return False
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    if not filled.any():
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool(_EDGE_SPACE[raw[starts[filled]]].any() or _EDGE_SPACE[raw[ends[filled] - 1]].any())
 
 
 def _null_where(values: pa.Array, mask: pa.Array) -> pa.Array:
