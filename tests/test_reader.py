@@ -113,17 +113,12 @@ def _messy_file(rows: int, seed: int) -> tuple[bytes, list[tuple[int, list[str]]
     return out.getvalue().encode(), expected, bad_lines
 
 
-@pytest.mark.parametrize(("chunk_bytes", "parse_block"), [(64, None), (1000, None), (None, None), (1000, 64)])
-def test_results_do_not_depend_on_how_the_file_is_cut_into_blocks(chunk_bytes: int | None, parse_block: int | None,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    if parse_block is not None:  # parsed in small blocks, handed out joined in chunks of about chunk_bytes
-        monkeypatch.setattr("mlsvc.datasources.reader._PARSE_BLOCK_BYTES", parse_block)
+@pytest.mark.parametrize("chunk_bytes", [64, 1000, None])
+def test_results_do_not_depend_on_how_the_file_is_cut_into_blocks(chunk_bytes: int | None) -> None:
     data, expected, bad_lines = _messy_file(600, seed=1)
     chunks, bad = read(data, ["id", "note", "value"], chunk_bytes=chunk_bytes, max_record_bytes=30)
     if chunk_bytes == 64:
         assert len(chunks) > 20  # really many blocks, so rejected rows and batches interleave
-    if parse_block is not None:
-        assert 3 < len(chunks) <= len(data) // 1000 + 1  # many blocks, joined
     got = rows_of(chunks)
     assert [(line, values) for line, _, values in got] == expected
     assert bad.count == len(bad_lines) and bad.lines == bad_lines[:5]

@@ -21,10 +21,9 @@ import pyarrow.csv as pacsv
 
 from mlsvc.errors import ErrorCode, MlsvcError
 
-# Chunks of a few MB keep memory low and cost little: every later step works on whole arrow columns, so a
-# chunk's fixed cost is a few dozen kernel calls. The parser works in smaller blocks still (see iter_chunks).
-DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
-_PARSE_BLOCK_BYTES = 2 * 1024 * 1024
+# Chunks of a few MB keep memory low (the reader holds three or four) and cost little: every later step works
+# on whole arrow columns, so a chunk's fixed cost is a few dozen kernel calls.
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 _HEAD_BYTES = 256 * 1024
 _READ_PIECE = 1024 * 1024  # the most the reading thread asks of the source at once
@@ -208,9 +207,9 @@ class _ReadAhead:
     Left alone, pyarrow's background thread queues up to 32 blocks, so a file of a few hundred MB is read whole
     before its first batch is used. Here the consumer reports every batch it takes (``took``); producing the
     next batch needs the block after it (a record may straddle two), so the reader may have made at most
-    ``taken + 2 + ahead`` reads: with ``ahead`` 0, two blocks wait while the consumer works on a batch, and the
-    parser never waits for the network. Should pyarrow ever need more than that, a consumer that has waited for a batch
-    longer than ``patience`` seconds lets reads through, so the bound can never deadlock.
+    ``taken + 2 + ahead`` reads: with ``ahead`` 0, two blocks wait while the consumer works on a batch, and
+    pyarrow parses the next batch meanwhile. Should pyarrow ever need more than that, a consumer that has waited
+    for a batch longer than ``patience`` seconds lets reads through, so the bound can never deadlock.
     """
 
     def __init__(self, stream: BinaryIO, ahead: int = 0, patience: float = 1.0) -> None:
@@ -453,14 +452,12 @@ def iter_chunks(
 
     Blank lines are skipped (as are rows of only separators, which hold no value either), never counted.
     """
-    # Parsed in blocks of at most _PARSE_BLOCK_BYTES (faster: they stay in cache, and fewer wait to be parsed),
-    # handed out in chunks of about chunk_bytes (the later steps' cost per chunk is paid less often).
-    block_size = max(min(chunk_bytes, _PARSE_BLOCK_BYTES), 2 * max_record_bytes)
-    blocks_per_chunk = max(1, -(-chunk_bytes // block_size))
+    # One block a chunk: pyarrow parses the batch after the one handed out while the consumer works on it (in
+    # its reading thread), so blocks made of several batches would be parsed in the consumer's time.
     read_options = pacsv.ReadOptions(
         column_names=names,
         skip_rows=1 if has_header else 0,
-        block_size=block_size,
+        block_size=max(chunk_bytes, 2 * max_record_bytes),
         use_threads=False,  # in order, and with the record numbers of rejected rows
     )
     places = _Places(source, bad_rows, first_record=2 if has_header else 1)
@@ -481,43 +478,23 @@ def iter_chunks(
                                 convert_options=convert_options, memory_pool=reading_pool())
         gate.took(batch=False)  # open_csv has read the first block to look at it; its batch is still to come
         batches = iter(reader)
-        parts: list[RawChunk] = []
         while True:
             gate.waiting()
             batch = next(batches, None)
             gate.took()
-            done = batch is None
-            if batch is not None:
-                part = _chunk(source, batch, names, places, max_record_bytes)
-                del batch  # only the chunk's own columns stay alive while the consumer works
-                if part is not None:
-                    parts.append(part)
-                del part
-            if parts and (done or len(parts) >= blocks_per_chunk):
-                chunk = _joined(parts)
-                parts = []
-                yield chunk
-                del chunk
-            if done:
+            if batch is None:
                 break
+            chunk = _chunk(source, batch, names, places, max_record_bytes)
+            del batch  # only the chunk's own columns stay alive while the consumer works
+            if chunk is not None:
+                yield chunk
+            del chunk
         places.finish()
     except pa.ArrowException as exc:  # whatever the parser rejects is about the data, not a bug to hide
         raise _translate(source, exc, max_record_bytes, places.next_line()) from exc
     finally:
         gate.close()
     _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
-
-
-def _joined(parts: list[RawChunk]) -> RawChunk:
-    """Consecutive chunks of one file as one."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    columns = [pa.concat_arrays([part.batch.column(i) for part in parts], memory_pool=reading_pool())
-               for i in range(first.batch.num_columns)]
-    return RawChunk(first.source, pa.RecordBatch.from_arrays(columns, names=first.batch.schema.names),
-                    np.concatenate([part.line_numbers for part in parts]),
-                    np.concatenate([part.ordinals for part in parts]))
 
 
 def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places,
