@@ -226,6 +226,13 @@ class _Phases:
         # (VmRSS KiB, live Python objects, bytes read from S3 so far) as each raw chunk comes out
         self.memory: list[tuple[int, int, int]] = []
 
+    def reset(self) -> None:
+        """Forget what a warm-up job did."""
+        self.seconds.clear()
+        self.calls.clear()
+        self.memory.clear()
+        self.s3_bytes = 0
+
     def sample_memory(self) -> None:
         self.memory.append((_rss_now_kib(), sys.getallocatedblocks(), self.s3_bytes))
 
@@ -337,7 +344,17 @@ class _Phases:
         self.wrap(queue.JobQueue, "complete", "store: JobQueue.complete (write the result)")
 
 
-def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[str, Any]:
+def _reset_peak() -> bool:
+    """Start VmHWM over from the current RSS (Linux: /proc/self/clear_refs), so a later peak is the job's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None,
+                warm_up: tuple[str, int] | None = None) -> dict[str, Any]:
     from mlsvc.config import Settings
     from mlsvc.jobs.worker import _share_cores
 
@@ -370,6 +387,21 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[st
         # The S3 client is made once per worker process and reused; a warm worker has one already, and the
         # baseline makes its own before its timing starts too.
         mlsvc.storage._client()
+        if warm_up:  # a worker that has run a job before: its allocators and libraries are warm
+            import gc
+
+            warm_uri, warm_rows = warm_up
+            made, _ = service.create_datasource(DataSourceCreate(data_uri=warm_uri, target=TARGET))
+            warm_ran = worker.run_once()
+            warm = service.get_datasource(made.id)
+            if not warm_ran or warm.status is not Status.COMPLETED or warm.row_count != warm_rows:
+                raise SystemExit(f"the warm-up job did not complete: {warm.status} {warm.message}")
+            del made, warm
+            gc.collect()
+            if not _reset_peak():
+                raise SystemExit("--warm-up-rows needs /proc/self/clear_refs to start the peak RSS over")
+            if phases:
+                phases.reset()
         setup_seconds = time.perf_counter() - t_setup
         rss0, hwm0 = _rss_now_kib(), _peak_kib()
         profiler = None
@@ -417,6 +449,7 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[st
         "rss_after_kib": rss_after,
         "objects_after": objects_after,
         "blas_threads": blas_threads,
+        "warm_up_rows": warm_up[1] if warm_up else 0,
     }
     if profiler:
         import io
@@ -429,13 +462,14 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None) -> dict[st
     return out
 
 
-def child_main(kind: str, uri: str, rows: int, result_path: str, mode: str, siblings: int | None) -> None:
+def child_main(kind: str, uri: str, rows: int, result_path: str, mode: str, siblings: int | None,
+               warm_up: tuple[str, int] | None = None) -> None:
     if kind == "transfer":
         result = child_transfer(uri)
     elif kind == "pandas":
         result = child_pandas(uri)
     else:
-        result = child_mlsvc(uri, rows, mode, siblings)
+        result = child_mlsvc(uri, rows, mode, siblings, warm_up)
     result["peak_rss_kib"] = _peak_kib()
     Path(result_path).write_text(json.dumps(result))
 
@@ -444,12 +478,14 @@ def child_main(kind: str, uri: str, rows: int, result_path: str, mode: str, sibl
 
 
 def run_child(kind: str, uri: str, rows: int, env: dict[str, str], scratch: Path, mode: str = "plain",
-              siblings: int | None = None) -> dict[str, Any]:
+              siblings: int | None = None, warm_up: tuple[str, int] | None = None) -> dict[str, Any]:
     result_path = scratch / f"{kind}-{time.monotonic_ns()}.json"
     command = [sys.executable, str(HERE), "--child", kind, "--uri", uri, "--rows", str(rows),
                "--result", str(result_path), "--mode", mode]
     if siblings:
         command += ["--worker-siblings", str(siblings)]
+    if warm_up and kind == "mlsvc":
+        command += ["--warm-up-uri", warm_up[0], "--warm-up-rows", str(warm_up[1])]
     t0 = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=HERE.parent.parent, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -476,6 +512,11 @@ def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str
           f"{len(results['pandas'])} round(s); medians; python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     first = results["mlsvc"][0]
     print(f"code: {_code_state()}; mlsvc as a worker process with OPENBLAS_NUM_THREADS={first['blas_threads']}")
+    if first.get("warm_up_rows"):
+        print(f"mlsvc ran a job on {first['warm_up_rows']:,} rows first (a warm worker); its RSS before and peak are "
+              "counted from after that job")
+    else:
+        print("the job is the mlsvc process's first (a cold worker: allocators and libraries warm up within it)")
     print(f"inferred: rowId={first['row_id']}, types: "
           + ", ".join(f"{n}={t[:3]}" for n, t in first["types"].items()))
     print()
@@ -569,6 +610,18 @@ def _children_of(name: str, names: list[str]) -> list[str]:
     return []
 
 
+def _csv(folder: Path, rows: int, seed: int) -> Path:
+    """The benchmark's CSV of ``rows`` rows, written once into ``folder``."""
+    path = folder / f"bench-{rows}-{seed}.csv"
+    if not path.exists():
+        t0 = time.perf_counter()
+        partial = path.with_suffix(".partial")
+        write_csv(partial, rows, seed)
+        partial.replace(path)
+        print(f"wrote {path} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -583,6 +636,11 @@ def main() -> None:
                         help="no timers around mlsvc's phases (they cost nothing measurable; this shows it)")
     parser.add_argument("--csv-cache", type=Path, default=None,
                         help="a folder to keep the generated CSV in and reuse it from (by rows and seed)")
+    parser.add_argument("--warm-up-rows", type=int, default=0,
+                        help="before the measured job, the mlsvc process runs one on a file of this many rows (the "
+                        "same generator), as a worker that has run a job before; peak RSS is then counted from "
+                        "after it (default 0: the job is the process's first)")
+    parser.add_argument("--warm-up-uri", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("transfer", "pandas", "mlsvc"), help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--uri", help=argparse.SUPPRESS)
@@ -593,20 +651,16 @@ def main() -> None:
         serve()
         return
     if args.child:
-        child_main(args.child, args.uri, args.rows, args.result, args.mode, args.worker_siblings)
+        warm = (args.warm_up_uri, args.warm_up_rows) if args.warm_up_uri else None
+        child_main(args.child, args.uri, args.rows, args.result, args.mode, args.worker_siblings, warm)
         return
 
     with tempfile.TemporaryDirectory(prefix="mlsvc-bench-") as tmp:
         scratch = Path(tmp)
         folder = args.csv_cache or scratch
         folder.mkdir(parents=True, exist_ok=True)
-        csv_path = folder / f"bench-{args.rows}-{args.seed}.csv"
-        if not csv_path.exists():
-            t0 = time.perf_counter()
-            partial = csv_path.with_suffix(".partial")
-            write_csv(partial, args.rows, args.seed)
-            partial.replace(csv_path)
-            print(f"wrote {csv_path} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        csv_path = _csv(folder, args.rows, args.seed)
+        warm_path = _csv(folder, args.warm_up_rows, args.seed) if args.warm_up_rows else None
         size = csv_path.stat().st_size
 
         server = subprocess.Popen([sys.executable, str(HERE), "--serve"], stdin=subprocess.PIPE,
@@ -627,18 +681,22 @@ def main() -> None:
             print(f"uploaded s3://{BUCKET}/{key} ({size:,} bytes) in {time.perf_counter() - t0:.1f}s",
                   file=sys.stderr)
             uri = f"s3://{BUCKET}/{key}"
+            warm_up = None
+            if warm_path is not None:
+                client.upload_file(str(warm_path), BUCKET, warm_path.name)
+                warm_up = (f"s3://{BUCKET}/{warm_path.name}", args.warm_up_rows)
             results: dict[str, list[dict[str, Any]]] = {"transfer": [], "pandas": [], "mlsvc": []}
             for round_ in range(args.repeat):
                 for kind in ("transfer", "pandas", "mlsvc"):
                     mode = "phases" if kind == "mlsvc" and not args.no_phases else "plain"
-                    result = run_child(kind, uri, args.rows, env, scratch, mode, args.worker_siblings)
+                    result = run_child(kind, uri, args.rows, env, scratch, mode, args.worker_siblings, warm_up)
                     results[kind].append(result)
                     print(f"round {round_ + 1}: {kind:<8} {result['seconds']:7.2f}s  "
                           f"peak {mib(result['peak_rss_kib'])}", file=sys.stderr)
             report(args, size, results)
             if args.profile:
                 profiled = run_child("mlsvc", uri, args.rows, env, scratch, mode="profile",
-                                     siblings=args.worker_siblings)
+                                     siblings=args.worker_siblings, warm_up=warm_up)
                 print()
                 print(f"mlsvc under cProfile ({profiled['seconds']:.2f}s with the profiler's overhead; "
                       "not in the figures above)")
