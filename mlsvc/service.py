@@ -103,17 +103,25 @@ class Service:
         return [DataSource.model_validate(r) for r in rows], token
 
     def update_datasource(self, resource_id: str, patch: DataSourceUpdate) -> DataSource:
-        self.store.get("datasource", resource_id)
-        if patch.name is not None:
-            self.store.update("datasource", resource_id, {"name": patch.name})
-        if patch.tags:
-            self.store.set_tags("datasource", resource_id, patch.tags)
-        return self.get_datasource(resource_id)
+        return DataSource.model_validate(self._rename_and_tag("datasource", resource_id, patch.name, patch.tags))
 
     def delete_datasource(self, resource_id: str) -> DataSource:
-        self.store.get("datasource", resource_id)
-        self.store.update("datasource", resource_id, {"status": Status.DELETED.value})
-        return self.get_datasource(resource_id)
+        return DataSource.model_validate(self._soft_delete("datasource", resource_id))
+
+    def _rename_and_tag(self, kind: str, resource_id: str, name: str | None,
+                        tags: Mapping[str, str | None] | None) -> dict[str, Any]:
+        self.store.get(kind, resource_id)
+        if name is not None:
+            self.store.update(kind, resource_id, {"name": name})
+        if tags:
+            self.store.set_tags(kind, resource_id, tags)
+        return self.store.get(kind, resource_id)
+
+    def _soft_delete(self, kind: str, resource_id: str) -> dict[str, Any]:
+        """DELETED stays readable; deleting again changes nothing."""
+        self.store.get(kind, resource_id)
+        self.store.update(kind, resource_id, {"status": Status.DELETED.value})
+        return self.store.get(kind, resource_id)
 
     def datasource_schema(self, resource_id: str) -> Schema:
         ds = self.get_datasource(resource_id)
@@ -314,17 +322,10 @@ class Service:
         return [Evaluation.model_validate(r) for r in rows], token
 
     def update_evaluation(self, resource_id: str, patch: EvaluationUpdate) -> Evaluation:
-        self.store.get("evaluation", resource_id)
-        if patch.name is not None:
-            self.store.update("evaluation", resource_id, {"name": patch.name})
-        if patch.tags:
-            self.store.set_tags("evaluation", resource_id, patch.tags)
-        return self.get_evaluation(resource_id)
+        return Evaluation.model_validate(self._rename_and_tag("evaluation", resource_id, patch.name, patch.tags))
 
     def delete_evaluation(self, resource_id: str) -> Evaluation:
-        self.store.get("evaluation", resource_id)
-        self.store.update("evaluation", resource_id, {"status": Status.DELETED.value})
-        return self.get_evaluation(resource_id)
+        return Evaluation.model_validate(self._soft_delete("evaluation", resource_id))
 
     # --- batch predictions ---
 
@@ -369,17 +370,11 @@ class Service:
         return [BatchPrediction.model_validate(r) for r in rows], token
 
     def update_batch_prediction(self, resource_id: str, patch: BatchPredictionUpdate) -> BatchPrediction:
-        self.store.get("batch_prediction", resource_id)
-        if patch.name is not None:
-            self.store.update("batch_prediction", resource_id, {"name": patch.name})
-        if patch.tags:
-            self.store.set_tags("batch_prediction", resource_id, patch.tags)
-        return self.get_batch_prediction(resource_id)
+        row = self._rename_and_tag("batch_prediction", resource_id, patch.name, patch.tags)
+        return BatchPrediction.model_validate(row)
 
     def delete_batch_prediction(self, resource_id: str) -> BatchPrediction:
-        self.store.get("batch_prediction", resource_id)
-        self.store.update("batch_prediction", resource_id, {"status": Status.DELETED.value})
-        return self.get_batch_prediction(resource_id)
+        return BatchPrediction.model_validate(self._soft_delete("batch_prediction", resource_id))
 
     # --- predictions ---
 
