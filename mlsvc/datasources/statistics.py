@@ -734,7 +734,10 @@ class _TextSlots:
         pieces = self._pieces[name]
         if count == 0 or not pieces:
             return pa.nulls(count, type=pa.large_string())
-        return pieces[0].take(pa.array(self._row[:count]))
+        rows = self._row[:count]
+        if len(pieces[0]) == count and np.array_equal(rows, np.arange(count)):
+            return pieces[0]  # compacted: already in slot order
+        return pieces[0].take(pa.array(rows))
 
 
 def _decoded(values: pa.Array) -> pa.Array:
@@ -758,8 +761,10 @@ def _quantile_codes(values: np.ndarray, bins: int) -> np.ndarray:
 
 
 def _level_codes(values: pa.Array, levels: int) -> np.ndarray:
-    """The most frequent `levels` values, then one code for every other value, then one for missing."""
-    encoded = pc.dictionary_encode(_decoded(values))  # only the values present, in order of appearance
+    """The most frequent `levels` values, then one code for every other value, then one for missing. (Levels of a
+    dictionary that no row holds may take codes too, but no row gets them, so the coding partitions the rows
+    as one of only the values present would.)"""
+    encoded = values if isinstance(values, pa.DictionaryArray) else pc.dictionary_encode(values)
     uniques = encoded.dictionary
     codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     top = _top_indices(uniques, np.bincount(codes[codes >= 0], minlength=len(uniques)), levels)
@@ -989,6 +994,8 @@ class StatisticsAccumulator:
 
 
 def _rows(values: np.ndarray | pa.Array, rows: np.ndarray) -> np.ndarray | pa.Array:
+    if len(rows) == len(values):  # every row (the rows are ascending)
+        return values
     if isinstance(values, np.ndarray):
         return values[rows]
     return values.take(pa.array(rows, type=pa.int64()))
