@@ -58,9 +58,6 @@ _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 # commas, or typos) stay invalid rather than being silently read as 15 or 123.
 _GROUPED_NUMBER = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
 
-_MISSING_SET = pa.array(sorted(MISSING_TOKENS), type=pa.large_string())
-
-
 def _any_case(tokens: frozenset[str]) -> list[str]:
     """Every ASCII upper/lower-case spelling of the tokens (they are ASCII, and only ASCII letters and the
     Kelvin sign, which none holds, lower-case to ASCII): matching these is matching the lower-cased token."""
@@ -121,9 +118,7 @@ def _may_need_trimming(tokens: pa.Array) -> bool:
     usual column is not copied by a trim that changes nothing."""
     if len(tokens) == 0 or isinstance(tokens, pa.DictionaryArray):
         return len(tokens) > 0
-    wide = pa.types.is_large_string(tokens.type) or pa.types.is_large_binary(tokens.type)
-    offsets = np.frombuffer(tokens.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(tokens) + 1,
-                            offset=tokens.offset * (8 if wide else 4))
+    offsets = _offsets(tokens)
     data = tokens.buffers()[2]
     if data is None:
         return False
@@ -289,13 +284,18 @@ def _categories(tokens: pa.Array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(indices, merged.dictionary)
 
 
+def _offsets(strings: pa.Array) -> np.ndarray:
+    """A (large_)string or binary array's offsets, as a numpy view: value i is data[offsets[i]:offsets[i + 1]]."""
+    wide = pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type)
+    return np.frombuffer(strings.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(strings) + 1,
+                         offset=strings.offset * (8 if wide else 4))
+
+
 def _text_bytes(strings: pa.Array) -> int:
     """The bytes of all the values of a (large_)string array, from its offsets."""
     if len(strings) == 0:
         return 0
-    width = 8 if pa.types.is_large_string(strings.type) else 4
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
-                            count=len(strings) + 1, offset=strings.offset * width)
+    offsets = _offsets(strings)
     return int(offsets[-1] - offsets[0])
 
 
