@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlsvc.client import Client, MlsvcAPIError, MlsvcClientError
@@ -99,16 +98,8 @@ def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 
 
 def _wait(get: Callable[[], Resource], timeout: float, as_json: bool) -> Resource:
-    if as_json or not sys.stderr.isatty():
-        return wait_for(get, timeout=timeout)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("waiting", total=1.0)
-
-        def show(resource: Resource) -> None:
-            bar.update(task, completed=resource.progress, description=f"{resource.id} {resource.status}")
-
-        return wait_for(get, timeout=timeout, on_progress=show)
+    """Wait with the SDK's waiter; its progress bar only where a person watches (not with --json or a pipe)."""
+    return wait_for(get, timeout=timeout, poll_interval=0.5, progress=not as_json and sys.stderr.isatty())
 
 
 def _summary_table(items: list[Any], columns: list[str]) -> None:

@@ -134,10 +134,10 @@ class Service:
 
     def create_model(self, req: ModelCreate) -> tuple[Model, bool]:
         body = req.model_dump(mode="json", exclude={"id"})
-        if req.id and (existing := self.store.find("model", req.id)) is not None:
-            # A retry: answer as the first time, even if the datasource has changed since.
-            row, _ = self.store.create("model", existing, request_hash(body), {}, None)
-            return Model.model_validate(row), False
+        # A retry answers as the first time did, even if the datasource has changed since.
+        existing = self.store.same_request("model", req.id, request_hash(body)) if req.id else None
+        if existing is not None:
+            return Model.model_validate(existing), False
         self._check_unambiguous(req)
         ds = self.store.find("datasource", req.datasource_id)
         if ds is None:
@@ -284,9 +284,9 @@ class Service:
 
     def create_evaluation(self, req: EvaluationCreate) -> tuple[Evaluation, bool]:
         body = req.model_dump(mode="json", exclude={"id"})
-        if req.id and (existing := self.store.find("evaluation", req.id)) is not None:
-            row, _ = self.store.create("evaluation", existing, request_hash(body), {}, None)
-            return Evaluation.model_validate(row), False
+        existing = self.store.same_request("evaluation", req.id, request_hash(body)) if req.id else None
+        if existing is not None:
+            return Evaluation.model_validate(existing), False
         model = self.resolve_model(req.model)
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
@@ -331,9 +331,9 @@ class Service:
 
     def create_batch_prediction(self, req: BatchPredictionCreate) -> tuple[BatchPrediction, bool]:
         body = req.model_dump(mode="json", exclude={"id"})
-        if req.id and (existing := self.store.find("batch_prediction", req.id)) is not None:
-            row, _ = self.store.create("batch_prediction", existing, request_hash(body), {}, None)
-            return BatchPrediction.model_validate(row), False
+        existing = self.store.same_request("batch_prediction", req.id, request_hash(body)) if req.id else None
+        if existing is not None:
+            return BatchPrediction.model_validate(existing), False
         model = self.resolve_model(req.model)
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "

@@ -116,3 +116,12 @@ def test_migrations_are_idempotent(store_url: str) -> None:
     SqlStore(store_url).dispose()
     assert again.get("datasource", "a")["id"] == "a"
     again.dispose()
+
+
+def test_same_request_tells_a_retry_from_a_conflict(store: SqlStore) -> None:
+    assert store.same_request("model", "m", "h1") is None
+    store.create("model", _record("m", datasource_id="d"), "h1", {}, None)
+    assert store.same_request("model", "m", "h1")["id"] == "m"
+    with pytest.raises(MlsvcError) as info:
+        store.same_request("model", "m", "h2")
+    assert info.value.code == ErrorCode.CONFLICT

@@ -124,6 +124,13 @@ class SqlStore:
             return self._existing(kind, existing, request_hash), False
         return self.get(kind, record["id"]), True
 
+    def same_request(self, kind: str, resource_id: str, request_hash: str) -> dict[str, Any] | None:
+        """The resource a create with this id already made, if the request is the same (a safe retry); None when
+        there is none; a conflict when the id was used with other parameters."""
+        with self.transaction() as conn:
+            row = self._get_row(conn, kind, resource_id)
+        return None if row is None else self._existing(kind, row, request_hash)
+
     def _existing(self, kind: str, row: Mapping[str, Any], request_hash: str) -> dict[str, Any]:
         if row["request_hash"] != request_hash:
             raise MlsvcError(
