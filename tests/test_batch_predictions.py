@@ -196,4 +196,5 @@ def test_metrics_count_requests_predictions_and_batch_rows(api: httpx.Client, ch
     assert 'mlsvc_http_requests_total{method="POST",route="/v1/models/{ref}/predict",status="200"}' in text
     assert "mlsvc_http_request_duration_seconds_bucket" in text
     rows = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("mlsvc_batch_rows_scored ")))
-    assert rows >= 5000
+    listed = api.get("/v1/batch-predictions", params={"limit": 1000}).json()["items"]
+    assert rows == sum(bp["rows_scored"] for bp in listed)

@@ -125,3 +125,10 @@ def test_same_request_tells_a_retry_from_a_conflict(store: SqlStore) -> None:
     with pytest.raises(MlsvcError) as info:
         store.same_request("model", "m", "h2")
     assert info.value.code == ErrorCode.CONFLICT
+
+
+def test_batch_rows_scored_are_summed_by_the_database(store: SqlStore) -> None:
+    for i, rows in enumerate((5000, 300)):
+        store.create("batch_prediction", _record(f"b{i}", model_id="m", output_uri="/o"), "h", {}, None)
+        store.update("batch_prediction", f"b{i}", {"rows_scored": rows})
+    assert store.batch_rows_scored() == 5300 and store.get("batch_prediction", "b0")["rows_scored"] == 5000

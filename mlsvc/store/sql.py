@@ -19,7 +19,7 @@ from mlsvc.store.tables import RESOURCE_TABLES, jobs, model_aliases, tags
 # Columns that live in their own SQL column; every other resource field is kept in ``doc``.
 _COMMON = ("id", "name", "status", "message", "progress", "created_at", "updated_at")
 _EXTRA_COLUMNS = {"datasource": ("data_uri",), "model": ("version", "datasource_id"),
-                  "evaluation": ("model_id", "datasource_id"), "batch_prediction": ("model_id",)}
+                  "evaluation": ("model_id", "datasource_id"), "batch_prediction": ("model_id", "rows_scored")}
 MAX_PAGE = 1000
 
 
@@ -304,11 +304,8 @@ class SqlStore:
     def batch_rows_scored(self) -> int:
         from mlsvc.store.tables import batch_predictions
 
-        total = 0
         with self.transaction() as conn:
-            for (doc,) in conn.execute(select(batch_predictions.c.doc)):
-                total += int(doc.get("rows_scored") or 0)
-        return total
+            return int(conn.execute(select(func.coalesce(func.sum(batch_predictions.c.rows_scored), 0))).scalar_one())
 
     # --- row conversion ---
 

@@ -66,6 +66,8 @@ batch_predictions = Table(
     metadata,
     *_resource_columns(),
     Column("model_id", String(64), nullable=False),
+    # Its own column so /metrics can sum it in the database instead of reading every document.
+    Column("rows_scored", Integer, nullable=False, server_default="0"),
     Index("ix_batch_predictions_created", "created_at", "id"),
 )
 
