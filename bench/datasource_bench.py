@@ -87,12 +87,17 @@ def write_csv(path: Path, rows: int, seed: int) -> None:
             calls = rng.poisson(1.5, n)
             credit = pd.array(rng.integers(300, 851, n), dtype="Int64")
             credit[rng.random(n) < 0.02] = pd.NA
-            plan = rng.choice(np.array(["basic", "standard", "premium", "family"], dtype=object), n,
-                              p=[0.4, 0.3, 0.2, 0.1])
-            payment = rng.choice(np.array(["credit_card", "bank_transfer", "electronic_check", "mailed_check",
-                                           "paypal"], dtype=object), n)
-            device = rng.choice(np.array(["android", "iphone", "ipad", "pixel", "galaxy", "laptop", "desktop",
-                                          "other"], dtype=object), n)
+            plan = rng.choice(
+                np.array(["basic", "standard", "premium", "family"], dtype=object), n, p=[0.4, 0.3, 0.2, 0.1]
+            )
+            payment = rng.choice(
+                np.array(["credit_card", "bank_transfer", "electronic_check", "mailed_check", "paypal"], dtype=object),
+                n,
+            )
+            device = rng.choice(
+                np.array(["android", "iphone", "ipad", "pixel", "galaxy", "laptop", "desktop", "other"], dtype=object),
+                n,
+            )
             city = cities[np.minimum(rng.zipf(1.3, n) - 1, len(cities) - 1)]
             partner = rng.choice(np.array(["Yes", "No"], dtype=object), n)
             paperless = rng.choice(np.array(["true", "false"], dtype=object), n)
@@ -153,8 +158,14 @@ def aws_env(endpoint: str, scratch: Path) -> dict[str, str]:
     """The children's environment: the loopback endpoint and dummy credentials, nothing from a real AWS set-up."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLSVC_"))}
     none = str(scratch / "no-aws-config")
-    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=none, AWS_SHARED_CREDENTIALS_FILE=none)
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=none,
+        AWS_SHARED_CREDENTIALS_FILE=none,
+    )
     return env
 
 
@@ -187,7 +198,7 @@ def _peak_kib() -> int:
 
 
 def child_transfer(uri: str) -> dict[str, Any]:
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     client = s3_client()
     rss0, hwm0 = _rss_now_kib(), _peak_kib()
     t0 = time.perf_counter()
@@ -201,17 +212,22 @@ def child_transfer(uri: str) -> dict[str, Any]:
 def child_pandas(uri: str) -> dict[str, Any]:
     import pandas as pd
 
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     client = s3_client()
     rss0, hwm0 = _rss_now_kib(), _peak_kib()
     t0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     frame = pd.read_csv(client.get_object(Bucket=bucket, Key=key)["Body"])
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu0,
-            "thread_cpu_seconds": time.thread_time() - thread0,
-            "rss_before_kib": rss0, "peak_before_kib": hwm0, "rows": len(frame),
-            "columns": frame.shape[1],
-            "frame_bytes": int(frame.memory_usage(deep=True).sum())}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu0,
+        "thread_cpu_seconds": time.thread_time() - thread0,
+        "rss_before_kib": rss0,
+        "peak_before_kib": hwm0,
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "frame_bytes": int(frame.memory_usage(deep=True).sum()),
+    }
 
 
 class _Phases:
@@ -353,8 +369,9 @@ def _reset_peak() -> bool:
     return True
 
 
-def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None,
-                warm_up: tuple[str, int] | None = None) -> dict[str, Any]:
+def child_mlsvc(
+    uri: str, rows: int, mode: str, siblings: int | None, warm_up: tuple[str, int] | None = None
+) -> dict[str, Any]:
     from mlsvc.config import Settings
     from mlsvc.jobs.worker import _share_cores
 
@@ -427,8 +444,10 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None,
     if not ran or ds.status is not Status.COMPLETED:
         raise SystemExit(f"the datasource job did not complete: ran={ran} status={ds.status} {ds.message}")
     if ds.row_count != rows or ds.statistics is None:
-        raise SystemExit(f"expected {rows} rows with statistics; got row_count={ds.row_count}, "
-                         f"statistics={'present' if ds.statistics else 'absent'}")
+        raise SystemExit(
+            f"expected {rows} rows with statistics; got row_count={ds.row_count}, "
+            f"statistics={'present' if ds.statistics else 'absent'}"
+        )
     schema = ds.data_schema
     out: dict[str, Any] = {
         "seconds": seconds,
@@ -462,8 +481,15 @@ def child_mlsvc(uri: str, rows: int, mode: str, siblings: int | None,
     return out
 
 
-def child_main(kind: str, uri: str, rows: int, result_path: str, mode: str, siblings: int | None,
-               warm_up: tuple[str, int] | None = None) -> None:
+def child_main(
+    kind: str,
+    uri: str,
+    rows: int,
+    result_path: str,
+    mode: str,
+    siblings: int | None,
+    warm_up: tuple[str, int] | None = None,
+) -> None:
     if kind == "transfer":
         result = child_transfer(uri)
     elif kind == "pandas":
@@ -477,11 +503,31 @@ def child_main(kind: str, uri: str, rows: int, result_path: str, mode: str, sibl
 # --- the driver ---------------------------------------------------------------------------------------------
 
 
-def run_child(kind: str, uri: str, rows: int, env: dict[str, str], scratch: Path, mode: str = "plain",
-              siblings: int | None = None, warm_up: tuple[str, int] | None = None) -> dict[str, Any]:
+def run_child(
+    kind: str,
+    uri: str,
+    rows: int,
+    env: dict[str, str],
+    scratch: Path,
+    mode: str = "plain",
+    siblings: int | None = None,
+    warm_up: tuple[str, int] | None = None,
+) -> dict[str, Any]:
     result_path = scratch / f"{kind}-{time.monotonic_ns()}.json"
-    command = [sys.executable, str(HERE), "--child", kind, "--uri", uri, "--rows", str(rows),
-               "--result", str(result_path), "--mode", mode]
+    command = [
+        sys.executable,
+        str(HERE),
+        "--child",
+        kind,
+        "--uri",
+        uri,
+        "--rows",
+        str(rows),
+        "--result",
+        str(result_path),
+        "--mode",
+        mode,
+    ]
     if siblings:
         command += ["--worker-siblings", str(siblings)]
     if warm_up and kind == "mlsvc":
@@ -508,17 +554,20 @@ def median(values: list[float]) -> float:
 def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str, Any]]]) -> None:
     size_kib = size / 1024
     print()
-    print(f"CSV: {args.rows:,} rows x 20 columns, {size / 2**20:,.1f} MiB ({size:,} bytes), seed {args.seed}; "
-          f"{len(results['pandas'])} round(s); medians; python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(
+        f"CSV: {args.rows:,} rows x 20 columns, {size / 2**20:,.1f} MiB ({size:,} bytes), seed {args.seed}; "
+        f"{len(results['pandas'])} round(s); medians; python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
     first = results["mlsvc"][0]
     print(f"code: {_code_state()}; mlsvc as a worker process with OPENBLAS_NUM_THREADS={first['blas_threads']}")
     if first.get("warm_up_rows"):
-        print(f"mlsvc ran a job on {first['warm_up_rows']:,} rows first (a warm worker); its RSS before and peak are "
-              "counted from after that job")
+        print(
+            f"mlsvc ran a job on {first['warm_up_rows']:,} rows first (a warm worker); its RSS before and peak are "
+            "counted from after that job"
+        )
     else:
         print("the job is the mlsvc process's first (a cold worker: allocators and libraries warm up within it)")
-    print(f"inferred: rowId={first['row_id']}, types: "
-          + ", ".join(f"{n}={t[:3]}" for n, t in first["types"].items()))
+    print(f"inferred: rowId={first['row_id']}, types: " + ", ".join(f"{n}={t[:3]}" for n, t in first["types"].items()))
     print()
     header = f"{'run':<10}{'wall s':>10}{'peak RSS':>12}{'RSS before':>12}{'peak-before':>13}{'peak/file':>11}"
     print(header)
@@ -530,8 +579,10 @@ def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str
         peak = median([r["peak_rss_kib"] for r in runs])
         before = median([r["rss_before_kib"] for r in runs])
         rows[kind] = (seconds, peak, before)
-        print(f"{kind:<10}{seconds:>10.2f}{mib(peak):>12}{mib(before):>12}{mib(peak - before):>13}"
-              f"{peak / size_kib:>11.2f}")
+        print(
+            f"{kind:<10}{seconds:>10.2f}{mib(peak):>12}{mib(before):>12}{mib(peak - before):>13}"
+            f"{peak / size_kib:>11.2f}"
+        )
     print()
     t_pd, m_pd, _ = rows["pandas"]
     t_ml, m_ml, b_ml = rows["mlsvc"]
@@ -540,14 +591,22 @@ def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str
     print(f"peak RSS(mlsvc) / peak RSS(pandas) = {m_ml / m_pd:.2f}")
     print(f"(mlsvc peak - its RSS before the job) / file size = {(m_ml - b_ml) / size_kib:.2f}")
     print(f"transfer alone / time(pandas)     = {rows['transfer'][0] / t_pd:.2f}")
-    cpu = {kind: (median([r["cpu_seconds"] for r in results[kind]]),
-                  median([r["thread_cpu_seconds"] for r in results[kind]])) for kind in ("pandas", "mlsvc")}
-    print(f"CPU s, whole process / calling thread: pandas {cpu['pandas'][0]:.2f} / {cpu['pandas'][1]:.2f}, "
-          f"mlsvc {cpu['mlsvc'][0]:.2f} / {cpu['mlsvc'][1]:.2f} (pyarrow reads and parses in a thread of its own)")
+    cpu = {
+        kind: (
+            median([r["cpu_seconds"] for r in results[kind]]),
+            median([r["thread_cpu_seconds"] for r in results[kind]]),
+        )
+        for kind in ("pandas", "mlsvc")
+    }
+    print(
+        f"CPU s, whole process / calling thread: pandas {cpu['pandas'][0]:.2f} / {cpu['pandas'][1]:.2f}, "
+        f"mlsvc {cpu['mlsvc'][0]:.2f} / {cpu['mlsvc'][1]:.2f} (pyarrow reads and parses in a thread of its own)"
+    )
     if len(results["pandas"]) > 1:
         for kind in ("transfer", "pandas", "mlsvc"):
-            print(f"  {kind} runs: " + ", ".join(f"{r['seconds']:.2f}s/{mib(r['peak_rss_kib'])}"
-                                                 for r in results[kind]))
+            print(
+                f"  {kind} runs: " + ", ".join(f"{r['seconds']:.2f}s/{mib(r['peak_rss_kib'])}" for r in results[kind])
+            )
     phases = [r["phases"] for r in results["mlsvc"] if r.get("phases")]
     if phases:
         print()
@@ -575,15 +634,23 @@ def report(args: argparse.Namespace, size: int, results: dict[str, list[dict[str
         worst = max(samples)
         read_at_first = samples[0][2]
         print()
-        print(f"mlsvc memory (first run; sampled as each raw chunk comes out of iter_chunks, {len(samples)} chunks, "
-              f"{size / max(1, len(samples)) / 2**20:,.1f} MiB of CSV each):")
-        print(f"  RSS before the job {mib(run['rss_before_kib'])}; at chunk 1 {mib(samples[0][0])} with "
-              f"{samples[0][1] / 1e6:.2f}M live Python objects; highest at a chunk {mib(worst[0])}"
-              + (f" with {max(s[1] for s in samples) / 1e6:.2f}M objects" if len(samples) > 1 else ""))
-        print(f"  read from S3 when chunk 1 came out: {read_at_first / 2**20:,.1f} MiB, {read_at_first / size:.0%} of "
-              "the file (two ~1 MiB header peeks included): pyarrow's CSV reader reads ahead in a thread of its own")
-        print(f"  after the job, everything released and collected: RSS {mib(run['rss_after_kib'])} with "
-              f"{run['objects_after'] / 1e6:.2f}M live Python objects (the rest is held by the allocators)")
+        print(
+            f"mlsvc memory (first run; sampled as each raw chunk comes out of iter_chunks, {len(samples)} chunks, "
+            f"{size / max(1, len(samples)) / 2**20:,.1f} MiB of CSV each):"
+        )
+        print(
+            f"  RSS before the job {mib(run['rss_before_kib'])}; at chunk 1 {mib(samples[0][0])} with "
+            f"{samples[0][1] / 1e6:.2f}M live Python objects; highest at a chunk {mib(worst[0])}"
+            + (f" with {max(s[1] for s in samples) / 1e6:.2f}M objects" if len(samples) > 1 else "")
+        )
+        print(
+            f"  read from S3 when chunk 1 came out: {read_at_first / 2**20:,.1f} MiB, {read_at_first / size:.0%} of "
+            "the file (two ~1 MiB header peeks included): pyarrow's CSV reader reads ahead in a thread of its own"
+        )
+        print(
+            f"  after the job, everything released and collected: RSS {mib(run['rss_after_kib'])} with "
+            f"{run['objects_after'] / 1e6:.2f}M live Python objects (the rest is held by the allocators)"
+        )
 
 
 def _code_state() -> str:
@@ -628,18 +695,33 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeat", type=int, default=1, help="rounds of (transfer, pandas, mlsvc); medians")
     parser.add_argument("--profile", action="store_true", help="one more mlsvc run under cProfile, printed")
-    parser.add_argument("--worker-siblings", type=int, default=None,
-                        help="run mlsvc as one of N worker processes on this host (sets its BLAS/OpenMP threads to "
-                        "CPUs // N, as the worker does); default MLSVC_WORKERS (2), as `mlsvc serve` starts them; "
-                        "1 is a lone `mlsvc worker`")
-    parser.add_argument("--no-phases", action="store_true",
-                        help="no timers around mlsvc's phases (they cost nothing measurable; this shows it)")
-    parser.add_argument("--csv-cache", type=Path, default=None,
-                        help="a folder to keep the generated CSV in and reuse it from (by rows and seed)")
-    parser.add_argument("--warm-up-rows", type=int, default=0,
-                        help="before the measured job, the mlsvc process runs one on a file of this many rows (the "
-                        "same generator), as a worker that has run a job before; peak RSS is then counted from "
-                        "after it (default 0: the job is the process's first)")
+    parser.add_argument(
+        "--worker-siblings",
+        type=int,
+        default=None,
+        help="run mlsvc as one of N worker processes on this host (sets its BLAS/OpenMP threads to "
+        "CPUs // N, as the worker does); default MLSVC_WORKERS (2), as `mlsvc serve` starts them; "
+        "1 is a lone `mlsvc worker`",
+    )
+    parser.add_argument(
+        "--no-phases",
+        action="store_true",
+        help="no timers around mlsvc's phases (they cost nothing measurable; this shows it)",
+    )
+    parser.add_argument(
+        "--csv-cache",
+        type=Path,
+        default=None,
+        help="a folder to keep the generated CSV in and reuse it from (by rows and seed)",
+    )
+    parser.add_argument(
+        "--warm-up-rows",
+        type=int,
+        default=0,
+        help="before the measured job, the mlsvc process runs one on a file of this many rows (the "
+        "same generator), as a worker that has run a job before; peak RSS is then counted from "
+        "after it (default 0: the job is the process's first)",
+    )
     parser.add_argument("--warm-up-uri", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("transfer", "pandas", "mlsvc"), help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -663,8 +745,9 @@ def main() -> None:
         warm_path = _csv(folder, args.warm_up_rows, args.seed) if args.warm_up_rows else None
         size = csv_path.stat().st_size
 
-        server = subprocess.Popen([sys.executable, str(HERE), "--serve"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            [sys.executable, str(HERE), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         try:
             assert server.stdout is not None
             host, port = server.stdout.readline().split()
@@ -676,10 +759,13 @@ def main() -> None:
             client.create_bucket(Bucket=BUCKET)
             key = csv_path.name
             t0 = time.perf_counter()
-            client.upload_file(str(csv_path), BUCKET, key,
-                               Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20))
-            print(f"uploaded s3://{BUCKET}/{key} ({size:,} bytes) in {time.perf_counter() - t0:.1f}s",
-                  file=sys.stderr)
+            client.upload_file(
+                str(csv_path),
+                BUCKET,
+                key,
+                Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20),
+            )
+            print(f"uploaded s3://{BUCKET}/{key} ({size:,} bytes) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
             uri = f"s3://{BUCKET}/{key}"
             warm_up = None
             if warm_path is not None:
@@ -691,15 +777,27 @@ def main() -> None:
                     mode = "phases" if kind == "mlsvc" and not args.no_phases else "plain"
                     result = run_child(kind, uri, args.rows, env, scratch, mode, args.worker_siblings, warm_up)
                     results[kind].append(result)
-                    print(f"round {round_ + 1}: {kind:<8} {result['seconds']:7.2f}s  "
-                          f"peak {mib(result['peak_rss_kib'])}", file=sys.stderr)
+                    print(
+                        f"round {round_ + 1}: {kind:<8} {result['seconds']:7.2f}s  peak {mib(result['peak_rss_kib'])}",
+                        file=sys.stderr,
+                    )
             report(args, size, results)
             if args.profile:
-                profiled = run_child("mlsvc", uri, args.rows, env, scratch, mode="profile",
-                                     siblings=args.worker_siblings, warm_up=warm_up)
+                profiled = run_child(
+                    "mlsvc",
+                    uri,
+                    args.rows,
+                    env,
+                    scratch,
+                    mode="profile",
+                    siblings=args.worker_siblings,
+                    warm_up=warm_up,
+                )
                 print()
-                print(f"mlsvc under cProfile ({profiled['seconds']:.2f}s with the profiler's overhead; "
-                      "not in the figures above)")
+                print(
+                    f"mlsvc under cProfile ({profiled['seconds']:.2f}s with the profiler's overhead; "
+                    "not in the figures above)"
+                )
                 print(profiled["profile_cumulative"])
                 print(profiled["profile_tottime"])
         finally:

@@ -163,14 +163,16 @@ class Target:
         return total
 
 
-def start(name: str, cmd: list[str], env: dict[str, str], port: int, path: str, ready: str, logs: Path,
-          timeout_s: float = 120) -> Target:
+def start(
+    name: str, cmd: list[str], env: dict[str, str], port: int, path: str, ready: str, logs: Path, timeout_s: float = 120
+) -> Target:
     import httpx
 
     log = logs / f"{name}.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     target = Target(name, f"http://127.0.0.1:{port}", path, process, log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -243,8 +245,9 @@ def records(features: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
         for a in features:
             value = row[a["attributeName"]]
             missing = value is None or (isinstance(value, float) and value != value)
-            record[a["attributeName"]] = None if missing else (
-                float(value) if a["attributeType"] in ("NUMERIC", "BINARY") else str(value))
+            record[a["attributeName"]] = (
+                None if missing else (float(value) if a["attributeType"] in ("NUMERIC", "BINARY") else str(value))
+            )
         out.append(record)
     return out
 
@@ -263,8 +266,9 @@ def encode(target: str, record: dict[str, Any]) -> bytes:
 HEADERS = {"content-type": "application/json"}
 
 
-def sequential_round(targets: dict[str, Target], order: list[str], n: int, block: int, clients: dict[str, Any]
-                     ) -> dict[str, tuple[list[float], int, float]]:
+def sequential_round(
+    targets: dict[str, Target], order: list[str], n: int, block: int, clients: dict[str, Any]
+) -> dict[str, tuple[list[float], int, float]]:
     """One round: ``n`` one-at-a-time requests per target, sent in blocks of ``block`` with the targets taking
     turns block by block (and the order rotated every block), so a busy moment of the machine falls on all of
     them alike. Per target: latencies in ms, non-200 answers, and the CPU seconds its server used."""
@@ -272,7 +276,7 @@ def sequential_round(targets: dict[str, Target], order: list[str], n: int, block
     errors = dict.fromkeys(order, 0)
     cpu = dict.fromkeys(order, 0.0)
     for b, first in enumerate(range(0, n, block)):
-        turn = order[b % len(order):] + order[: b % len(order)]
+        turn = order[b % len(order) :] + order[: b % len(order)]
         for name in turn:
             target, client, out = targets[name], clients[name], lat[name]
             bodies, path = target.bodies, target.path
@@ -319,21 +323,35 @@ def concurrent(target: Target, threads: int, seconds: float) -> dict[str, float]
     for t in pool:
         t.join()
     wall = time.perf_counter() - started
-    return {"requests": sum(counts), "wall": wall, "errors": sum(errors), "server_cpu": target.cpu_s() - server_cpu0,
-            "client_cpu": time.process_time() - client_cpu0}
+    return {
+        "requests": sum(counts),
+        "wall": wall,
+        "errors": sum(errors),
+        "server_cpu": target.cpu_s() - server_cpu0,
+        "client_cpu": time.process_time() - client_cpu0,
+    }
 
 
-def concurrent_round(targets: dict[str, Target], order: list[str], threads: int, seconds: float, slice_s: float
-                     ) -> dict[str, dict[str, float]]:
+def concurrent_round(
+    targets: dict[str, Target], order: list[str], threads: int, seconds: float, slice_s: float
+) -> dict[str, dict[str, float]]:
     """One round of the concurrent run: slices of ``slice_s`` seconds, the targets taking turns slice by slice."""
-    total = {name: {"requests": 0.0, "wall": 0.0, "errors": 0.0, "server_cpu": 0.0, "client_cpu": 0.0}
-             for name in order}
+    total = {
+        name: {"requests": 0.0, "wall": 0.0, "errors": 0.0, "server_cpu": 0.0, "client_cpu": 0.0} for name in order
+    }
     for k in range(max(1, round(seconds / slice_s))):
-        for name in order[k % len(order):] + order[: k % len(order)]:
+        for name in order[k % len(order) :] + order[: k % len(order)]:
             for key, value in concurrent(targets[name], threads, slice_s).items():
                 total[name][key] += value
-    return {name: {"rps": t["requests"] / t["wall"], "errors": t["errors"], "server_cpu": t["server_cpu"] / t["wall"],
-                   "client_cpu": t["client_cpu"] / t["wall"]} for name, t in total.items()}
+    return {
+        name: {
+            "rps": t["requests"] / t["wall"],
+            "errors": t["errors"],
+            "server_cpu": t["server_cpu"] / t["wall"],
+            "client_cpu": t["client_cpu"] / t["wall"],
+        }
+        for name, t in total.items()
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -350,15 +368,24 @@ def check_agreement(targets: dict[str, Target], recs: list[dict[str, Any]], clas
     worst, label_mismatch, checked = 0.0, 0, 0
     with httpx.Client(timeout=30) as client:
         for i in range(min(200, len(recs))):
-            mine = orjson.loads(client.post(targets["mlsvc"].url + targets["mlsvc"].path,
-                                            content=targets["mlsvc"].bodies[i], headers=HEADERS).content)
+            mine = orjson.loads(
+                client.post(
+                    targets["mlsvc"].url + targets["mlsvc"].path, content=targets["mlsvc"].bodies[i], headers=HEADERS
+                ).content
+            )
             p = mine["predictions"][0]["predicted_scores"][classes[1]]
-            theirs = orjson.loads(client.post(targets["hand-written"].url + "/predict",
-                                              content=targets["hand-written"].bodies[i], headers=HEADERS).content)
+            theirs = orjson.loads(
+                client.post(
+                    targets["hand-written"].url + "/predict", content=targets["hand-written"].bodies[i], headers=HEADERS
+                ).content
+            )
             worst = max(worst, abs(p - theirs["scores"][1]))
             if "mlflow" in targets:
-                answer = orjson.loads(client.post(targets["mlflow"].url + "/invocations",
-                                                  content=targets["mlflow"].bodies[i], headers=HEADERS).content)
+                answer = orjson.loads(
+                    client.post(
+                        targets["mlflow"].url + "/invocations", content=targets["mlflow"].bodies[i], headers=HEADERS
+                    ).content
+                )
                 # The pipeline was fitted on class codes: mlflow's pyfunc answers 0 or 1.
                 label_mismatch += classes[int(answer["predictions"][0])] != mine["predictions"][0]["predicted_label"]
             checked += 1
@@ -383,17 +410,23 @@ def run(args: argparse.Namespace) -> None:
         port = free_port()
         env = {**os.environ, "MLSVC_HOME": str(home), "MLSVC_PORT": str(port), "MLSVC_WORKERS": "1"}
         print(f"home {home}", flush=True)
-        targets["mlsvc"] = start("mlsvc", [sys.executable, "-m", "mlsvc.cli", "serve"], env, port, "", "/healthz",
-                                 logs, 90)
+        targets["mlsvc"] = start(
+            "mlsvc", [sys.executable, "-m", "mlsvc.cli", "serve"], env, port, "", "/healthz", logs, 90
+        )
         model = train_churn(targets["mlsvc"].url)
         targets["mlsvc"].path = f"/v1/models/{model['id']}/predict"
         if "model_uri" not in model:  # the job stores it, but the REST resource does not carry it
             model["model_uri"] = f"models:/{model['name']}/{model['version']}"
-            notes.append(f"the Model resource has no model_uri field; used {model['model_uri']}, the registry's "
-                         f"URI of the version (mlflow_run_id {model['mlflow_run_id']})")
-        print(f"model {model['id']} v{model['version']} trained in {model['_train_wall_s']:.1f} s through REST: "
-              f"{model['metrics']['selected']}, validation AUC {model['metrics']['validation_score']:.4f}; "
-              f"{model['model_uri']}", flush=True)
+            notes.append(
+                f"the Model resource has no model_uri field; used {model['model_uri']}, the registry's "
+                f"URI of the version (mlflow_run_id {model['mlflow_run_id']})"
+            )
+        print(
+            f"model {model['id']} v{model['version']} trained in {model['_train_wall_s']:.1f} s through REST: "
+            f"{model['metrics']['selected']}, validation AUC {model['metrics']['validation_score']:.4f}; "
+            f"{model['model_uri']}",
+            flush=True,
+        )
         if pinning:
             n = pin_tree(targets["mlsvc"].process.pid, SERVER_CORE)
             print(f"pinned mlsvc serve ({n} threads, API and job worker) to core {SERVER_CORE}", flush=True)
@@ -402,18 +435,44 @@ def run(args: argparse.Namespace) -> None:
 
         features = model["features"]
         names = [a["attributeName"] for a in features]
-        dtypes = {a["attributeName"]: "float64" if a["attributeType"] in ("NUMERIC", "BINARY") else "object"
-                  for a in features}
+        dtypes = {
+            a["attributeName"]: "float64" if a["attributeType"] in ("NUMERIC", "BINARY") else "object" for a in features
+        }
         tracking = f"sqlite:///{home / 'mlflow.db'}"
         base_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
         for name in ("hand-written", "floor"):
             p = free_port()
-            cmd = [*taskset, sys.executable, __file__, "--serve", name, "--port", str(p),
-                   "--model-uri", model["model_uri"], "--names", json.dumps(names), "--dtypes", json.dumps(dtypes)]
+            cmd = [
+                *taskset,
+                sys.executable,
+                __file__,
+                "--serve",
+                name,
+                "--port",
+                str(p),
+                "--model-uri",
+                model["model_uri"],
+                "--names",
+                json.dumps(names),
+                "--dtypes",
+                json.dumps(dtypes),
+            ]
             targets[name] = start(name, cmd, base_env, p, "/predict", "/healthz", logs)
         p = free_port()
-        mlflow_cmd = [*taskset, str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                      model["model_uri"], "--env-manager", "local", "--host", "127.0.0.1", "--port", str(p)]
+        mlflow_cmd = [
+            *taskset,
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model["model_uri"],
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(p),
+        ]
         try:
             # It execs `uvicorn` by name: the venv's bin folder must be on PATH.
             mlflow_env = {**base_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -426,8 +485,10 @@ def run(args: argparse.Namespace) -> None:
                     pin_tree(targets[name].process.pid, SERVER_CORE)
         if pinning:
             os.sched_setaffinity(0, {CLIENT_CORE})
-            notes.append(f"servers pinned to core {SERVER_CORE} ({'taskset -c' if taskset else 'sched_setaffinity'}), "
-                         f"client to core {CLIENT_CORE}")
+            notes.append(
+                f"servers pinned to core {SERVER_CORE} ({'taskset -c' if taskset else 'sched_setaffinity'}), "
+                f"client to core {CLIENT_CORE}"
+            )
 
         recs = records(features, 1000)
         for name, target in targets.items():
@@ -437,10 +498,16 @@ def run(args: argparse.Namespace) -> None:
         order = [n for n in ("mlsvc", "hand-written", "mlflow", "floor") if n in targets]
         seq: dict[str, list[dict[str, float]]] = {n: [] for n in order}
         conc: dict[str, list[dict[str, float]]] = {n: [] for n in order}
-        print(f"\nsequential: {args.requests} single-record requests per target per round in blocks of "
-              f"{args.block}, targets taking turns; {args.rounds} rounds", flush=True)
-        print(f"concurrent: {args.threads} client threads, {args.concurrent_s:.0f} s per target per round in "
-              f"slices of {args.slice_s:.0f} s, targets taking turns", flush=True)
+        print(
+            f"\nsequential: {args.requests} single-record requests per target per round in blocks of "
+            f"{args.block}, targets taking turns; {args.rounds} rounds",
+            flush=True,
+        )
+        print(
+            f"concurrent: {args.threads} client threads, {args.concurrent_s:.0f} s per target per round in "
+            f"slices of {args.slice_s:.0f} s, targets taking turns",
+            flush=True,
+        )
         clients = {name: httpx.Client(base_url=targets[name].url, timeout=30) for name in order}
         try:
             for name in order:  # warm-up: connections, caches, lazy imports
@@ -448,23 +515,37 @@ def run(args: argparse.Namespace) -> None:
                     clients[name].post(targets[name].path, content=targets[name].bodies[i], headers=HEADERS)
             for rnd in range(args.rounds):
                 t0 = time.perf_counter()
-                results = sequential_round(targets, order[rnd % len(order):] + order[: rnd % len(order)],
-                                           args.requests, args.block, clients)
+                results = sequential_round(
+                    targets, order[rnd % len(order) :] + order[: rnd % len(order)], args.requests, args.block, clients
+                )
                 print(f"  round {rnd + 1}, sequential ({time.perf_counter() - t0:.0f} s):", flush=True)
                 for name in order:
                     lat, errors, cpu = results[name]
-                    seq[name].append({"p50": pct(lat, 50), "p99": pct(lat, 99), "rps": len(lat) / sum(lat) * 1000,
-                                      "errors": errors, "cpu_ms": cpu / len(lat) * 1000})
+                    seq[name].append(
+                        {
+                            "p50": pct(lat, 50),
+                            "p99": pct(lat, 99),
+                            "rps": len(lat) / sum(lat) * 1000,
+                            "errors": errors,
+                            "cpu_ms": cpu / len(lat) * 1000,
+                        }
+                    )
                     row = seq[name][-1]
-                    print(f"    {name:<13} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {row['rps']:6.0f}/s  "
-                          f"server CPU {row['cpu_ms']:6.3f} ms/request  errors {errors}", flush=True)
+                    print(
+                        f"    {name:<13} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {row['rps']:6.0f}/s  "
+                        f"server CPU {row['cpu_ms']:6.3f} ms/request  errors {errors}",
+                        flush=True,
+                    )
                 results_c = concurrent_round(targets, order, args.threads, args.concurrent_s, args.slice_s)
                 print(f"  round {rnd + 1}, concurrent x{args.threads}:", flush=True)
                 for name in order:
                     conc[name].append(results_c[name])
                     c = conc[name][-1]
-                    print(f"    {name:<13} {c['rps']:7.0f}/s  server CPU {c['server_cpu']:.2f}  "
-                          f"client CPU {c['client_cpu']:.2f}  errors {c['errors']:.0f}", flush=True)
+                    print(
+                        f"    {name:<13} {c['rps']:7.0f}/s  server CPU {c['server_cpu']:.2f}  "
+                        f"client CPU {c['client_cpu']:.2f}  errors {c['errors']:.0f}",
+                        flush=True,
+                    )
         finally:
             for client in clients.values():
                 client.close()
@@ -481,24 +562,37 @@ def run(args: argparse.Namespace) -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def report(order: list[str], seq: dict[str, list[dict[str, float]]], conc: dict[str, list[dict[str, float]]],
-           args: argparse.Namespace, notes: list[str], metrics: str, model: dict[str, Any]) -> None:
+def report(
+    order: list[str],
+    seq: dict[str, list[dict[str, float]]],
+    conc: dict[str, list[dict[str, float]]],
+    args: argparse.Namespace,
+    notes: list[str],
+    metrics: str,
+    model: dict[str, Any],
+) -> None:
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
     print(f"\nmedians over {args.rounds} rounds (model: {model['metrics']['selected']})")
-    print(f"{'target':<14}{'p50 ms':>9}{'p99 ms':>9}{'seq req/s':>11}{'CPU ms/req':>12}{'req/CPU-s':>11}"
-          f"{f'x{args.threads} req/s':>12}{'server CPU':>12}{'client CPU':>12}{'errors':>8}")
+    print(
+        f"{'target':<14}{'p50 ms':>9}{'p99 ms':>9}{'seq req/s':>11}{'CPU ms/req':>12}{'req/CPU-s':>11}"
+        f"{f'x{args.threads} req/s':>12}{'server CPU':>12}{'client CPU':>12}{'errors':>8}"
+    )
     for name in order:
         errors = sum(r["errors"] for r in seq[name]) + sum(r["errors"] for r in conc[name])
-        print(f"{name:<14}{med(seq[name], 'p50'):>9.3f}{med(seq[name], 'p99'):>9.3f}{med(seq[name], 'rps'):>11.0f}"
-              f"{med(seq[name], 'cpu_ms'):>12.3f}{1000 / med(seq[name], 'cpu_ms'):>11.0f}"
-              f"{med(conc[name], 'rps'):>12.0f}{med(conc[name], 'server_cpu'):>12.2f}"
-              f"{med(conc[name], 'client_cpu'):>12.2f}{errors:>8.0f}")
+        print(
+            f"{name:<14}{med(seq[name], 'p50'):>9.3f}{med(seq[name], 'p99'):>9.3f}{med(seq[name], 'rps'):>11.0f}"
+            f"{med(seq[name], 'cpu_ms'):>12.3f}{1000 / med(seq[name], 'cpu_ms'):>11.0f}"
+            f"{med(conc[name], 'rps'):>12.0f}{med(conc[name], 'server_cpu'):>12.2f}"
+            f"{med(conc[name], 'client_cpu'):>12.2f}{errors:>8.0f}"
+        )
 
-    print("  seq req/s = 1 / mean latency; CPU ms/req = the server's CPU time per sequential request, and\n"
-          "  req/CPU-s = 1000 / that: what one core would serve if the server had it to itself;\n"
-          "  server CPU / client CPU = cores busy during the concurrent run (1.00 = the whole pinned core)")
+    print(
+        "  seq req/s = 1 / mean latency; CPU ms/req = the server's CPU time per sequential request, and\n"
+        "  req/CPU-s = 1000 / that: what one core would serve if the server had it to itself;\n"
+        "  server CPU / client CPU = cores busy during the concurrent run (1.00 = the whole pinned core)"
+    )
     print("\nratios (medians of the per-round ratios)")
     for other in [n for n in order if n != "mlsvc"]:
         p50 = statistics.median(o["p50"] / m["p50"] for m, o in zip(seq["mlsvc"], seq[other], strict=True))
@@ -507,11 +601,15 @@ def report(order: list[str], seq: dict[str, list[dict[str, float]]], conc: dict[
         srps = statistics.median(m["rps"] / o["rps"] for m, o in zip(seq["mlsvc"], seq[other], strict=True))
         cpu = statistics.median(o["cpu_ms"] / m["cpu_ms"] for m, o in zip(seq["mlsvc"], seq[other], strict=True))
         if other == "floor":
-            print(f"  mlsvc / floor:        p50 {1 / p50:5.2f}x the floor's, p99 {1 / p99:5.2f}x; "
-                  f"throughput {srps:5.2f} (sequential), {rps:5.2f} (x{args.threads}), {cpu:5.2f} (per CPU-s)")
+            print(
+                f"  mlsvc / floor:        p50 {1 / p50:5.2f}x the floor's, p99 {1 / p99:5.2f}x; "
+                f"throughput {srps:5.2f} (sequential), {rps:5.2f} (x{args.threads}), {cpu:5.2f} (per CPU-s)"
+            )
         else:
-            print(f"  mlsvc vs {other + ':':<13} p50 {p50:5.1f}x lower, p99 {p99:5.1f}x lower; "
-                  f"throughput {srps:5.1f}x (sequential), {rps:5.1f}x (x{args.threads}), {cpu:5.1f}x (per CPU-s)")
+            print(
+                f"  mlsvc vs {other + ':':<13} p50 {p50:5.1f}x lower, p99 {p99:5.1f}x lower; "
+                f"throughput {srps:5.1f}x (sequential), {rps:5.1f}x (x{args.threads}), {cpu:5.1f}x (per CPU-s)"
+            )
     print("\n/metrics (mlsvc):")
     for line in metrics.splitlines():
         if line.startswith(("mlsvc_predictions_total", "mlsvc_scoring_fallback_total")):

@@ -56,8 +56,11 @@ def load_churn() -> TrainingData:
 
 
 def models(data: TrainingData) -> dict[str, Any]:
-    cardinality = {a.attributeName: int(data.X[a.attributeName].nunique()) for a in data.features
-                   if a.attributeType == AttributeType.CATEGORICAL}
+    cardinality = {
+        a.attributeName: int(data.X[a.attributeName].nunique())
+        for a in data.features
+        if a.attributeType == AttributeType.CATEGORICAL
+    }
     recipe = default_recipe(data.features, cardinality)
 
     def build(family: str, **params: Any) -> Any:
@@ -66,14 +69,19 @@ def models(data: TrainingData) -> dict[str, Any]:
 
     hgb = build("hist_gradient_boosting", max_iter=300)
     hgb.set_params(model__early_stopping=False)  # exactly 300 trees
-    return {"logistic regression": build("linear"), "hist gradient boosting": hgb,
-            "random forest": build("random_forest", n_estimators=300)}
+    return {
+        "logistic regression": build("linear"),
+        "hist gradient boosting": hgb,
+        "random forest": build("random_forest", n_estimators=300),
+    }
 
 
 def typed_columns(X: pd.DataFrame, data: TrainingData) -> dict[str, np.ndarray]:
     text = (AttributeType.CATEGORICAL, AttributeType.TEXT)
-    return {a.attributeName: X[a.attributeName].to_numpy(dtype=object if a.attributeType in text else np.float64)
-            for a in data.features}
+    return {
+        a.attributeName: X[a.attributeName].to_numpy(dtype=object if a.attributeType in text else np.float64)
+        for a in data.features
+    }
 
 
 def size(pipeline: Any) -> str:
@@ -86,14 +94,22 @@ def size(pipeline: Any) -> str:
     return f"{model.coef_.shape[1]} features"
 
 
-def paths_for(pipeline: Any, compiled: CompiledModel, frames: list[pd.DataFrame],
-              records: list[dict[str, np.ndarray]], threads: ThreadpoolController) -> dict[str, Callable[[int], Any]]:
+def paths_for(
+    pipeline: Any,
+    compiled: CompiledModel,
+    frames: list[pd.DataFrame],
+    records: list[dict[str, np.ndarray]],
+    threads: ThreadpoolController,
+) -> dict[str, Callable[[int], Any]]:
     def one_thread(i: int) -> Any:
         with threads.limit(limits=1):
             return pipeline.predict_proba(frames[i])
 
-    return {"pipeline": lambda i: pipeline.predict_proba(frames[i]), "1-thread": one_thread,
-            "compiled": lambda i: compiled.predict(records[i], 1)}
+    return {
+        "pipeline": lambda i: pipeline.predict_proba(frames[i]),
+        "1-thread": one_thread,
+        "compiled": lambda i: compiled.predict(records[i], 1),
+    }
 
 
 def measure(paths: dict[str, Callable[[int], Any]], n_rows: int, calls: int) -> dict[str, list[float]]:
@@ -120,8 +136,10 @@ def run(calls: int) -> None:
     fit, held = split_holdout(data, 0.2, 0)
     print(f"churn: {len(data.X)} rows, {len(data.features)} features; fit on {len(fit.X)}, score {len(held.X)}")
     print(f"{calls} single-record calls per path, interleaved\n")
-    header = (f"{'model':<24}{'size':<26}{'pipeline p50/p99':>18}{'1-thread p50/p99':>18}{'compiled p50/p99':>18}"
-              f"{'ratio p50':>11}{'1-thr ratio':>12}")
+    header = (
+        f"{'model':<24}{'size':<26}{'pipeline p50/p99':>18}{'1-thread p50/p99':>18}{'compiled p50/p99':>18}"
+        f"{'ratio p50':>11}{'1-thr ratio':>12}"
+    )
     rows = []
     threads = ThreadpoolController()
     for name, pipeline in models(fit).items():
@@ -134,13 +152,15 @@ def run(calls: int) -> None:
         assert worst <= 1e-9, f"{name}: compiled differs from the pipeline by {worst}"
 
         frames = [held.X.iloc[[i]] for i in range(len(held.X))]
-        records = [{c: v[i:i + 1] for c, v in columns.items()} for i in range(len(held.X))]
+        records = [{c: v[i : i + 1] for c, v in columns.items()} for i in range(len(held.X))]
         paths = paths_for(pipeline, compiled, frames, records, threads)
         times = measure(paths, len(held.X), calls)
         med = {k: statistics.median(v) for k, v in times.items()}
         cells = "".join(f"{med[k]:>9.3f}/{p99(times[k]):<8.3f}" for k in paths)
-        rows.append(f"{name:<24}{size(pipeline):<26}{cells}{med['pipeline'] / med['compiled']:>10.1f}×"
-                    f"{med['1-thread'] / med['compiled']:>11.1f}×   (max |diff| {worst:.1e})")
+        rows.append(
+            f"{name:<24}{size(pipeline):<26}{cells}{med['pipeline'] / med['compiled']:>10.1f}×"
+            f"{med['1-thread'] / med['compiled']:>11.1f}×   (max |diff| {worst:.1e})"
+        )
         print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
         print(rows[-1], flush=True)
     print("\ntimes in ms; ratio = pipeline median / compiled median")

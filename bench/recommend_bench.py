@@ -60,12 +60,14 @@ def load_generator() -> Any:
 
 def event_frame(gen: Any, users: int, items: int, sessions: float, seed: int) -> pd.DataFrame:
     _, events = gen.generate(n_users=users, n_items=items, sessions_mean=sessions, seed=seed)
-    return pd.DataFrame({
-        "user_id": gen.user_ids(users)[events.user],
-        "item_id": gen.item_ids(items)[events.item],
-        "event_type": np.array(gen.EVENTS)[events.event],
-        "timestamp": 1_704_067_200 + events.seconds,  # epoch seconds from 2024-01-01
-    })
+    return pd.DataFrame(
+        {
+            "user_id": gen.user_ids(users)[events.user],
+            "item_id": gen.item_ids(items)[events.item],
+            "event_type": np.array(gen.EVENTS)[events.event],
+            "timestamp": 1_704_067_200 + events.seconds,  # epoch seconds from 2024-01-01
+        }
+    )
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -94,15 +96,21 @@ def main() -> None:
     holdout = split_interactions(data, seed=args.seed)
     split_s = time.perf_counter() - started
     train = holdout.train.matrix
-    print(f"interactions: {len(data.users):,} rows, {data.n_users:,} users × {data.n_items:,} items, "
-          f"{data.matrix.nnz:,} distinct pairs (density {data.matrix.nnz / data.n_users / data.n_items:.2%}); "
-          f"roles {data.roles.as_dict()}")
-    print(f"build_interactions {build_s:.2f} s; split ({holdout.strategy}) {split_s:.2f} s; "
-          f"{holdout.test.nnz:,} users with a held-out last item")
+    print(
+        f"interactions: {len(data.users):,} rows, {data.n_users:,} users × {data.n_items:,} items, "
+        f"{data.matrix.nnz:,} distinct pairs (density {data.matrix.nnz / data.n_users / data.n_items:.2%}); "
+        f"roles {data.roles.as_dict()}"
+    )
+    print(
+        f"build_interactions {build_s:.2f} s; split ({holdout.strategy}) {split_s:.2f} s; "
+        f"{holdout.test.nnz:,} users with a held-out last item"
+    )
 
     print("\ncandidates (defaults), fitted on the training side, scored on the held-out last items:")
-    print(f"{'family':<14} {'fit s':>7} {'score s':>8} {'NDCG@10':>8} {'vs pop':>7} {'hit@10':>7} {'MAP@10':>7} "
-          f"{'cover':>6}")
+    print(
+        f"{'family':<14} {'fit s':>7} {'score s':>8} {'NDCG@10':>8} {'vs pop':>7} {'hit@10':>7} {'MAP@10':>7} "
+        f"{'cover':>6}"
+    )
     baseline = None
     for family in FAMILY_ORDER:
         model = build(family, FAMILIES[family].defaults(), args.seed)
@@ -114,9 +122,11 @@ def main() -> None:
         score_s = time.perf_counter() - started
         figures = evaluation["metrics"]
         baseline = baseline or evaluation["baseline"]["value"]
-        print(f"{family:<14} {fit_s:>7.2f} {score_s:>8.2f} {figures['NDCG@10']:>8.4f} "
-              f"{figures['NDCG@10'] / baseline:>6.2f}x {figures['hit_rate@10']:>7.3f} {figures['MAP@10']:>7.4f} "
-              f"{figures['coverage@10']:>6.1%}")
+        print(
+            f"{family:<14} {fit_s:>7.2f} {score_s:>8.2f} {figures['NDCG@10']:>8.4f} "
+            f"{figures['NDCG@10'] / baseline:>6.2f}x {figures['hit_rate@10']:>7.3f} {figures['MAP@10']:>7.4f} "
+            f"{figures['coverage@10']:>6.1%}"
+        )
         del model
 
     budget = args.budget if args.budget is not None else default_budget_s(len(data.users), data.n_items)
@@ -126,12 +136,16 @@ def main() -> None:
     loop_s = time.perf_counter() - started
     validated = [row for row in outcome.leaderboard if row["validation_score"] is not None]
     skipped = [row for row in outcome.leaderboard if row["validation_score"] is None]
-    print(f"train_recommender {loop_s:.1f} s (search {outcome.search_s:.1f} s, refit {outcome.refit_s:.1f} s); "
-          f"{len(validated)} configs validated, {len(skipped)} skipped; selected {outcome.selected} "
-          f"{validated[0]['params']}")
+    print(
+        f"train_recommender {loop_s:.1f} s (search {outcome.search_s:.1f} s, refit {outcome.refit_s:.1f} s); "
+        f"{len(validated)} configs validated, {len(skipped)} skipped; selected {outcome.selected} "
+        f"{validated[0]['params']}"
+    )
     for row in validated[:6]:
-        print(f"  {row['candidate']:<16} NDCG@10 {row['validation_score']:.4f}  fit {row['fit_time_s']:.2f} s  "
-              f"{row['params']}")
+        print(
+            f"  {row['candidate']:<16} NDCG@10 {row['validation_score']:.4f}  fit {row['fit_time_s']:.2f} s  "
+            f"{row['params']}"
+        )
     print(f"holdout: {outcome.evaluation['vs_baseline']}")
 
     winner = outcome.model
@@ -151,14 +165,19 @@ def main() -> None:
         times["cold"].append(time.perf_counter() - started)
     print(f"\nreal time, recommend(user_id, k=10), {args.calls:,} calls each, interleaved:")
     for name, samples in times.items():
-        label = {"winner": f"winner ({outcome.selected})", "most_popular": "most-popular",
-                 "cold": "winner, unknown users"}[name]
+        label = {
+            "winner": f"winner ({outcome.selected})",
+            "most_popular": "most-popular",
+            "cold": "winner, unknown users",
+        }[name]
         print(f"  {label:<28} p50 {percentile_ms(samples, 50):6.3f} ms   p99 {percentile_ms(samples, 99):6.3f} ms")
     ratio50 = np.percentile(times["winner"], 50) / np.percentile(times["most_popular"], 50)
     ratio99 = np.percentile(times["winner"], 99) / np.percentile(times["most_popular"], 99)
     print(f"  winner / most-popular: p50 {ratio50:.2f}x, p99 {ratio99:.2f}x")
-    print(f"\npickled winner {len(pickle.dumps(winner)) / 2**20:.1f} MiB; peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"\npickled winner {len(pickle.dumps(winner)) / 2**20:.1f} MiB; peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

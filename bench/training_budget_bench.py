@@ -136,13 +136,24 @@ def run_one(name: str, data: TrainingData, budget: float, watch: Watch, profile:
         if all(p is not None for p in per_row):
             refit_estimate = sum(per_row) * len(fit.X)
     result = {
-        "dataset": name, "budget": budget, "wall": wall, "ratio": wall / budget, "search": outcome.search_s,
-        "refit": outcome.refit_s, "selected": outcome.selected, "metric": outcome.metric,
-        "validation": outcome.validation_score, "holdout": holdout_score, "rows": len(fit.X),
-        "holdout_rows": len(holdout.X), "validated": len(watch.spans),
+        "dataset": name,
+        "budget": budget,
+        "wall": wall,
+        "ratio": wall / budget,
+        "search": outcome.search_s,
+        "refit": outcome.refit_s,
+        "selected": outcome.selected,
+        "metric": outcome.metric,
+        "validation": outcome.validation_score,
+        "holdout": holdout_score,
+        "rows": len(fit.X),
+        "holdout_rows": len(holdout.X),
+        "validated": len(watch.spans),
         "skipped": len({c.key for c, _, _ in search.skipped} - {s.key for s in watch.spans}) if search else 0,
-        "rungs": max((s.rung for s in watch.spans), default=0), "spans": list(watch.spans),
-        "refit_estimate": refit_estimate, "skipped_list": list(search.skipped) if search else [],
+        "rungs": max((s.rung for s in watch.spans), default=0),
+        "spans": list(watch.spans),
+        "refit_estimate": refit_estimate,
+        "skipped_list": list(search.skipped) if search else [],
     }
     if profiler:
         text = io.StringIO()
@@ -157,25 +168,34 @@ def describe(r: dict[str, Any]) -> str:
     lines = []
     last_rung = max((s.rung for s in spans), default=0)
     finals = [s for s in spans if s.rung == last_rung]
-    lines.append(f"    plan: {r['validated']} validations on {r['rungs']} rungs, {r['skipped']} candidates never "
-                 f"validated; last rung: {len(finals)} candidates on {finals[0].rows if finals else 0} rows "
-                 f"x {finals[0].folds if finals else 0} folds")
+    lines.append(
+        f"    plan: {r['validated']} validations on {r['rungs']} rungs, {r['skipped']} candidates never "
+        f"validated; last rung: {len(finals)} candidates on {finals[0].rows if finals else 0} rows "
+        f"x {finals[0].folds if finals else 0} folds"
+    )
     late = sorted(spans, key=lambda s: -(s.ended - s.started))[:3]
     for s in sorted(late, key=lambda s: s.started):
         est = f"estimated {s.estimate:.1f} s" if s.estimate is not None else "no estimate (first of its family)"
-        lines.append(f"    longest: {s.key:<28} rung {s.rung} {s.rows:>6} rows x{s.folds}: {s.started:6.1f} -> "
-                     f"{s.ended:6.1f} s ({s.ended - s.started:5.1f} s; {est})")
+        lines.append(
+            f"    longest: {s.key:<28} rung {s.rung} {s.rows:>6} rows x{s.folds}: {s.started:6.1f} -> "
+            f"{s.ended:6.1f} s ({s.ended - s.started:5.1f} s; {est})"
+        )
     search_end = spans[-1].ended if spans else 0.0
     est = f"{r['refit_estimate']:.1f} s" if r["refit_estimate"] is not None else "n/a"
-    lines.append(f"    last validation ended at {search_end:.1f} s ({search_end / budget:.2f} of the budget); "
-                 f"selection + refit from {r['search']:.1f} s took {r['refit']:.1f} s (the search's estimate for "
-                 f"the refit: {est}); over budget by {max(0.0, r['wall'] - budget):.1f} s")
+    lines.append(
+        f"    last validation ended at {search_end:.1f} s ({search_end / budget:.2f} of the budget); "
+        f"selection + refit from {r['search']:.1f} s took {r['refit']:.1f} s (the search's estimate for "
+        f"the refit: {est}); over budget by {max(0.0, r['wall'] - budget):.1f} s"
+    )
     return "\n".join(lines)
 
 
 def timeline(r: dict[str, Any]) -> str:
-    lines = [f"      {s.started:6.2f} -> {s.ended:6.2f} s  rung {s.rung}  {s.rows:>6} rows x{s.folds}  {s.key}"
-             + (f"  (estimated {s.estimate:.2f} s)" if s.estimate is not None else "") for s in r["spans"]]
+    lines = [
+        f"      {s.started:6.2f} -> {s.ended:6.2f} s  rung {s.rung}  {s.rows:>6} rows x{s.folds}  {s.key}"
+        + (f"  (estimated {s.estimate:.2f} s)" if s.estimate is not None else "")
+        for s in r["spans"]
+    ]
     lines += [f"      skipped at rung {rung + 1}: {config.key}: {reason}" for config, rung, reason in r["skipped_list"]]
     return "\n".join(lines)
 
@@ -188,17 +208,22 @@ def main() -> None:
     parser.add_argument("--timeline", action="store_true", help="print every validation and every skip")
     args = parser.parse_args()
 
-    print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, n_jobs=1; cpus {os.cpu_count()}; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, n_jobs=1; cpus {os.cpu_count()}; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     watch = Watch()
     results = []
     for name in args.datasets:
         started = time.perf_counter()
         data = load(DATASETS[name])
         positives = int(data.y.sum())
-        print(f"\n{name}: {len(data.X)} rows, {len(data.features)} features, {data.model_type.value}, "
-              f"{positives} positive ({positives / len(data.y):.1%}); typed in {time.perf_counter() - started:.2f} s",
-              flush=True)
+        print(
+            f"\n{name}: {len(data.X)} rows, {len(data.features)} features, {data.model_type.value}, "
+            f"{positives} positive ({positives / len(data.y):.1%}); typed in {time.perf_counter() - started:.2f} s",
+            flush=True,
+        )
         for budget in args.budgets:
             r = run_one(name, data, budget, watch, args.profile)
             results.append(r)
@@ -210,17 +235,25 @@ def main() -> None:
             if args.profile:
                 print(r["profile"])
 
-    print(f"\n{'dataset':<8}{'budget s':>9}{'wall s':>8}{'ratio':>7}{'search s':>10}{'refit s':>9}{'valid.':>8}"
-          f"{'holdout':>9}  selected   (load average now {os.getloadavg()[0]:.1f})")
+    print(
+        f"\n{'dataset':<8}{'budget s':>9}{'wall s':>8}{'ratio':>7}{'search s':>10}{'refit s':>9}{'valid.':>8}"
+        f"{'holdout':>9}  selected   (load average now {os.getloadavg()[0]:.1f})"
+    )
     for r in results:
-        print(f"{r['dataset']:<8}{r['budget']:>9.0f}{r['wall']:>8.1f}{r['ratio']:>7.3f}{r['search']:>10.1f}"
-              f"{r['refit']:>9.1f}{r['validation']:>8.4f}{r['holdout']:>9.4f}  {r['selected']}")
-    print(f"scores are {results[0]['metric'] if results else ''}: validation as the search measured it (k-fold or "
-          f"holdout inside the fit rows), holdout on the 20 % the job holds out; bar: wall / budget <= {BAR:.2f}")
+        print(
+            f"{r['dataset']:<8}{r['budget']:>9.0f}{r['wall']:>8.1f}{r['ratio']:>7.3f}{r['search']:>10.1f}"
+            f"{r['refit']:>9.1f}{r['validation']:>8.4f}{r['holdout']:>9.4f}  {r['selected']}"
+        )
+    print(
+        f"scores are {results[0]['metric'] if results else ''}: validation as the search measured it (k-fold or "
+        f"holdout inside the fit rows), holdout on the 20 % the job holds out; bar: wall / budget <= {BAR:.2f}"
+    )
     worst = max(results, key=lambda r: r["ratio"]) if results else None
     if worst:
-        print(f"worst ratio {worst['ratio']:.3f} ({worst['dataset']}, {worst['budget']:.0f} s): "
-              f"{'within' if worst['ratio'] <= BAR else 'MISSES'} the bar")
+        print(
+            f"worst ratio {worst['ratio']:.3f} ({worst['dataset']}, {worst['budget']:.0f} s): "
+            f"{'within' if worst['ratio'] <= BAR else 'MISSES'} the bar"
+        )
 
 
 if __name__ == "__main__":

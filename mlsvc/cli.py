@@ -16,13 +16,17 @@ from mlsvc.client import Client, MlsvcAPIError, MlsvcClientError
 from mlsvc.client.client import wait_for
 from mlsvc.resources import Resource
 
-app = typer.Typer(help="mlsvc: a self-hosted machine-learning prediction service.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="mlsvc: a self-hosted machine-learning prediction service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 datasources_app = typer.Typer(help="CSV datasources: create, list, get, describe, delete.", no_args_is_help=True)
 models_app = typer.Typer(help="Models: train, list, get, alias, delete.", no_args_is_help=True)
 evaluations_app = typer.Typer(help="Evaluations: a model's metrics on labelled data.", no_args_is_help=True)
-batch_app = typer.Typer(help="Batch predictions: score every row of a datasource or CSV into files.",
-                        no_args_is_help=True)
+batch_app = typer.Typer(
+    help="Batch predictions: score every row of a datasource or CSV into files.", no_args_is_help=True
+)
 app.add_typer(datasources_app, name="datasources")
 app.add_typer(models_app, name="models")
 app.add_typer(evaluations_app, name="evaluations")
@@ -123,10 +127,35 @@ def _cell(value: Any) -> str:
 def _show_resource(resource: Any) -> None:
     data = resource.model_dump(mode="json", by_alias=True)
     table = Table(show_header=False, box=None)
-    for key in ("id", "name", "version", "status", "message", "progress", "model_type", "data_uri", "target",
-                "row_count", "used_row_count", "invalid_row_count", "score_threshold", "aliases", "metrics",
-                "model_id", "datasource_id", "output_uri", "rows_total", "rows_scored", "rows_with_invalid_values",
-                "metric", "value", "vs_baseline", "created_at", "updated_at", "tags"):
+    for key in (
+        "id",
+        "name",
+        "version",
+        "status",
+        "message",
+        "progress",
+        "model_type",
+        "data_uri",
+        "target",
+        "row_count",
+        "used_row_count",
+        "invalid_row_count",
+        "score_threshold",
+        "aliases",
+        "metrics",
+        "model_id",
+        "datasource_id",
+        "output_uri",
+        "rows_total",
+        "rows_scored",
+        "rows_with_invalid_values",
+        "metric",
+        "value",
+        "vs_baseline",
+        "created_at",
+        "updated_at",
+        "tags",
+    ):
         if key in data and data[key] not in (None, "", [], {}):
             table.add_row(f"[bold]{key}[/bold]", _cell(data[key]) if key != "metrics" else json.dumps(data[key]))
     out.print(table)
@@ -169,28 +198,37 @@ def worker() -> None:
 @datasources_app.command("create")
 def datasources_create(
     data_uri: Annotated[str, typer.Argument(help="CSV file or prefix: a local path, file:// or s3://.")],
-    url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
+    url: UrlOpt = None,
+    name: Annotated[str | None, typer.Option()] = None,
     target: Annotated[str | None, typer.Option(help="The column to predict.")] = None,
     row_id: Annotated[str | None, typer.Option(help="A column that identifies rows.")] = None,
     schema_uri: Annotated[str | None, typer.Option(help="An Amazon ML .schema file.")] = None,
     id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
-    tag: TagOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False,
+    tag: TagOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 600.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Register a CSV datasource; a job infers its schema and statistics."""
     with _errors():
         client = _client(url)
-        ds = client.datasources.create(data_uri, id=id, name=name, target=target, row_id=row_id,
-                                       schema_uri=schema_uri, tags=_tags(tag))
+        ds = client.datasources.create(
+            data_uri, id=id, name=name, target=target, row_id=row_id, schema_uri=schema_uri, tags=_tags(tag)
+        )
         if wait:
             ds = _wait(lambda: client.datasources.get(ds.id), timeout, as_json)
         _emit(ds, as_json, _show_resource)
 
 
 @datasources_app.command("list")
-def datasources_list(url: UrlOpt = None, status: Annotated[str | None, typer.Option()] = None,
-                     name_prefix: Annotated[str | None, typer.Option()] = None,
-                     tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
-                     limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+def datasources_list(
+    url: UrlOpt = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    name_prefix: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+    as_json: JsonOpt = False,
+) -> None:
     """List datasources, newest first."""
     with _errors():
         items = list(_take(_client(url).datasources.iter(status=status, name_prefix=name_prefix, tag=tag), limit))
@@ -218,10 +256,14 @@ def datasources_describe(datasource_id: str, url: UrlOpt = None, as_json: JsonOp
 
 
 @datasources_app.command("update")
-def datasources_update(datasource_id: str, url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
-                       tag: TagOpt = None,
-                       untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
-                       as_json: JsonOpt = False) -> None:
+def datasources_update(
+    datasource_id: str,
+    url: UrlOpt = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    tag: TagOpt = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Rename a datasource or change its tags."""
     with _errors():
         tags = _tag_changes(tag, untag)
@@ -242,34 +284,55 @@ def datasources_delete(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt 
 def models_create(
     name: Annotated[str, typer.Argument(help="The model's name; training again makes a new version.")],
     datasource_id: Annotated[str, typer.Option("--datasource", help="A COMPLETED datasource id.")],
-    url: UrlOpt = None, target: Annotated[str | None, typer.Option()] = None,
+    url: UrlOpt = None,
+    target: Annotated[str | None, typer.Option()] = None,
     model_type: Annotated[str | None, typer.Option(help="BINARY, MULTICLASS or REGRESSION.")] = None,
     time_budget_s: Annotated[float | None, typer.Option("--time-budget")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="RECOMMENDATION: items per list.")] = None,
-    role: Annotated[list[str] | None, typer.Option("--role", help="RECOMMENDATION: user=COL, item=COL, "
-                                                   "rating=COL or timestamp=COL; repeat.")] = None,
-    items_datasource: Annotated[str | None, typer.Option("--items-datasource", help="RECOMMENDATION: item "
-                                                         "attributes.")] = None,
-    tag: TagOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 1800.0, as_json: JsonOpt = False,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="RECOMMENDATION: user=COL, item=COL, rating=COL or timestamp=COL; repeat."),
+    ] = None,
+    items_datasource: Annotated[
+        str | None, typer.Option("--items-datasource", help="RECOMMENDATION: item attributes.")
+    ] = None,
+    tag: TagOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 1800.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train the next version of a model."""
     with _errors():
         client = _client(url)
-        model = client.models.create(name, datasource_id, id=id, target=target, model_type=model_type,
-                                     time_budget_s=time_budget_s, seed=seed, tags=_tags(tag), k=k,
-                                     roles=_tags(role), items_datasource_id=items_datasource)
+        model = client.models.create(
+            name,
+            datasource_id,
+            id=id,
+            target=target,
+            model_type=model_type,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            tags=_tags(tag),
+            k=k,
+            roles=_tags(role),
+            items_datasource_id=items_datasource,
+        )
         if wait:
             model = _wait(lambda: client.models.get(model.id), timeout, as_json)
         _emit(model, as_json, _show_resource)
 
 
 @models_app.command("list")
-def models_list(url: UrlOpt = None, status: Annotated[str | None, typer.Option()] = None,
-                name: Annotated[str | None, typer.Option(help="Only versions of this name.")] = None,
-                tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
-                limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+def models_list(
+    url: UrlOpt = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option(help="Only versions of this name.")] = None,
+    tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+    as_json: JsonOpt = False,
+) -> None:
     """List models, newest first."""
     with _errors():
         items = list(_take(_client(url).models.iter(status=status, name=name, tag=tag), limit))
@@ -280,8 +343,11 @@ def models_list(url: UrlOpt = None, status: Annotated[str | None, typer.Option()
 
 
 @models_app.command("get")
-def models_get(ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
-               url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def models_get(
+    ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Show one model."""
     with _errors():
         _emit(_client(url).models.get(ref), as_json, _show_resource)
@@ -295,12 +361,16 @@ def models_alias(name: str, alias: str, version: int, url: UrlOpt = None, as_jso
 
 
 @models_app.command("update")
-def models_update(ref: str, url: UrlOpt = None,
-                  threshold: Annotated[float | None, typer.Option("--threshold", help="A BINARY model's score "
-                                                                  "threshold, 0–1.")] = None,
-                  tag: TagOpt = None,
-                  untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
-                  as_json: JsonOpt = False) -> None:
+def models_update(
+    ref: str,
+    url: UrlOpt = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="A BINARY model's score threshold, 0–1.")
+    ] = None,
+    tag: TagOpt = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Change a model's score threshold or tags."""
     with _errors():
         tags = _tag_changes(tag, untag)
@@ -315,8 +385,11 @@ def models_delete(ref: str, url: UrlOpt = None, as_json: JsonOpt = False) -> Non
 
 
 @models_app.command("describe")
-def models_describe(ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
-                    url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def models_describe(
+    ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Show a model's leaderboard, its holdout evaluation and how it was promoted."""
     from mlsvc.describe import describe_model
 
@@ -325,8 +398,15 @@ def models_describe(ref: Annotated[str, typer.Argument(help="id, name, name:VERS
         model = client.models.get(ref)
         evaluation = client.evaluations.get(model.evaluation_id) if model.evaluation_id else None
         if as_json:
-            print(json.dumps({"model": model.model_dump(mode="json"),
-                              "evaluation": evaluation.model_dump(mode="json") if evaluation else None}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "model": model.model_dump(mode="json"),
+                        "evaluation": evaluation.model_dump(mode="json") if evaluation else None,
+                    },
+                    indent=2,
+                )
+            )
         else:
             describe_model(out, model, evaluation)
 
@@ -335,10 +415,15 @@ def models_describe(ref: Annotated[str, typer.Argument(help="id, name, name:VERS
 
 
 @evaluations_app.command("create")
-def evaluations_create(model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
-                       datasource_id: Annotated[str, typer.Option("--datasource", help="A labelled datasource.")],
-                       url: UrlOpt = None, name: Annotated[str | None, typer.Option()] = None,
-                       wait: WaitOpt = False, timeout: TimeoutOpt = 1800.0, as_json: JsonOpt = False) -> None:
+def evaluations_create(
+    model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
+    datasource_id: Annotated[str, typer.Option("--datasource", help="A labelled datasource.")],
+    url: UrlOpt = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 1800.0,
+    as_json: JsonOpt = False,
+) -> None:
     """Evaluate a model on a labelled datasource."""
     from mlsvc.describe import describe_evaluation
 
@@ -347,8 +432,9 @@ def evaluations_create(model: Annotated[str, typer.Argument(help="The model: id,
         evaluation = client.evaluations.create(model, datasource_id, name=name)
         if wait:
             evaluation = _wait(lambda: client.evaluations.get(evaluation.id), timeout, as_json)
-        _emit(evaluation, as_json, lambda e: describe_evaluation(out, e) if e.status == "COMPLETED"
-              else _show_resource(e))
+        _emit(
+            evaluation, as_json, lambda e: describe_evaluation(out, e) if e.status == "COMPLETED" else _show_resource(e)
+        )
 
 
 @evaluations_app.command("get")
@@ -361,8 +447,12 @@ def evaluations_get(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = F
 
 
 @evaluations_app.command("list")
-def evaluations_list(url: UrlOpt = None, model_id: Annotated[str | None, typer.Option("--model-id")] = None,
-                     limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+def evaluations_list(
+    url: UrlOpt = None,
+    model_id: Annotated[str | None, typer.Option("--model-id")] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+    as_json: JsonOpt = False,
+) -> None:
     """List evaluations, newest first."""
     with _errors():
         items = list(_take(_client(url).evaluations.iter(model_id=model_id), limit))
@@ -383,18 +473,23 @@ def evaluations_delete(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt 
 
 
 @batch_app.command("create")
-def batch_create(model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
-                 output_uri: Annotated[str, typer.Argument(help="A folder: s3://bucket/prefix/ or a local path.")],
-                 datasource_id: Annotated[str | None, typer.Option("--datasource")] = None,
-                 data_uri: Annotated[str | None, typer.Option("--data", help="A CSV file or prefix.")] = None,
-                 row_id: Annotated[str | None, typer.Option(help="With --data: a column to copy as the row id.")]
-                 = None, url: UrlOpt = None, wait: WaitOpt = False, timeout: TimeoutOpt = 7200.0,
-                 as_json: JsonOpt = False) -> None:
+def batch_create(
+    model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
+    output_uri: Annotated[str, typer.Argument(help="A folder: s3://bucket/prefix/ or a local path.")],
+    datasource_id: Annotated[str | None, typer.Option("--datasource")] = None,
+    data_uri: Annotated[str | None, typer.Option("--data", help="A CSV file or prefix.")] = None,
+    row_id: Annotated[str | None, typer.Option(help="With --data: a column to copy as the row id.")] = None,
+    url: UrlOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 7200.0,
+    as_json: JsonOpt = False,
+) -> None:
     """Predict for every row of a datasource (--datasource) or a CSV (--data), into files under OUTPUT_URI."""
     with _errors():
         client = _client(url)
-        batch = client.batch_predictions.create(model, output_uri, datasource_id=datasource_id,
-                                                data_uri=data_uri, row_id=row_id)
+        batch = client.batch_predictions.create(
+            model, output_uri, datasource_id=datasource_id, data_uri=data_uri, row_id=row_id
+        )
         if wait:
             batch = _wait(lambda: client.batch_predictions.get(batch.id), timeout, as_json)
         _emit(batch, as_json, _show_batch)
@@ -443,7 +538,8 @@ def _show_batch(batch: Any) -> None:
 def predict(
     ref: Annotated[str, typer.Argument(help="Model: id, name, name:VERSION or name:ALIAS.")],
     record: Annotated[str, typer.Argument(help="A JSON object, a JSON list of objects, or - for stdin.")],
-    url: UrlOpt = None, as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Real-time predictions for one record or a list."""
     text = sys.stdin.read() if record == "-" else record
@@ -468,12 +564,16 @@ def predict(
 
 
 @app.command()
-def recommend(ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
-              user_id: Annotated[str, typer.Argument(help="The user.")], url: UrlOpt = None,
-              k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
-              include_seen: Annotated[bool, typer.Option("--include-seen", help="Also items the user already "
-                                                         "interacted with.")] = False,
-              as_json: JsonOpt = False) -> None:
+def recommend(
+    ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
+    user_id: Annotated[str, typer.Argument(help="The user.")],
+    url: UrlOpt = None,
+    k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Also items the user already interacted with.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Items a user is likely to want, best first."""
     with _errors():
         answer = _client(url).recommend(ref, user_id, k, exclude_seen=not include_seen)
@@ -481,10 +581,13 @@ def recommend(ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")
 
 
 @app.command()
-def similar(ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
-            item_id: Annotated[str, typer.Argument(help="The item.")], url: UrlOpt = None,
-            k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
-            as_json: JsonOpt = False) -> None:
+def similar(
+    ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
+    item_id: Annotated[str, typer.Argument(help="The item.")],
+    url: UrlOpt = None,
+    k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Items most like an item, best first."""
     with _errors():
         answer = _client(url).similar_items(ref, item_id, k)

@@ -29,8 +29,9 @@ def start_examples(settings: Settings, service: Service, folder: Path = SPECS) -
     items, _ = service.store.list("datasource", limit=1)
     if not specs or items:
         return None
-    thread = threading.Thread(target=_seed, args=(settings, service, specs, folder.parent), daemon=True,
-                              name="examples")
+    thread = threading.Thread(
+        target=_seed, args=(settings, service, specs, folder.parent), daemon=True, name="examples"
+    )
     thread.start()
     return thread
 
@@ -58,8 +59,7 @@ def _datasource(service: Service, spec: dict[str, Any], root: Path, suffix: str 
 
 def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
     ds_id = _datasource(service, {"name": spec["name"], **spec["datasource"]}, root)
-    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed", "k", "roles")
-             if k in spec}
+    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed", "k", "roles") if k in spec}
     if "items" in spec:
         model["items_datasource_id"] = _datasource(service, {"name": spec["name"], **spec["items"]}, root, "-items")
     if budget := os.environ.get("MLSVC_EXAMPLES_BUDGET_S"):
@@ -71,11 +71,14 @@ def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
 def _print_calls(settings: Settings, specs: list[dict[str, Any]]) -> None:
     url = f"http://{settings.host}:{settings.port}"
     name = specs[0]["name"]
-    print(f"""
+    print(
+        f"""
 Example models are training. Once `mlsvc models get {name}` says COMPLETED, try:
   curl -s -XPOST {url}/v1/models/{name}/predict -d '{{"record": {{"tenure_months": 2, "contract": "month-to-month"}}}}'
   python -c "import mlsvc.client as m; print(m.Client('{url}').predict('{name}', {{'tenure_months': 2}}))"
   mlsvc predict {name} '{{"tenure_months": 2, "contract": "month-to-month"}}'
 and for the recommendation example:
   curl -s -XPOST {url}/v1/models/recommendation/predict -d '{{"user_id": "U00042", "k": 5}}'
-""", flush=True)
+""",
+        flush=True,
+    )

@@ -50,7 +50,8 @@ class Registry:
             if found is None:
                 try:
                     self._experiment_id = client.create_experiment(
-                        EXPERIMENT, artifact_location=self.settings.mlflow_artifact_root)
+                        EXPERIMENT, artifact_location=self.settings.mlflow_artifact_root
+                    )
                 except mlflow.exceptions.MlflowException:
                     # Another process created it first.
                     self._experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
@@ -58,9 +59,16 @@ class Registry:
                 self._experiment_id = found.experiment_id
         return self._experiment_id
 
-    def log_model(self, name: str, pipeline: Any, input_example: pd.DataFrame, params: dict[str, Any],
-                  metrics: dict[str, float], leaderboard: list[dict[str, Any]], tags: dict[str, str]
-                  ) -> RegisteredVersion:
+    def log_model(
+        self,
+        name: str,
+        pipeline: Any,
+        input_example: pd.DataFrame,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        leaderboard: list[dict[str, Any]],
+        tags: dict[str, str],
+    ) -> RegisteredVersion:
         """Log the fitted pipeline with its signature in a run (candidates as child runs) and register it
         as the next version of ``name``."""
         mlflow = self._mlflow()
@@ -76,11 +84,19 @@ class Registry:
             for row in leaderboard:
                 if row.get("validation_score") is None:
                     continue  # a candidate the budget left out has nothing to log
-                with mlflow.start_run(experiment_id=experiment_id, run_name=row["candidate"], nested=True,
-                                      tags={"mlsvc.status": row["status"], "mlsvc.family": row["family"]}):
+                with mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=row["candidate"],
+                    nested=True,
+                    tags={"mlsvc.status": row["status"], "mlsvc.family": row["family"]},
+                ):
                     mlflow.log_params({k: _short(v) for k, v in row["params"].items()})
-                    figures = {"validation_score": row["validation_score"], "fit_time_s": row["fit_time_s"],
-                               "predict_time_s": row["predict_time_s"], "rows": row["rows"]}
+                    figures = {
+                        "validation_score": row["validation_score"],
+                        "fit_time_s": row["fit_time_s"],
+                        "predict_time_s": row["predict_time_s"],
+                        "rows": row["rows"],
+                    }
                     mlflow.log_metrics({k: float(v) for k, v in figures.items() if _finite(v)})
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "leaderboard.json"

@@ -168,15 +168,17 @@ class Model(Resource):
     metrics: dict[str, Any] = Field(default_factory=dict)
     leaderboard: list[dict[str, Any]] = Field(default_factory=list)
     importances: list[dict[str, Any]] = Field(
-        default_factory=list, description="Each attribute's permutation importance on the held-out rows.")
+        default_factory=list, description="Each attribute's permutation importance on the held-out rows."
+    )
     aliases: list[str] = Field(default_factory=list)
     mlflow_run_id: str | None = None
     evaluation_id: str | None = Field(None, description="The evaluation made on the held-out rows at training.")
     promotion: dict[str, Any] | None = Field(None, description="Whether this version became production, and why.")
     training_rows: int | None = None
     holdout_rows: int | None = None
-    roles: dict[str, str | None] | None = Field(None, description="RECOMMENDATION: the user, item, rating and "
-                                                "timestamp columns.")
+    roles: dict[str, str | None] | None = Field(
+        None, description="RECOMMENDATION: the user, item, rating and timestamp columns."
+    )
     k: int | None = Field(None, description="RECOMMENDATION: how many items a recommendation lists by default.")
     items_datasource_id: str | None = None
 
@@ -197,7 +199,6 @@ class Evaluation(Resource):
     metrics: dict[str, Any] = Field(default_factory=dict)
     insights: dict[str, Any] | None = None
     rows: int | None = None
-
 
 
 class BatchPrediction(Resource):
@@ -251,7 +252,8 @@ class DataSourceCreate(_Strict):
     target: str | None = None
     row_id: str | None = None
     attribute_types: dict[str, AttributeType] = Field(
-        default_factory=dict, description="Override the inferred (or given) type of any attribute.")
+        default_factory=dict, description="Override the inferred (or given) type of any attribute."
+    )
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
     max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
@@ -271,11 +273,16 @@ class ModelCreate(_Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
     roles: dict[Literal["user", "item", "rating", "timestamp"], str | None] | None = Field(
-        None, description="RECOMMENDATION: which columns hold the user, item, rating or weight, and timestamp "
-        "(inferred from the column names when absent).")
+        None,
+        description="RECOMMENDATION: which columns hold the user, item, rating or weight, and timestamp "
+        "(inferred from the column names when absent).",
+    )
     k: int = Field(10, ge=1, le=1000, description="RECOMMENDATION: items per recommendation, and the k of NDCG@k.")
-    items_datasource_id: str | None = Field(None, max_length=64, description="RECOMMENDATION: item attributes "
-                                            "(category, price, text) used for items without interactions.")
+    items_datasource_id: str | None = Field(
+        None,
+        max_length=64,
+        description="RECOMMENDATION: item attributes (category, price, text) used for items without interactions.",
+    )
     tags: Tags = Field(default_factory=dict)
 
 
@@ -299,8 +306,12 @@ class BatchPredictionCreate(_Strict):
     name: str | None = Field(None, max_length=256)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str | None = Field(None, min_length=1, max_length=64)
-    data_uri: str | None = Field(None, min_length=1, max_length=2048, description="A CSV file or prefix with a "
-                                 "header naming the model's attributes (instead of a datasource).")
+    data_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="A CSV file or prefix with a header naming the model's attributes (instead of a datasource).",
+    )
     row_id: str | None = Field(None, description="With data_uri: a column to copy into the output as the row id.")
     output_uri: str = Field(min_length=1, max_length=2048, description="A folder: s3://bucket/prefix/ or a path.")
     tags: Tags = Field(default_factory=dict)
@@ -315,8 +326,9 @@ class BatchPredictionCreate(_Strict):
 class TagsPatch(_Strict):
     """Tags to merge into a resource's tags; a null value removes that key."""
 
-    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
-               Annotated[str, Field(max_length=256)] | None] | None = None
+    tags: (
+        dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)] | None] | None
+    ) = None
 
 
 class DataSourceUpdate(TagsPatch):
@@ -356,8 +368,10 @@ class PredictRequest(_Strict):
     def _exactly_one(self) -> PredictRequest:
         given = [n for n in ("record", "records", "user_id", "item_id") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'record' (an object), 'records' (a list of objects), "
-                             "'user_id' or 'item_id' (recommendation models)")
+            raise ValueError(
+                "give exactly one of 'record' (an object), 'records' (a list of objects), "
+                "'user_id' or 'item_id' (recommendation models)"
+            )
         return self
 
 
@@ -380,8 +394,9 @@ class PredictResponse(BaseModel):
     recommendations: list[Recommendation] | None = None
     user_id: str | None = None
     item_id: str | None = None
-    cold_start: bool | None = Field(None, description="The user or item was unknown: popular or similar-by-"
-                                    "attribute items were given instead.")
+    cold_start: bool | None = Field(
+        None, description="The user or item was unknown: popular or similar-by-attribute items were given instead."
+    )
     model_id: str
     version: int
 
@@ -398,5 +413,3 @@ class ErrorBody(BaseModel):
 
 def is_valid_alias(alias: str) -> bool:
     return re.match(ALIAS_PATTERN, alias) is not None and not alias.isdigit()
-
-

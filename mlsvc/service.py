@@ -89,17 +89,25 @@ class Service:
             "created_at": now,
             "updated_at": now,
         }
-        row, created = self.store.create("datasource", record, request_hash(body), req.tags, "datasource.create",
-                                         self.settings.job_max_attempts)
+        row, created = self.store.create(
+            "datasource", record, request_hash(body), req.tags, "datasource.create", self.settings.job_max_attempts
+        )
         return DataSource.model_validate(row), created
 
     def get_datasource(self, resource_id: str) -> DataSource:
         return DataSource.model_validate(self.store.get("datasource", resource_id))
 
-    def list_datasources(self, *, status: str | None, name_prefix: str | None, tag: str | None, limit: int,
-                         next_token: str | None) -> tuple[list[DataSource], str | None]:
-        rows, token = self.store.list("datasource", status=status, name_prefix=name_prefix,
-                                      tag=parse_tag_filter(tag), limit=limit, next_token=next_token)
+    def list_datasources(
+        self, *, status: str | None, name_prefix: str | None, tag: str | None, limit: int, next_token: str | None
+    ) -> tuple[list[DataSource], str | None]:
+        rows, token = self.store.list(
+            "datasource",
+            status=status,
+            name_prefix=name_prefix,
+            tag=parse_tag_filter(tag),
+            limit=limit,
+            next_token=next_token,
+        )
         return [DataSource.model_validate(r) for r in rows], token
 
     def update_datasource(self, resource_id: str, patch: DataSourceUpdate) -> DataSource:
@@ -108,8 +116,9 @@ class Service:
     def delete_datasource(self, resource_id: str) -> DataSource:
         return DataSource.model_validate(self._soft_delete("datasource", resource_id))
 
-    def _rename_and_tag(self, kind: str, resource_id: str, name: str | None,
-                        tags: Mapping[str, str | None] | None) -> dict[str, Any]:
+    def _rename_and_tag(
+        self, kind: str, resource_id: str, name: str | None, tags: Mapping[str, str | None] | None
+    ) -> dict[str, Any]:
         self.store.get(kind, resource_id)
         if name is not None:
             self.store.update(kind, resource_id, {"name": name})
@@ -126,8 +135,10 @@ class Service:
     def datasource_schema(self, resource_id: str) -> Schema:
         ds = self.get_datasource(resource_id)
         if ds.data_schema is None:
-            raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{resource_id}' is {ds.status.value}; "
-                             "its schema is known once it is COMPLETED")
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"datasource '{resource_id}' is {ds.status.value}; its schema is known once it is COMPLETED",
+            )
         return ds.data_schema
 
     # --- models ---
@@ -141,8 +152,9 @@ class Service:
         self._check_unambiguous(req)
         ds = self.store.find("datasource", req.datasource_id)
         if ds is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
-                             {"id": req.datasource_id})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found", {"id": req.datasource_id}
+            )
         _check_datasource_ready(ds)
         schema = Schema.model_validate(ds["schema"])
         if req.model_type == ModelType.RECOMMENDATION:
@@ -150,40 +162,62 @@ class Service:
         elif req.target is not None:
             names = [a.attributeName for a in schema.attributes]
             if req.target not in names:
-                raise MlsvcError(ErrorCode.VALIDATION_ERROR,
-                                 f"target column '{req.target}' not found; columns are {names}")
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR, f"target column '{req.target}' not found; columns are {names}"
+                )
             schema = schema.model_copy(update={"targetAttributeName": req.target})
         if req.recipe is not None and req.model_type != ModelType.RECOMMENDATION:
             features = schema.feature_attributes()
             merge_recipe(default_recipe(features), req.recipe, features)
         now = utcnow()
-        record = {**body, "id": req.id or new_id("model"), "status": Status.PENDING.value, "message": "",
-                  "progress": 0.0, "created_at": now, "updated_at": now, "version": None}
-        row, created = self.store.create("model", record, request_hash(body), req.tags, "model.train",
-                                         self.settings.job_max_attempts)
+        record = {
+            **body,
+            "id": req.id or new_id("model"),
+            "status": Status.PENDING.value,
+            "message": "",
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+            "version": None,
+        }
+        row, created = self.store.create(
+            "model", record, request_hash(body), req.tags, "model.train", self.settings.job_max_attempts
+        )
         return Model.model_validate(row), created
 
     def _check_unambiguous(self, req: ModelCreate) -> None:
         """A reference is an id or a name: one must never be taken for the other."""
         if req.id and req.id != req.name and self.store.model_name_exists(req.id):
-            raise MlsvcError(ErrorCode.CONFLICT, f"'{req.id}' is the name of a model; a model's id must not be "
-                             "another model's name, or references to it would be ambiguous", {"id": req.id})
+            raise MlsvcError(
+                ErrorCode.CONFLICT,
+                f"'{req.id}' is the name of a model; a model's id must not be "
+                "another model's name, or references to it would be ambiguous",
+                {"id": req.id},
+            )
         holder = self.store.find("model", req.name)
         if holder is not None and holder["name"] != req.name:
-            raise MlsvcError(ErrorCode.CONFLICT, f"'{req.name}' is the id of model '{holder['name']}'; choose "
-                             "another name", {"name": req.name})
+            raise MlsvcError(
+                ErrorCode.CONFLICT,
+                f"'{req.name}' is the id of model '{holder['name']}'; choose another name",
+                {"name": req.name},
+            )
 
     def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
         names = [a.attributeName for a in schema.attributes]
         unknown = {role: column for role, column in (req.roles or {}).items() if column and column not in names}
         if unknown:
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"roles name columns the datasource does not have: "
-                             f"{unknown}; columns are {names}")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"roles name columns the datasource does not have: {unknown}; columns are {names}",
+            )
         if req.items_datasource_id:
             items = self.store.find("datasource", req.items_datasource_id)
             if items is None:
-                raise MlsvcError(ErrorCode.NOT_FOUND, f"items datasource '{req.items_datasource_id}' not found",
-                                 {"id": req.items_datasource_id})
+                raise MlsvcError(
+                    ErrorCode.NOT_FOUND,
+                    f"items datasource '{req.items_datasource_id}' not found",
+                    {"id": req.items_datasource_id},
+                )
             _check_datasource_ready(items)
 
     def resolve_model(self, ref: str) -> dict[str, Any]:
@@ -202,28 +236,49 @@ class Service:
             elif not selector:
                 found = self.store.latest_completed_model(name)
         if found is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, _not_found_message(ref, self.store.model_name_exists(name)),
-                             {"ref": ref})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, _not_found_message(ref, self.store.model_name_exists(name)), {"ref": ref}
+            )
         return found
 
     def get_model(self, ref: str) -> Model:
         return Model.model_validate(self.resolve_model(ref))
 
-    def list_models(self, *, status: str | None, name_prefix: str | None, name: str | None, tag: str | None,
-                    limit: int, next_token: str | None) -> tuple[list[Model], str | None]:
-        rows, token = self.store.list("model", status=status, name_prefix=name_prefix, tag=parse_tag_filter(tag),
-                                      where={"name": name} if name else None, limit=limit, next_token=next_token)
+    def list_models(
+        self,
+        *,
+        status: str | None,
+        name_prefix: str | None,
+        name: str | None,
+        tag: str | None,
+        limit: int,
+        next_token: str | None,
+    ) -> tuple[list[Model], str | None]:
+        rows, token = self.store.list(
+            "model",
+            status=status,
+            name_prefix=name_prefix,
+            tag=parse_tag_filter(tag),
+            where={"name": name} if name else None,
+            limit=limit,
+            next_token=next_token,
+        )
         return [Model.model_validate(r) for r in rows], token
 
     def update_model(self, ref: str, patch: ModelUpdate) -> Model:
         model = self.resolve_model(ref)
         if patch.score_threshold is not None:
             if model["status"] != Status.COMPLETED.value:
-                raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; set its "
-                                 "score_threshold once it is COMPLETED", {"id": model["id"]})
+                raise MlsvcError(
+                    ErrorCode.NOT_READY,
+                    f"model '{model['id']}' is {model['status']}; set its score_threshold once it is COMPLETED",
+                    {"id": model["id"]},
+                )
             if model.get("model_type") != "BINARY":
-                raise MlsvcError(ErrorCode.VALIDATION_ERROR,
-                                 f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}")
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}",
+                )
             self.store.update("model", model["id"], {"score_threshold": patch.score_threshold})
             self.refs.clear()
         if patch.tags:
@@ -239,19 +294,26 @@ class Service:
 
     def set_alias(self, name: str, alias: str, version: int) -> Model:
         if not is_valid_alias(alias):
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR,
-                             f"alias '{alias}' must start with a letter and hold only letters, digits, '_' and '-'")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"alias '{alias}' must start with a letter and hold only letters, digits, '_' and '-'",
+            )
         model = self.store.model_by_version(name, version)
         if model is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{name}' has no version {version}",
-                             {"name": name, "version": version})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"model '{name}' has no version {version}", {"name": name, "version": version}
+            )
         if model["status"] != Status.COMPLETED.value:
-            raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' is {model['status']}; "
-                             "only a COMPLETED version can carry an alias")
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"version {version} of '{name}' is {model['status']}; only a COMPLETED version can carry an alias",
+            )
         self.warm(model)  # load the new version before requests by the alias arrive
         if not self.store.set_alias(name, alias, version, require_status=Status.COMPLETED.value):
-            raise MlsvcError(ErrorCode.NOT_READY, f"version {version} of '{name}' stopped being COMPLETED "
-                             "(deleted?) while the alias was being set")
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"version {version} of '{name}' stopped being COMPLETED (deleted?) while the alias was being set",
+            )
         self.refs.clear()
         self._registry_quietly("set_alias", name, alias, version)
         return Model.model_validate(self.store.get("model", model["id"]))
@@ -259,15 +321,20 @@ class Service:
     def delete_alias(self, name: str, alias: str) -> Model:
         version = self.store.alias_version(name, alias)
         if version is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{name}' has no alias '{alias}'",
-                             {"name": name, "alias": alias})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"model '{name}' has no alias '{alias}'", {"name": name, "alias": alias}
+            )
         self.store.delete_alias(name, alias)
         self.refs.clear()
         self._registry_quietly("delete_alias", name, alias)
         model = self.store.model_by_version(name, version)
         if model is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"alias '{alias}' pointed at version {version} of '{name}', "
-                             "which no longer exists; the alias is removed", {"name": name, "alias": alias})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND,
+                f"alias '{alias}' pointed at version {version} of '{name}', "
+                "which no longer exists; the alias is removed",
+                {"name": name, "alias": alias},
+            )
         return Model.model_validate(model)
 
     def _registry_quietly(self, method: str, *args: Any) -> None:
@@ -277,8 +344,7 @@ class Service:
         except Exception:
             import logging
 
-            logging.getLogger("mlsvc.service").warning("could not mirror %s%s to MLflow", method, args,
-                                                       exc_info=True)
+            logging.getLogger("mlsvc.service").warning("could not mirror %s%s to MLflow", method, args, exc_info=True)
 
     # --- evaluations ---
 
@@ -289,36 +355,66 @@ class Service:
             return Evaluation.model_validate(existing), False
         model = self.resolve_model(req.model)
         if model["status"] != Status.COMPLETED.value:
-            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
-                             "only a COMPLETED model can be evaluated", {"id": model["id"]})
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"model '{model['id']}' is {model['status']}; only a COMPLETED model can be evaluated",
+                {"id": model["id"]},
+            )
         if model["model_type"] == ModelType.RECOMMENDATION.value:
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is a RECOMMENDATION model: its "
-                             f"evaluation on held-out interactions is '{model.get('evaluation_id')}'; evaluating on "
-                             "another datasource is for BINARY, MULTICLASS and REGRESSION models")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"model '{model['id']}' is a RECOMMENDATION model: its "
+                f"evaluation on held-out interactions is '{model.get('evaluation_id')}'; evaluating on "
+                "another datasource is for BINARY, MULTICLASS and REGRESSION models",
+            )
         ds = self.store.find("datasource", req.datasource_id)
         if ds is None:
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
-                             {"id": req.datasource_id})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found", {"id": req.datasource_id}
+            )
         _check_datasource_ready(ds)
         now = utcnow()
-        record = {**body, "id": req.id or new_id("evaluation"),
-                  "name": req.name or f"{model['name']} v{model['version']} on {ds['name']}",
-                  "status": Status.PENDING.value, "message": "", "progress": 0.0, "created_at": now,
-                  "updated_at": now, "model_id": model["id"], "model_version": model["version"],
-                  "datasource_id": ds["id"], "holdout": False}
-        row, created = self.store.create("evaluation", record, request_hash(body), req.tags, "evaluation.run",
-                                         self.settings.job_max_attempts)
+        record = {
+            **body,
+            "id": req.id or new_id("evaluation"),
+            "name": req.name or f"{model['name']} v{model['version']} on {ds['name']}",
+            "status": Status.PENDING.value,
+            "message": "",
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+            "model_id": model["id"],
+            "model_version": model["version"],
+            "datasource_id": ds["id"],
+            "holdout": False,
+        }
+        row, created = self.store.create(
+            "evaluation", record, request_hash(body), req.tags, "evaluation.run", self.settings.job_max_attempts
+        )
         return Evaluation.model_validate(row), created
 
     def get_evaluation(self, resource_id: str) -> Evaluation:
         return Evaluation.model_validate(self.store.get("evaluation", resource_id))
 
-    def list_evaluations(self, *, status: str | None, name_prefix: str | None, tag: str | None,
-                         model_id: str | None, limit: int, next_token: str | None
-                         ) -> tuple[list[Evaluation], str | None]:
-        rows, token = self.store.list("evaluation", status=status, name_prefix=name_prefix,
-                                      tag=parse_tag_filter(tag), where={"model_id": model_id} if model_id else None,
-                                      limit=limit, next_token=next_token)
+    def list_evaluations(
+        self,
+        *,
+        status: str | None,
+        name_prefix: str | None,
+        tag: str | None,
+        model_id: str | None,
+        limit: int,
+        next_token: str | None,
+    ) -> tuple[list[Evaluation], str | None]:
+        rows, token = self.store.list(
+            "evaluation",
+            status=status,
+            name_prefix=name_prefix,
+            tag=parse_tag_filter(tag),
+            where={"model_id": model_id} if model_id else None,
+            limit=limit,
+            next_token=next_token,
+        )
         return [Evaluation.model_validate(r) for r in rows], token
 
     def update_evaluation(self, resource_id: str, patch: EvaluationUpdate) -> Evaluation:
@@ -336,37 +432,71 @@ class Service:
             return BatchPrediction.model_validate(existing), False
         model = self.resolve_model(req.model)
         if model["status"] != Status.COMPLETED.value:
-            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}; "
-                             "only a COMPLETED model can make batch predictions", {"id": model["id"]})
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"model '{model['id']}' is {model['status']}; only a COMPLETED model can make batch predictions",
+                {"id": model["id"]},
+            )
         output_uri = self.storage.check_uri(req.output_uri)
         data_uri = self.storage.check_uri(req.data_uri) if req.data_uri else None
         rows_total = None
         if req.datasource_id:
             ds = self.store.find("datasource", req.datasource_id)
             if ds is None:
-                raise MlsvcError(ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found",
-                                 {"id": req.datasource_id})
+                raise MlsvcError(
+                    ErrorCode.NOT_FOUND, f"datasource '{req.datasource_id}' not found", {"id": req.datasource_id}
+                )
             _check_datasource_ready(ds)
             rows_total = ds.get("row_count")
         now = utcnow()
         rid = req.id or new_id("batch_prediction")
-        record = {**body, "id": rid, "name": req.name or f"{model['name']} v{model['version']} batch",
-                  "status": Status.PENDING.value, "message": "", "progress": 0.0, "created_at": now,
-                  "updated_at": now, "model_id": model["id"], "model_version": model["version"],
-                  "data_uri": data_uri, "output_uri": output_uri, "rows_total": rows_total}
-        row, created = self.store.create("batch_prediction", record, request_hash(body), req.tags,
-                                         "batch_prediction.run", self.settings.job_max_attempts)
+        record = {
+            **body,
+            "id": rid,
+            "name": req.name or f"{model['name']} v{model['version']} batch",
+            "status": Status.PENDING.value,
+            "message": "",
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+            "model_id": model["id"],
+            "model_version": model["version"],
+            "data_uri": data_uri,
+            "output_uri": output_uri,
+            "rows_total": rows_total,
+        }
+        row, created = self.store.create(
+            "batch_prediction",
+            record,
+            request_hash(body),
+            req.tags,
+            "batch_prediction.run",
+            self.settings.job_max_attempts,
+        )
         return BatchPrediction.model_validate(row), created
 
     def get_batch_prediction(self, resource_id: str) -> BatchPrediction:
         return BatchPrediction.model_validate(self.store.get("batch_prediction", resource_id))
 
-    def list_batch_predictions(self, *, status: str | None, name_prefix: str | None, tag: str | None,
-                               model_id: str | None, limit: int, next_token: str | None
-                               ) -> tuple[list[BatchPrediction], str | None]:
-        rows, token = self.store.list("batch_prediction", status=status, name_prefix=name_prefix,
-                                      tag=parse_tag_filter(tag), where={"model_id": model_id} if model_id else None,
-                                      limit=limit, next_token=next_token)
+    def list_batch_predictions(
+        self,
+        *,
+        status: str | None,
+        name_prefix: str | None,
+        tag: str | None,
+        model_id: str | None,
+        limit: int,
+        next_token: str | None,
+    ) -> tuple[list[BatchPrediction], str | None]:
+        rows, token = self.store.list(
+            "batch_prediction",
+            status=status,
+            name_prefix=name_prefix,
+            tag=parse_tag_filter(tag),
+            where={"model_id": model_id} if model_id else None,
+            limit=limit,
+            next_token=next_token,
+        )
         return [BatchPrediction.model_validate(r) for r in rows], token
 
     def update_batch_prediction(self, resource_id: str, patch: BatchPredictionUpdate) -> BatchPrediction:
@@ -382,29 +512,44 @@ class Service:
         """Predictions as a plain dict (the shape of PredictResponse), so the hot path skips model validation."""
         model = self.refs.resolve(ref)
         if model["status"] != Status.COMPLETED.value:
-            raise MlsvcError(ErrorCode.NOT_READY, f"model '{model['id']}' is {model['status']}, not COMPLETED",
-                             {"id": model["id"], "status": model["status"]})
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"model '{model['id']}' is {model['status']}, not COMPLETED",
+                {"id": model["id"], "status": model["status"]},
+            )
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             return self._recommend(model, req)
         if req.record is None and req.records is None:
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is {model['model_type']}: send "
-                             "'record' or 'records'; 'user_id' and 'item_id' are for RECOMMENDATION models")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"model '{model['id']}' is {model['model_type']}: send "
+                "'record' or 'records'; 'user_id' and 'item_id' are for RECOMMENDATION models",
+            )
         records = [req.record] if req.record is not None else list(req.records or [])
         if not records:
             raise MlsvcError(ErrorCode.VALIDATION_ERROR, "'records' is empty; give at least one record")
         if len(records) > self.settings.max_predict_records:
-            raise MlsvcError(ErrorCode.PAYLOAD_TOO_LARGE,
-                             f"{len(records)} records in one request; the limit is {self.settings.max_predict_records}"
-                             " (use a batch prediction for more)")
+            raise MlsvcError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"{len(records)} records in one request; the limit is {self.settings.max_predict_records}"
+                " (use a batch prediction for more)",
+            )
         scorer = self.scorers.get(model)
         predictions = scorer.predict(records, model.get("score_threshold"))
-        return {"predictions": predictions, "model_id": model["id"], "version": int(model["version"]),
-                "path": scorer.path}
+        return {
+            "predictions": predictions,
+            "model_id": model["id"],
+            "version": int(model["version"]),
+            "path": scorer.path,
+        }
 
     def _recommend(self, model: Mapping[str, Any], req: PredictRequest) -> dict[str, Any]:
         if req.user_id is None and req.item_id is None:
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"model '{model['id']}' is RECOMMENDATION: send "
-                             "'user_id' (items for a user) or 'item_id' (similar items), not records")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"model '{model['id']}' is RECOMMENDATION: send "
+                "'user_id' (items for a user) or 'item_id' (similar items), not records",
+            )
         recommender = self.scorers.get(model)
         assert isinstance(recommender, RecommenderScorer)
         if req.user_id is not None:
@@ -413,8 +558,14 @@ class Service:
         else:
             answer = recommender.model.similar_items(str(req.item_id), req.k)
             key = {"item_id": str(req.item_id)}
-        return {**key, "recommendations": answer["items"], "cold_start": bool(answer.get("cold_start")),
-                "model_id": model["id"], "version": int(model["version"]), "path": "recommender"}
+        return {
+            **key,
+            "recommendations": answer["items"],
+            "cold_start": bool(answer.get("cold_start")),
+            "model_id": model["id"],
+            "version": int(model["version"]),
+            "path": "recommender",
+        }
 
     def answers_at_once(self, ref: str) -> bool:
         """Whether a predict by ``ref`` needs no I/O: the reference is resolved and its model loaded."""
@@ -473,16 +624,23 @@ def _check_datasource_ready(ds: Mapping[str, Any]) -> None:
     status = ds["status"]
     if status == Status.COMPLETED.value:
         return
-    hint = {"PENDING": "wait until it is COMPLETED", "INPROGRESS": "wait until it is COMPLETED",
-            "FAILED": f"it failed: {ds.get('message', '')}", "DELETED": "it was deleted"}[status]
-    raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {status}; {hint}",
-                     {"id": ds["id"], "status": status})
+    hint = {
+        "PENDING": "wait until it is COMPLETED",
+        "INPROGRESS": "wait until it is COMPLETED",
+        "FAILED": f"it failed: {ds.get('message', '')}",
+        "DELETED": "it was deleted",
+    }[status]
+    raise MlsvcError(
+        ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {status}; {hint}", {"id": ds["id"], "status": status}
+    )
 
 
 def _not_found_message(ref: str, name_exists: bool) -> str:
     if name_exists:
-        return (f"model '{ref}' not found: the name exists but no COMPLETED version or alias matches "
-                "(use name, name:VERSION or name:ALIAS)")
+        return (
+            f"model '{ref}' not found: the name exists but no COMPLETED version or alias matches "
+            "(use name, name:VERSION or name:ALIAS)"
+        )
     return f"model '{ref}' not found"
 
 

@@ -344,8 +344,7 @@ class Storage:
         hint = f"; did you mean {', '.join(_S3Path(location.bucket, k).uri for k in near)}?" if near else ""
         return MlsvcError(
             ErrorCode.DATA_NOT_FOUND,
-            f"no object at {location.uri}, and no .csv files under {location.uri}/; check the key and its case"
-            f"{hint}",
+            f"no object at {location.uri}, and no .csv files under {location.uri}/; check the key and its case{hint}",
             {"uri": location.uri, "missing": "key", "near": [_S3Path(location.bucket, k).uri for k in near]},
         )
 

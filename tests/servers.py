@@ -55,8 +55,14 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, workers: i
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "mlsvc.cli", "serve"], cwd=REPO, env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlsvc.cli", "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = RunningServer(f"http://127.0.0.1:{port}", home, process, log)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -18,8 +18,6 @@ def api(mlsvc_server: RunningServer) -> httpx.Client:
         yield client
 
 
-
-
 def _error(response: httpx.Response, status: int, code: str) -> str:
     assert response.status_code == status, response.text
     body = response.json()
@@ -67,12 +65,17 @@ def test_same_id_same_body_returns_the_same_resource_and_a_different_body_is_409
         ({"data_uri": CHURN, "colour": "red"}, 422, "validation_error", "colour: unknown field"),
         ({"data_uri": CHURN, "id": "no spaces"}, 422, "validation_error", "id"),
         ({"data_uri": "ftp://host/x.csv"}, 400, "unsupported_uri", "ftp"),
-        ({"data_uri": CHURN, "rearrangement": {"splitting": {"percentBegin": 80, "percentEnd": 20}}}, 422,
-         "validation_error", "percentBegin"),
+        (
+            {"data_uri": CHURN, "rearrangement": {"splitting": {"percentBegin": 80, "percentEnd": 20}}},
+            422,
+            "validation_error",
+            "percentBegin",
+        ),
     ],
 )
-def test_bad_datasource_requests_are_4xx_with_a_message(api: httpx.Client, body: dict, status: int, code: str,
-                                                         words: str) -> None:
+def test_bad_datasource_requests_are_4xx_with_a_message(
+    api: httpx.Client, body: dict, status: int, code: str, words: str
+) -> None:
     assert words in _error(api.post("/v1/datasources", json=body), status, code)
 
 
@@ -103,22 +106,25 @@ def test_a_failed_datasource_says_why(api: httpx.Client, tmp_path: Path) -> None
 
 
 def test_list_pages_filters_patch_and_delete(api: httpx.Client) -> None:
-    ids = [api.post("/v1/datasources", json={"data_uri": CHURN, "name": f"page-{i}", "tags": {"batch": "p"}})
-           .json()["id"] for i in range(5)]
+    ids = [
+        api.post("/v1/datasources", json={"data_uri": CHURN, "name": f"page-{i}", "tags": {"batch": "p"}}).json()["id"]
+        for i in range(5)
+    ]
     seen, token = [], None
     while True:
-        page = api.get("/v1/datasources", params={"limit": 2, "tag": "batch=p",
-                                                  **({"next_token": token} if token else {})}).json()
+        page = api.get(
+            "/v1/datasources", params={"limit": 2, "tag": "batch=p", **({"next_token": token} if token else {})}
+        ).json()
         seen += [item["id"] for item in page["items"]]
         token = page["next_token"]
         if not token:
             break
     assert sorted(seen) == sorted(ids)
     assert [i["name"] for i in api.get("/v1/datasources", params={"name_prefix": "page-3"}).json()["items"]] == [
-        "page-3"]
+        "page-3"
+    ]
     patched = api.patch(f"/v1/datasources/{ids[0]}", json={"name": "renamed", "tags": {"batch": None, "k": "v"}})
-    assert patched.status_code == 200 and patched.json()["name"] == "renamed" and patched.json()["tags"] == {
-        "k": "v"}
+    assert patched.status_code == 200 and patched.json()["name"] == "renamed" and patched.json()["tags"] == {"k": "v"}
     deleted = api.delete(f"/v1/datasources/{ids[1]}")
     assert deleted.json()["status"] == "DELETED"
     assert ids[1] not in [i["id"] for i in api.get("/v1/datasources", params={"limit": 1000}).json()["items"]]
@@ -134,8 +140,7 @@ def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Cl
     wait_done(api, f"/v1/datasources/{created['id']}")
     message = _error(api.post("/v1/models", json={"name": "m", "datasource_id": created["id"]}), 409, "not_ready")
     assert "FAILED" in message
-    _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422,
-           "validation_error")
+    _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422, "validation_error")
 
 
 @pytest.mark.parametrize(
@@ -150,8 +155,9 @@ def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Cl
         ("POST", "/v1/evaluations", {"id": "ev-x-holdout", "model": "m", "datasource_id": "d"}, 422),
     ],
 )
-def test_inputs_found_by_fuzzing_get_a_4xx(api: httpx.Client, method: str, path: str, body: dict | None,
-                                           status: int) -> None:
+def test_inputs_found_by_fuzzing_get_a_4xx(
+    api: httpx.Client, method: str, path: str, body: dict | None, status: int
+) -> None:
     response = api.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["message"]
@@ -161,14 +167,18 @@ def test_inputs_found_by_fuzzing_get_a_4xx(api: httpx.Client, method: str, path:
 def test_malformed_recipes_are_422(api: httpx.Client, recipe: dict) -> None:
     ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "recipe-ds"}).json()
     wait_done(api, f"/v1/datasources/{ds['id']}")
-    message = _error(api.post("/v1/models", json={"name": "r", "datasource_id": ds["id"], "recipe": recipe}), 422,
-                     "validation_error")
+    message = _error(
+        api.post("/v1/models", json={"name": "r", "datasource_id": ds["id"], "recipe": recipe}), 422, "validation_error"
+    )
     assert "recipe" in message
 
 
 def test_bodies_sent_as_form_or_chunked(api: httpx.Client) -> None:
-    form = api.post("/v1/datasources", content=b'{"data_uri": "' + CHURN.encode() + b'"}',
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    form = api.post(
+        "/v1/datasources",
+        content=b'{"data_uri": "' + CHURN.encode() + b'"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 202, form.text
 
     def chunks():  # no Content-Length: the limit is applied while reading
@@ -182,11 +192,13 @@ def test_a_model_id_cannot_be_another_models_name(api: httpx.Client) -> None:
     ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "names-ds"}).json()
     wait_done(api, f"/v1/datasources/{ds['id']}")
     api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).raise_for_status()
-    message = _error(api.post("/v1/models", json={"id": "named", "name": "other", "datasource_id": ds["id"]}), 409,
-                     "conflict")
+    message = _error(
+        api.post("/v1/models", json={"id": "named", "name": "other", "datasource_id": ds["id"]}), 409, "conflict"
+    )
     assert "ambiguous" in message
-    api.post("/v1/models", json={"id": "m-abc", "name": "third", "datasource_id": ds["id"],
-                                 "time_budget_s": 1}).raise_for_status()
+    api.post(
+        "/v1/models", json={"id": "m-abc", "name": "third", "datasource_id": ds["id"], "time_budget_s": 1}
+    ).raise_for_status()
     _error(api.post("/v1/models", json={"name": "m-abc", "datasource_id": ds["id"]}), 409, "conflict")
     pending = api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).json()
     patched = api.patch(f"/v1/models/{pending['id']}", json={"score_threshold": 0.3})

@@ -26,8 +26,6 @@ from tests.servers import REPO, RunningServer, start_server, stop_server, wait_d
 CHURN = REPO / "datasources" / "churn.csv"
 
 
-
-
 def _create(api: httpx.Client, path: str, body: dict) -> dict:
     response = api.post(path, json=body)
     assert response.status_code == 202, response.text
@@ -72,16 +70,18 @@ def churn(api: httpx.Client, bucket: str) -> dict:
     return {"ds": ds, "model": model}
 
 
-def test_batch_over_a_datasource_writes_amazon_ml_layout_and_a_manifest(api: httpx.Client, churn: dict,
-                                                                         bucket: str, s3_client: Any) -> None:
+def test_batch_over_a_datasource_writes_amazon_ml_layout_and_a_manifest(
+    api: httpx.Client, churn: dict, bucket: str, s3_client: Any
+) -> None:
     body = {"model": "churn-batch", "datasource_id": churn["ds"]["id"], "output_uri": f"s3://{bucket}/out/"}
     bp = _create(api, "/v1/batch-predictions", body)
     assert bp["rows_scored"] == 5000 and bp["rows_total"] == 5000 and bp["progress"] == 1.0
     [output] = bp["outputs"]
     assert output["input"] == f"s3://{bucket}/in/churn.csv" and output["rows"] == 5000
     assert output["output"] == f"s3://{bucket}/out/batch-prediction/result/{bp['id']}-churn.csv.gz"
-    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=f"out/batch-prediction/{bp['id']}.manifest")
-                          ["Body"].read())
+    manifest = json.loads(
+        s3_client.get_object(Bucket=bucket, Key=f"out/batch-prediction/{bp['id']}.manifest")["Body"].read()
+    )
     assert manifest == {output["input"]: output["output"]}
     frame = _read_gz(s3_client, output["output"])
     assert list(frame.columns) == ["customer_id", "bestAnswer", "score"] and len(frame) == 5000
@@ -105,8 +105,12 @@ def test_batch_over_a_csv_with_a_row_id_and_invalid_rows(api: httpx.Client, chur
     lines.insert(10, "ragged,row")  # a row that cannot be read: counted, reported, not scored
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "customers.csv").write_text("\n".join(lines) + "\n")
-    body = {"model": "churn-batch", "data_uri": str(tmp_path / "in"), "row_id": "customer_id",
-            "output_uri": str(tmp_path / "out")}
+    body = {
+        "model": "churn-batch",
+        "data_uri": str(tmp_path / "in"),
+        "row_id": "customer_id",
+        "output_uri": str(tmp_path / "out"),
+    }
     bp = _create(api, "/v1/batch-predictions", body)
     assert bp["rows_scored"] == 300 and bp["invalid_row_count"] == 1 and bp["rows_with_invalid_values"] == 1
     assert "line 11" in bp["invalid_examples"][0]
@@ -123,8 +127,11 @@ def test_multiclass_and_regression_layouts(api: httpx.Client, tmp_path: Path) ->
     frame.to_csv(tmp_path / "iris.csv", index=False)
     ds = _create(api, "/v1/datasources", {"data_uri": str(tmp_path / "iris.csv"), "target": "species"})
     _create(api, "/v1/models", {"name": "iris-batch", "datasource_id": ds["id"], "time_budget_s": 2})
-    bp = _create(api, "/v1/batch-predictions", {"model": "iris-batch", "datasource_id": ds["id"],
-                                                "output_uri": str(tmp_path / "out")})
+    bp = _create(
+        api,
+        "/v1/batch-predictions",
+        {"model": "iris-batch", "datasource_id": ds["id"], "output_uri": str(tmp_path / "out")},
+    )
     out = pd.read_csv(bp["outputs"][0]["output"])
     assert list(out.columns) == ["setosa", "versicolor", "virginica"] and len(out) == 150
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)
@@ -133,8 +140,11 @@ def test_multiclass_and_regression_layouts(api: httpx.Client, tmp_path: Path) ->
     frame.to_csv(tmp_path / "petals.csv", index=False)
     ds = _create(api, "/v1/datasources", {"data_uri": str(tmp_path / "petals.csv"), "target": "petal_width"})
     _create(api, "/v1/models", {"name": "petal-batch", "datasource_id": ds["id"], "time_budget_s": 2})
-    bp = _create(api, "/v1/batch-predictions", {"model": "petal-batch", "datasource_id": ds["id"],
-                                                "output_uri": str(tmp_path / "out2")})
+    bp = _create(
+        api,
+        "/v1/batch-predictions",
+        {"model": "petal-batch", "datasource_id": ds["id"], "output_uri": str(tmp_path / "out2")},
+    )
     out = pd.read_csv(bp["outputs"][0]["output"])
     assert list(out.columns) == ["score"] and len(out) == 150
 
@@ -151,28 +161,35 @@ def test_bad_batch_requests(api: httpx.Client, churn: dict, tmp_path: Path) -> N
     assert error({**base, "datasource_id": "nope"}) == (404, "not_found")
     partial = tmp_path / "partial.csv"
     pd.read_csv(CHURN).drop(columns=["tenure_months", "contract"]).head(50).to_csv(partial, index=False)
-    created = api.post("/v1/batch-predictions", json={"model": "churn-batch", "data_uri": str(partial),
-                                                      "output_uri": str(tmp_path / "o")}).json()
+    created = api.post(
+        "/v1/batch-predictions",
+        json={"model": "churn-batch", "data_uri": str(partial), "output_uri": str(tmp_path / "o")},
+    ).json()
     failed = wait_done(api, f"/v1/batch-predictions/{created['id']}")
     assert failed["status"] == "FAILED" and "tenure_months" in failed["message"]
     assert not (tmp_path / "o" / "batch-prediction" / "result").exists()
 
 
-def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(api: httpx.Client, churn: dict,
-                                                                          server: RunningServer,
-                                                                          tmp_path: Path) -> None:
+def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
+    api: httpx.Client, churn: dict, server: RunningServer, tmp_path: Path
+) -> None:
     big = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 60, ignore_index=True)
     big.drop(columns=["churned"]).to_csv(tmp_path / "big.csv", index=False)
     out = tmp_path / "out"
-    created = api.post("/v1/batch-predictions", json={"model": "churn-batch", "data_uri": str(tmp_path / "big.csv"),
-                                                      "output_uri": str(out)}).json()
+    created = api.post(
+        "/v1/batch-predictions",
+        json={"model": "churn-batch", "data_uri": str(tmp_path / "big.csv"), "output_uri": str(out)},
+    ).json()
     store = SqlStore(server.database_url, run_migrations=False)
     queue = JobQueue(store, 3)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = queue.job_of(created["id"])
-        if job and job["state"] == "RUNNING" and api.get(f"/v1/batch-predictions/{created['id']}").json()[
-                "rows_scored"] > 0:
+        if (
+            job
+            and job["state"] == "RUNNING"
+            and api.get(f"/v1/batch-predictions/{created['id']}").json()["rows_scored"] > 0
+        ):
             break
         time.sleep(0.05)
     os.kill(int(job["owner"].split(":")[1]), signal.SIGKILL)

@@ -28,13 +28,26 @@ from mlsvc.training.data import TrainingData
 from mlsvc.training.loop import Config, _voting, fit_quietly, make_pipeline, predict_output
 from mlsvc.training.recipe import build_preprocessor
 
-TYPES = {"amount": AttributeType.NUMERIC, "tenure": AttributeType.NUMERIC, "flag": AttributeType.BINARY,
-         "plan": AttributeType.CATEGORICAL, "city": AttributeType.CATEGORICAL, "review": AttributeType.TEXT}
+TYPES = {
+    "amount": AttributeType.NUMERIC,
+    "tenure": AttributeType.NUMERIC,
+    "flag": AttributeType.BINARY,
+    "plan": AttributeType.CATEGORICAL,
+    "city": AttributeType.CATEGORICAL,
+    "review": AttributeType.TEXT,
+}
 FEATURES = [Attribute(attributeName=n, attributeType=t) for n, t in TYPES.items()]
-RECIPE = {"attributes": {"amount": "impute_median_scale", "tenure": "impute_median_scale",
-                         "flag": "impute_most_frequent", "plan": "one_hot_rare_grouped", "city": "target_encode",
-                         "review": "tfidf_words_1_2"},
-          "crosses": [["plan", "tenure"], ["flag", "plan"]]}
+RECIPE = {
+    "attributes": {
+        "amount": "impute_median_scale",
+        "tenure": "impute_median_scale",
+        "flag": "impute_most_frequent",
+        "plan": "one_hot_rare_grouped",
+        "city": "target_encode",
+        "review": "tfidf_words_1_2",
+    },
+    "crosses": [["plan", "tenure"], ["flag", "plan"]],
+}
 WORDS = np.array(["great", "slow", "refund", "love", "broken", "fast", "cheap", "support", "late", "kind"])
 # Four common plans and six rare ones (fewer than OneHotEncoder's min_frequency=5 rows each).
 PLANS = ["basic", "plus", "pro", "team"] + [f"legacy{i}" for i in range(6)]
@@ -62,14 +75,16 @@ def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    X = pd.DataFrame({
-        "amount": rng.lognormal(3, 1, n),
-        "tenure": rng.integers(0, 72, n).astype(float),
-        "flag": rng.integers(0, 2, n).astype(float),
-        "plan": pd.Series(rng.choice(PLANS, n, p=PLAN_P / PLAN_P.sum()), dtype=object),
-        "city": pd.Series([f"city{i}" for i in rng.integers(0, 90, n)], dtype=object),
-        "review": pd.Series([" ".join(rng.choice(WORDS, rng.integers(1, 6))) for _ in range(n)], dtype=object),
-    })
+    X = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, n),
+            "tenure": rng.integers(0, 72, n).astype(float),
+            "flag": rng.integers(0, 2, n).astype(float),
+            "plan": pd.Series(rng.choice(PLANS, n, p=PLAN_P / PLAN_P.sum()), dtype=object),
+            "city": pd.Series([f"city{i}" for i in rng.integers(0, 90, n)], dtype=object),
+            "review": pd.Series([" ".join(rng.choice(WORDS, rng.integers(1, 6))) for _ in range(n)], dtype=object),
+        }
+    )
     for column in X.columns:  # about 6% missing everywhere
         X.loc[rng.random(n) < 0.06, column] = None if X[column].dtype == object else np.nan
     return X
@@ -95,11 +110,14 @@ def _hostile(X: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 def _target(X: pd.DataFrame, model_type: ModelType, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    score = (np.nan_to_num(np.log1p(X["amount"].to_numpy(dtype=float)), nan=3.0) - 3
-             - 0.03 * np.nan_to_num(X["tenure"].to_numpy(dtype=float), nan=30.0)
-             + X["plan"].isin(["basic", "legacy1"]).to_numpy() * 1.2
-             + X["review"].fillna("").str.contains("great|love").to_numpy() * 1.0
-             + rng.normal(0, 0.5, len(X)))
+    score = (
+        np.nan_to_num(np.log1p(X["amount"].to_numpy(dtype=float)), nan=3.0)
+        - 3
+        - 0.03 * np.nan_to_num(X["tenure"].to_numpy(dtype=float), nan=30.0)
+        + X["plan"].isin(["basic", "legacy1"]).to_numpy() * 1.2
+        + X["review"].fillna("").str.contains("great|love").to_numpy() * 1.0
+        + rng.normal(0, 0.5, len(X))
+    )
     if model_type == ModelType.REGRESSION:
         return score
     if model_type == ModelType.BINARY:
@@ -137,8 +155,9 @@ def _check(pipeline: Any, model_type: ModelType) -> None:
     batch = compiled.predict(columns, N_HELD)
     _assert_close(batch, expected)
 
-    one_by_one = np.array([compiled.predict({c: v[i:i + 1] for c, v in columns.items()}, 1)[0]
-                           for i in range(ONE_BY_ONE)])
+    one_by_one = np.array(
+        [compiled.predict({c: v[i : i + 1] for c, v in columns.items()}, 1)[0] for i in range(ONE_BY_ONE)]
+    )
     _assert_close(one_by_one, expected[:ONE_BY_ONE])
     # The pipeline itself on single-row frames agrees too (rows are scored independently).
     for i in (0, 1, 2, 3):
@@ -175,9 +194,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("family", "model_type", "params"), CASES,
-                         ids=[f"{f}-{t.value.lower()}{'-' + '-'.join(map(str, p.values())) if p else ''}"
-                              for f, t, p in CASES])
+@pytest.mark.parametrize(
+    ("family", "model_type", "params"),
+    CASES,
+    ids=[f"{f}-{t.value.lower()}{'-' + '-'.join(map(str, p.values())) if p else ''}" for f, t, p in CASES],
+)
 def test_compiled_family_matches_pipeline(family: str, model_type: ModelType, params: dict[str, Any]) -> None:
     _check(_fit(_config(family, model_type, **params), model_type), model_type)
 
@@ -194,10 +215,14 @@ def test_one_compiled_model_serves_many_threads_at_once() -> None:
     pipeline = _fit(_config("hist_gradient_boosting", ModelType.MULTICLASS, max_iter=20), ModelType.MULTICLASS)
     compiled = compile_pipeline(pipeline, ModelType.MULTICLASS, 3, list(TYPES))
     columns = _columns(_hostile(_frame(200, 11), 12))
-    alone = [compiled.predict({c: v[i:i + 1] for c, v in columns.items()}, 1) for i in range(200)]
+    alone = [compiled.predict({c: v[i : i + 1] for c, v in columns.items()}, 1) for i in range(200)]
     with ThreadPoolExecutor(8) as pool:
-        together = list(pool.map(lambda i: compiled.predict({c: v[i:i + 1] for c, v in columns.items()}, 1),
-                                 [i for _ in range(5) for i in range(200)]))
+        together = list(
+            pool.map(
+                lambda i: compiled.predict({c: v[i : i + 1] for c, v in columns.items()}, 1),
+                [i for _ in range(5) for i in range(200)],
+            )
+        )
     assert all(np.array_equal(t, alone[k % 200]) for k, t in enumerate(together))
 
 
@@ -216,8 +241,11 @@ def test_the_data_reaches_the_paths_under_test() -> None:
 @pytest.mark.parametrize("model_type", [ModelType.BINARY, ModelType.REGRESSION])
 def test_compiled_ensemble_of_three_matches_pipeline(model_type: ModelType) -> None:
     data = _data(model_type)
-    members = [_config("linear", model_type, numeric="quantile_bins"), _config("hist_gradient_boosting", model_type),
-               _config("random_forest", model_type, n_estimators=40)]
+    members = [
+        _config("linear", model_type, numeric="quantile_bins"),
+        _config("hist_gradient_boosting", model_type),
+        _config("random_forest", model_type, n_estimators=40),
+    ]
 
     class _Search:  # what _voting reads from a search
         def __init__(self) -> None:
@@ -252,13 +280,19 @@ def test_unsupported_estimators_and_parameters_raise_not_compilable() -> None:
         compile_pipeline(unsupported_model, ModelType.BINARY, 2, list(TYPES))
 
     regression = _data(ModelType.REGRESSION)
-    absolute = Pipeline([("features", _preprocessor()),
-                         ("model", HistGradientBoostingRegressor(loss="absolute_error", max_iter=10))])
+    absolute = Pipeline(
+        [("features", _preprocessor()), ("model", HistGradientBoostingRegressor(loss="absolute_error", max_iter=10))]
+    )
     with pytest.raises(NotCompilable, match="AbsoluteError"):
         compile_pipeline(fit_quietly(absolute, regression.X, regression.y), ModelType.REGRESSION, 0, list(TYPES))
 
-    hard = VotingClassifier([("a", make_pipeline(_config("linear", ModelType.BINARY), data, RECIPE, 0, 1)),
-                             ("b", make_pipeline(_config("knn", ModelType.BINARY), data, RECIPE, 0, 1))], voting="hard")
+    hard = VotingClassifier(
+        [
+            ("a", make_pipeline(_config("linear", ModelType.BINARY), data, RECIPE, 0, 1)),
+            ("b", make_pipeline(_config("knn", ModelType.BINARY), data, RECIPE, 0, 1)),
+        ],
+        voting="hard",
+    )
     with pytest.raises(NotCompilable, match="voting='hard'"):
         compile_pipeline(fit_quietly(hard, data.X, data.y), ModelType.BINARY, 2, list(TYPES))
 

@@ -156,8 +156,10 @@ def test_one_file_gives_schema_counts_and_statistics_equal_to_pandas(api: httpx.
     assert all(checked.values()), checked
     target = ds["statistics"]["target"]
     assert types["churned"] == "BINARY"  # yes/no
-    assert target["class_counts"] == {"1": int((frame["churned"] == "yes").sum()),
-                                      "0": int((frame["churned"] == "no").sum())}
+    assert target["class_counts"] == {
+        "1": int((frame["churned"] == "yes").sum()),
+        "0": int((frame["churned"] == "no").sum()),
+    }
     for name in types:
         if name != "churned":
             association = stats[name]["association"]
@@ -187,7 +189,8 @@ def test_a_prefix_of_plain_gzipped_and_empty_files(api: httpx.Client, put: Any, 
     for name in ("tenure_months", "total_charges"):
         for key in ("min", "max", "mean", "std", "missing"):
             assert ds["statistics"]["attributes"][name][key] == pytest.approx(
-                whole["statistics"]["attributes"][name][key], rel=1e-12)
+                whole["statistics"]["attributes"][name][key], rel=1e-12
+            )
     assert ds["statistics"]["target"]["class_counts"] == whole["statistics"]["target"]["class_counts"]
 
 
@@ -200,8 +203,9 @@ def _churn_schema(**changes: Any) -> dict[str, Any]:
 
 
 def _retyped(schema: dict[str, Any], **types: str) -> dict[str, Any]:
-    attributes = [{**a, "attributeType": types.get(a["attributeName"], a["attributeType"])}
-                  for a in schema["attributes"]]
+    attributes = [
+        {**a, "attributeType": types.get(a["attributeName"], a["attributeType"])} for a in schema["attributes"]
+    ]
     return {**schema, "attributes": attributes}
 
 
@@ -218,8 +222,12 @@ def test_a_schema_file_beside_the_data_is_used(api: httpx.Client, put: Any, s3_b
     put("sibling/a.csv", "".join(lines[:2001]))
     sibling = _retyped(_churn_schema(), monthly_charges="CATEGORICAL")
     put("sibling.schema", json.dumps(sibling))  # the folder's name + .schema, beside the folder
-    first, second, third = wait(api, create(api, data_uri=one), create(api, data_uri=f"s3://{s3_bucket}/folder/"),
-                                create(api, data_uri=f"s3://{s3_bucket}/sibling"))
+    first, second, third = wait(
+        api,
+        create(api, data_uri=one),
+        create(api, data_uri=f"s3://{s3_bucket}/folder/"),
+        create(api, data_uri=f"s3://{s3_bucket}/sibling"),
+    )
     assert first["status"] == "COMPLETED" and second["status"] == "COMPLETED" and third["status"] == "COMPLETED"
     assert third["schema"]["attributes"] == sibling["attributes"] and third["row_count"] == 2000
     assert first["schema"]["attributes"] == beside["attributes"]
@@ -235,23 +243,31 @@ def test_schema_uri_and_inline_schema(api: httpx.Client, put: Any) -> None:
     # Inline, on a file without a header line: the schema names the columns, in order.
     lines = CHURN_BYTES.decode().splitlines(keepends=True)
     headerless = put("x/churn-noheader.csv", "".join(lines[1:]))
-    inline = _retyped(_churn_schema(dataFileContainsHeader=False, targetAttributeName="contract"),
-                      phone_service="CATEGORICAL")
-    by_uri, by_body = wait(api, create(api, data_uri=data, schema_uri=schema_uri),
-                           create(api, data_uri=headerless, schema=inline))
+    inline = _retyped(
+        _churn_schema(dataFileContainsHeader=False, targetAttributeName="contract"), phone_service="CATEGORICAL"
+    )
+    by_uri, by_body = wait(
+        api, create(api, data_uri=data, schema_uri=schema_uri), create(api, data_uri=headerless, schema=inline)
+    )
     assert by_uri["status"] == "COMPLETED" and by_uri["schema"]["attributes"] == given["attributes"]
     assert by_uri["statistics"]["attributes"]["region"]["type"] == "NUMERIC"
     assert by_body["status"] == "COMPLETED", by_body["message"]
     assert by_body["row_count"] == 5000 and by_body["schema"]["targetAttributeName"] == "contract"
     assert by_body["statistics"]["attributes"]["phone_service"]["top_values"][0]["value"] in ("yes", "no")
     assert by_body["statistics"]["attributes"]["tenure_months"]["mean"] == pytest.approx(
-        pd.read_csv(CHURN)["tenure_months"].mean())
+        pd.read_csv(CHURN)["tenure_months"].mean()
+    )
 
 
 def test_attribute_types_target_and_row_id_overrides(api: httpx.Client, put: Any) -> None:
     uri = put("o/churn.csv", CHURN_BYTES)
-    ds = completed(api, data_uri=uri, target="support_calls_90d", row_id="customer_id",
-                   attribute_types={"region": "CATEGORICAL", "senior_citizen": "NUMERIC", "churned": "CATEGORICAL"})
+    ds = completed(
+        api,
+        data_uri=uri,
+        target="support_calls_90d",
+        row_id="customer_id",
+        attribute_types={"region": "CATEGORICAL", "senior_citizen": "NUMERIC", "churned": "CATEGORICAL"},
+    )
     schema = ds["schema"]
     assert schema["targetAttributeName"] == "support_calls_90d" and schema["rowId"] == "customer_id"
     assert types_of(ds)["senior_citizen"] == "NUMERIC" and types_of(ds)["churned"] == "CATEGORICAL"
@@ -259,7 +275,8 @@ def test_attribute_types_target_and_row_id_overrides(api: httpx.Client, put: Any
     expected = pd.read_csv(CHURN)["support_calls_90d"].mean()
     assert ds["statistics"]["target"]["summary"]["mean"] == pytest.approx(expected)
     assert ds["statistics"]["attributes"]["senior_citizen"]["mean"] == pytest.approx(
-        pd.read_csv(CHURN)["senior_citizen"].mean())
+        pd.read_csv(CHURN)["senior_citizen"].mean()
+    )
 
 
 # --- rearrangement ---
@@ -270,14 +287,19 @@ def _splitting(**kw: Any) -> dict[str, Any]:
 
 
 def test_random_split_and_its_complement_are_disjoint_cover_all_rows_and_are_reproducible(
-        api: httpx.Client, put: Any) -> None:
+    api: httpx.Client, put: Any
+) -> None:
     uri = put("split/churn.csv", CHURN_BYTES)
     train = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "randomSeed": "seed-1"}
     ids = [
         create(api, data_uri=uri, target="churned", rearrangement=_splitting(**train)),
         create(api, data_uri=uri, target="churned", rearrangement=_splitting(**train, complement=True)),
-        create(api, data_uri=uri, target="churned",
-               rearrangement=_splitting(**{**train, "percentBegin": 70, "percentEnd": 100})),
+        create(
+            api,
+            data_uri=uri,
+            target="churned",
+            rearrangement=_splitting(**{**train, "percentBegin": 70, "percentEnd": 100}),
+        ),
         create(api, data_uri=uri, target="churned", rearrangement=_splitting(**train), name="again"),
         create(api, data_uri=uri, target="churned", rearrangement=_splitting(**{**train, "randomSeed": "other"})),
     ]
@@ -303,10 +325,14 @@ def test_random_split_and_its_complement_are_disjoint_cover_all_rows_and_are_rep
     assert sum(churners) == int((whole["churned"] == "yes").sum())
     # The same seed picks the same rows; another seed other rows.
     for key in ("mean", "std", "min", "max"):
-        assert again["statistics"]["attributes"]["monthly_charges"][key] == \
-            a["statistics"]["attributes"]["monthly_charges"][key]
-    assert other["statistics"]["attributes"]["monthly_charges"]["mean"] != \
-        a["statistics"]["attributes"]["monthly_charges"]["mean"]
+        assert (
+            again["statistics"]["attributes"]["monthly_charges"][key]
+            == a["statistics"]["attributes"]["monthly_charges"][key]
+        )
+    assert (
+        other["statistics"]["attributes"]["monthly_charges"]["mean"]
+        != a["statistics"]["attributes"]["monthly_charges"]["mean"]
+    )
 
 
 def test_sequential_split_takes_the_rows_in_file_order(api: httpx.Client, put: Any) -> None:
@@ -319,9 +345,11 @@ def test_sequential_split_takes_the_rows_in_file_order(api: httpx.Client, put: A
     assert (first["used_row_count"], rest["used_row_count"]) == (3500, 1500)
     frame = pd.read_csv(CHURN)
     assert first["statistics"]["attributes"]["tenure_months"]["mean"] == pytest.approx(
-        frame["tenure_months"].iloc[:3500].mean())
+        frame["tenure_months"].iloc[:3500].mean()
+    )
     assert rest["statistics"]["attributes"]["total_charges"]["mean"] == pytest.approx(
-        frame["total_charges"].iloc[3500:].mean())
+        frame["total_charges"].iloc[3500:].mean()
+    )
 
 
 # --- invalid rows ---
@@ -354,8 +382,10 @@ def test_invalid_rows_under_the_limit_are_counted_and_skipped(api: httpx.Client,
     examples = invalid["examples"]["by_column"]["amount"]
     assert [e["line"] for e in examples] == bad_lines[:5]
     assert all(e["value"] == "n/a-ish" and e["file"] == uri for e in examples)
-    assert invalid["examples"]["wrong_field_count"] == [f"{uri} line 12: 2 fields where the header has 3",
-                                                        f"{uri} line 503: 2 fields where the header has 3"]
+    assert invalid["examples"]["wrong_field_count"] == [
+        f"{uri} line 12: 2 fields where the header has 3",
+        f"{uri} line 503: 2 fields where the header has 3",
+    ]
     assert ds["statistics"]["attributes"]["amount"]["count"] == 958  # skipped rows are not in the statistics
 
 
@@ -372,74 +402,131 @@ def test_invalid_rows_over_the_limit_fail_naming_columns_and_lines(api: httpx.Cl
         create(api, data_uri=strict, attribute_types={"amount": "NUMERIC"}, max_invalid_fraction=0.05),
         create(api, data_uri=ragged),
     )
-    message = assert_failed_cleanly(results[0], "200 of 1000 rows are invalid", "limit of 10%", "'amount'",
-                                    "max_invalid_fraction", over)
+    message = assert_failed_cleanly(
+        results[0], "200 of 1000 rows are invalid", "limit of 10%", "'amount'", "max_invalid_fraction", over
+    )
     assert ", ".join(f"line {n} 'n/a-ish'" for n in bad_lines[:5]) in message
     assert_failed_cleanly(results[1], "20 of 1000 rows are invalid", "limit of 1%", f"line {few_lines[0]}")
     assert results[2]["status"] == "COMPLETED" and results[2]["invalid_row_count"] == 20
-    assert_failed_cleanly(results[3], "50 of 200 rows are invalid", "50 rows have the wrong number of fields",
-                          f"{ragged} line 2: 2 fields where the header has 3", "line 6:")
+    assert_failed_cleanly(
+        results[3],
+        "50 of 200 rows are invalid",
+        "50 rows have the wrong number of fields",
+        f"{ragged} line 2: 2 fields where the header has 3",
+        "line 6:",
+    )
 
 
 # --- bad input ---
 
 
 def test_every_kind_of_bad_input_fails_with_a_clear_message_and_nothing_half_made(
-        api: httpx.Client, put: Any, s3_bucket: str) -> None:
+    api: httpx.Client, put: Any, s3_bucket: str
+) -> None:
     good = completed(api, data_uri=put("ok/churn.csv", CHURN_BYTES))
     big_head = "id,text\n" + "".join(f"{i},{'x' * 50}\n" for i in range(6000))  # ~350 KB, past the 256 KB peek
     gz = gzip.compress(CHURN_BYTES * 20)
     cases = {
-        "missing bucket": (dict(data_uri="s3://no-such-bucket-mlsvc/churn.csv"),
-                           ["bucket 'no-such-bucket-mlsvc' does not exist", "s3://no-such-bucket-mlsvc/churn.csv"]),
-        "missing key": (dict(data_uri=f"s3://{s3_bucket}/ok/Churn.csv"),
-                        [f"no object at s3://{s3_bucket}/ok/Churn.csv", "check the key and its case",
-                         f"did you mean s3://{s3_bucket}/ok/churn.csv"]),
-        "missing prefix": (dict(data_uri=f"s3://{s3_bucket}/nothing-here/"),
-                           [f"no .csv or .csv.gz files under s3://{s3_bucket}/nothing-here/"]),
+        "missing bucket": (
+            dict(data_uri="s3://no-such-bucket-mlsvc/churn.csv"),
+            ["bucket 'no-such-bucket-mlsvc' does not exist", "s3://no-such-bucket-mlsvc/churn.csv"],
+        ),
+        "missing key": (
+            dict(data_uri=f"s3://{s3_bucket}/ok/Churn.csv"),
+            [
+                f"no object at s3://{s3_bucket}/ok/Churn.csv",
+                "check the key and its case",
+                f"did you mean s3://{s3_bucket}/ok/churn.csv",
+            ],
+        ),
+        "missing prefix": (
+            dict(data_uri=f"s3://{s3_bucket}/nothing-here/"),
+            [f"no .csv or .csv.gz files under s3://{s3_bucket}/nothing-here/"],
+        ),
         "empty file": (dict(data_uri=put("bad/empty.csv", "")), ["bad/empty.csv is empty"]),
         "blank lines only": (dict(data_uri=put("bad/blank.csv", "\n\n  \n")), ["bad/blank.csv is empty"]),
-        "header only": (dict(data_uri=put("bad/header.csv", "id,amount,plan\n")),
-                        ["bad/header.csv holds only a header line (id, amount, plan) and no data rows"]),
+        "header only": (
+            dict(data_uri=put("bad/header.csv", "id,amount,plan\n")),
+            ["bad/header.csv holds only a header line (id, amount, plan) and no data rows"],
+        ),
         "header only, with a schema": (
-            dict(data_uri=put("bad/header2.csv", "a,b"),
-                 schema={"attributes": [{"attributeName": "a", "attributeType": "NUMERIC"},
-                                        {"attributeName": "b", "attributeType": "NUMERIC"}]}),
-            ["bad/header2.csv has no data rows (at most a header line)"]),
-        "target not a column": (dict(data_uri=good["data_uri"], target="churn"),
-                                ["target column 'churn' not found", "'churned'"]),
+            dict(
+                data_uri=put("bad/header2.csv", "a,b"),
+                schema={
+                    "attributes": [
+                        {"attributeName": "a", "attributeType": "NUMERIC"},
+                        {"attributeName": "b", "attributeType": "NUMERIC"},
+                    ]
+                },
+            ),
+            ["bad/header2.csv has no data rows (at most a header line)"],
+        ),
+        "target not a column": (
+            dict(data_uri=good["data_uri"], target="churn"),
+            ["target column 'churn' not found", "'churned'"],
+        ),
         "row id not a column": (dict(data_uri=good["data_uri"], row_id="id"), ["row_id column 'id' not found"]),
-        "override of a missing column": (dict(data_uri=good["data_uri"], attribute_types={"Region": "NUMERIC"}),
-                                         ["column 'Region' not found", "'region'"]),
+        "override of a missing column": (
+            dict(data_uri=good["data_uri"], attribute_types={"Region": "NUMERIC"}),
+            ["column 'Region' not found", "'region'"],
+        ),
         "schema names missing columns": (
-            dict(data_uri=good["data_uri"], schema={**_churn_schema(), "targetAttributeName": "churn", "attributes": [
-                *_churn_schema()["attributes"][:-1], {"attributeName": "churn", "attributeType": "BINARY"}]}),
-            ["the schema names columns that", "does not have: ['churn']", "'churned'"]),
+            dict(
+                data_uri=good["data_uri"],
+                schema={
+                    **_churn_schema(),
+                    "targetAttributeName": "churn",
+                    "attributes": [
+                        *_churn_schema()["attributes"][:-1],
+                        {"attributeName": "churn", "attributeType": "BINARY"},
+                    ],
+                },
+            ),
+            ["the schema names columns that", "does not have: ['churn']", "'churned'"],
+        ),
         "schema misses a column": (
-            dict(data_uri=good["data_uri"], schema={**_churn_schema(), "attributes": _churn_schema()["attributes"][1:],
-                                                    "rowId": None}),
-            ["has columns the schema does not describe: ['customer_id']", "excludedAttributeNames"]),
+            dict(
+                data_uri=good["data_uri"],
+                schema={**_churn_schema(), "attributes": _churn_schema()["attributes"][1:], "rowId": None},
+            ),
+            ["has columns the schema does not describe: ['customer_id']", "excludedAttributeNames"],
+        ),
         "headerless file of another width": (
             dict(data_uri=put("bad/narrow.csv", "1,2\n3,4\n"), schema=_churn_schema(dataFileContainsHeader=False)),
-            ["the schema has 18 attributes but the first row of", "has 2 fields"]),
-        "schema file not JSON": (dict(data_uri=good["data_uri"], schema_uri=put("bad/s.schema", "{not json")),
-                                 ["schema_uri s3://", "bad/s.schema", "not valid JSON"]),
-        "schema_uri missing": (dict(data_uri=good["data_uri"], schema_uri=f"s3://{s3_bucket}/bad/none.schema"),
-                               ["schema_uri", f"no object at s3://{s3_bucket}/bad/none.schema"]),
-        "non-UTF-8 at the start": (dict(data_uri=put("bad/latin1.csv",
-                                                     "name,city\nAda,Z\u00fcrich\n".encode("latin-1"))),
-                                   ["bad/latin1.csv is not valid UTF-8", "line 2", "fc", "'ü'", "UTF-8"]),
+            ["the schema has 18 attributes but the first row of", "has 2 fields"],
+        ),
+        "schema file not JSON": (
+            dict(data_uri=good["data_uri"], schema_uri=put("bad/s.schema", "{not json")),
+            ["schema_uri s3://", "bad/s.schema", "not valid JSON"],
+        ),
+        "schema_uri missing": (
+            dict(data_uri=good["data_uri"], schema_uri=f"s3://{s3_bucket}/bad/none.schema"),
+            ["schema_uri", f"no object at s3://{s3_bucket}/bad/none.schema"],
+        ),
+        "non-UTF-8 at the start": (
+            dict(data_uri=put("bad/latin1.csv", "name,city\nAda,Z\u00fcrich\n".encode("latin-1"))),
+            ["bad/latin1.csv is not valid UTF-8", "line 2", "fc", "'ü'", "UTF-8"],
+        ),
         "non-UTF-8 past the start": (
             dict(data_uri=put("bad/latin1-late.csv", big_head.encode() + "6000,caf\u00e9\n".encode("cp1252"))),
-            ["bad/latin1-late.csv is not valid UTF-8", "line 6002", "column 'text'", "e9"]),
-        "not gzip at all": (dict(data_uri=put("bad/plain.csv.gz", CHURN_BYTES)),
-                            ["bad/plain.csv.gz is not a valid gzip file", "rename"]),
-        "truncated gzip": (dict(data_uri=put("bad/cut.csv.gz", gz[: len(gz) // 2])),
-                           ["bad/cut.csv.gz is not a valid gzip file", "cut short"]),
-        "corrupt gzip": (dict(data_uri=put("bad/corrupt.csv.gz", gz[:2000] + bytes(5000) + gz[7000:])),
-                         ["bad/corrupt.csv.gz is not a valid gzip file"]),
-        "runaway quote": (dict(data_uri=put("bad/quote.csv", 'a,b\n1,"oops\n' + "2,3\n" * 40000)),
-                          ["bad/quote.csv", "line 2", "quot"]),
+            ["bad/latin1-late.csv is not valid UTF-8", "line 6002", "column 'text'", "e9"],
+        ),
+        "not gzip at all": (
+            dict(data_uri=put("bad/plain.csv.gz", CHURN_BYTES)),
+            ["bad/plain.csv.gz is not a valid gzip file", "rename"],
+        ),
+        "truncated gzip": (
+            dict(data_uri=put("bad/cut.csv.gz", gz[: len(gz) // 2])),
+            ["bad/cut.csv.gz is not a valid gzip file", "cut short"],
+        ),
+        "corrupt gzip": (
+            dict(data_uri=put("bad/corrupt.csv.gz", gz[:2000] + bytes(5000) + gz[7000:])),
+            ["bad/corrupt.csv.gz is not a valid gzip file"],
+        ),
+        "runaway quote": (
+            dict(data_uri=put("bad/quote.csv", 'a,b\n1,"oops\n' + "2,3\n" * 40000)),
+            ["bad/quote.csv", "line 2", "quot"],
+        ),
     }
     ids = {name: create(api, **body) for name, (body, _) in cases.items()}
     results = dict(zip(ids, wait(api, *ids.values()), strict=True))
@@ -455,14 +542,19 @@ def test_every_kind_of_bad_input_fails_with_a_clear_message_and_nothing_half_mad
     assert set(ids.values()) <= failed
 
 
-@pytest.mark.parametrize(("uri", "scheme"), [("ftp://host/x.csv", "ftp"), ("hdfs://nn/data/", "hdfs"),
-                                             ("gs://bucket/x.csv", "gs"), ("s3:/bucket/x.csv", "s3")])
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [("ftp://host/x.csv", "ftp"), ("hdfs://nn/data/", "hdfs"), ("gs://bucket/x.csv", "gs"), ("s3:/bucket/x.csv", "s3")],
+)
 def test_an_unknown_uri_scheme_is_refused_at_create(api: httpx.Client, uri: str, scheme: str) -> None:
     response = api.post("/v1/datasources", json={"data_uri": uri})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["code"] == "unsupported_uri" and f"'{scheme}'" in error["message"] and "s3://bucket/key" in error[
-        "message"]
+    assert (
+        error["code"] == "unsupported_uri"
+        and f"'{scheme}'" in error["message"]
+        and "s3://bucket/key" in error["message"]
+    )
     assert api.post("/v1/datasources", json={"data_uri": CHURN.as_posix(), "schema_uri": uri}).status_code == 400
 
 
@@ -481,8 +573,9 @@ def test_access_denied_fails_with_what_to_check(api: httpx.Client, put: Any, s3_
 @pytest.fixture(scope="module")
 def limited(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
     root = tmp_path_factory.mktemp("data-root")
-    server = start_server(tmp_path_factory.mktemp("limited-home"),
-                          {"MLSVC_MAX_RECORD_BYTES": "1000", "MLSVC_LOCAL_ROOTS": str(root)})
+    server = start_server(
+        tmp_path_factory.mktemp("limited-home"), {"MLSVC_MAX_RECORD_BYTES": "1000", "MLSVC_LOCAL_ROOTS": str(root)}
+    )
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             yield client, root
@@ -491,18 +584,23 @@ def limited(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_a_record_larger_than_the_limit_fails_and_local_paths_stay_inside_the_roots(
-        limited: tuple[httpx.Client, Path], put: Any, tmp_path: Path) -> None:
+    limited: tuple[httpx.Client, Path], put: Any, tmp_path: Path
+) -> None:
     client, root = limited
     rows = "".join(f"{i},short\n" for i in range(50))
-    big = put("limit/big.csv", f"id,text\n{rows}51,\"{'y' * 3000}\"\n52,after\n")
+    big = put("limit/big.csv", f'id,text\n{rows}51,"{"y" * 3000}"\n52,after\n')
     fine = put("limit/fine.csv", f"id,text\n{rows}")
     inside = root / "inside.csv"
     inside.write_bytes(CHURN_BYTES)
     outside = tmp_path / "outside.csv"
     outside.write_bytes(CHURN_BYTES)
-    big_ds, fine_ds, local_ds, root_ds = wait(client, create(client, data_uri=big), create(client, data_uri=fine),
-                                              create(client, data_uri=inside.as_uri()),
-                                              create(client, data_uri=str(root)))
+    big_ds, fine_ds, local_ds, root_ds = wait(
+        client,
+        create(client, data_uri=big),
+        create(client, data_uri=fine),
+        create(client, data_uri=inside.as_uri()),
+        create(client, data_uri=str(root)),
+    )
     assert_failed_cleanly(big_ds, big, "line 52", "3002 bytes", "limit of 1000 bytes", "MLSVC_MAX_RECORD_BYTES")
     assert fine_ds["status"] == "COMPLETED" and fine_ds["row_count"] == 50
     assert local_ds["status"] == "COMPLETED" and local_ds["row_count"] == 5000
@@ -536,12 +634,23 @@ def _sklearn_frames() -> dict[str, tuple[pd.DataFrame, str, dict[str, str]]]:
     cancer = load_breast_cancer(as_frame=True)
     frame = cancer.data.rename(columns=lambda c: c.replace(" ", "_"))
     frame["malignant"] = 1 - cancer.target  # sklearn's 1 is benign
-    frames["breast_cancer"] = (frame, "malignant", {**dict.fromkeys(frame.columns[:-1], "NUMERIC"),
-                                                    "malignant": "BINARY"})
+    frames["breast_cancer"] = (
+        frame,
+        "malignant",
+        {**dict.fromkeys(frame.columns[:-1], "NUMERIC"), "malignant": "BINARY"},
+    )
     diabetes = load_diabetes(as_frame=True, scaled=False)
-    frame = diabetes.data.rename(columns={"bp": "blood_pressure", "s1": "total_cholesterol", "s2": "ldl",
-                                          "s3": "hdl", "s4": "cholesterol_hdl_ratio", "s5": "log_triglycerides",
-                                          "s6": "blood_sugar"})
+    frame = diabetes.data.rename(
+        columns={
+            "bp": "blood_pressure",
+            "s1": "total_cholesterol",
+            "s2": "ldl",
+            "s3": "hdl",
+            "s4": "cholesterol_hdl_ratio",
+            "s5": "log_triglycerides",
+            "s6": "blood_sugar",
+        }
+    )
     frame["disease_progression"] = diabetes.target
     expected = {**dict.fromkeys(frame.columns, "NUMERIC"), "sex": "CATEGORICAL"}
     frames["diabetes"] = (frame, "disease_progression", expected)
@@ -550,23 +659,54 @@ def _sklearn_frames() -> dict[str, tuple[pd.DataFrame, str, dict[str, str]]]:
 
 def _mixed_frame(n: int = 400) -> tuple[pd.DataFrame, dict[str, str]]:
     rng = np.random.default_rng(5)
-    words = ["great", "service", "slow", "delivery", "friendly", "staff", "price", "too", "high", "will", "return",
-             "never", "again", "quality", "excellent", "poor", "packaging", "late", "fast", "helpful"]
-    frame = pd.DataFrame({
-        "order_id": [f"ORD-{100000 + i}" for i in range(n)],
-        "zip": [f"{z:05d}" for z in rng.integers(501, 99950, n)],
-        "plan_code": rng.integers(1, 4, n),
-        "age": rng.integers(18, 90, n),
-        "active": rng.choice(["yes", "no", "Yes", "NO"], n),
-        "signup_date": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), unit="D"),
-        "review": [" ".join(rng.choice(words, rng.integers(4, 14))) for _ in range(n)],
-        "score": np.where(rng.random(n) < 0.1, "NA", rng.normal(50, 10, n).round(2).astype(str)),
-        "amount": [f"{v:,.2f}" for v in rng.uniform(10, 50000, n)],
-        "country": rng.choice(["DE", "FR", "US", "JP", "BR"], n),
-    })
-    expected = {"order_id": "CATEGORICAL", "zip": "CATEGORICAL", "plan_code": "CATEGORICAL", "age": "NUMERIC",
-                "active": "BINARY", "signup_date": "CATEGORICAL", "review": "TEXT", "score": "NUMERIC",
-                "amount": "NUMERIC", "country": "CATEGORICAL"}
+    words = [
+        "great",
+        "service",
+        "slow",
+        "delivery",
+        "friendly",
+        "staff",
+        "price",
+        "too",
+        "high",
+        "will",
+        "return",
+        "never",
+        "again",
+        "quality",
+        "excellent",
+        "poor",
+        "packaging",
+        "late",
+        "fast",
+        "helpful",
+    ]
+    frame = pd.DataFrame(
+        {
+            "order_id": [f"ORD-{100000 + i}" for i in range(n)],
+            "zip": [f"{z:05d}" for z in rng.integers(501, 99950, n)],
+            "plan_code": rng.integers(1, 4, n),
+            "age": rng.integers(18, 90, n),
+            "active": rng.choice(["yes", "no", "Yes", "NO"], n),
+            "signup_date": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), unit="D"),
+            "review": [" ".join(rng.choice(words, rng.integers(4, 14))) for _ in range(n)],
+            "score": np.where(rng.random(n) < 0.1, "NA", rng.normal(50, 10, n).round(2).astype(str)),
+            "amount": [f"{v:,.2f}" for v in rng.uniform(10, 50000, n)],
+            "country": rng.choice(["DE", "FR", "US", "JP", "BR"], n),
+        }
+    )
+    expected = {
+        "order_id": "CATEGORICAL",
+        "zip": "CATEGORICAL",
+        "plan_code": "CATEGORICAL",
+        "age": "NUMERIC",
+        "active": "BINARY",
+        "signup_date": "CATEGORICAL",
+        "review": "TEXT",
+        "score": "NUMERIC",
+        "amount": "NUMERIC",
+        "country": "CATEGORICAL",
+    }
     return frame, expected
 
 
@@ -579,11 +719,14 @@ def mixed(api: httpx.Client, s3_client: Any, s3_server: str) -> Iterator[dict[st
     yield completed(api, data_uri=f"s3://{bucket}/mixed.csv", target="active")
 
 
-def test_inference_on_real_datasets_chooses_what_a_person_would(api: httpx.Client, put: Any,
-                                                                mixed: dict[str, Any]) -> None:
+def test_inference_on_real_datasets_chooses_what_a_person_would(
+    api: httpx.Client, put: Any, mixed: dict[str, Any]
+) -> None:
     frames = _sklearn_frames()
-    ids = {name: create(api, data_uri=put(f"sk/{name}.csv", csv_bytes(frame)), target=target)
-           for name, (frame, target, _) in frames.items()}
+    ids = {
+        name: create(api, data_uri=put(f"sk/{name}.csv", csv_bytes(frame)), target=target)
+        for name, (frame, target, _) in frames.items()
+    }
     for (name, (frame, target, expected)), ds in zip(frames.items(), wait(api, *ids.values()), strict=True):
         assert ds["status"] == "COMPLETED", (name, ds["message"])
         assert types_of(ds) == expected, name
@@ -598,17 +741,30 @@ def test_inference_on_real_datasets_chooses_what_a_person_would(api: httpx.Clien
     assert amount["max"] == pytest.approx(max(float(v.replace(",", "")) for v in _mixed_frame()[0]["amount"]))
 
 
-def test_cli_describe_prints_the_schema_and_statistics_as_tables(mlsvc_server: RunningServer,
-                                                                 mixed: dict[str, Any]) -> None:
+def test_cli_describe_prints_the_schema_and_statistics_as_tables(
+    mlsvc_server: RunningServer, mixed: dict[str, Any]
+) -> None:
     env = {**os.environ, "MLSVC_URL": mlsvc_server.url, "COLUMNS": "200"}
-    shown = subprocess.run([sys.executable, "-m", "mlsvc.cli", "datasources", "describe", mixed["id"]], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", "datasources", "describe", mixed["id"]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     stats = mixed["statistics"]["attributes"]
     assert "rows: 400 in the files, 400 used, 0 invalid" in text
-    for title in ("schema", "numeric attributes", "categorical attributes", "binary attributes", "text attributes",
-                  "target active (BINARY)"):
+    for title in (
+        "schema",
+        "numeric attributes",
+        "categorical attributes",
+        "binary attributes",
+        "text attributes",
+        "target active (BINARY)",
+    ):
         assert title in text, title
     lines: dict[str, str] = {}  # attribute → its rows in every table, joined
     for line in text.splitlines():
@@ -650,13 +806,15 @@ class _CountingStorage:
         return getattr(self._storage, name)
 
 
-@pytest.mark.parametrize(("rearrangement", "reads"), [
-    (None, 1),
-    ({"splitting": {"percentEnd": 70, "strategy": "random", "randomSeed": "s"}}, 1),
-    ({"splitting": {"percentEnd": 70, "strategy": "sequential"}}, 2),  # a counting pass, then the rows
-])
-def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, rearrangement: Any,
-                                                                 reads: int) -> None:
+@pytest.mark.parametrize(
+    ("rearrangement", "reads"),
+    [
+        (None, 1),
+        ({"splitting": {"percentEnd": 70, "strategy": "random", "randomSeed": "s"}}, 1),
+        ({"splitting": {"percentEnd": 70, "strategy": "sequential"}}, 2),  # a counting pass, then the rows
+    ],
+)
+def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, rearrangement: Any, reads: int) -> None:
     from types import SimpleNamespace
 
     from mlsvc.datasources import job
@@ -665,8 +823,9 @@ def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, 
     path.write_bytes(CHURN_BYTES)
     storage = _CountingStorage()
     ds = {"data_uri": str(path), "target": "churned", "rearrangement": rearrangement}
-    ctx = SimpleNamespace(resource=ds, storage=storage, settings=SimpleNamespace(max_record_bytes=1 << 20),
-                          progress=lambda *_, **__: None)
+    ctx = SimpleNamespace(
+        resource=ds, storage=storage, settings=SimpleNamespace(max_record_bytes=1 << 20), progress=lambda *_, **__: None
+    )
     result = job.run(ctx)  # type: ignore[arg-type]
     assert storage.opened == {str(path): reads}
     assert result["row_count"] == len(pd.read_csv(CHURN))

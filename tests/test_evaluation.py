@@ -284,8 +284,9 @@ def test_classes_absent_from_the_labels() -> None:
     plain(result)
     predicted = proba.argmax(axis=1)
     assert result["macro_f1"] == pytest.approx(skm.f1_score(y, predicted, average="macro", zero_division=0))
-    assert result["macro_f1"] == pytest.approx(classification_metrics(ModelType.MULTICLASS, y, proba)[
-        "MulticlassAvgFScore"])
+    assert result["macro_f1"] == pytest.approx(
+        classification_metrics(ModelType.MULTICLASS, y, proba)["MulticlassAvgFScore"]
+    )
     assert result["per_class"]["c"]["support"] == 0 and result["per_class"]["c"]["recall"] is None
     assert result["per_class"]["d"]["f1"] == 0.0 and result["per_class"]["d"]["recall"] is None
     assert "c, d" in result["notes"][0]
@@ -388,7 +389,16 @@ def test_evaluate_dispatches_on_the_model_type() -> None:
 def test_summary_metrics_are_flat_floats() -> None:
     y, scores = binary_data(n=500)
     summary = summary_metrics(evaluate_binary(y, scores, CLASSES))
-    assert set(summary) >= {"BinaryAUC", "baseline_BinaryAUC", "average_precision", "precision", "recall", "f1",
-                            "accuracy", "false_positive_rate", "threshold"}
+    assert set(summary) >= {
+        "BinaryAUC",
+        "baseline_BinaryAUC",
+        "average_precision",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "false_positive_rate",
+        "threshold",
+    }
     assert all(type(v) is float for v in summary.values())
     json.dumps(summary, allow_nan=False)

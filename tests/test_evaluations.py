@@ -17,8 +17,6 @@ from tests.servers import REPO, RunningServer, wait_done
 CHURN = str(REPO / "datasources" / "churn.csv")
 
 
-
-
 def _datasource(api: httpx.Client, **body: object) -> dict:
     created = api.post("/v1/datasources", json=body)
     assert created.status_code == 202, created.text
@@ -92,7 +90,8 @@ def test_multiclass_and_regression_evaluations(api: httpx.Client, tmp_path: Path
     assert ev["metric"] == "MulticlassAvgFScore" and ev["value"] > 0.85
     assert ev["baseline"]["value"] < 0.4 and len(ev["insights"]["confusion_matrix"]["matrix"]) == 3
     [p] = api.post("/v1/models/iris/predict", json={"record": {"petal_length": 1.4, "petal_width": 0.2}}).json()[
-        "predictions"]
+        "predictions"
+    ]
     assert set(p["predicted_scores"]) == {"setosa", "versicolor", "virginica"}
 
     diabetes = load_diabetes(as_frame=True)

@@ -15,8 +15,9 @@ from tests.servers import RunningServer, start_server, stop_server, wait_done
 
 @pytest.fixture(scope="module")
 def examples(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server: RunningServer = start_server(tmp_path_factory.mktemp("examples-home"),
-                                         {"MLSVC_EXAMPLES": "1", "MLSVC_EXAMPLES_BUDGET_S": "8"})
+    server: RunningServer = start_server(
+        tmp_path_factory.mktemp("examples-home"), {"MLSVC_EXAMPLES": "1", "MLSVC_EXAMPLES_BUDGET_S": "8"}
+    )
     try:
         with httpx.Client(base_url=server.url, timeout=60) as api:
             deadline = time.monotonic() + 120
@@ -47,11 +48,22 @@ def test_a_threshold_chosen_for_a_target_precision_catches_more_fraud(examples: 
     # The lowest threshold that keeps precision at 0.5 or more: every alert at least as likely fraud as not,
     # and as much of the fraud caught as that allows.
     assert chosen["precision"] >= 0.5 and chosen["recall"] >= at_half["recall"]
-    assert all(r["precision"] is None or r["precision"] < 0.5
-               for r in insights["thresholds"] if r["threshold"] < threshold - 1e-9)
+    assert all(
+        r["precision"] is None or r["precision"] < 0.5
+        for r in insights["thresholds"]
+        if r["threshold"] < threshold - 1e-9
+    )
     examples.patch("/v1/models/fraud", json={"score_threshold": threshold}).raise_for_status()
-    suspicious = {"amount": 1900, "merchant_category": "electronics", "hour": 3, "card_present": 0,
-                  "country_mismatch": 1, "device_mismatch": 1, "txn_count_1h": 6, "amount_vs_avg_ratio": 9}
+    suspicious = {
+        "amount": 1900,
+        "merchant_category": "electronics",
+        "hour": 3,
+        "card_present": 0,
+        "country_mismatch": 1,
+        "device_mismatch": 1,
+        "txn_count_1h": 6,
+        "amount_vs_avg_ratio": 9,
+    }
     [p] = examples.post("/v1/models/fraud/predict", json={"record": suspicious}).json()["predictions"]
     expected = "1" if p["predicted_scores"]["1"] >= threshold else "0"
     assert p["predicted_label"] == expected

@@ -31,8 +31,16 @@ def test_kinds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _enqueue(store: SqlStore, rid: str, kind: str, max_attempts: int = 3) -> None:
     now = utcnow()
-    record = {"id": rid, "name": rid, "status": "PENDING", "message": "", "progress": 0.0, "created_at": now,
-              "updated_at": now, "data_uri": "/x.csv"}
+    record = {
+        "id": rid,
+        "name": rid,
+        "status": "PENDING",
+        "message": "",
+        "progress": 0.0,
+        "created_at": now,
+        "updated_at": now,
+        "data_uri": "/x.csv",
+    }
     store.create("datasource", record, rid, {}, kind, max_attempts)
 
 
@@ -41,8 +49,9 @@ def _settings(store_url: str, tmp_path: Path, lease_s: float = 30.0) -> Settings
     return Settings(**{**base.__dict__, "home": tmp_path, "database_url": store_url, "job_lease_s": lease_s})
 
 
-def test_handler_result_completes_the_resource(store: SqlStore, store_url: str, tmp_path: Path,
-                                               test_kinds: None) -> None:
+def test_handler_result_completes_the_resource(
+    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+) -> None:
     _enqueue(store, "a", "test.succeed")
     worker = Worker(_settings(store_url, tmp_path), store)
     assert worker.run_once()
@@ -51,8 +60,9 @@ def test_handler_result_completes_the_resource(store: SqlStore, store_url: str, 
     assert not worker.run_once()
 
 
-def test_a_domain_error_fails_the_resource_with_its_message(store: SqlStore, store_url: str, tmp_path: Path,
-                                                            test_kinds: None) -> None:
+def test_a_domain_error_fails_the_resource_with_its_message(
+    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+) -> None:
     _enqueue(store, "a", "test.raise_domain_error")
     Worker(_settings(store_url, tmp_path), store).run_once()
     ds = store.get("datasource", "a")
@@ -60,8 +70,9 @@ def test_a_domain_error_fails_the_resource_with_its_message(store: SqlStore, sto
     assert ds["message"] == "column 'churned' not found; columns are ['a', 'b']"
 
 
-def test_a_bug_fails_the_resource_with_a_message_not_a_traceback(store: SqlStore, store_url: str, tmp_path: Path,
-                                                                  test_kinds: None) -> None:
+def test_a_bug_fails_the_resource_with_a_message_not_a_traceback(
+    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+) -> None:
     _enqueue(store, "a", "test.raise_bug")
     Worker(_settings(store_url, tmp_path), store).run_once()
     ds = store.get("datasource", "a")
@@ -151,8 +162,7 @@ def _big_csv(path: Path, rows: int) -> Path:
     return path
 
 
-def test_sigkill_of_a_worker_mid_job_and_the_job_still_completes(mlsvc_server: RunningServer,
-                                                                  tmp_path: Path) -> None:
+def test_sigkill_of_a_worker_mid_job_and_the_job_still_completes(mlsvc_server: RunningServer, tmp_path: Path) -> None:
     data = _big_csv(tmp_path / "big.csv", 400_000)
     ds = httpx.post(f"{mlsvc_server.url}/v1/datasources", json={"data_uri": str(data), "target": "label"}).json()
     store = SqlStore(mlsvc_server.database_url, run_migrations=False)
@@ -195,8 +205,13 @@ def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(s3_server
             ds = api.post("/v1/datasources", json={"data_uri": str(REPO / "datasources" / "churn.csv")}).json()
             time.sleep(1.0)
             assert api.get(f"/v1/datasources/{ds['id']}").json()["status"] == "PENDING"  # no worker in the server
-            worker = subprocess.Popen([sys.executable, "-m", "mlsvc.cli", "worker"], cwd=REPO, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "mlsvc.cli", "worker"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             assert wait_done(api, f"/v1/datasources/{ds['id']}", timeout=60)["status"] == "COMPLETED"
     finally:
         if worker is not None:

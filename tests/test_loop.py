@@ -15,11 +15,17 @@ from mlsvc.training.metrics import selection_score
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
 
-def _data(X: pd.DataFrame, raw_y: pd.Series, types: dict[str, AttributeType], target_type: AttributeType,
-          model_type: ModelType | None = None) -> TrainingData:
+def _data(
+    X: pd.DataFrame,
+    raw_y: pd.Series,
+    types: dict[str, AttributeType],
+    target_type: AttributeType,
+    model_type: ModelType | None = None,
+) -> TrainingData:
     features = [Attribute(attributeName=c, attributeType=types[c]) for c in X.columns]
-    return _encode_target(X, raw_y.astype(str), Attribute(attributeName="y", attributeType=target_type),
-                          model_type, features)
+    return _encode_target(
+        X, raw_y.astype(str), Attribute(attributeName="y", attributeType=target_type), model_type, features
+    )
 
 
 def _churnish(n: int = 1500, seed: int = 0, positive_rate: float = 0.3) -> TrainingData:
@@ -57,8 +63,12 @@ def test_multiclass_on_iris_and_regression_on_diabetes() -> None:
     assert outcome.metric == "MulticlassAvgFScore" and outcome.validation_score > 0.85
 
     diabetes = load_diabetes(as_frame=True)
-    data = _data(diabetes.data, diabetes.target, dict.fromkeys(diabetes.data.columns, AttributeType.NUMERIC),
-                 AttributeType.NUMERIC)
+    data = _data(
+        diabetes.data,
+        diabetes.target,
+        dict.fromkeys(diabetes.data.columns, AttributeType.NUMERIC),
+        AttributeType.NUMERIC,
+    )
     assert data.model_type == ModelType.REGRESSION
     outcome = train(data, default_recipe(data.features), seed=0, budget_s=4, families=["linear"])
     baseline = float(np.std(data.y))
@@ -70,8 +80,9 @@ def test_same_data_seed_and_budget_give_the_same_leaderboard() -> None:
 
     def board() -> list[tuple[str, float | None]]:
         # A budget the search cannot exhaust, so no wall-clock cut differs between the runs.
-        outcome = train(data, default_recipe(data.features), seed=3, budget_s=120, families=["linear", "knn"],
-                        max_configs=8)
+        outcome = train(
+            data, default_recipe(data.features), seed=3, budget_s=120, families=["linear", "knn"], max_configs=8
+        )
         return [(row["candidate"], row["validation_score"]) for row in outcome.leaderboard]
 
     assert board() == board()
@@ -91,20 +102,30 @@ def test_imbalanced_classes_are_stratified_and_weighted() -> None:
     data = _churnish(2000, positive_rate=0.05)
     fit, hold = split_holdout(data, 0.2, 0)
     assert abs(hold.y.mean() - data.y.mean()) < 0.01 and abs(fit.y.mean() - data.y.mean()) < 0.01
-    search = Search(fit, default_recipe(fit.features), seed=0, budget_s=1, n_jobs=1, families=None,
-                    on_progress=lambda f, m: None)
+    search = Search(
+        fit, default_recipe(fit.features), seed=0, budget_s=1, n_jobs=1, families=None, on_progress=lambda f, m: None
+    )
     weights = {c.params.get("class_weight") for c in search.configs() if c.family.name != "knn"}
     assert {"balanced", None} <= weights or {"balanced_subsample", None} <= weights
 
 
 def test_an_ensemble_is_scored_on_the_finalists_out_of_fold_predictions() -> None:
     data = _churnish(600)
-    outcome = train(data, default_recipe(data.features), seed=0, budget_s=60,
-                    families=["linear", "extra_trees", "knn"], max_configs=6)
+    outcome = train(
+        data,
+        default_recipe(data.features),
+        seed=0,
+        budget_s=60,
+        families=["linear", "extra_trees", "knn"],
+        max_configs=6,
+    )
     ensemble = next(row for row in outcome.leaderboard if row["candidate"] == "ensemble")
     assert len(ensemble["params"]["members"]) == 3
-    best_single = max(row["validation_score"] for row in outcome.leaderboard
-                      if row["status"] == "finalist" and row["candidate"] != "ensemble")
+    best_single = max(
+        row["validation_score"]
+        for row in outcome.leaderboard
+        if row["status"] == "finalist" and row["candidate"] != "ensemble"
+    )
     selected = next(row for row in outcome.leaderboard if row["selected"])
     assert selected["validation_score"] == max(best_single, ensemble["validation_score"])
 
@@ -116,14 +137,25 @@ def test_recipes_crosses_target_encoding_and_text() -> None:
     words = np.array(["great", "slow", "refund", "love", "broken", "fast", "cheap", "support"])
     review = pd.Series([" ".join(rng.choice(words, 5)) for _ in range(n)], dtype=object)
     good = review.str.contains("great|love|fast").to_numpy()
-    X = pd.DataFrame({"city": city, "review": review, "amount": rng.normal(size=n),
-                      "plan": pd.Series(rng.choice(["a", "b"], n), dtype=object)})
+    X = pd.DataFrame(
+        {
+            "city": city,
+            "review": review,
+            "amount": rng.normal(size=n),
+            "plan": pd.Series(rng.choice(["a", "b"], n), dtype=object),
+        }
+    )
     y = pd.Series(np.where(good, "yes", "no"))
-    types = {"city": AttributeType.CATEGORICAL, "review": AttributeType.TEXT, "amount": AttributeType.NUMERIC,
-             "plan": AttributeType.CATEGORICAL}
+    types = {
+        "city": AttributeType.CATEGORICAL,
+        "review": AttributeType.TEXT,
+        "amount": AttributeType.NUMERIC,
+        "plan": AttributeType.CATEGORICAL,
+    }
     data = _data(X, y, types, AttributeType.BINARY)
-    recipe = merge_recipe(default_recipe(data.features, {"city": 300}), {"crosses": [["plan", "amount"]]},
-                          data.features)
+    recipe = merge_recipe(
+        default_recipe(data.features, {"city": 300}), {"crosses": [["plan", "amount"]]}, data.features
+    )
     assert recipe["attributes"]["city"] == "target_encode" and recipe["attributes"]["review"] == "tfidf_words_1_2"
     outcome = train(data, recipe, seed=0, budget_s=8, families=["linear", "hist_gradient_boosting"])
     assert outcome.validation_score > 0.9  # the text decides the label

@@ -12,8 +12,6 @@ from tests.servers import REPO, RunningServer, wait_done
 CHURN = str(REPO / "datasources" / "churn.csv")
 
 
-
-
 @pytest.fixture(scope="module")
 def api(mlsvc_server: RunningServer) -> httpx.Client:
     with httpx.Client(base_url=mlsvc_server.url, timeout=60) as client:
@@ -27,8 +25,9 @@ def trained(api: httpx.Client) -> dict:
     assert wait_done(api, f"/v1/datasources/{ds['id']}")["status"] == "COMPLETED"
     v1 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "time_budget_s": 4}).json()
     v1 = wait_done(api, f"/v1/models/{v1['id']}")
-    v2 = api.post("/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "seed": 7,
-                                      "time_budget_s": 4}).json()
+    v2 = api.post(
+        "/v1/models", json={"name": "churn-api", "datasource_id": ds["id"], "seed": 7, "time_budget_s": 4}
+    ).json()
     v2 = wait_done(api, f"/v1/models/{v2['id']}")
     return {"ds": ds, "v1": v1, "v2": v2}
 
@@ -61,10 +60,24 @@ def test_every_kind_of_reference_resolves(api: httpx.Client, trained: dict) -> N
 
 
 def test_predict_one_record_and_a_list(api: httpx.Client, trained: dict) -> None:
-    risky = {"tenure_months": 1, "contract": "month-to-month", "internet_service": "fiber", "tech_support": "no",
-             "payment_method": "electronic check", "support_calls_90d": 6, "monthly_charges": 105}
-    loyal = {"tenure_months": 70, "contract": "two-year", "internet_service": "DSL", "tech_support": "yes",
-             "payment_method": "bank transfer", "support_calls_90d": 0, "monthly_charges": 40}
+    risky = {
+        "tenure_months": 1,
+        "contract": "month-to-month",
+        "internet_service": "fiber",
+        "tech_support": "no",
+        "payment_method": "electronic check",
+        "support_calls_90d": 6,
+        "monthly_charges": 105,
+    }
+    loyal = {
+        "tenure_months": 70,
+        "contract": "two-year",
+        "internet_service": "DSL",
+        "tech_support": "yes",
+        "payment_method": "bank transfer",
+        "support_calls_90d": 0,
+        "monthly_charges": 40,
+    }
     one = api.post("/v1/models/churn-api/predict", json={"record": risky}).json()
     assert one["model_id"] == trained["v1"]["id"] and one["version"] == 1
     [p] = one["predictions"]
@@ -126,8 +139,9 @@ def test_moving_an_alias_switches_predictions(api: httpx.Client, trained: dict) 
 
 
 def test_a_model_that_is_not_completed_answers_409(api: httpx.Client, trained: dict) -> None:
-    pending = api.post("/v1/models", json={"name": "churn-pending", "datasource_id": trained["ds"]["id"],
-                                                    "time_budget_s": 2}).json()
+    pending = api.post(
+        "/v1/models", json={"name": "churn-pending", "datasource_id": trained["ds"]["id"], "time_budget_s": 2}
+    ).json()
     response = api.post(f"/v1/models/{pending['id']}/predict", json={"record": {}})
     if response.status_code != 200:  # it may already have finished on a fast machine
         assert response.status_code == 409 and response.json()["error"]["code"] == "not_ready"
@@ -146,8 +160,9 @@ def test_the_mlflow_registry_holds_the_versions(mlsvc_server: RunningServer, tra
 
 
 def test_delete_a_version(api: httpx.Client, trained: dict) -> None:
-    extra = api.post("/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"],
-                                                  "time_budget_s": 2}).json()
+    extra = api.post(
+        "/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"], "time_budget_s": 2}
+    ).json()
     wait_done(api, f"/v1/models/{extra['id']}")
     deleted = api.delete("/v1/models/churn-del:1").json()
     assert deleted["status"] == "DELETED" and deleted["aliases"] == []
@@ -156,8 +171,9 @@ def test_delete_a_version(api: httpx.Client, trained: dict) -> None:
     assert response.status_code == 409
 
 
-def test_moving_production_under_load_fails_no_request(api: httpx.Client, trained: dict,
-                                                       mlsvc_server: RunningServer) -> None:
+def test_moving_production_under_load_fails_no_request(
+    api: httpx.Client, trained: dict, mlsvc_server: RunningServer
+) -> None:
     import threading
 
     versions: list[int] = []

@@ -13,8 +13,13 @@ from mlsvc.client import Client, NotFoundError, ResourceFailedError, ValidationE
 from tests.servers import REPO, RunningServer
 
 CHURN = str(REPO / "datasources" / "churn.csv")
-RECORD = {"tenure_months": 2, "contract": "month-to-month", "internet_service": "fiber",
-          "payment_method": "electronic check", "support_calls_90d": 5}
+RECORD = {
+    "tenure_months": 2,
+    "contract": "month-to-month",
+    "internet_service": "fiber",
+    "payment_method": "electronic check",
+    "support_calls_90d": 5,
+}
 
 
 def test_quickstart_through_the_sdk(mlsvc_server: RunningServer) -> None:
@@ -33,13 +38,16 @@ def test_quickstart_through_the_sdk(mlsvc_server: RunningServer) -> None:
         listed = [m.id for m in client.models.iter(name="churn-sdk")]
         assert listed == [model.id]
         assert model.importances and model.importances[0]["attribute"] in RECORD.keys() | {
-            "monthly_charges", "total_charges", "tech_support", "online_security"}
+            "monthly_charges",
+            "total_charges",
+            "tech_support",
+            "online_security",
+        }
         holdout = client.evaluations.get(model.evaluation_id)
         assert holdout.holdout and holdout.value == model.metrics["BinaryAUC"]
         evaluation = client.evaluations.wait(client.evaluations.create("churn-sdk", ds.id).id, timeout=120)
         assert evaluation.rows == 5000 and evaluation.metric == "BinaryAUC"
-        batch = client.batch_predictions.create("churn-sdk", str(mlsvc_server.home / "sdk-batch"),
-                                                datasource_id=ds.id)
+        batch = client.batch_predictions.create("churn-sdk", str(mlsvc_server.home / "sdk-batch"), datasource_id=ds.id)
         batch = client.batch_predictions.wait(batch.id, timeout=120)
         assert batch.rows_scored == 5000 and batch.manifest_uri
         # A retried create with the same id gives back the same resource, not a second one.
@@ -58,8 +66,9 @@ def test_quickstart_through_the_sdk(mlsvc_server: RunningServer) -> None:
 
 def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLSVC_URL": server.url}
-    return subprocess.run([sys.executable, "-m", "mlsvc.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
@@ -71,8 +80,18 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     assert table.returncode == 0 and ds["id"] in table.stdout
     described = _cli(mlsvc_server, "datasources", "describe", ds["id"])
     assert described.returncode == 0 and "tenure_months" in described.stdout and "NUMERIC" in described.stdout
-    trained = _cli(mlsvc_server, "models", "create", "churn-cli", "--datasource", ds["id"], "--time-budget", "4",
-                   "--wait", "--json")
+    trained = _cli(
+        mlsvc_server,
+        "models",
+        "create",
+        "churn-cli",
+        "--datasource",
+        ds["id"],
+        "--time-budget",
+        "4",
+        "--wait",
+        "--json",
+    )
     assert trained.returncode == 0, trained.stderr
     model = json.loads(trained.stdout)
     assert model["status"] == "COMPLETED" and model["version"] == 1
@@ -94,8 +113,7 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     evaluation = _cli(mlsvc_server, "evaluations", "get", model["evaluation_id"])
     assert evaluation.returncode == 0 and "AUC" in evaluation.stdout
     out = mlsvc_server.home / "cli-batch"
-    batch = _cli(mlsvc_server, "batch", "create", "churn-cli", str(out), "--datasource", ds["id"], "--wait",
-                 "--json")
+    batch = _cli(mlsvc_server, "batch", "create", "churn-cli", str(out), "--datasource", ds["id"], "--wait", "--json")
     assert batch.returncode == 0, batch.stderr
     assert json.loads(batch.stdout)["rows_scored"] == 5000
     listed = _cli(mlsvc_server, "batch", "list")
@@ -104,11 +122,11 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer) -> None:
     assert shown.returncode == 0 and "manifest" in shown.stdout
     evaluations = _cli(mlsvc_server, "evaluations", "list", "--model-id", model["id"], "--json")
     assert [e["id"] for e in json.loads(evaluations.stdout)] == [model["evaluation_id"]]
-    threshold = _cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "0.3", "--tag", "team=a",
-                     "--json")
+    threshold = _cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "0.3", "--tag", "team=a", "--json")
     assert threshold.returncode == 0, threshold.stderr
     assert json.loads(threshold.stdout)["score_threshold"] == 0.3 and json.loads(threshold.stdout)["tags"] == {
-        "team": "a"}
+        "team": "a"
+    }
     renamed = _cli(mlsvc_server, "datasources", "update", ds["id"], "--name", "churn-renamed", "--json")
     assert json.loads(renamed.stdout)["name"] == "churn-renamed"
     out_of_range = _cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "2")
@@ -128,6 +146,10 @@ def test_cli_errors_are_one_line_with_meaningful_exit_codes(mlsvc_server: Runnin
     assert refused.returncode == 2 and "unsupported_uri" in refused.stderr
     failed = _cli(mlsvc_server, "datasources", "create", CHURN, "--target", "nope", "--wait")
     assert failed.returncode == 4 and "nope" in failed.stderr
-    offline = subprocess.run([sys.executable, "-m", "mlsvc.cli", "datasources", "list", "--url",
-                              "http://127.0.0.1:9"], capture_output=True, text=True, timeout=120)
+    offline = subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", "datasources", "list", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert offline.returncode == 6 and "cannot reach" in offline.stderr

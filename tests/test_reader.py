@@ -21,29 +21,48 @@ from mlsvc.resources import Attribute, AttributeType, Schema, Splitting
 from mlsvc.storage import Storage
 
 
-def read(data: bytes, names: list[str], *, header: bool = True, chunk_bytes: int | None = None,
-         max_record_bytes: int = 1024 * 1024) -> tuple[list[RawChunk], BadRows]:
+def read(
+    data: bytes,
+    names: list[str],
+    *,
+    header: bool = True,
+    chunk_bytes: int | None = None,
+    max_record_bytes: int = 1024 * 1024,
+) -> tuple[list[RawChunk], BadRows]:
     bad = BadRows()
     extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
-    chunks = list(iter_chunks("s3://b/f.csv", io.BytesIO(data), names, has_header=header, bad_rows=bad,
-                              max_record_bytes=max_record_bytes, **extra))
+    chunks = list(
+        iter_chunks(
+            "s3://b/f.csv",
+            io.BytesIO(data),
+            names,
+            has_header=header,
+            bad_rows=bad,
+            max_record_bytes=max_record_bytes,
+            **extra,
+        )
+    )
     return chunks, bad
 
 
 def rows_of(chunks: list[RawChunk]) -> list[tuple[int, int, list[str]]]:
     """(line, ordinal, values) of every row, in order."""
-    return [(int(line), int(ordinal), list(values))
-            for c in chunks
-            for line, ordinal, values in zip(c.line_numbers, c.ordinals, c.frame.itertuples(index=False), strict=True)]
+    return [
+        (int(line), int(ordinal), list(values))
+        for c in chunks
+        for line, ordinal, values in zip(c.line_numbers, c.ordinals, c.frame.itertuples(index=False), strict=True)
+    ]
 
 
 def test_rfc4180_quoting_with_embedded_separators_quotes_and_line_breaks() -> None:
-    data = (b'id,text,n\r\n'
-            b'1,"a, b",10\r\n'
-            b'2,"she said ""hi""",20\r\n'
-            b'3,"two\r\nlines",30\r\n'
-            b'4,"three\nlines\nhere",40\n'
-            b'5,plain,50\r\n')
+    data = (
+        b"id,text,n\r\n"
+        b'1,"a, b",10\r\n'
+        b'2,"she said ""hi""",20\r\n'
+        b'3,"two\r\nlines",30\r\n'
+        b'4,"three\nlines\nhere",40\n'
+        b"5,plain,50\r\n"
+    )
     chunks, bad = read(data, ["id", "text", "n"])
     assert rows_of(chunks) == [
         (2, 0, ["1", "a, b", "10"]),
@@ -63,14 +82,16 @@ def test_blank_lines_are_skipped_but_keep_their_line_numbers() -> None:
 
 
 def test_ragged_rows_are_counted_with_the_physical_line_of_each() -> None:
-    data = (b"a,b,c\n"          # 1
-            b"1,2,3\n"          # 2
-            b"4,5\n"            # 3  too few
-            b'"x\ny",1,2\n'     # 4-5
-            b"\n"               # 6  blank
-            b"6,7,8,9\n"        # 7  too many
-            b"10,11,12\n"       # 8
-            b"13\n")            # 9  too few, last line
+    data = (
+        b"a,b,c\n"  # 1
+        b"1,2,3\n"  # 2
+        b"4,5\n"  # 3  too few
+        b'"x\ny",1,2\n'  # 4-5
+        b"\n"  # 6  blank
+        b"6,7,8,9\n"  # 7  too many
+        b"10,11,12\n"  # 8
+        b"13\n"
+    )  # 9  too few, last line
     chunks, bad = read(data, ["a", "b", "c"])
     assert [(line, values[0]) for line, _, values in rows_of(chunks)] == [(2, "1"), (4, "x\ny"), (8, "10")]
     assert bad.count == 3
@@ -146,7 +167,7 @@ def test_the_last_line_needs_no_line_break() -> None:
 
 
 def test_a_record_over_the_limit_is_refused_with_its_line() -> None:
-    data = b"a,b\n1,2\n3,\"" + b"x" * 500 + b"\"\n5,6\n"
+    data = b'a,b\n1,2\n3,"' + b"x" * 500 + b'"\n5,6\n'
     with pytest.raises(MlsvcError) as info:
         read(data, ["a", "b"], max_record_bytes=100)
     assert info.value.code == ErrorCode.INVALID_DATA
@@ -155,7 +176,7 @@ def test_a_record_over_the_limit_is_refused_with_its_line() -> None:
 
 
 def test_an_unclosed_quote_that_runs_on_is_refused() -> None:
-    data = b"a,b\n1,2\n3,\"oops\n" + b"4,5\n" * 100
+    data = b'a,b\n1,2\n3,"oops\n' + b"4,5\n" * 100
     with pytest.raises(MlsvcError) as info:
         read(data, ["a", "b"], max_record_bytes=100)
     assert "line 3" in info.value.message and "quot" in info.value.message
@@ -219,8 +240,15 @@ def test_the_reader_stays_a_few_blocks_ahead_of_the_rows_handed_out() -> None:
     stream = _CountingStream(data)
     block = 256 * 1024
     handed_out, leads = 0, []
-    for chunk in iter_chunks("s3://b/f.csv", stream, ["id", "text"], has_header=True, bad_rows=BadRows(),
-                             chunk_bytes=block, max_record_bytes=1000):
+    for chunk in iter_chunks(
+        "s3://b/f.csv",
+        stream,
+        ["id", "text"],
+        has_header=True,
+        bad_rows=BadRows(),
+        chunk_bytes=block,
+        max_record_bytes=1000,
+    ):
         handed_out += len(chunk)
         leads.append(stream.taken - handed_out * width)
     assert handed_out == rows and len(leads) > 50
@@ -231,8 +259,15 @@ def test_the_reader_stays_a_few_blocks_ahead_of_the_rows_handed_out() -> None:
 def test_a_reader_left_early_stops_reading() -> None:
     data = b"a,b\n" + b"1,2\n" * 2_000_000
     stream = _CountingStream(data)
-    chunks = iter_chunks("s3://b/f.csv", stream, ["a", "b"], has_header=True, bad_rows=BadRows(),
-                         chunk_bytes=64 * 1024, max_record_bytes=1000)
+    chunks = iter_chunks(
+        "s3://b/f.csv",
+        stream,
+        ["a", "b"],
+        has_header=True,
+        bad_rows=BadRows(),
+        chunk_bytes=64 * 1024,
+        max_record_bytes=1000,
+    )
     next(chunks)
     chunks.close()
     taken = stream.taken
@@ -247,18 +282,23 @@ def test_header_names_are_stripped_unique_and_never_blank() -> None:
 
 def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame], ScanCounts]:
     first = tmp_path / "a.csv"
-    first.write_text("id,n\nr1,1\nr2,x\nr3\nr4,4\n")       # an invalid value on line 3, a ragged row on line 4
+    first.write_text("id,n\nr1,1\nr2,x\nr3\nr4,4\n")  # an invalid value on line 3, a ragged row on line 4
     second = tmp_path / "b.csv"
-    second.write_text("n,id\n\n5,r5\noops,r6\n7,r7\n")    # other column order, a blank line, invalid on line 4
+    second.write_text("n,id\n\n5,r5\noops,r6\n7,r7\n")  # other column order, a blank line, invalid on line 4
     storage = Storage()
     files = storage.list_data_files(str(tmp_path))
-    schema = Schema(attributes=[Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
-                                Attribute(attributeName="n", attributeType=AttributeType.NUMERIC)])
+    schema = Schema(
+        attributes=[
+            Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
+            Attribute(attributeName="n", attributeType=AttributeType.NUMERIC),
+        ]
+    )
     names = {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}
     counts = ScanCounts()
     total = options.pop("total", None)
-    chunks = [c.typed for c in scan(storage, files, names, schema, options.pop("splitting", None), total, counts,
-                                    **options)]
+    chunks = [
+        c.typed for c in scan(storage, files, names, schema, options.pop("splitting", None), total, counts, **options)
+    ]
     return chunks, counts
 
 
@@ -267,9 +307,16 @@ def test_scan_counts_rows_across_files_and_names_the_file_and_line_of_each_inval
     kept = pd.concat(chunks)
     assert kept["id"].tolist() == ["r1", "r4", "r5", "r7"] and kept["n"].tolist() == [1.0, 4.0, 5.0, 7.0]
     assert (counts.seen_rows, counts.kept_rows, counts.used_rows, counts.invalid_rows, counts.bad_rows.count) == (
-        7, 6, 4, 2, 1)
-    assert counts.invalid_examples["n"] == [{"file": str(tmp_path / "a.csv"), "line": 3, "value": "x"},
-                                            {"file": str(tmp_path / "b.csv"), "line": 4, "value": "oops"}]
+        7,
+        6,
+        4,
+        2,
+        1,
+    )
+    assert counts.invalid_examples["n"] == [
+        {"file": str(tmp_path / "a.csv"), "line": 3, "value": "x"},
+        {"file": str(tmp_path / "b.csv"), "line": 4, "value": "oops"},
+    ]
     message = counts.invalid_message(0.1)
     assert "3 of 7 rows are invalid" in message and "'n' (2 values that are not numbers" in message
     assert f"{tmp_path / 'a.csv'} line 4: 1 fields where the header has 2" in message
@@ -280,8 +327,12 @@ def test_scan_places_a_sequential_split_over_all_files_counting_ragged_rows(tmp_
     _, counts = _scan_two_files(tmp_path)
     storage = Storage()
     files = storage.list_data_files(str(tmp_path))
-    schema = Schema(attributes=[Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
-                                Attribute(attributeName="n", attributeType=AttributeType.NUMERIC)])
+    schema = Schema(
+        attributes=[
+            Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
+            Attribute(attributeName="n", attributeType=AttributeType.NUMERIC),
+        ]
+    )
     # The counting pass a sequential split needs counts what the scan will see, ragged rows included.
     assert count_rows(storage, files, {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}, schema) == 7
     assert counts.seen_rows == 7

@@ -16,11 +16,14 @@ from mlsvc.resources import Splitting
 
 def _rows(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    return pd.DataFrame({
-        "id": [f"r{i}" for i in range(n)],
-        "x": rng.normal(size=n).round(3).astype(str),
-        "plan": rng.choice(["a", "b", "c"], size=n),
-    }, dtype=object)
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "x": rng.normal(size=n).round(3).astype(str),
+            "plan": rng.choice(["a", "b", "c"], size=n),
+        },
+        dtype=object,
+    )
 
 
 def _select(frame: pd.DataFrame, splitting: Splitting | None, cuts: list[int]) -> np.ndarray:
@@ -62,8 +65,10 @@ def test_a_range_and_its_complement_are_disjoint_and_cover_every_row(strategy: s
 
 def test_adjacent_ranges_partition_the_rows() -> None:
     frame = _rows(2000)
-    parts = [_select(frame, _split(percentBegin=lo, percentEnd=hi, strategy="random", randomSeed="p"), [777])
-             for lo, hi in [(0, 20), (20, 55), (55, 100)]]
+    parts = [
+        _select(frame, _split(percentBegin=lo, percentEnd=hi, strategy="random", randomSeed="p"), [777])
+        for lo, hi in [(0, 20), (20, 55), (55, 100)]
+    ]
     assert sum(len(p) for p in parts) == 2000
     assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(2000))
 
@@ -124,5 +129,6 @@ def test_arrow_chunks_split_exactly_as_frames_of_the_same_tokens_did(seed: str) 
     for begin, end in ((0, 70), (30, 45), (70, 100)):
         splitting = _split(strategy="random", randomSeed=seed, percentBegin=begin, percentEnd=end)
         ordinals = np.arange(len(frame))
-        np.testing.assert_array_equal(select_rows(batch, ordinals, None, splitting),
-                                      select_rows(frame, ordinals, None, splitting))
+        np.testing.assert_array_equal(
+            select_rows(batch, ordinals, None, splitting), select_rows(frame, ordinals, None, splitting)
+        )

@@ -58,8 +58,14 @@ def test_selected_model_beats_most_popular_on_the_example(outcome: RecommenderOu
     assert evaluation["value"] >= NDCG_FLOOR
     assert evaluation["value"] >= RATIO_FLOOR * evaluation["baseline"]["value"]
     assert evaluation["metrics"]["hit_rate@10"] > evaluation["baseline"]["metrics"]["hit_rate@10"]
-    assert set(evaluation["metrics"]) == {"precision@10", "recall@10", "NDCG@10", "MAP@10", "hit_rate@10",
-                                          "coverage@10"}
+    assert set(evaluation["metrics"]) == {
+        "precision@10",
+        "recall@10",
+        "NDCG@10",
+        "MAP@10",
+        "hit_rate@10",
+        "coverage@10",
+    }
     assert set(evaluation["baseline"]["metrics"]) == set(evaluation["metrics"])
     assert "most popular" in evaluation["vs_baseline"] and "NDCG@10" in evaluation["vs_baseline"]
     assert evaluation["rows"] > 7000  # nearly every user has a held-out last item
@@ -78,14 +84,25 @@ def test_leaderboard_has_every_family_and_marks_the_selected(outcome: Recommende
     popular = next(row for row in board if row["family"] == "most_popular")
     assert outcome.validation_score > 1.5 * popular["validation_score"]
     for row in board:
-        assert {"candidate", "family", "params", "validation_score", "rows", "rung", "fit_time_s",
-                "predict_time_s", "status", "selected"} <= set(row)
+        assert {
+            "candidate",
+            "family",
+            "params",
+            "validation_score",
+            "rows",
+            "rung",
+            "fit_time_s",
+            "predict_time_s",
+            "status",
+            "selected",
+        } <= set(row)
     json.dumps(board, allow_nan=False)
     assert outcome.split == LAST_BY_TIME and outcome.metric == "NDCG@10"
 
 
-def test_seen_items_are_excluded_when_asked(outcome: RecommenderOutcome,
-                                            example: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_seen_items_are_excluded_when_asked(
+    outcome: RecommenderOutcome, example: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
     interactions, _ = example
     model = outcome.model
     users = interactions["user_id"].drop_duplicates().head(300).tolist()
@@ -102,8 +119,9 @@ def test_seen_items_are_excluded_when_asked(outcome: RecommenderOutcome,
     assert scores == sorted(scores, reverse=True)
 
 
-def test_unknown_users_get_popular_items_with_cold_start(outcome: RecommenderOutcome,
-                                                         example: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_unknown_users_get_popular_items_with_cold_start(
+    outcome: RecommenderOutcome, example: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
     interactions, _ = example
     model = outcome.model
     answer = model.recommend("U99999", k=10)
@@ -133,8 +151,9 @@ def test_bad_requests_are_clear_errors(outcome: RecommenderOutcome) -> None:
         model.predict(pd.DataFrame({"a": [1], "b": [2]}))
 
 
-def test_similar_items_known_cold_and_unknown(outcome: RecommenderOutcome,
-                                              example: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_similar_items_known_cold_and_unknown(
+    outcome: RecommenderOutcome, example: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
     interactions, items = example
     model = outcome.model
     category = items.set_index("item_id")["category"]
@@ -181,9 +200,17 @@ def test_evaluate_on_later_interactions(example: tuple[pd.DataFrame, pd.DataFram
 
 def test_roles_are_inferred_from_names_or_given() -> None:
     assert resolve_roles(["customerId", "productSKU", "rating", "event_time"]).as_dict() == {
-        "user": "customerId", "item": "productSKU", "rating": "rating", "timestamp": "event_time"}
+        "user": "customerId",
+        "item": "productSKU",
+        "rating": "rating",
+        "timestamp": "event_time",
+    }
     assert resolve_roles(["visitor_id", "article", "ts"]).as_dict() == {
-        "user": "visitor_id", "item": "article", "rating": None, "timestamp": "ts"}
+        "user": "visitor_id",
+        "item": "article",
+        "rating": None,
+        "timestamp": "ts",
+    }
     assert resolve_roles(["a", "b", "c"], {"user": "a", "item": "b", "weight": "c"}).rating == "c"
     assert resolve_roles(["user", "item", "date"], {"timestamp": None}).timestamp is None
     with pytest.raises(MlsvcError, match="no item column"):
@@ -191,30 +218,45 @@ def test_roles_are_inferred_from_names_or_given() -> None:
     with pytest.raises(MlsvcError, match="not found"):
         resolve_roles(["user_id", "item_id"], {"rating": "stars"})
     assert resolve_item_roles(["sku", "genre", "price_usd", "title"]) == {
-        "item": "sku", "category": "genre", "price": "price_usd", "text": "title"}
+        "item": "sku",
+        "category": "genre",
+        "price": "price_usd",
+        "text": "title",
+    }
 
 
 def test_weights_from_numbers_and_event_names() -> None:
-    frame = pd.DataFrame({"user": ["u1", "u1", "u1", "u2", None, "u2"],
-                          "item": ["a", "a", "b", "a", "b", "c"],
-                          "event": ["view", "Purchase", "add-to-cart", "wink", "view", "view"]})
+    frame = pd.DataFrame(
+        {
+            "user": ["u1", "u1", "u1", "u2", None, "u2"],
+            "item": ["a", "a", "b", "a", "b", "c"],
+            "event": ["view", "Purchase", "add-to-cart", "wink", "view", "view"],
+        }
+    )
     data = build_interactions(frame)
     matrix = data.matrix.toarray()
     u1, u2 = data.user_ids.get_loc("u1"), data.user_ids.get_loc("u2")
     a, b = data.item_ids.get_loc("a"), data.item_ids.get_loc("b")
     assert matrix[u1, a] == 6.0 and matrix[u1, b] == 3.0 and matrix[u2, a] == 1.0  # unknown event weighs 1
     assert data.dropped_rows == 1
-    numeric = build_interactions(pd.DataFrame({"user_id": [1.0, 1.0, 2.0], "item_id": ["x", "y", "x"],
-                                               "quantity": [2.0, 0.0, np.nan]}))
+    numeric = build_interactions(
+        pd.DataFrame({"user_id": [1.0, 1.0, 2.0], "item_id": ["x", "y", "x"], "quantity": [2.0, 0.0, np.nan]})
+    )
     assert list(numeric.user_ids) == ["1"] and numeric.matrix.toarray().tolist() == [[2.0]]
     assert numeric.dropped_rows == 2  # a zero and a missing quantity are not interactions
 
 
 def test_split_holds_out_each_users_last_item_by_time() -> None:
     rows = [  # user, item, time: u1's last is c (its earlier view of c leaves training too); u3 has one item
-        ("u1", "a", "2024-01-01T10:00:00Z"), ("u1", "c", "2024-01-01T09:00:00Z"), ("u1", "b", "2024-01-02T10:00:00Z"),
-        ("u1", "c", "2024-01-03T08:00:00+00:00"), ("u2", "b", "2024-02-01"), ("u2", "a", "2024-01-15"),
-        ("u3", "a", "2024-03-01T00:00:00Z"), ("u3", "a", "2024-03-02T00:00:00Z"), ("u4", "d", "not a date"),
+        ("u1", "a", "2024-01-01T10:00:00Z"),
+        ("u1", "c", "2024-01-01T09:00:00Z"),
+        ("u1", "b", "2024-01-02T10:00:00Z"),
+        ("u1", "c", "2024-01-03T08:00:00+00:00"),
+        ("u2", "b", "2024-02-01"),
+        ("u2", "a", "2024-01-15"),
+        ("u3", "a", "2024-03-01T00:00:00Z"),
+        ("u3", "a", "2024-03-02T00:00:00Z"),
+        ("u4", "d", "not a date"),
         ("u4", "b", "2024-01-01T00:00:00Z"),
     ]
     order = np.random.default_rng(3).permutation(len(rows))
@@ -299,8 +341,9 @@ def test_evaluation_shape_and_a_perfect_ranker() -> None:
     test = sp.csr_matrix(np.array([[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32))
 
     class Oracle:
-        def recommend_many(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
-                           ) -> tuple[np.ndarray, np.ndarray]:
+        def recommend_many(
+            self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
+        ) -> tuple[np.ndarray, np.ndarray]:
             items = np.full((len(users), k), -1)
             items[:, 0] = test[users].indices
             return items, np.zeros((len(users), k))

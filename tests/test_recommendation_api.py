@@ -32,9 +32,17 @@ def trained(api: httpx.Client) -> dict[str, Any]:
     items = api.post("/v1/datasources", json={"data_uri": str(DATA / "items.csv")}).json()
     for ds in (interactions, items):
         assert wait_done(api, f"/v1/datasources/{ds['id']}")["status"] == "COMPLETED"
-    created = api.post("/v1/models", json={"name": "shop", "datasource_id": interactions["id"],
-                                           "model_type": "RECOMMENDATION", "k": 10, "time_budget_s": 20,
-                                           "items_datasource_id": items["id"]})
+    created = api.post(
+        "/v1/models",
+        json={
+            "name": "shop",
+            "datasource_id": interactions["id"],
+            "model_type": "RECOMMENDATION",
+            "k": 10,
+            "time_budget_s": 20,
+            "items_datasource_id": items["id"],
+        },
+    )
     assert created.status_code == 202, created.text
     model = wait_done(api, f"/v1/models/{created.json()['id']}", timeout=300)
     assert model["status"] == "COMPLETED", model["message"]
@@ -65,8 +73,7 @@ def test_recommend_for_a_known_user_excludes_what_they_saw(api: httpx.Client, tr
     assert set(r["item_id"] for r in with_seen["recommendations"]) & seen
 
 
-def test_unknown_users_get_popular_items_and_unknown_items_are_404(api: httpx.Client,
-                                                                  trained: dict[str, Any]) -> None:
+def test_unknown_users_get_popular_items_and_unknown_items_are_404(api: httpx.Client, trained: dict[str, Any]) -> None:
     answer = api.post("/v1/models/shop/predict", json={"user_id": "nobody-ever", "k": 5}).json()
     assert answer["cold_start"] is True and len(answer["recommendations"]) == 5
     raw = pd.read_csv(DATA / "interactions.csv.gz", dtype=str)
@@ -84,8 +91,10 @@ def test_unknown_users_get_popular_items_and_unknown_items_are_404(api: httpx.Cl
 def test_batch_gives_k_rows_per_user(api: httpx.Client, trained: dict[str, Any], tmp_path: Path) -> None:
     users = pd.DataFrame({"user_id": ["U00001", "U00002", "U00001", "stranger"]})
     users.to_csv(tmp_path / "users.csv", index=False)
-    created = api.post("/v1/batch-predictions", json={"model": "shop", "data_uri": str(tmp_path / "users.csv"),
-                                                      "output_uri": str(tmp_path / "out")}).json()
+    created = api.post(
+        "/v1/batch-predictions",
+        json={"model": "shop", "data_uri": str(tmp_path / "users.csv"), "output_uri": str(tmp_path / "out")},
+    ).json()
     bp = wait_done(api, f"/v1/batch-predictions/{created['id']}")
     assert bp["status"] == "COMPLETED", bp["message"]
     out = pd.read_csv(bp["outputs"][0]["output"], dtype={"user_id": str, "item_id": str})
@@ -104,12 +113,22 @@ def test_sdk_and_cli(mlsvc_server: RunningServer, trained: dict[str, Any]) -> No
         with pytest.raises(NotFoundError):
             client.similar_items("shop", "no-such-item")
     env = {**os.environ, "MLSVC_URL": mlsvc_server.url}
-    shown = subprocess.run([sys.executable, "-m", "mlsvc.cli", "recommend", "shop", "U00003", "--k", "3", "--json"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", "recommend", "shop", "U00003", "--k", "3", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert len(json.loads(shown.stdout)["recommendations"]) == 3
-    table = subprocess.run([sys.executable, "-m", "mlsvc.cli", "similar", "shop", "no-such-item"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=120)
+    table = subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", "similar", "shop", "no-such-item"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert table.returncode == 3 and "no-such-item" in table.stderr
-
-

@@ -10,9 +10,47 @@ from mlsvc.datasources.values import coerce_frame
 from mlsvc.prediction.records import RecordParser, token
 from mlsvc.resources import Attribute, AttributeType, Schema
 
-VALUES = [None, "", " ", "NA", "n/a", "?", "-", "none", "3", 3, 0, 1, -2.5, 2.5e10, "1,234.5", "1,5", "12,000",
-          "abc", " 7 ", "+4", ".5", "5.", "1e400", "inf", "nan", True, False, "yes", "No", "Y", "t", "1.0", "0.0",
-          "basic", " Pro ", "1_000", "0x10", "٣", 1e-300]
+VALUES = [
+    None,
+    "",
+    " ",
+    "NA",
+    "n/a",
+    "?",
+    "-",
+    "none",
+    "3",
+    3,
+    0,
+    1,
+    -2.5,
+    2.5e10,
+    "1,234.5",
+    "1,5",
+    "12,000",
+    "abc",
+    " 7 ",
+    "+4",
+    ".5",
+    "5.",
+    "1e400",
+    "inf",
+    "nan",
+    True,
+    False,
+    "yes",
+    "No",
+    "Y",
+    "t",
+    "1.0",
+    "0.0",
+    "basic",
+    " Pro ",
+    "1_000",
+    "0x10",
+    "٣",
+    1e-300,
+]
 
 
 @pytest.mark.parametrize("kind", list(AttributeType))
@@ -31,8 +69,10 @@ def test_records_type_like_csv_tokens(kind: AttributeType) -> None:
 
 
 def test_unknown_and_nested_values_are_warned_about() -> None:
-    features = [Attribute(attributeName="plan", attributeType=AttributeType.CATEGORICAL),
-                Attribute(attributeName="n", attributeType=AttributeType.NUMERIC)]
+    features = [
+        Attribute(attributeName="plan", attributeType=AttributeType.CATEGORICAL),
+        Attribute(attributeName="n", attributeType=AttributeType.NUMERIC),
+    ]
     columns, warnings = RecordParser(features).parse([{"plan": ["a"], "n": {"v": 1}, "extra": 1}, {}])
     assert columns["plan"][0] is None and np.isnan(columns["n"][0])
     assert len(warnings[0]) == 3 and "extra" in warnings[0][0] and warnings[1] == []

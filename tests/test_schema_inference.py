@@ -160,9 +160,7 @@ def churn_frame(n: int = 600, seed: int = 7) -> pd.DataFrame:
     charges[garbage_rows] = ["abc", "#VALUE!", "n/a?"]
     charges[[10, 11]] = ["NA", ""]
     total = [f"{v:,.2f}" for v in rng.uniform(0, 9000, n)]
-    reviews = [
-        " ".join(rng.choice(REVIEW_WORDS, size=int(rng.integers(4, 12)))) + f" ticket {i}" for i in range(n)
-    ]
+    reviews = [" ".join(rng.choice(REVIEW_WORDS, size=int(rng.integers(4, 12)))) + f" ticket {i}" for i in range(n)]
     income_band = rng.choice(["1", "2", "3", "9"], n, p=[0.3, 0.3, 0.3, 0.1])
     return pd.DataFrame(
         {

@@ -44,10 +44,24 @@ from mlsvc.server.app import create_app
 from tests.servers import REPO, RunningServer
 
 CHURN = REPO / "datasources" / "churn.csv"
-RISKY = {"tenure_months": 1, "contract": "month-to-month", "internet_service": "fiber", "tech_support": "no",
-         "payment_method": "electronic check", "support_calls_90d": 6, "monthly_charges": 105}
-LOYAL = {"tenure_months": 70, "contract": "two-year", "internet_service": "DSL", "tech_support": "yes",
-         "payment_method": "bank transfer", "support_calls_90d": 0, "monthly_charges": 40}
+RISKY = {
+    "tenure_months": 1,
+    "contract": "month-to-month",
+    "internet_service": "fiber",
+    "tech_support": "no",
+    "payment_method": "electronic check",
+    "support_calls_90d": 6,
+    "monthly_charges": 105,
+}
+LOYAL = {
+    "tenure_months": 70,
+    "contract": "two-year",
+    "internet_service": "DSL",
+    "tech_support": "yes",
+    "payment_method": "bank transfer",
+    "support_calls_90d": 0,
+    "monthly_charges": 40,
+}
 
 
 # --- a transport that loses the first attempts, around the real one ---
@@ -75,8 +89,7 @@ class Flaky(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if failure == "503":
             return failure, httpx.Response(503, text="upstream unavailable", request=request)
         if failure and failure.startswith("429:"):
-            return failure, httpx.Response(429, text="slow down", headers={"Retry-After": failure[4:]},
-                                           request=request)
+            return failure, httpx.Response(429, text="slow down", headers={"Retry-After": failure[4:]}, request=request)
         return failure, None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -125,8 +138,10 @@ def churn_frame(rows: int = 300) -> pd.DataFrame:
 
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The same records as predict_frame sends: missing values as None."""
-    return [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
+    return [
+        {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 # ===================== Client (sync) over a socket to `mlsvc serve` =====================
@@ -153,9 +168,15 @@ def churn(client: Client) -> SimpleNamespace:
     first = client.models.wait(first, timeout=180, poll_interval=0.2, on_progress=model_states.append)
     second = client.wait(second, timeout=180, poll_interval=0.2)
     v1, v2 = sorted([first, second], key=lambda m: m.version or 0)  # versions go in the order training ends
-    return SimpleNamespace(ds=ds, states=states, v1=v1, v2=v2, newest_first=[second.id, first.id],
-                           model_states=model_states,
-                           timed_out=timed_out.value)
+    return SimpleNamespace(
+        ds=ds,
+        states=states,
+        v1=v1,
+        v2=v2,
+        newest_first=[second.id, first.id],
+        model_states=model_states,
+        timed_out=timed_out.value,
+    )
 
 
 def test_wait_calls_back_with_every_state_until_completed(churn: SimpleNamespace) -> None:
@@ -184,8 +205,9 @@ def test_datasources_crud_over_a_socket(client: Client, churn: SimpleNamespace, 
     assert schema.targetAttributeName == "churned" and schema.attribute("tenure_months") is not None
     assert client.datasources.get(churn.ds.id).data_schema.targetAttributeName == "churned"
 
-    renamed = client.datasources.update(ds, name="sdk-small-renamed", tags={"team": "retention", "tmp": None,
-                                                                            "owner": "ana"})
+    renamed = client.datasources.update(
+        ds, name="sdk-small-renamed", tags={"team": "retention", "tmp": None, "owner": "ana"}
+    )
     assert renamed.name == "sdk-small-renamed" and renamed.tags == {"team": "retention", "owner": "ana"}
     assert client.datasources.update(ds, tags={"x": "y"}).tags == {"team": "retention", "owner": "ana", "x": "y"}
 
@@ -279,11 +301,13 @@ def test_evaluations_crud_over_a_socket(client: Client, churn: SimpleNamespace) 
     assert client.evaluations.list(name_prefix="sdk-eval").items == []
 
 
-def test_batch_predictions_crud_over_a_socket(client: Client, churn: SimpleNamespace,
-                                              mlsvc_server: RunningServer) -> None:
+def test_batch_predictions_crud_over_a_socket(
+    client: Client, churn: SimpleNamespace, mlsvc_server: RunningServer
+) -> None:
     out = mlsvc_server.home / "sdk-batch"
-    bp = client.batch_predictions.create(churn.v1, str(out), datasource_id=churn.ds, name="sdk-batch",
-                                         tags={"run": "1"})
+    bp = client.batch_predictions.create(
+        churn.v1, str(out), datasource_id=churn.ds, name="sdk-batch", tags={"run": "1"}
+    )
     assert bp.status == "PENDING" and bp.model_id == churn.v1.id
     bp = client.batch_predictions.wait(bp, timeout=120, poll_interval=0.1)
     assert bp.rows_scored == 5000 and bp.manifest_uri
@@ -381,8 +405,9 @@ def test_retries_give_up_with_a_connection_error(mlsvc_server: RunningServer) ->
         assert unavailable.value.status_code == 503 and "upstream unavailable" in unavailable.value.message
 
 
-def test_escape_hatches_and_configuration(client: Client, mlsvc_server: RunningServer,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escape_hatches_and_configuration(
+    client: Client, mlsvc_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert client.request("GET", "/v1/models", params={"name": "sdk-churn", "limit": 1})["next_token"]
     assert "mlsvc_predictions_total" in client.metrics()
     monkeypatch.setenv("MLSVC_URL", mlsvc_server.url)
@@ -425,10 +450,20 @@ class InProcess:
 def _settings(home: Path, **overrides: Any) -> Settings:
     base = Settings.from_env()
     tracking = f"sqlite:///{home / 'mlflow.db'}"
-    return Settings(**{**base.__dict__, "home": home, "database_url": f"sqlite:///{home / 'mlsvc.db'}",
-                       "mlflow_tracking_uri": tracking, "mlflow_registry_uri": tracking,
-                       "mlflow_artifact_root": (home / "mlartifacts").as_uri(), "local_roots": (),
-                       "api_key": None, "job_poll_s": 0.05, **overrides})
+    return Settings(
+        **{
+            **base.__dict__,
+            "home": home,
+            "database_url": f"sqlite:///{home / 'mlsvc.db'}",
+            "mlflow_tracking_uri": tracking,
+            "mlflow_registry_uri": tracking,
+            "mlflow_artifact_root": (home / "mlartifacts").as_uri(),
+            "local_roots": (),
+            "api_key": None,
+            "job_poll_s": 0.05,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -449,8 +484,7 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
 async def trained(inproc: InProcess, anyio_backend: str) -> AsyncIterator[SimpleNamespace]:
     async with inproc.client() as c:
         ds = await c.datasources.wait(await c.datasources.create(str(CHURN), name="churn"), poll_interval=0.05)
-        model = await c.models.wait(await c.models.create("churn", ds, time_budget_s=3), poll_interval=0.1,
-                                    timeout=180)
+        model = await c.models.wait(await c.models.create("churn", ds, time_budget_s=3), poll_interval=0.1, timeout=180)
         yield SimpleNamespace(ds=ds, model=model)
 
 
@@ -460,8 +494,9 @@ async def test_async_datasources(inproc: InProcess, capsys: pytest.CaptureFixtur
     async with inproc.client() as c:
         ds = await c.datasources.create(csv, name="a-small", tags={"team": "growth", "tmp": "1"})
         seen: list[str] = []
-        ds = await c.datasources.wait(ds.id, poll_interval=0.02, on_progress=lambda r: seen.append(r.status),
-                                      progress=True)
+        ds = await c.datasources.wait(
+            ds.id, poll_interval=0.02, on_progress=lambda r: seen.append(r.status), progress=True
+        )
         assert ds.row_count == 40 and seen[-1] == "COMPLETED"
         bar = capsys.readouterr().err  # progress=True drew a bar on stderr, ending at the final state
         assert f"{ds.id} COMPLETED" in bar and "100%" in bar
@@ -505,7 +540,8 @@ async def test_async_models_and_predictions(inproc: InProcess, trained: SimpleNa
         assert list((await c.models.predict_frame(model, frame.head(3))).columns) == list(scored.columns)
         assert "mlsvc_predictions_total" in await c.metrics()
         assert [m["id"] for m in (await c.request("GET", "/v1/models", params={"name": "churn"}))["items"]] == [
-            model.id]
+            model.id
+        ]
 
 
 @pytest.mark.anyio
@@ -521,8 +557,9 @@ async def test_async_evaluations_and_batch_predictions(inproc: InProcess, traine
         assert (await c.evaluations.delete(ev.id)).status == "DELETED"
 
         csv = str(small_csv(inproc.folder, "to-score.csv"))
-        bp = await c.batch_predictions.create("churn", str(inproc.folder / "scores"), data_uri=csv,
-                                              row_id="customer_id", name="a-batch")
+        bp = await c.batch_predictions.create(
+            "churn", str(inproc.folder / "scores"), data_uri=csv, row_id="customer_id", name="a-batch"
+        )
         bp = await c.batch_predictions.wait(bp, poll_interval=0.05, timeout=120)
         assert bp.rows_scored == 40 and bp.outputs
         assert [b.id async for b in c.batch_predictions.iter(model_id=trained.model.id)] == [bp.id]

@@ -166,8 +166,14 @@ def test_text_lengths_tokens_and_vocabulary(churn):
 
 
 def test_words_of_only_punctuation_are_not_tokens():
-    notes = ["late - again !", "Refund, refund", "- -", "app\u00a0slow \u2014 thanks", None,
-             "\u00e9t\u00e9 \u00c9T\u00c9!"]
+    notes = [
+        "late - again !",
+        "Refund, refund",
+        "- -",
+        "app\u00a0slow \u2014 thanks",
+        None,
+        "\u00e9t\u00e9 \u00c9T\u00c9!",
+    ]
     typed = pd.DataFrame({"note": _objects(notes, np.array([v is None for v in notes]))})
     invalid = pd.DataFrame(False, index=typed.index, columns=typed.columns)
     _, result = _run(typed, invalid, _schema(None, note="TEXT"), chunks=(4, 2))

@@ -12,8 +12,18 @@ from mlsvc.store.sql import SqlStore, utcnow
 
 def _record(rid: str, name: str = "n", offset_s: int = 0, **extra: object) -> dict[str, object]:
     now = utcnow() + timedelta(seconds=offset_s)
-    return {"id": rid, "name": name, "status": "PENDING", "message": "", "progress": 0.0, "created_at": now,
-            "updated_at": now, "data_uri": f"/data/{rid}.csv", "schema": None, **extra}
+    return {
+        "id": rid,
+        "name": name,
+        "status": "PENDING",
+        "message": "",
+        "progress": 0.0,
+        "created_at": now,
+        "updated_at": now,
+        "data_uri": f"/data/{rid}.csv",
+        "schema": None,
+        **extra,
+    }
 
 
 def test_create_get_and_doc_fields_round_trip(store: SqlStore) -> None:

@@ -71,8 +71,12 @@ STYLES = (
 )  # fmt: skip
 EVENTS = ("view", "add_to_cart", "purchase")
 
-INTERACTION_COLUMNS = (("user_id", "CATEGORICAL"), ("item_id", "CATEGORICAL"), ("event_type", "CATEGORICAL"),
-                       ("timestamp", "CATEGORICAL"))
+INTERACTION_COLUMNS = (
+    ("user_id", "CATEGORICAL"),
+    ("item_id", "CATEGORICAL"),
+    ("event_type", "CATEGORICAL"),
+    ("timestamp", "CATEGORICAL"),
+)
 ITEM_COLUMNS = (("item_id", "CATEGORICAL"), ("category", "CATEGORICAL"), ("price", "NUMERIC"), ("title", "TEXT"))
 
 
@@ -111,8 +115,7 @@ def draw_catalogue(rng: np.random.Generator, n_items: int) -> Catalogue:
     lean = np.argmax(np.abs(style), axis=1)
     nouns = [CATEGORIES[names[c]][2] for c in category]
     noun_pick = rng.integers(0, 1_000_000, n_items)
-    title = [f"{STYLES[d][int(style[i, d] < 0)]} {nouns[i][noun_pick[i] % len(nouns[i])]}"
-             for i, d in enumerate(lean)]
+    title = [f"{STYLES[d][int(style[i, d] < 0)]} {nouns[i][noun_pick[i] % len(nouns[i])]}" for i, d in enumerate(lean)]
     return Catalogue(category, style, log_popularity, price, title)
 
 
@@ -149,8 +152,9 @@ def draw_tastes(rng: np.random.Generator, n_users: int) -> tuple[np.ndarray, np.
     return preference, taste
 
 
-def draw_views(rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, preference: np.ndarray,
-               taste: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_views(
+    rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, preference: np.ndarray, taste: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Products viewed in each session: one category per visit, products by style match and popularity
     (the Gumbel top-L trick draws L distinct products from the softmax); returns session, rank, item."""
     n_sessions = len(owner)
@@ -186,8 +190,16 @@ def draw_views(rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, pref
     return session, rank, item
 
 
-def draw_events(rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, start: np.ndarray,
-                session: np.ndarray, rank: np.ndarray, item: np.ndarray, taste: np.ndarray) -> Events:
+def draw_events(
+    rng: np.random.Generator,
+    cat: Catalogue,
+    owner: np.ndarray,
+    start: np.ndarray,
+    session: np.ndarray,
+    rank: np.ndarray,
+    item: np.ndarray,
+    taste: np.ndarray,
+) -> Events:
     """Views a minute or so apart; second views; add-to-carts and purchases, likelier for a good style match."""
     n = len(item)
     user = owner[session]
@@ -203,13 +215,27 @@ def draw_events(rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, sta
     cart = rng.random(n) < p_cart
     purchase = cart & (rng.random(n) < 0.45)
     review = rng.random(n) < REVIEW_RATE
-    parts = [(user, item, np.zeros(n, np.int64), seconds),
-             (user[review], item[review], np.zeros(int(review.sum()), np.int64),
-              seconds[review] + rng.uniform(20.0, 400.0, int(review.sum()))),
-             (user[cart], item[cart], np.ones(int(cart.sum()), np.int64),
-              seconds[cart] + rng.uniform(5.0, 240.0, int(cart.sum()))),
-             (user[purchase], item[purchase], np.full(int(purchase.sum()), 2, np.int64),
-              seconds[purchase] + rng.uniform(250.0, 900.0, int(purchase.sum())))]
+    parts = [
+        (user, item, np.zeros(n, np.int64), seconds),
+        (
+            user[review],
+            item[review],
+            np.zeros(int(review.sum()), np.int64),
+            seconds[review] + rng.uniform(20.0, 400.0, int(review.sum())),
+        ),
+        (
+            user[cart],
+            item[cart],
+            np.ones(int(cart.sum()), np.int64),
+            seconds[cart] + rng.uniform(5.0, 240.0, int(cart.sum())),
+        ),
+        (
+            user[purchase],
+            item[purchase],
+            np.full(int(purchase.sum()), 2, np.int64),
+            seconds[purchase] + rng.uniform(250.0, 900.0, int(purchase.sum())),
+        ),
+    ]
     u, i, e, s = (np.concatenate([p[k] for p in parts]) for k in range(4))
     s = np.floor(s)
     order = np.lexsort((e, i, u, s))
@@ -221,8 +247,9 @@ def _starts(group: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
 
 
-def generate(n_users: int = N_USERS, n_items: int = N_ITEMS, sessions_mean: float = SESSIONS_MEAN,
-             seed: int = SEED) -> tuple[Catalogue, Events]:
+def generate(
+    n_users: int = N_USERS, n_items: int = N_ITEMS, sessions_mean: float = SESSIONS_MEAN, seed: int = SEED
+) -> tuple[Catalogue, Events]:
     """The catalogue and the event log, deterministic for a seed."""
     rng = np.random.default_rng(seed)
     cat = draw_catalogue(rng, n_items)
@@ -247,14 +274,26 @@ def iso_times(seconds: np.ndarray) -> list[str]:
 
 def interaction_rows(events: Events) -> list[list[str]]:
     users, items = user_ids(int(events.user.max()) + 1), item_ids(int(events.item.max()) + 1)
-    return [list(r) for r in zip(users[events.user], items[events.item], np.array(EVENTS)[events.event],
-                                 iso_times(events.seconds), strict=True)]
+    return [
+        list(r)
+        for r in zip(
+            users[events.user],
+            items[events.item],
+            np.array(EVENTS)[events.event],
+            iso_times(events.seconds),
+            strict=True,
+        )
+    ]
 
 
 def item_rows(cat: Catalogue) -> list[list[str]]:
     names = np.array(list(CATEGORIES))
-    return [list(r) for r in zip(item_ids(len(cat.title)), names[cat.category], [f"{p:.2f}" for p in cat.price],
-                                 cat.title, strict=True)]
+    return [
+        list(r)
+        for r in zip(
+            item_ids(len(cat.title)), names[cat.category], [f"{p:.2f}" for p in cat.price], cat.title, strict=True
+        )
+    ]
 
 
 def schema(columns: tuple[tuple[str, str], ...], row_id: str | None) -> dict[str, object]:
@@ -290,12 +329,14 @@ def write(out_dir: Path) -> tuple[Path, Path]:
     cat, events = generate()
     interactions = out_dir / "interactions.csv.gz"
     interactions.write_bytes(gzip_bytes(csv_text(INTERACTION_COLUMNS, interaction_rows(events))))
-    (out_dir / "interactions.csv.gz.schema").write_text(json.dumps(schema(INTERACTION_COLUMNS, None), indent=2)
-                                                        + "\n", encoding="utf-8")
+    (out_dir / "interactions.csv.gz.schema").write_text(
+        json.dumps(schema(INTERACTION_COLUMNS, None), indent=2) + "\n", encoding="utf-8"
+    )
     items = out_dir / "items.csv"
     items.write_text(csv_text(ITEM_COLUMNS, item_rows(cat)), encoding="utf-8")
-    (out_dir / "items.csv.schema").write_text(json.dumps(schema(ITEM_COLUMNS, "item_id"), indent=2) + "\n",
-                                              encoding="utf-8")
+    (out_dir / "items.csv.schema").write_text(
+        json.dumps(schema(ITEM_COLUMNS, "item_id"), indent=2) + "\n", encoding="utf-8"
+    )
     return interactions, items
 
 
@@ -308,13 +349,17 @@ def check(interactions: Path, items: Path) -> None:
 
     frame = pd.read_csv(interactions, dtype=str, keep_default_na=False)
     catalogue = pd.read_csv(items, dtype={"item_id": str, "category": str, "title": str}, keep_default_na=False)
-    print(f"events {len(frame):,}, users {frame.user_id.nunique():,}, items {frame.item_id.nunique():,} "
-          f"of {len(catalogue):,}; events: {frame.event_type.value_counts().to_dict()}")
+    print(
+        f"events {len(frame):,}, users {frame.user_id.nunique():,}, items {frame.item_id.nunique():,} "
+        f"of {len(catalogue):,}; events: {frame.event_type.value_counts().to_dict()}"
+    )
     outcome = train_recommender(frame, None, k=10, seed=0, budget_s=60.0, items_frame=catalogue)
     for row in outcome.leaderboard:
         if row.get("validation_score") is not None:
-            print(f"  {row['candidate']:<16} NDCG@10 {row['validation_score']:.4f}  fit {row['fit_time_s']:.2f} s"
-                  f"{'  (selected)' if row['selected'] else ''}")
+            print(
+                f"  {row['candidate']:<16} NDCG@10 {row['validation_score']:.4f}  fit {row['fit_time_s']:.2f} s"
+                f"{'  (selected)' if row['selected'] else ''}"
+            )
     print(f"holdout: {outcome.evaluation['vs_baseline']}")
 
 

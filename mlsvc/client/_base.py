@@ -86,9 +86,10 @@ def parse_json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise APIResponseError(f"{response.request.method} {response.request.url.path} answered "
-                               f"{response.status_code} with a body that is not JSON: {response.text[:200]!r}"
-                               ) from exc
+        raise APIResponseError(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code} with a body that is not JSON: {response.text[:200]!r}"
+        ) from exc
 
 
 def parse_as(cls: type[T]) -> Callable[[httpx.Response], T]:
@@ -98,8 +99,9 @@ def parse_as(cls: type[T]) -> Callable[[httpx.Response], T]:
         try:
             return cls.model_validate(parse_json(response))  # type: ignore[attr-defined,no-any-return]
         except pydantic.ValidationError as exc:
-            raise APIResponseError(f"the answer to {response.request.method} {response.request.url.path} is not "
-                                   f"a {cls.__name__}: {exc}") from exc
+            raise APIResponseError(
+                f"the answer to {response.request.method} {response.request.url.path} is not a {cls.__name__}: {exc}"
+            ) from exc
 
     return parse
 
@@ -123,8 +125,11 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     RETRY_STATUSES: ClassVar[frozenset[int]] = frozenset({429, 502, 503, 504})
-    RETRY_ERRORS: ClassVar[tuple[type[Exception], ...]] = (httpx.TimeoutException, httpx.NetworkError,
-                                                           httpx.RemoteProtocolError)
+    RETRY_ERRORS: ClassVar[tuple[type[Exception], ...]] = (
+        httpx.TimeoutException,
+        httpx.NetworkError,
+        httpx.RemoteProtocolError,
+    )
 
     def after_error(self, attempt: int, exc: Exception) -> float | None:
         """Seconds to wait before trying again after attempt ``attempt`` (0-based) raised ``exc``, or None."""
@@ -170,8 +175,16 @@ def parse_retry_after(value: str | None) -> float | None:
 class BaseClient:
     """Configuration and the steps around sending that do not depend on sync or async I/O."""
 
-    def __init__(self, base_url: str | None, *, api_key: str | None, timeout: float | httpx.Timeout | None,
-                 max_retries: int, backoff: float, headers: Mapping[str, str] | None) -> None:
+    def __init__(
+        self,
+        base_url: str | None,
+        *,
+        api_key: str | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        backoff: float,
+        headers: Mapping[str, str] | None,
+    ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
         self.base_url = (base_url or os.environ.get("MLSVC_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -193,8 +206,9 @@ class BaseClient:
         headers = {REQUEST_ID_HEADER: request_id}
         if call.content is not None:
             headers["Content-Type"] = "application/json"
-        return http.build_request(call.method, call.path, json=call.json, content=call.content,
-                                  params=_query(call.params), headers=headers)
+        return http.build_request(
+            call.method, call.path, json=call.json, content=call.content, params=_query(call.params), headers=headers
+        )
 
     @staticmethod
     def _result(call: Call[T], response: httpx.Response, request_id: str) -> T:
@@ -269,8 +283,7 @@ def parse_page(cls: type[T]) -> Callable[[httpx.Response], Page[T]]:
         try:
             items = [cls.model_validate(x) for x in body["items"]]  # type: ignore[attr-defined]
         except pydantic.ValidationError as exc:
-            raise APIResponseError(f"an item of {response.request.url.path} is not a {cls.__name__}: {exc}"
-                                   ) from exc
+            raise APIResponseError(f"an item of {response.request.url.path} is not a {cls.__name__}: {exc}") from exc
         return Page(items, body.get("next_token") or None)
 
     return parse
@@ -305,8 +318,13 @@ class Waiter:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True))
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self._task = self._bar.add_task(f"{self.ref} …", total=1.0)
             self._bar.start()
         return self
@@ -329,8 +347,9 @@ class Waiter:
             why = f": {resource.message}" if resource.message else ""
             raise ResourceFailedError(f"{resource.id} is {status.value}{why}", resource)
         if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
-            raise WaitTimeoutError(f"{resource.id} is still {status.value} ({resource.progress:.0%}) after "
-                                   f"{self.timeout:g} s", resource)
+            raise WaitTimeoutError(
+                f"{resource.id} is still {status.value} ({resource.progress:.0%}) after {self.timeout:g} s", resource
+            )
         return False
 
     def delay(self) -> float:
@@ -362,14 +381,28 @@ class Collection(Generic[R]):
     def _delete_call(self, ref: str | Resource) -> Call[R]:
         return Call("DELETE", f"{self.path}/{_segment(ref_of(ref))}", parse_as(self.resource_type))
 
-    def _list_call(self, *, status: Status | str | None, name_prefix: str | None, tag: str | None, limit: int,
-                   next_token: str | None, filters: Mapping[str, Any]) -> Call[Page[R]]:
+    def _list_call(
+        self,
+        *,
+        status: Status | str | None,
+        name_prefix: str | None,
+        tag: str | None,
+        limit: int,
+        next_token: str | None,
+        filters: Mapping[str, Any],
+    ) -> Call[Page[R]]:
         unknown = sorted(set(filters) - set(self.extra_filters))
         if unknown:
             allowed = ", ".join(("status", "name_prefix", "tag", *self.extra_filters))
             raise TypeError(f"unknown filter {unknown[0]!r} for {self.path}; the filters are {allowed}")
-        params = {"status": status, "name_prefix": name_prefix, "tag": tag, "limit": limit,
-                  "next_token": next_token, **filters}
+        params = {
+            "status": status,
+            "name_prefix": name_prefix,
+            "tag": tag,
+            "limit": limit,
+            "next_token": next_token,
+            **filters,
+        }
         return Call("GET", self.path, parse_page(self.resource_type), params=params)
 
     def _create_call(self, fields: dict[str, Any]) -> Call[R]:
@@ -378,8 +411,9 @@ class Collection(Generic[R]):
         return Call("POST", self.path, parse_as(self.resource_type), json=body)
 
     def _update_call(self, ref: str | Resource, fields: dict[str, Any]) -> Call[R]:
-        return Call("PATCH", f"{self.path}/{_segment(ref_of(ref))}", parse_as(self.resource_type),
-                    json=_fields(**fields))
+        return Call(
+            "PATCH", f"{self.path}/{_segment(ref_of(ref))}", parse_as(self.resource_type), json=_fields(**fields)
+        )
 
 
 class DataSourceCalls(Collection[DataSource]):
@@ -404,8 +438,9 @@ class ModelCalls(Collection[Model]):
     extra_filters = ("name",)
 
     def _set_alias_call(self, name: str, alias: str, version: int) -> Call[Model]:
-        return Call("PUT", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model),
-                    json={"version": version})
+        return Call(
+            "PUT", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model), json={"version": version}
+        )
 
     def _delete_alias_call(self, name: str, alias: str) -> Call[Model]:
         return Call("DELETE", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model))
@@ -419,16 +454,23 @@ class ModelCalls(Collection[Model]):
         return {alias: m.version for m in models for alias in m.aliases if m.version is not None}
 
 
-def predict_call(ref: str | Resource, record: Mapping[str, Any] | None,
-                 records: Sequence[Mapping[str, Any]] | None) -> Call[PredictResponse]:
+def predict_call(
+    ref: str | Resource, record: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]] | None
+) -> Call[PredictResponse]:
     if (record is None) == (records is None):
         raise TypeError("give exactly one of record (a dict) or records= (a list of dicts)")
     body = {"record": dict(record)} if record is not None else {"records": [dict(r) for r in records or ()]}
     return Call("POST", f"/v1/models/{_segment(ref_of(ref))}/predict", parse_as(PredictResponse), json=body)
 
 
-def recommend_call(ref: str | Resource, *, user_id: str | int | None = None, item_id: str | int | None = None,
-                   k: int | None = None, exclude_seen: bool = True) -> Call[PredictResponse]:
+def recommend_call(
+    ref: str | Resource,
+    *,
+    user_id: str | int | None = None,
+    item_id: str | int | None = None,
+    k: int | None = None,
+    exclude_seen: bool = True,
+) -> Call[PredictResponse]:
     body: dict[str, Any] = {"user_id": user_id} if user_id is not None else {"item_id": item_id}
     if k is not None:
         body["k"] = k
@@ -459,8 +501,12 @@ class BatchPredictionCalls(Collection[BatchPrediction]):
 HEALTH_CALL: Call[dict[str, Any]] = Call("GET", "/healthz", parse_json)
 METRICS_CALL: Call[str] = Call("GET", "/metrics", lambda r: r.text)
 
-COLLECTION_OF: dict[type[Resource], str] = {DataSource: "datasources", Model: "models", Evaluation: "evaluations",
-                                            BatchPrediction: "batch_predictions"}
+COLLECTION_OF: dict[type[Resource], str] = {
+    DataSource: "datasources",
+    Model: "models",
+    Evaluation: "evaluations",
+    BatchPrediction: "batch_predictions",
+}
 
 
 def collection_name(resource: Resource) -> str:

@@ -31,7 +31,7 @@ def encode_batches(frame: pd.DataFrame, batch_size: int) -> Iterator[bytes]:
     """``{"records": [...]}`` bodies of up to ``batch_size`` rows. Missing values (NaN, None, NA, NaT) and
     infinities become null, which the server reads as a missing attribute; datetimes become ISO strings."""
     for start in range(0, len(frame), batch_size):
-        part = frame.iloc[start:start + batch_size]
+        part = frame.iloc[start : start + batch_size]
         records = part.to_json(orient="records", date_format="iso", double_precision=15, force_ascii=False)
         yield b'{"records":' + records.encode() + b"}"
 

@@ -71,12 +71,20 @@ class Client(BaseClient):
     Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
-                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
-                 backoff: float = DEFAULT_BACKOFF, headers: Mapping[str, str] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff,
-                         headers=headers)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff, headers=headers
+        )
         self._http = httpx.Client(transport=transport, **self._http_options())
         self.datasources = DataSources(self)
         self.models = Models(self)
@@ -120,8 +128,13 @@ class Client(BaseClient):
         """
         return self._send(Call(method.upper(), path, parse_json, json=json, params=params))
 
-    def predict(self, ref: str | Model, record: Mapping[str, Any] | None = None, *,
-                records: Sequence[Mapping[str, Any]] | None = None) -> PredictResponse:
+    def predict(
+        self,
+        ref: str | Model,
+        record: Mapping[str, Any] | None = None,
+        *,
+        records: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PredictResponse:
         """Real-time predictions from a model: ``ref`` is an id, ``name``, ``name:VERSION`` or ``name:ALIAS``.
 
         >>> client.predict("churn", {"tenure_months": 2}).predictions[0].predicted_scores
@@ -131,8 +144,9 @@ class Client(BaseClient):
         """
         return self._send(predict_call(ref, record, records))
 
-    def recommend(self, ref: str | Model, user_id: str | int, k: int | None = None, *,
-                  exclude_seen: bool = True) -> PredictResponse:
+    def recommend(
+        self, ref: str | Model, user_id: str | int, k: int | None = None, *, exclude_seen: bool = True
+    ) -> PredictResponse:
         """The items a RECOMMENDATION model ranks highest for ``user_id`` (popular items, ``cold_start``, for a
         user it never saw).
 
@@ -163,15 +177,23 @@ class Client(BaseClient):
         answers = [self._send(predict_batch_call(model.id, body)) for body in _frames.encode_batches(df, batch_size)]
         return _frames.to_frame(df, model, answers)
 
-    def wait(self, resource: R, *, timeout: float | None = 600.0, poll_interval: float = 1.0,
-             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+    def wait(
+        self,
+        resource: R,
+        *,
+        timeout: float | None = 600.0,
+        poll_interval: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+        progress: bool = False,
+    ) -> R:
         """Wait until any resource is COMPLETED (see ``client.models.wait``).
 
         >>> batch = client.wait(client.batch_predictions.create("churn", "out/", datasource_id=ds.id))
         """
         collection: _Sync[R] = getattr(self, collection_name(resource))
-        return collection.wait(resource.id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress,
-                               progress=progress)
+        return collection.wait(
+            resource.id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress, progress=progress
+        )
 
     def health(self) -> dict[str, Any]:
         """The server's health check: ``{"status": "ok"}``."""
@@ -182,8 +204,14 @@ class Client(BaseClient):
         return self._send(METRICS_CALL)
 
 
-def wait_for(get: Callable[[], R], *, timeout: float | None = 600.0, poll_interval: float = 1.0,
-             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+def wait_for(
+    get: Callable[[], R],
+    *,
+    timeout: float | None = 600.0,
+    poll_interval: float = 1.0,
+    on_progress: ProgressCallback | None = None,
+    progress: bool = False,
+) -> R:
     """Call ``get`` until the resource it returns is COMPLETED, and return that.
 
     Raises ``ResourceFailedError`` when it becomes FAILED or DELETED, ``WaitTimeoutError`` after ``timeout``
@@ -208,8 +236,16 @@ class _Sync(Collection[R]):
         """One resource by id (models also by ``name``, ``name:VERSION`` or ``name:ALIAS``)."""
         return self._client._send(self._get_call(ref))
 
-    def list(self, *, status: Status | str | None = None, name_prefix: str | None = None, tag: str | None = None,
-             limit: int = 100, next_token: str | None = None, **filters: str | None) -> Page[R]:
+    def list(
+        self,
+        *,
+        status: Status | str | None = None,
+        name_prefix: str | None = None,
+        tag: str | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+        **filters: str | None,
+    ) -> Page[R]:
         """One page, newest first; ``page.next_token`` asks for the next (``iter()`` follows them for you).
 
         >>> page = client.datasources.list(status="COMPLETED", tag="team=growth", limit=20)
@@ -218,11 +254,21 @@ class _Sync(Collection[R]):
         ``tag`` is ``key`` or ``key=value``; DELETED resources are listed only with ``status="DELETED"``.
         Models also filter by ``name=``; evaluations and batch predictions by ``model_id=``.
         """
-        return self._client._send(self._list_call(status=status, name_prefix=name_prefix, tag=tag, limit=limit,
-                                                  next_token=next_token, filters=filters))
+        return self._client._send(
+            self._list_call(
+                status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token, filters=filters
+            )
+        )
 
-    def iter(self, *, status: Status | str | None = None, name_prefix: str | None = None, tag: str | None = None,
-             page_size: int = 100, **filters: str | None) -> Iterator[R]:
+    def iter(
+        self,
+        *,
+        status: Status | str | None = None,
+        name_prefix: str | None = None,
+        tag: str | None = None,
+        page_size: int = 100,
+        **filters: str | None,
+    ) -> Iterator[R]:
         """Every matching resource, newest first, fetching pages as the loop needs them.
 
         >>> for model in client.models.iter(name="churn", status="COMPLETED"):
@@ -230,8 +276,9 @@ class _Sync(Collection[R]):
         """
         token: str | None = None
         while True:
-            page = self.list(status=status, name_prefix=name_prefix, tag=tag, limit=page_size, next_token=token,
-                             **filters)
+            page = self.list(
+                status=status, name_prefix=name_prefix, tag=tag, limit=page_size, next_token=token, **filters
+            )
             yield from page.items
             if page.next_token is None:
                 return
@@ -241,8 +288,15 @@ class _Sync(Collection[R]):
         """Soft delete: the resource stays readable with status DELETED, and leaves lists."""
         return self._client._send(self._delete_call(ref))
 
-    def wait(self, ref: str | R, *, timeout: float | None = 600.0, poll_interval: float = 1.0,
-             on_progress: ProgressCallback | None = None, progress: bool = False) -> R:
+    def wait(
+        self,
+        ref: str | R,
+        *,
+        timeout: float | None = 600.0,
+        poll_interval: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+        progress: bool = False,
+    ) -> R:
         """Poll until the resource is COMPLETED and return it.
 
         >>> model = client.models.wait(model, timeout=900, progress=True)      # a bar on stderr
@@ -252,19 +306,34 @@ class _Sync(Collection[R]):
         ``WaitTimeoutError`` after ``timeout`` seconds (None waits for ever).
         """
         ref = ref_of(ref)
-        return wait_for(lambda: self.get(ref), timeout=timeout, poll_interval=poll_interval,
-                        on_progress=on_progress, progress=progress)
+        return wait_for(
+            lambda: self.get(ref),
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            progress=progress,
+        )
 
 
 class DataSources(_Sync[DataSource], DataSourceCalls):
     """``client.datasources``: CSV data (a file or a prefix) with its schema and statistics."""
 
-    def create(self, data_uri: str, *, id: str | None = None, name: str | None = None,
-               schema: Schema | Mapping[str, Any] | None = None, schema_uri: str | None = None,
-               target: str | None = None, row_id: str | None = None,
-               attribute_types: Mapping[str, str] | None = None,
-               rearrangement: Rearrangement | Mapping[str, Any] | None = None, compute_statistics: bool = True,
-               max_invalid_fraction: float | None = None, tags: Mapping[str, str] | None = None) -> DataSource:
+    def create(
+        self,
+        data_uri: str,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        schema: Schema | Mapping[str, Any] | None = None,
+        schema_uri: str | None = None,
+        target: str | None = None,
+        row_id: str | None = None,
+        attribute_types: Mapping[str, str] | None = None,
+        rearrangement: Rearrangement | Mapping[str, Any] | None = None,
+        compute_statistics: bool = True,
+        max_invalid_fraction: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> DataSource:
         """Register a CSV file or prefix (a local path, ``file://`` or ``s3://``); returns it PENDING.
 
         >>> ds = client.datasources.create("s3://bucket/churn/", target="churned", tags={"team": "growth"})
@@ -276,13 +345,28 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
         """
         if isinstance(rearrangement, Rearrangement):
             rearrangement = rearrangement.model_dump(mode="json", exclude_none=True)
-        return self._client._send(self._create_call(dict(
-            id=id, name=name, data_uri=data_uri, schema=self._schema_json(schema), schema_uri=schema_uri,
-            target=target, row_id=row_id, attribute_types=attribute_types, rearrangement=rearrangement,
-            compute_statistics=compute_statistics, max_invalid_fraction=max_invalid_fraction, tags=tags)))
+        return self._client._send(
+            self._create_call(
+                dict(
+                    id=id,
+                    name=name,
+                    data_uri=data_uri,
+                    schema=self._schema_json(schema),
+                    schema_uri=schema_uri,
+                    target=target,
+                    row_id=row_id,
+                    attribute_types=attribute_types,
+                    rearrangement=rearrangement,
+                    compute_statistics=compute_statistics,
+                    max_invalid_fraction=max_invalid_fraction,
+                    tags=tags,
+                )
+            )
+        )
 
-    def update(self, ref: str | DataSource, *, name: str | None = None,
-               tags: Mapping[str, str | None] | None = None) -> DataSource:
+    def update(
+        self, ref: str | DataSource, *, name: str | None = None, tags: Mapping[str, str | None] | None = None
+    ) -> DataSource:
         """Rename, or merge tags (a None value removes that tag).
 
         >>> client.datasources.update(ds, name="churn-2024", tags={"team": "growth", "draft": None})
@@ -302,12 +386,23 @@ class Models(_Sync[Model], ModelCalls):
     """``client.models``: trained, versioned models; ``ref`` is an id, ``name``, ``name:VERSION`` or
     ``name:ALIAS`` (a bare ``name`` is its ``production`` alias, else its newest COMPLETED version)."""
 
-    def create(self, name: str, datasource_id: str | DataSource, *, id: str | None = None,
-               target: str | None = None, model_type: ModelType | str | None = None,
-               time_budget_s: float | None = None, recipe: Mapping[str, Any] | None = None,
-               seed: int | None = None, promote: str | None = None, tags: Mapping[str, str] | None = None,
-               roles: Mapping[str, str | None] | None = None, k: int | None = None,
-               items_datasource_id: str | DataSource | None = None) -> Model:
+    def create(
+        self,
+        name: str,
+        datasource_id: str | DataSource,
+        *,
+        id: str | None = None,
+        target: str | None = None,
+        model_type: ModelType | str | None = None,
+        time_budget_s: float | None = None,
+        recipe: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        promote: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        roles: Mapping[str, str | None] | None = None,
+        k: int | None = None,
+        items_datasource_id: str | DataSource | None = None,
+    ) -> Model:
         """Train the next version of ``name`` on a COMPLETED datasource; returns it PENDING.
 
         For ``model_type="RECOMMENDATION"`` the datasource holds interactions; ``roles`` names its user, item,
@@ -320,10 +415,25 @@ class Models(_Sync[Model], ModelCalls):
         ``promote="auto"`` (the default) moves the ``production`` alias to it when it beats the current
         one; ``"never"`` leaves the alias alone.
         """
-        return self._client._send(self._create_call(dict(
-            id=id, name=name, datasource_id=ref_of(datasource_id), target=target, model_type=model_type,
-            time_budget_s=time_budget_s, recipe=recipe, seed=seed, promote=promote, tags=tags, roles=roles, k=k,
-            items_datasource_id=ref_of(items_datasource_id) if items_datasource_id else None)))
+        return self._client._send(
+            self._create_call(
+                dict(
+                    id=id,
+                    name=name,
+                    datasource_id=ref_of(datasource_id),
+                    target=target,
+                    model_type=model_type,
+                    time_budget_s=time_budget_s,
+                    recipe=recipe,
+                    seed=seed,
+                    promote=promote,
+                    tags=tags,
+                    roles=roles,
+                    k=k,
+                    items_datasource_id=ref_of(items_datasource_id) if items_datasource_id else None,
+                )
+            )
+        )
 
     def get(self, ref: str | Model) -> Model:
         """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``.
@@ -332,8 +442,9 @@ class Models(_Sync[Model], ModelCalls):
         """
         return self._client._send(self._get_call(ref))
 
-    def update(self, ref: str | Model, *, score_threshold: float | None = None,
-               tags: Mapping[str, str | None] | None = None) -> Model:
+    def update(
+        self, ref: str | Model, *, score_threshold: float | None = None, tags: Mapping[str, str | None] | None = None
+    ) -> Model:
         """Set a BINARY model's score threshold, or merge tags (a None value removes that tag).
 
         >>> client.models.update("churn:2", score_threshold=0.35)
@@ -362,8 +473,13 @@ class Models(_Sync[Model], ModelCalls):
         """The aliases of ``name`` and the version each points at: ``{"production": 2}``."""
         return self._aliases(self.versions(name))
 
-    def predict(self, ref: str | Model, record: Mapping[str, Any] | None = None, *,
-                records: Sequence[Mapping[str, Any]] | None = None) -> PredictResponse:
+    def predict(
+        self,
+        ref: str | Model,
+        record: Mapping[str, Any] | None = None,
+        *,
+        records: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PredictResponse:
         """The same as ``client.predict``."""
         return self._client.predict(ref, record, records=records)
 
@@ -375,18 +491,29 @@ class Models(_Sync[Model], ModelCalls):
 class Evaluations(_Sync[Evaluation], EvaluationCalls):
     """``client.evaluations``: a model's metrics and insights on labelled data."""
 
-    def create(self, model: str | Model, datasource_id: str | DataSource, *, id: str | None = None,
-               name: str | None = None, tags: Mapping[str, str] | None = None) -> Evaluation:
+    def create(
+        self,
+        model: str | Model,
+        datasource_id: str | DataSource,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Evaluation:
         """Evaluate ``model`` (any reference) on a COMPLETED datasource that has the target; returns it PENDING.
 
         >>> ev = client.evaluations.wait(client.evaluations.create("churn:2", test_ds.id))
         >>> ev.metric, ev.value, ev.vs_baseline
         """
-        return self._client._send(self._create_call(dict(
-            id=id, name=name, model=ref_of(model), datasource_id=ref_of(datasource_id), tags=tags)))
+        return self._client._send(
+            self._create_call(
+                dict(id=id, name=name, model=ref_of(model), datasource_id=ref_of(datasource_id), tags=tags)
+            )
+        )
 
-    def update(self, ref: str | Evaluation, *, name: str | None = None,
-               tags: Mapping[str, str | None] | None = None) -> Evaluation:
+    def update(
+        self, ref: str | Evaluation, *, name: str | None = None, tags: Mapping[str, str | None] | None = None
+    ) -> Evaluation:
         """Rename, or merge tags (a None value removes that tag)."""
         return self._client._send(self._update_call(ref, dict(name=name, tags=tags)))
 
@@ -394,20 +521,40 @@ class Evaluations(_Sync[Evaluation], EvaluationCalls):
 class BatchPredictions(_Sync[BatchPrediction], BatchPredictionCalls):
     """``client.batch_predictions``: predictions for every row of a datasource or CSV, written to files."""
 
-    def create(self, model: str | Model, output_uri: str, *, datasource_id: str | DataSource | None = None,
-               data_uri: str | None = None, row_id: str | None = None, id: str | None = None,
-               name: str | None = None, tags: Mapping[str, str] | None = None) -> BatchPrediction:
+    def create(
+        self,
+        model: str | Model,
+        output_uri: str,
+        *,
+        datasource_id: str | DataSource | None = None,
+        data_uri: str | None = None,
+        row_id: str | None = None,
+        id: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> BatchPrediction:
         """Score every row of ``datasource_id`` (or the CSV at ``data_uri``) into ``output_uri``; returns it PENDING.
 
         >>> bp = client.batch_predictions.create("churn", "s3://bucket/scores/", datasource_id=ds.id)
         >>> client.batch_predictions.wait(bp, progress=True).manifest_uri
         """
-        return self._client._send(self._create_call(dict(
-            id=id, name=name, model=ref_of(model),
-            datasource_id=ref_of(datasource_id) if datasource_id is not None else None,
-            data_uri=data_uri, row_id=row_id, output_uri=output_uri, tags=tags)))
+        return self._client._send(
+            self._create_call(
+                dict(
+                    id=id,
+                    name=name,
+                    model=ref_of(model),
+                    datasource_id=ref_of(datasource_id) if datasource_id is not None else None,
+                    data_uri=data_uri,
+                    row_id=row_id,
+                    output_uri=output_uri,
+                    tags=tags,
+                )
+            )
+        )
 
-    def update(self, ref: str | BatchPrediction, *, name: str | None = None,
-               tags: Mapping[str, str | None] | None = None) -> BatchPrediction:
+    def update(
+        self, ref: str | BatchPrediction, *, name: str | None = None, tags: Mapping[str, str | None] | None = None
+    ) -> BatchPrediction:
         """Rename, or merge tags (a None value removes that tag)."""
         return self._client._send(self._update_call(ref, dict(name=name, tags=tags)))

@@ -74,8 +74,15 @@ class MlsvcAPIError(MlsvcClientError):
 
     code = "error"
 
-    def __init__(self, message: str, *, status_code: int, code: str | None = None,
-                 details: dict[str, Any] | None = None, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -149,14 +156,34 @@ class ServiceUnavailableError(MlsvcAPIError):
 
 BY_CODE: dict[str, type[MlsvcAPIError]] = {
     cls.code: cls
-    for cls in (InvalidRequestError, ValidationError, UnauthenticatedError, NotFoundError, ConflictError,
-                NotReadyError, PayloadTooLargeError, UnsupportedUriError, PathNotAllowedError, DataNotFoundError,
-                AccessDeniedError, InvalidDataError, InternalServerError)
+    for cls in (
+        InvalidRequestError,
+        ValidationError,
+        UnauthenticatedError,
+        NotFoundError,
+        ConflictError,
+        NotReadyError,
+        PayloadTooLargeError,
+        UnsupportedUriError,
+        PathNotAllowedError,
+        DataNotFoundError,
+        AccessDeniedError,
+        InvalidDataError,
+        InternalServerError,
+    )
 }
 BY_STATUS: dict[int, type[MlsvcAPIError]] = {
-    400: InvalidRequestError, 401: UnauthenticatedError, 403: AccessDeniedError, 404: NotFoundError,
-    409: ConflictError, 413: PayloadTooLargeError, 422: ValidationError, 429: RateLimitError,
-    500: InternalServerError, 502: ServiceUnavailableError, 503: ServiceUnavailableError,
+    400: InvalidRequestError,
+    401: UnauthenticatedError,
+    403: AccessDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: ValidationError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
     504: ServiceUnavailableError,
 }
 
@@ -168,8 +195,13 @@ def from_response(status_code: int, body: Any, request_id: str | None = None) ->
         code = str(error.get("code", ""))
         cls = BY_CODE.get(code) or _by_status(status_code)
         details = error.get("details")
-        return cls(str(error.get("message", "")), status_code=status_code, code=code or None,
-                   details=details if isinstance(details, dict) else {}, request_id=request_id)
+        return cls(
+            str(error.get("message", "")),
+            status_code=status_code,
+            code=code or None,
+            details=details if isinstance(details, dict) else {},
+            request_id=request_id,
+        )
     text = str(body).strip()[:200] or "no body"
     return _by_status(status_code)(f"HTTP {status_code}: {text}", status_code=status_code, request_id=request_id)
 

@@ -53,9 +53,18 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         stats = StatisticsAccumulator(schema) if ds.get("compute_statistics", True) else None
         # Chunks stay arrow and numpy columns from the parser to the statistics, and each is dropped before the
         # next is read, so memory holds a few blocks of the file, whatever its size.
-        for chunk in scan_columns(storage, files, layout.names_by_file, schema, splitting, total, counts,
-                                  on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), max_record_bytes=limit,
-                                  opened=opened):
+        for chunk in scan_columns(
+            storage,
+            files,
+            layout.names_by_file,
+            schema,
+            splitting,
+            total,
+            counts,
+            on_progress=lambda f: ctx.progress(0.05 + 0.9 * f),
+            max_record_bytes=limit,
+            opened=opened,
+        ):
             if stats is not None:
                 stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
             del chunk
@@ -91,32 +100,51 @@ def _check_counts(counts: ScanCounts, ds: Mapping[str, Any], schema: Schema, fil
     if counts.seen_rows == 0:
         what = "has no data rows" + (" (at most a header line)" if schema.dataFileContainsHeader else "")
         where = ds["data_uri"] if len(files) == 1 else f"{ds['data_uri']} ({len(files)} files)"
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"{where} {what}; a datasource needs at least one row of data",
-                         {"uri": ds["data_uri"]})
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{where} {what}; a datasource needs at least one row of data",
+            {"uri": ds["data_uri"]},
+        )
     limit = float(ds.get("max_invalid_fraction", 0.1))
     if counts.invalid_fraction > limit:
-        raise MlsvcError(ErrorCode.INVALID_DATA, counts.invalid_message(limit),
-                         {"invalid_rows": counts.all_invalid, "by_column": dict(counts.invalid_by_column),
-                          "wrong_field_count": counts.bad_rows.count})
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            counts.invalid_message(limit),
+            {
+                "invalid_rows": counts.all_invalid,
+                "by_column": dict(counts.invalid_by_column),
+                "wrong_field_count": counts.bad_rows.count,
+            },
+        )
     if counts.used_rows == 0:
         if counts.kept_rows == 0:
-            raise MlsvcError(ErrorCode.INVALID_DATA,
-                             f"the rearrangement keeps none of the {counts.seen_rows} rows; widen "
-                             "percentBegin..percentEnd (or check complement)")
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"all {counts.kept_rows} rows the datasource takes are invalid; "
-                         + counts.invalid_message(limit))
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"the rearrangement keeps none of the {counts.seen_rows} rows; widen "
+                "percentBegin..percentEnd (or check complement)",
+            )
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"all {counts.kept_rows} rows the datasource takes are invalid; " + counts.invalid_message(limit),
+        )
 
 
-def settle_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo],
-                  heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Schema:
+def settle_schema(
+    storage: Storage,
+    ds: Mapping[str, Any],
+    files: list[ObjectInfo],
+    heads: dict[str, bytes] | None = None,
+    opened: OpenedFiles | None = None,
+) -> Schema:
     """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides.
     ``heads`` keeps the first bytes of the files read here, for ``read_layout``; ``opened`` the first file,
     open, for the first pass over it."""
     schema = _given_schema(storage, ds, files)
     if schema is None:
         schema = _infer(storage, files, ds.get("target"), ds.get("row_id"), heads, opened)
-    return apply_overrides(schema, target=ds.get("target"), row_id=ds.get("row_id"),
-                           overrides=ds.get("attribute_types") or None)
+    return apply_overrides(
+        schema, target=ds.get("target"), row_id=ds.get("row_id"), overrides=ds.get("attribute_types") or None
+    )
 
 
 def _given_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema | None:
@@ -156,15 +184,20 @@ def _schema_candidates(data_uri: str, files: list[ObjectInfo]) -> list[str]:
         return [data_uri + ".schema"]
     base = data_uri.rstrip("/")
     candidates = []
-    if not (base.lower().startswith("s3://") and "/" not in base[len("s3://"):]):  # a bucket has no sibling
+    if not (base.lower().startswith("s3://") and "/" not in base[len("s3://") :]):  # a bucket has no sibling
         candidates.append(base + ".schema")
     candidates.append(base + "/.schema")
     candidates.append(files[0].uri + ".schema")
     return candidates
 
 
-def _head(storage: Storage, info: ObjectInfo, heads: dict[str, bytes] | None, keep: bool = True,
-          opened: OpenedFiles | None = None) -> bytes:
+def _head(
+    storage: Storage,
+    info: ObjectInfo,
+    heads: dict[str, bytes] | None,
+    keep: bool = True,
+    opened: OpenedFiles | None = None,
+) -> bytes:
     """The first bytes of a file: from ``heads`` if they are there, else read (and kept there if ``keep``). The
     file is left open in ``opened`` if it is the first one and nothing is open there yet."""
     if heads is not None and info.uri in heads:
@@ -182,8 +215,14 @@ def _head(storage: Storage, info: ObjectInfo, heads: dict[str, bytes] | None, ke
     return head
 
 
-def _infer(storage: Storage, files: list[ObjectInfo], target: str | None, row_id: str | None,
-           heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Schema:
+def _infer(
+    storage: Storage,
+    files: list[ObjectInfo],
+    target: str | None,
+    row_id: str | None,
+    heads: dict[str, bytes] | None = None,
+    opened: OpenedFiles | None = None,
+) -> Schema:
     """Infer from the first file that has data rows (in a prefix, some parts may be empty or header-only)."""
     rows: list[list[str]] = []
     source = files[0].uri
@@ -202,15 +241,21 @@ def _infer(storage: Storage, files: list[ObjectInfo], target: str | None, row_id
     body = rows[1:] if has_header else rows
     if not body:
         where = source if len(files) == 1 else f"every one of the {len(files)} files (e.g. {source})"
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"{where} holds only a header line ({_shown(names)}) and no data rows; a datasource needs "
-                         "at least one row of data", {"uri": source, "columns": names})
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{where} holds only a header line ({_shown(names)}) and no data rows; a datasource needs "
+            "at least one row of data",
+            {"uri": source, "columns": names},
+        )
     width = len(names)
     sample = pd.DataFrame([(r + [""] * width)[:width] for r in body], columns=names, dtype=object)
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
-            raise MlsvcError(ErrorCode.INVALID_DATA, f"{role} column '{name}' not found in {source}; columns are "
-                             f"{names}", {"column": name, "columns": names})
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"{role} column '{name}' not found in {source}; columns are {names}",
+                {"column": name, "columns": names},
+            )
     return infer_schema(sample, has_header=has_header, target=target, row_id=row_id)
 
 
@@ -224,8 +269,14 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
 
 
-def read_layout(storage: Storage, files: list[ObjectInfo], schema: Schema, exact: bool = False,
-                heads: dict[str, bytes] | None = None, opened: OpenedFiles | None = None) -> Layout:
+def read_layout(
+    storage: Storage,
+    files: list[ObjectInfo],
+    schema: Schema,
+    exact: bool = False,
+    heads: dict[str, bytes] | None = None,
+    opened: OpenedFiles | None = None,
+) -> Layout:
     """Each file's column names (its header, or the schema's order), checked against the schema: the files must
     have every attribute and, if ``exact`` (a new datasource's schema must describe its data), no other column.
 

@@ -29,7 +29,7 @@ _HEAD_BYTES = 256 * 1024
 _READ_PIECE = 1024 * 1024  # the most the reading thread asks of the source at once
 # The head is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
 csv.field_size_limit(max(csv.field_size_limit(), 2 * _HEAD_BYTES))
-_UTF8_HINT = "save the file as UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save As) and try again"
+_UTF8_HINT = 'save the file as UTF-8 (e.g. "CSV UTF-8" in a spreadsheet\'s Save As) and try again'
 
 
 @dataclass
@@ -85,9 +85,12 @@ def peek_rows(head: bytes, limit: int = 50, source: str = "the file") -> list[li
     if partial:
         cut = text.rfind("\n")
         if cut < 0:
-            raise MlsvcError(ErrorCode.INVALID_DATA,
-                             f"the first line of {source} is longer than {_HEAD_BYTES // 1024} KB; check that it is "
-                             "a CSV file with one record per line", {"uri": source})
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"the first line of {source} is longer than {_HEAD_BYTES // 1024} KB; check that it is "
+                "a CSV file with one record per line",
+                {"uri": source},
+            )
         text = text[: cut + 1]
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[list[str]] = []
@@ -98,9 +101,12 @@ def peek_rows(head: bytes, limit: int = 50, source: str = "the file") -> list[li
             if len(rows) > limit:
                 break
     except csv.Error as exc:
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"{source} line {reader.line_num} cannot be read as CSV ({exc}); check that it is a "
-                         "text file and its quoting", {"uri": source}) from exc
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{source} line {reader.line_num} cannot be read as CSV ({exc}); check that it is a "
+            "text file and its quoting",
+            {"uri": source},
+        ) from exc
     if partial and len(rows) <= limit and text.count('"') % 2:
         rows.pop()  # the cut falls inside a quoted value: the last record continues past the head
     return rows[:limit]
@@ -114,12 +120,14 @@ def _decode(data: bytes, source: str, partial: bool = False) -> str:
             return data[: exc.start].decode("utf-8-sig")
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line_end = data.find(b"\n", exc.start)
-        raise not_utf8(source, data[: exc.start].count(b"\n") + 1, exc,
-                       data[line_start : line_end if line_end >= 0 else len(data)]) from exc
+        raise not_utf8(
+            source, data[: exc.start].count(b"\n") + 1, exc, data[line_start : line_end if line_end >= 0 else len(data)]
+        ) from exc
 
 
-def not_utf8(source: str, line: int | None, exc: UnicodeDecodeError, context: bytes,
-             column: str | None = None) -> MlsvcError:
+def not_utf8(
+    source: str, line: int | None, exc: UnicodeDecodeError, context: bytes, column: str | None = None
+) -> MlsvcError:
     """The error for bytes that are not UTF-8: where they are, what they are and what to do."""
     bad = exc.object[exc.start : exc.end]
     where = f"line {line}" if line is not None else "a line"
@@ -287,6 +295,8 @@ def _release_readers() -> None:
         gate.close()
     if gates:
         time.sleep(0.2)
+
+
 _POOL: list[pa.MemoryPool] = []
 
 
@@ -355,8 +365,9 @@ class _Places:
         self._rejected[row.number] = (row.expected_columns, row.actual_columns, _line_breaks(row.text), blank)
         return "skip"
 
-    def place(self, breaks: np.ndarray, blank: np.ndarray, last_value: str = "",
-              drain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def place(
+        self, breaks: np.ndarray, blank: np.ndarray, last_value: str = "", drain: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Lines and ordinals of a batch's rows (given each row's inner line breaks and whether it is blank);
         the rejected rows among and before them are counted in ``bad_rows`` with their lines. ``drain`` also
         takes the rejected rows that follow (at the end of the file)."""
@@ -461,8 +472,9 @@ def iter_chunks(
         use_threads=False,  # in order, and with the record numbers of rejected rows
     )
     places = _Places(source, bad_rows, first_record=2 if has_header else 1)
-    parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
-                                       invalid_row_handler=places.reject)
+    parse_options = pacsv.ParseOptions(
+        newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=places.reject
+    )
     # Read as bytes, then checked as UTF-8 column by column, so a bad byte can be placed by line and column.
     convert_options = pacsv.ConvertOptions(
         column_types={n: pa.binary() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -474,8 +486,13 @@ def iter_chunks(
     gate = _ReadAhead(stream)
     try:
         gate.waiting()
-        reader = pacsv.open_csv(gate, read_options=read_options, parse_options=parse_options,
-                                convert_options=convert_options, memory_pool=reading_pool())
+        reader = pacsv.open_csv(
+            gate,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+            memory_pool=reading_pool(),
+        )
         gate.took(batch=False)  # open_csv has read the first block to look at it; its batch is still to come
         batches = iter(reader)
         while True:
@@ -497,8 +514,9 @@ def iter_chunks(
     _refuse_runaway_quote(source, places.last_record, terminated.ends_with_quote())
 
 
-def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places,
-           max_record_bytes: int) -> RawChunk | None:
+def _chunk(
+    source: str, batch: pa.RecordBatch, names: list[str], places: _Places, max_record_bytes: int
+) -> RawChunk | None:
     """One parsed batch as a chunk of text columns with the line and ordinal of each row; None if all blank."""
     if batch.num_rows == 0:
         return None
@@ -517,8 +535,10 @@ def _chunk(source: str, batch: pa.RecordBatch, names: list[str], places: _Places
     lines, ordinals = places.place(breaks, blank, last_value)
     _refuse_oversized(source, sizes, lines, max_record_bytes)
     texts = pa.RecordBatch.from_arrays(
-        [column.view(pa.string()) if fact.ascii else _as_text(source, column, name, lines)
-         for column, fact, name in zip(columns, facts, names, strict=True)],
+        [
+            column.view(pa.string()) if fact.ascii else _as_text(source, column, name, lines)
+            for column, fact, name in zip(columns, facts, names, strict=True)
+        ],
         names=names,
     )
     if blank.any():
@@ -537,7 +557,7 @@ def _refuse_runaway_quote(source: str, last_record: tuple[int, str] | None, ends
         raise MlsvcError(
             ErrorCode.INVALID_DATA,
             f"{source} line {line} opens a quoted value that is never closed: it runs to the end of the file "
-            f"(it begins {text[:30]!r}); check the file's quoting (a quote inside a value is written twice: \"\")",
+            f'(it begins {text[:30]!r}); check the file\'s quoting (a quote inside a value is written twice: "")',
             {"uri": source, "line": line},
         )
 
@@ -560,24 +580,31 @@ def _refuse_oversized(source: str, sizes: np.ndarray, lines: np.ndarray, limit: 
     if not len(sizes) or sizes.max() <= limit:
         return
     index = int(np.argmax(sizes > limit))
-    raise MlsvcError(ErrorCode.INVALID_DATA,
-                     f"{source} line {lines[index]} holds a record of {sizes[index]} bytes, larger than the limit "
-                     f"of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting (an unclosed quote "
-                     "runs on to the next one), or raise the limit if such records are real",
-                     {"uri": source, "line": int(lines[index]), "limit": limit})
+    raise MlsvcError(
+        ErrorCode.INVALID_DATA,
+        f"{source} line {lines[index]} holds a record of {sizes[index]} bytes, larger than the limit "
+        f"of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting (an unclosed quote "
+        "runs on to the next one), or raise the limit if such records are real",
+        {"uri": source, "line": int(lines[index]), "limit": limit},
+    )
 
 
 def _translate(source: str, exc: pa.ArrowException, max_record_bytes: int, near_line: int) -> MlsvcError:
     text = str(exc)
     if "UTF8" in text or "utf8" in text.lower():
-        return MlsvcError(ErrorCode.INVALID_DATA, f"{source} is not valid UTF-8 text ({text}); {_UTF8_HINT}",
-                          {"uri": source})
+        return MlsvcError(
+            ErrorCode.INVALID_DATA, f"{source} is not valid UTF-8 text ({text}); {_UTF8_HINT}", {"uri": source}
+        )
     if "straddling" in text or "block size" in text:
-        return MlsvcError(ErrorCode.INVALID_DATA,
-                          f"{source} has a record larger than the limit of {max_record_bytes} bytes "
-                          f"(MLSVC_MAX_RECORD_BYTES) from about line {near_line}: most likely a quote opened there "
-                          "is never closed, so the value runs on; check the file's quoting",
-                          {"uri": source, "limit": max_record_bytes, "line": near_line})
-    return MlsvcError(ErrorCode.INVALID_DATA,
-                      f"{source} could not be parsed as CSV near line {near_line}: {text}; check that it is a CSV "
-                      "text file", {"uri": source, "line": near_line})
+        return MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{source} has a record larger than the limit of {max_record_bytes} bytes "
+            f"(MLSVC_MAX_RECORD_BYTES) from about line {near_line}: most likely a quote opened there "
+            "is never closed, so the value runs on; check the file's quoting",
+            {"uri": source, "limit": max_record_bytes, "line": near_line},
+        )
+    return MlsvcError(
+        ErrorCode.INVALID_DATA,
+        f"{source} could not be parsed as CSV near line {near_line}: {text}; check that it is a CSV text file",
+        {"uri": source, "line": near_line},
+    )

@@ -23,8 +23,9 @@ def _is_partial(splitting: Splitting) -> bool:
     return not (splitting.percentBegin == 0 and splitting.percentEnd == 100)
 
 
-def select_rows(raw: pd.DataFrame | pa.RecordBatch, ordinals: np.ndarray, total_rows: int | None,
-                splitting: Splitting | None) -> np.ndarray:
+def select_rows(
+    raw: pd.DataFrame | pa.RecordBatch, ordinals: np.ndarray, total_rows: int | None, splitting: Splitting | None
+) -> np.ndarray:
     """A boolean mask of the rows of ``raw`` (string tokens, as a frame or an arrow batch) that the split keeps.
 
     ``ordinals`` are the rows' 0-based positions among all the datasource's rows (a sequential split places

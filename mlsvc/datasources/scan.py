@@ -45,8 +45,12 @@ class ColumnChunk:
         """As the object contract has it (``values.coerce_frame``'s typed and invalid frames)."""
         index = pd.Index(self.positions)
         typed = pd.DataFrame(
-            {name: pd.Series(column, index=index, dtype=np.float64) if isinstance(column, np.ndarray)
-             else pd.Series(objects(column), index=index, dtype=object) for name, column in self.columns.items()},
+            {
+                name: pd.Series(column, index=index, dtype=np.float64)
+                if isinstance(column, np.ndarray)
+                else pd.Series(objects(column), index=index, dtype=object)
+                for name, column in self.columns.items()
+            },
             index=index,
         )
         none = np.zeros(self.rows, dtype=bool)
@@ -91,8 +95,7 @@ class ScanCounts:
         considered = self.kept_rows + self.bad_rows.count
         return self.all_invalid / considered if considered else 0.0
 
-    def note_invalid(self, source: str, raw: pa.RecordBatch, invalid: dict[str, np.ndarray],
-                     lines: np.ndarray) -> None:
+    def note_invalid(self, source: str, raw: pa.RecordBatch, invalid: dict[str, np.ndarray], lines: np.ndarray) -> None:
         """Count the invalid values of a chunk's columns, keeping the first few with their file and line."""
         for column, flags in invalid.items():
             count = int(np.count_nonzero(flags))
@@ -104,22 +107,30 @@ class ScanCounts:
             if room > 0:
                 rows = np.flatnonzero(flags)[:room]
                 values = raw.column(column).take(pa.array(rows)).to_pylist()
-                examples.extend({"file": source, "line": int(line), "value": str(value)[:40]}
-                                for line, value in zip(lines[rows], values, strict=True))
+                examples.extend(
+                    {"file": source, "line": int(line), "value": str(value)[:40]}
+                    for line, value in zip(lines[rows], values, strict=True)
+                )
 
     def invalid_message(self, limit: float) -> str:
         considered = self.kept_rows + self.bad_rows.count
-        parts = [f"{self.all_invalid} of {considered} rows are invalid ({self.invalid_fraction:.1%}), more than "
-                 f"the limit of {limit:.0%}"]
-        worst = [f"'{c}' ({n} values that are not {self.kind_of(c)}, e.g. {_where(self.invalid_examples[c])})"
-                 for c, n in self.invalid_by_column.most_common(3)]
+        parts = [
+            f"{self.all_invalid} of {considered} rows are invalid ({self.invalid_fraction:.1%}), more than "
+            f"the limit of {limit:.0%}"
+        ]
+        worst = [
+            f"'{c}' ({n} values that are not {self.kind_of(c)}, e.g. {_where(self.invalid_examples[c])})"
+            for c, n in self.invalid_by_column.most_common(3)
+        ]
         if worst:
             parts.append("worst columns: " + ", ".join(worst))
         if self.bad_rows.count:
             examples = "; ".join(self.bad_rows.examples)
             parts.append(f"{self.bad_rows.count} rows have the wrong number of fields ({examples})")
-        return ("; ".join(parts) + ". Fix the data, correct the attribute types (attribute_types or the schema), "
-                "or raise max_invalid_fraction.")
+        return (
+            "; ".join(parts) + ". Fix the data, correct the attribute types (attribute_types or the schema), "
+            "or raise max_invalid_fraction."
+        )
 
     def kind_of(self, column: str) -> str:
         kind = self.types.get(column, "")
@@ -152,8 +163,18 @@ def scan(
     ``typed`` and flagged in ``invalid``), for readers that must answer for every row, such as batch scoring;
     they are still counted in ``counts.invalid_rows``, but not in ``counts.used_rows``.
     """
-    for chunk in scan_columns(storage, files, names_by_file, schema, splitting, total_rows, counts, on_progress,
-                              max_record_bytes, keep_invalid):
+    for chunk in scan_columns(
+        storage,
+        files,
+        names_by_file,
+        schema,
+        splitting,
+        total_rows,
+        counts,
+        on_progress,
+        max_record_bytes,
+        keep_invalid,
+    ):
         typed = chunk.typed_chunk()
         del chunk
         yield typed
@@ -199,9 +220,17 @@ def scan_columns(
             on_progress(done_bytes / total_bytes)
 
 
-def _typed(raw: RawChunk, source: str, file_start: int, wanted: list[str], schema: Schema,
-           splitting: Splitting | None, total_rows: int | None, counts: ScanCounts,
-           keep_invalid: bool) -> ColumnChunk | None:
+def _typed(
+    raw: RawChunk,
+    source: str,
+    file_start: int,
+    wanted: list[str],
+    schema: Schema,
+    splitting: Splitting | None,
+    total_rows: int | None,
+    counts: ScanCounts,
+    keep_invalid: bool,
+) -> ColumnChunk | None:
     """One raw chunk's rows the split keeps, typed and counted; None when none is left to yield."""
     batch, lines = raw.batch, raw.line_numbers
     counts.total_rows += batch.num_rows
@@ -238,14 +267,22 @@ def _typed(raw: RawChunk, source: str, file_start: int, wanted: list[str], schem
     return ColumnChunk(columns, invalid, rows, positions, raw_target)
 
 
-def count_rows(storage: Storage, files: list[ObjectInfo], names_by_file: dict[str, list[str]], schema: Schema,
-               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, opened: OpenedFiles | None = None) -> int:
+def count_rows(
+    storage: Storage,
+    files: list[ObjectInfo],
+    names_by_file: dict[str, list[str]],
+    schema: Schema,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    opened: OpenedFiles | None = None,
+) -> int:
     """A counting pass, needed only by a sequential split (rows are placed by position): every data row,
     those with the wrong number of fields included, as ``ScanCounts.seen_rows`` will count them."""
     bad = BadRows()
-    rows = sum(len(chunk) for info in files
-               for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes,
-                                        opened))
+    rows = sum(
+        len(chunk)
+        for info in files
+        for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes, opened)
+    )
     return rows + bad.count
 
 
@@ -273,7 +310,12 @@ class OpenedFiles:
 
 
 def _raw_chunks(
-    storage: Storage, info: ObjectInfo, names: list[str], schema: Schema, bad_rows: BadRows, max_record_bytes: int,
+    storage: Storage,
+    info: ObjectInfo,
+    names: list[str],
+    schema: Schema,
+    bad_rows: BadRows,
+    max_record_bytes: int,
     opened: OpenedFiles | None = None,
 ) -> Iterator[RawChunk]:
     held = opened.take(info.uri) if opened is not None else None
@@ -281,8 +323,14 @@ def _raw_chunks(
     with stream:
         if from_start is None:
             _, from_start = open_with_head(stream)
-        yield from iter_chunks(info.uri, from_start, names, has_header=schema.dataFileContainsHeader,
-                               bad_rows=bad_rows, max_record_bytes=max_record_bytes)
+        yield from iter_chunks(
+            info.uri,
+            from_start,
+            names,
+            has_header=schema.dataFileContainsHeader,
+            bad_rows=bad_rows,
+            max_record_bytes=max_record_bytes,
+        )
 
 
 def require_columns(schema: Schema, names: list[str], source: str, exact: bool = True) -> None:

@@ -381,8 +381,9 @@ def _count_tokens(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     kept = token_of_word >= 0
     counts = np.bincount(token_of_word[kept], weights=word_counts[kept], minlength=len(vocabulary)).astype(np.int64)
     if kept.all():
-        per_text = np.asarray(pc.fill_null(pc.list_value_length(split), 0).to_numpy(zero_copy_only=False),
-                              dtype=np.int64)
+        per_text = np.asarray(
+            pc.fill_null(pc.list_value_length(split), 0).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
     else:  # some words are only punctuation: count the others
         rows, _, _ = _split_tokens(texts)
         per_text = np.bincount(rows, minlength=len(texts))
@@ -677,8 +678,12 @@ class _RowReservoir:
         return self._texts.arrow(name, self.filled)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({name: pd.Series(self.column(name), dtype="float64" if name in self._numbers else object)
-                             for name in self._names})
+        return pd.DataFrame(
+            {
+                name: pd.Series(self.column(name), dtype="float64" if name in self._numbers else object)
+                for name in self._names
+            }
+        )
 
 
 class _TextSlots:
@@ -908,8 +913,9 @@ class StatisticsAccumulator:
         reservoir = self._reservoir
         approximate = self.rows > reservoir.size
         attributes = {
-            name: stats.summary(reservoir.values(name) if isinstance(stats, _NumericStats) else None, approximate,
-                                self.top_k)
+            name: stats.summary(
+                reservoir.values(name) if isinstance(stats, _NumericStats) else None, approximate, self.top_k
+            )
             for name, stats in self._stats.items()
         }
         result: dict[str, Any] = {

@@ -58,6 +58,7 @@ _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 # commas, or typos) stay invalid rather than being silently read as 15 or 123.
 _GROUPED_NUMBER = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
 
+
 def _any_case(tokens: frozenset[str]) -> list[str]:
     """Every ASCII upper/lower-case spelling of the tokens (they are ASCII, and only ASCII letters and the
     Kelvin sign, which none holds, lower-case to ASCII): matching these is matching the lower-cased token."""
@@ -287,8 +288,12 @@ def _categories(tokens: pa.Array) -> pa.DictionaryArray:
 def _offsets(strings: pa.Array) -> np.ndarray:
     """A (large_)string or binary array's offsets, as a numpy view: value i is data[offsets[i]:offsets[i + 1]]."""
     wide = pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type)
-    return np.frombuffer(strings.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(strings) + 1,
-                         offset=strings.offset * (8 if wide else 4))
+    return np.frombuffer(
+        strings.buffers()[1],
+        dtype=np.int64 if wide else np.int32,
+        count=len(strings) + 1,
+        offset=strings.offset * (8 if wide else 4),
+    )
 
 
 def _text_bytes(strings: pa.Array) -> int:

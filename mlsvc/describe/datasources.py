@@ -21,8 +21,10 @@ def describe_datasource(console: Console, ds: DataSource) -> None:
     if ds.message:
         console.print(ds.message)
     if ds.row_count is not None:
-        console.print(f"rows: {_int(ds.row_count)} in the files, {_int(ds.used_row_count)} used, "
-                      f"{_int(ds.invalid_row_count)} invalid")
+        console.print(
+            f"rows: {_int(ds.row_count)} in the files, {_int(ds.used_row_count)} used, "
+            f"{_int(ds.invalid_row_count)} invalid"
+        )
     if len(ds.files) > 1:
         console.print(f"files: {len(ds.files)} ({ds.files[0]} … {ds.files[-1]})")
     if ds.data_schema is None:
@@ -31,12 +33,19 @@ def describe_datasource(console: Console, ds: DataSource) -> None:
     statistics = ds.statistics or {}
     stats: dict[str, dict[str, Any]] = statistics.get("attributes", {})
     if statistics.get("approximate"):
-        console.print(f"quantiles, histograms and associations from a uniform sample of "
-                      f"{_int(statistics.get('sample_rows'))} rows")
+        console.print(
+            f"quantiles, histograms and associations from a uniform sample of "
+            f"{_int(statistics.get('sample_rows'))} rows"
+        )
     console.print(_attributes_table(schema, stats))
-    for table in (_numeric_table(schema, stats), _categorical_table(schema, stats), _binary_table(schema, stats),
-                  _text_table(schema, stats), _target_table(statistics.get("target")),
-                  _invalid_table(statistics.get("invalid_rows"))):
+    for table in (
+        _numeric_table(schema, stats),
+        _categorical_table(schema, stats),
+        _binary_table(schema, stats),
+        _text_table(schema, stats),
+        _target_table(statistics.get("target")),
+        _invalid_table(statistics.get("invalid_rows")),
+    ):
         if table is not None:
             console.print(table)
 
@@ -58,8 +67,11 @@ def _attributes_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Table
 
 
 def _of_type(schema: Schema, stats: dict[str, dict[str, Any]], kind: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(a.attributeName, stats[a.attributeName]) for a in schema.attributes
-            if a.attributeType.value == kind and a.attributeName in stats]
+    return [
+        (a.attributeName, stats[a.attributeName])
+        for a in schema.attributes
+        if a.attributeType.value == kind and a.attributeName in stats
+    ]
 
 
 def _numeric_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Table | None:
@@ -69,8 +81,16 @@ def _numeric_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Table | 
     table = Table("attribute", "min", "p25", "median", "mean", "std", "p75", "max", title="numeric attributes")
     for name, s in rows:
         quantiles = s.get("quantiles") or {}
-        table.add_row(name, _num(s.get("min")), _num(quantiles.get("p25")), _num(quantiles.get("p50")),
-                      _num(s.get("mean")), _num(s.get("std")), _num(quantiles.get("p75")), _num(s.get("max")))
+        table.add_row(
+            name,
+            _num(s.get("min")),
+            _num(quantiles.get("p25")),
+            _num(quantiles.get("p50")),
+            _num(s.get("mean")),
+            _num(s.get("std")),
+            _num(quantiles.get("p75")),
+            _num(s.get("max")),
+        )
     return table
 
 
@@ -83,8 +103,9 @@ def _categorical_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Tabl
         distinct = _int(s.get("distinct")) + ("+" if s.get("distinct_is_lower_bound") else "")
         present = (s.get("count") or 0) - (s.get("missing") or 0) - (s.get("invalid") or 0)
         unique = s.get("distinct") == present and present > 1 and not s.get("distinct_is_lower_bound")
-        table.add_row(name, distinct, "(a different value in every row)" if unique else _top(s.get("top_values"),
-                                                                                             "value"))
+        table.add_row(
+            name, distinct, "(a different value in every row)" if unique else _top(s.get("top_values"), "value")
+        )
     return table
 
 
@@ -102,8 +123,14 @@ def _text_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Table | Non
     rows = _of_type(schema, stats, "TEXT")
     if not rows:
         return None
-    table = Table("attribute", "length min / mean / max", "words mean / max", "vocabulary", "top words (count)",
-                  title="text attributes")
+    table = Table(
+        "attribute",
+        "length min / mean / max",
+        "words mean / max",
+        "vocabulary",
+        "top words (count)",
+        title="text attributes",
+    )
     for name, s in rows:
         length = f"{_num(s.get('length_min'))} / {_num(s.get('length_mean'))} / {_num(s.get('length_max'))}"
         words = f"{_num(s.get('tokens_mean'))} / {_num(s.get('tokens_max'))}"
@@ -143,8 +170,11 @@ def _invalid_table(invalid: dict[str, Any] | None) -> Table | None:
         shown = ", ".join(_example(e) for e in by_column_examples.get(column, [])[:3])
         table.add_row(f"column {column}", _int(count), shown)
     if invalid.get("wrong_field_count"):
-        table.add_row("wrong number of fields", _int(invalid["wrong_field_count"]),
-                      "; ".join((examples.get("wrong_field_count") or [])[:3]))
+        table.add_row(
+            "wrong number of fields",
+            _int(invalid["wrong_field_count"]),
+            "; ".join((examples.get("wrong_field_count") or [])[:3]),
+        )
     return table
 
 

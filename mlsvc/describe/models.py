@@ -17,16 +17,22 @@ BAR_WIDTH = 40
 def describe_model(console: Console, model: Model, evaluation: Evaluation | None) -> None:
     version = f" v{model.version}" if model.version else ""
     aliases = f"  aliases: {', '.join(model.aliases)}" if model.aliases else ""
-    console.print(f"[bold]{model.name}{version}[/bold] ({model.id})  {model.status.value}  "
-                  f"{model.model_type.value if model.model_type else ''}{aliases}")
+    console.print(
+        f"[bold]{model.name}{version}[/bold] ({model.id})  {model.status.value}  "
+        f"{model.model_type.value if model.model_type else ''}{aliases}"
+    )
     if model.message:
         console.print(model.message)
     if model.target:
-        console.print(f"target: {model.target}  training rows: {model.training_rows}  held out: "
-                      f"{model.holdout_rows}  threshold: {model.score_threshold}")
+        console.print(
+            f"target: {model.target}  training rows: {model.training_rows}  held out: "
+            f"{model.holdout_rows}  threshold: {model.score_threshold}"
+        )
     if model.promotion:
-        console.print(f"promotion: {'promoted' if model.promotion.get('promoted') else 'not promoted'} — "
-                      f"{model.promotion.get('reason', '')}")
+        console.print(
+            f"promotion: {'promoted' if model.promotion.get('promoted') else 'not promoted'} — "
+            f"{model.promotion.get('reason', '')}"
+        )
     if model.leaderboard:
         console.print(_leaderboard(model))
     if model.importances:
@@ -38,8 +44,14 @@ def describe_model(console: Console, model: Model, evaluation: Evaluation | None
 def _leaderboard(model: Model) -> Table:
     table = Table("", "candidate", "validation", "rows", "fit s", "status", title="leaderboard")
     for row in model.leaderboard[:15]:
-        table.add_row("★" if row.get("selected") else "", str(row["candidate"]), _num(row.get("validation_score")),
-                      str(row.get("rows", "")), _num(row.get("fit_time_s")), str(row.get("status", "")))
+        table.add_row(
+            "★" if row.get("selected") else "",
+            str(row["candidate"]),
+            _num(row.get("validation_score")),
+            str(row.get("rows", "")),
+            _num(row.get("fit_time_s")),
+            str(row.get("status", "")),
+        )
     if len(model.leaderboard) > 15:
         table.caption = f"{len(model.leaderboard) - 15} more not shown (--json has them all)"
     return table
@@ -55,9 +67,11 @@ def _importances(importances: list[dict[str, Any]]) -> Table:
 
 
 def describe_evaluation(console: Console, evaluation: Evaluation) -> None:
-    console.print(f"[bold]evaluation[/bold] {evaluation.id} of {evaluation.model_id} "
-                  f"(v{evaluation.model_version}) on {evaluation.rows} rows"
-                  f"{' held out at training' if evaluation.holdout else ''}")
+    console.print(
+        f"[bold]evaluation[/bold] {evaluation.id} of {evaluation.model_id} "
+        f"(v{evaluation.model_version}) on {evaluation.rows} rows"
+        f"{' held out at training' if evaluation.holdout else ''}"
+    )
     if evaluation.vs_baseline:
         console.print(evaluation.vs_baseline)
     insights = evaluation.insights or {}
@@ -78,14 +92,21 @@ def _binary(console: Console, insights: dict[str, Any]) -> None:
     if histogram:
         console.print(f"scores of {insights.get('positive_label')} (+) and the rest (−)")
         console.print(_dual_histogram(histogram))
-    table = Table("threshold", "precision", "recall", "false positive rate", "accuracy", "f1",
-                  title="at these thresholds")
+    table = Table(
+        "threshold", "precision", "recall", "false positive rate", "accuracy", "f1", title="at these thresholds"
+    )
     rows = {round(r["threshold"], 2): r for r in insights.get("thresholds", [])}
     for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         r = rows.get(t)
         if r:
-            table.add_row(f"{t:.1f}", _num(r["precision"]), _num(r["recall"]), _num(r["false_positive_rate"]),
-                          _num(r["accuracy"]), _num(r["f1"]))
+            table.add_row(
+                f"{t:.1f}",
+                _num(r["precision"]),
+                _num(r["recall"]),
+                _num(r["false_positive_rate"]),
+                _num(r["accuracy"]),
+                _num(r["f1"]),
+            )
     console.print(table)
 
 
@@ -117,8 +138,10 @@ def _dual_histogram(histogram: dict[str, Any]) -> str:
 
 def _histogram(edges: list[float], counts: list[int]) -> str:
     top = max(counts) or 1
-    return "\n".join(f"{edges[i]:>10.4g} … {edges[i + 1]:<10.4g} {'█' * round(BAR_WIDTH * counts[i] / top)} "
-                     f"{counts[i]}" for i in range(len(counts)))
+    return "\n".join(
+        f"{edges[i]:>10.4g} … {edges[i + 1]:<10.4g} {'█' * round(BAR_WIDTH * counts[i] / top)} {counts[i]}"
+        for i in range(len(counts))
+    )
 
 
 def _confusion(insights: dict[str, Any]) -> Table:

@@ -33,8 +33,9 @@ class WorkerPool:
     def _spawn(self, index: int) -> BaseProcess:
         # Not a daemon: a worker's batch job starts processes of its own, which daemons may not. The worker
         # watches for this process to go away instead (see Worker.run_forever).
-        proc = self._ctx.Process(target=worker_main, args=(self.settings, self.count, os.getpid()),
-                                 name=f"mlsvc-worker-{index}")
+        proc = self._ctx.Process(
+            target=worker_main, args=(self.settings, self.count, os.getpid()), name=f"mlsvc-worker-{index}"
+        )
         proc.start()
         log.info("started worker process %s (pid %s)", proc.name, proc.pid)
         return proc
@@ -43,8 +44,12 @@ class WorkerPool:
         while not self._stopping.wait(1.0):
             for i, proc in enumerate(self.processes):
                 if not proc.is_alive() and not self._stopping.is_set():
-                    log.warning("worker process %s (pid %s) exited with %s; starting another",
-                                proc.name, proc.pid, proc.exitcode)
+                    log.warning(
+                        "worker process %s (pid %s) exited with %s; starting another",
+                        proc.name,
+                        proc.pid,
+                        proc.exitcode,
+                    )
                     self.processes[i] = self._spawn(i)
 
     def stop(self, timeout_s: float = 10.0) -> None:

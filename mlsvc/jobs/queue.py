@@ -81,19 +81,24 @@ class JobQueue:
         result = conn.execute(
             update(jobs)
             .where(and_(jobs.c.id == row["id"], jobs.c.attempts == row["attempts"], jobs.c.state == row["state"]))
-            .values(state="RUNNING", owner=owner, attempts=row["attempts"] + 1, lease_until=now + self.lease,
-                    updated_at=now)
+            .values(
+                state="RUNNING", owner=owner, attempts=row["attempts"] + 1, lease_until=now + self.lease, updated_at=now
+            )
         )
         if result.rowcount != 1:
             return None
         claim = Claim(row["id"], row["kind"], row["resource_id"], row["attempts"] + 1, owner)
         if self._resource_status(conn, claim) == "DELETED":
             # Deleted before its job ran: nothing to do, and the resource must stay deleted.
-            conn.execute(update(jobs).where(jobs.c.id == claim.job_id)
-                         .values(state="CANCELLED", owner=None, lease_until=None, updated_at=now))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == claim.job_id)
+                .values(state="CANCELLED", owner=None, lease_until=None, updated_at=now)
+            )
             return None
-        self.store.update(claim.resource_kind, claim.resource_id,
-                          {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn)
+        self.store.update(
+            claim.resource_kind, claim.resource_id, {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn
+        )
         return claim
 
     def _resource_status(self, conn: Connection, claim: Claim) -> str | None:
@@ -101,10 +106,15 @@ class JobQueue:
         return conn.execute(select(table.c.status).where(table.c.id == claim.resource_id)).scalar_one_or_none()
 
     def _give_up(self, conn: Connection, row: Mapping[str, Any]) -> None:
-        message = (f"the worker running this job stopped responding {row['attempts']} times "
-                   "(killed, out of memory or lost); giving up")
-        conn.execute(update(jobs).where(jobs.c.id == row["id"])
-                     .values(state="FAILED", error=message, owner=None, updated_at=utcnow()))
+        message = (
+            f"the worker running this job stopped responding {row['attempts']} times "
+            "(killed, out of memory or lost); giving up"
+        )
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == row["id"])
+            .values(state="FAILED", error=message, owner=None, updated_at=utcnow())
+        )
         kind = RESOURCE_OF_JOB[row["kind"]]
         table = RESOURCE_TABLES[kind]
         status = conn.execute(select(table.c.status).where(table.c.id == row["resource_id"])).scalar_one_or_none()
@@ -112,15 +122,20 @@ class JobQueue:
             self.store.update(kind, row["resource_id"], {"status": "FAILED", "message": message}, conn)
 
     def _owned(self, claim: Claim) -> Any:
-        return and_(jobs.c.id == claim.job_id, jobs.c.owner == claim.owner, jobs.c.attempts == claim.attempt,
-                    jobs.c.state == "RUNNING")
+        return and_(
+            jobs.c.id == claim.job_id,
+            jobs.c.owner == claim.owner,
+            jobs.c.attempts == claim.attempt,
+            jobs.c.state == "RUNNING",
+        )
 
     def heartbeat(self, claim: Claim) -> bool:
         """Extend the lease; False when it was lost (another worker took the job)."""
         now = utcnow()
         with self.store.transaction() as conn:
-            result = conn.execute(update(jobs).where(self._owned(claim))
-                                  .values(lease_until=now + self.lease, updated_at=now))
+            result = conn.execute(
+                update(jobs).where(self._owned(claim)).values(lease_until=now + self.lease, updated_at=now)
+            )
             return result.rowcount == 1
 
     def report(self, claim: Claim, fields: Mapping[str, Any]) -> None:
@@ -132,21 +147,28 @@ class JobQueue:
                 fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
 
-    def complete(self, claim: Claim, fields: Mapping[str, Any],
-                 aliases: Sequence[tuple[str, str, int]] = ()) -> None:
+    def complete(self, claim: Claim, fields: Mapping[str, Any], aliases: Sequence[tuple[str, str, int]] = ()) -> None:
         """Record the job's result, and point ``aliases`` (name, alias, version) at it in the same transaction,
         so an alias never names a version that is not COMPLETED."""
-        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""},
-                     aliases)
+        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""}, aliases)
 
     def fail(self, claim: Claim, message: str) -> None:
         self._finish(claim, "FAILED", message, {"status": "FAILED", "message": message})
 
-    def _finish(self, claim: Claim, state: str, error: str | None, fields: Mapping[str, Any],
-                aliases: Sequence[tuple[str, str, int]] = ()) -> None:
+    def _finish(
+        self,
+        claim: Claim,
+        state: str,
+        error: str | None,
+        fields: Mapping[str, Any],
+        aliases: Sequence[tuple[str, str, int]] = (),
+    ) -> None:
         with self.store.transaction() as conn:
-            result = conn.execute(update(jobs).where(self._owned(claim))
-                                  .values(state=state, error=error, lease_until=None, updated_at=utcnow()))
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(claim))
+                .values(state=state, error=error, lease_until=None, updated_at=utcnow())
+            )
             if result.rowcount != 1:
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
             if self._resource_status(conn, claim) == "DELETED":
@@ -163,16 +185,28 @@ class JobQueue:
     def job_of(self, resource_id: str) -> Mapping[str, Any] | None:
         """The newest job of a resource (for operators and tests)."""
         with self.store.transaction() as conn:
-            return conn.execute(select(jobs).where(jobs.c.resource_id == resource_id)
-                                .order_by(jobs.c.id.desc()).limit(1)).mappings().first()
+            return (
+                conn.execute(select(jobs).where(jobs.c.resource_id == resource_id).order_by(jobs.c.id.desc()).limit(1))
+                .mappings()
+                .first()
+            )
 
     def release(self, claim: Claim) -> None:
         """Hand a job back untouched (the worker is shutting down), without using up an attempt."""
         with self.store.transaction() as conn:
             deleted = self._resource_status(conn, claim) == "DELETED"
-            result = conn.execute(update(jobs).where(self._owned(claim)).values(
-                state="CANCELLED" if deleted else "QUEUED", owner=None, lease_until=None,
-                attempts=claim.attempt - 1, updated_at=utcnow()))
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(claim))
+                .values(
+                    state="CANCELLED" if deleted else "QUEUED",
+                    owner=None,
+                    lease_until=None,
+                    attempts=claim.attempt - 1,
+                    updated_at=utcnow(),
+                )
+            )
             if result.rowcount == 1 and not deleted:
-                self.store.update(claim.resource_kind, claim.resource_id,
-                                  {"status": "PENDING", "progress": 0.0, "message": ""}, conn)
+                self.store.update(
+                    claim.resource_kind, claim.resource_id, {"status": "PENDING", "progress": 0.0, "message": ""}, conn
+                )

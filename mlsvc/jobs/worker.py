@@ -171,5 +171,3 @@ def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = 
         pass
     finally:
         worker.store.dispose()
-
-

@@ -68,8 +68,9 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
             final = _join(prefix, "result", f"{bp['id']}-{_base(info.uri)}.gz")
             temporary = _join(staging, f"{_base(info.uri)}.gz")
             if recommending:
-                rows = _recommend_file(ctx, scoring.recommender, plan, info, counts, temporary,
-                                       features[0].attributeName)
+                rows = _recommend_file(
+                    ctx, scoring.recommender, plan, info, counts, temporary, features[0].attributeName
+                )
             else:
                 rows = _score_file(ctx, scoring, plan, info, counts, temporary, card)
             outputs.append({"input": info.uri, "output": final, "staged": temporary, "rows": rows})
@@ -100,8 +101,9 @@ def _plan(ctx: JobContext, bp: Mapping[str, Any], features: list[Attribute]) -> 
         files = storage.list_data_files(bp["data_uri"])
         row_id = bp.get("row_id")
         extra = [Attribute(attributeName=row_id, attributeType=AttributeType.CATEGORICAL)] if row_id else []
-        schema = Schema(attributes=[*features, *[a for a in extra if a.attributeName not in _names(features)]],
-                        rowId=row_id)
+        schema = Schema(
+            attributes=[*features, *[a for a in extra if a.attributeName not in _names(features)]], rowId=row_id
+        )
         splitting = None
     layout = read_layout(storage, files, schema)
     limit = ctx.settings.max_record_bytes
@@ -113,13 +115,29 @@ def _names(attributes: list[Attribute]) -> set[str]:
     return {a.attributeName for a in attributes}
 
 
-def _score_file(ctx: JobContext, scoring: _Scoring, plan: Plan, info: ObjectInfo, counts: ScanCounts,
-                temporary: str, card: ModelCard) -> int:
+def _score_file(
+    ctx: JobContext,
+    scoring: _Scoring,
+    plan: Plan,
+    info: ObjectInfo,
+    counts: ScanCounts,
+    temporary: str,
+    card: ModelCard,
+) -> int:
     rows = 0
     with ctx.storage.open_write(temporary) as out:
         out.write(_header(card, plan.row_id).encode())
-        chunks = scan(ctx.storage, [info], {info.uri: plan.names_by_file[info.uri]}, plan.schema, plan.splitting,
-                      plan.total_rows, counts, keep_invalid=True, max_record_bytes=ctx.settings.max_record_bytes)
+        chunks = scan(
+            ctx.storage,
+            [info],
+            {info.uri: plan.names_by_file[info.uri]},
+            plan.schema,
+            plan.splitting,
+            plan.total_rows,
+            counts,
+            keep_invalid=True,
+            max_record_bytes=ctx.settings.max_record_bytes,
+        )
         for row_ids, output in scoring.map(_columns(chunk.typed, card, plan.row_id) for chunk in chunks):
             out.write(_format(card, row_ids, output).encode())
             rows += len(output)
@@ -127,15 +145,31 @@ def _score_file(ctx: JobContext, scoring: _Scoring, plan: Plan, info: ObjectInfo
     return rows
 
 
-def _recommend_file(ctx: JobContext, recommender: Any, plan: Plan, info: ObjectInfo, counts: ScanCounts,
-                    temporary: str, user_column: str) -> int:
+def _recommend_file(
+    ctx: JobContext,
+    recommender: Any,
+    plan: Plan,
+    info: ObjectInfo,
+    counts: ScanCounts,
+    temporary: str,
+    user_column: str,
+) -> int:
     """Top-k items for each user of the file, once per user, in order of first appearance: k rows per user."""
     seen: set[str] = set()
     users = 0
     with ctx.storage.open_write(temporary) as out:
         out.write(b"user_id,rank,item_id,score,cold_start\n")
-        chunks = scan(ctx.storage, [info], {info.uri: plan.names_by_file[info.uri]}, plan.schema, plan.splitting,
-                      plan.total_rows, counts, keep_invalid=True, max_record_bytes=ctx.settings.max_record_bytes)
+        chunks = scan(
+            ctx.storage,
+            [info],
+            {info.uri: plan.names_by_file[info.uri]},
+            plan.schema,
+            plan.splitting,
+            plan.total_rows,
+            counts,
+            keep_invalid=True,
+            max_record_bytes=ctx.settings.max_record_bytes,
+        )
         for chunk in chunks:
             ids = [u for u in dict.fromkeys(chunk.typed[user_column].dropna()) if u not in seen]
             seen.update(ids)
@@ -155,8 +189,12 @@ def _columns(typed: pd.DataFrame, card: ModelCard, row_id: str | None) -> tuple[
 def _report(ctx: JobContext, counts: ScanCounts, plan: Plan) -> None:
     total = plan.total_rows or ctx.resource.get("rows_total")
     fraction = min(0.98, counts.seen_rows / total) if total else 0.5
-    ctx.progress(fraction, rows_scored=counts.kept_rows, rows_with_invalid_values=counts.invalid_rows,
-                 invalid_row_count=counts.bad_rows.count)
+    ctx.progress(
+        fraction,
+        rows_scored=counts.kept_rows,
+        rows_with_invalid_values=counts.invalid_rows,
+        invalid_row_count=counts.bad_rows.count,
+    )
 
 
 def _header(card: ModelCard, row_id: str | None) -> str:
@@ -244,8 +282,12 @@ class _Scoring:
         if card is None:  # a recommender answers whole chunks of users itself, fast enough in this process
             self.recommender = Registry(settings).load(model["model_uri"])
         elif self.processes > 1:
-            self.pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_process, initargs=(settings, dict(model)))
+            self.pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_process,
+                initargs=(settings, dict(model)),
+            )
         else:
             self.scorer = Scorer(card, Registry(settings).load(model["model_uri"]))
 
@@ -256,8 +298,9 @@ class _Scoring:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def map(self, chunks: Iterator[tuple[np.ndarray | None, dict, int]]
-            ) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    def map(
+        self, chunks: Iterator[tuple[np.ndarray | None, dict, int]]
+    ) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
         if self.scorer is not None:
             for row_ids, columns, n in chunks:
                 yield row_ids, self.scorer.outputs(columns, n)

@@ -185,7 +185,7 @@ class _Imputed:
         return self.imputation.width
 
     def write(self, columns: Columns, X: Floats) -> None:
-        X[:, self.start:self.start + self.width] = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
+        X[:, self.start : self.start + self.width] = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class _Indicated:
 
     def write(self, columns: Columns, X: Floats) -> None:
         missing = np.isnan(_numbers(columns, self.names, X.shape[0]))
-        X[:, self.start:self.start + self.width] = missing[:, self.features]
+        X[:, self.start : self.start + self.width] = missing[:, self.features]
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class _Scaled:
         x = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
         x -= self.mean
         x /= self.scale
-        X[:, self.start:self.start + self.width] = x
+        X[:, self.start : self.start + self.width] = x
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ class _Target:
         at = self.start
         for name, lookup, table in zip(self.names, self.lookups, self.tables, strict=True):
             per = table.shape[1]
-            X[:, at:at + per] = table[_codes(columns[name], lookup, len(table) - 1)]
+            X[:, at : at + per] = table[_codes(columns[name], lookup, len(table) - 1)]
             at += per
 
 
@@ -303,7 +303,7 @@ class _Text:
 
     def write(self, columns: Columns, X: Floats) -> None:
         assert self.components_t is not None
-        X[:, self.start:self.start + self.width] = self.tfidf(columns) @ self.components_t
+        X[:, self.start : self.start + self.width] = self.tfidf(columns) @ self.components_t
 
 
 def _steps(transformer: Any) -> list[Any]:
@@ -311,8 +311,13 @@ def _steps(transformer: Any) -> list[Any]:
 
 
 def _function_is(step: Any, func: Callable[..., Any]) -> bool:
-    return (type(step) is FunctionTransformer and step.func is func and step.inverse_func is None
-            and not step.kw_args and not step.validate)
+    return (
+        type(step) is FunctionTransformer
+        and step.func is func
+        and step.inverse_func is None
+        and not step.kw_args
+        and not step.validate
+    )
 
 
 def _compile_group(name: str, transformer: Any, names: list[str], start: int) -> _Block:
@@ -568,8 +573,7 @@ def _stack_trees(trees: list[dict[str, np.ndarray]], depth: int) -> _Trees:
         parts["right"].append(np.where(leaf, own, tree["right"].astype(np.intp) + start))
         parts["missing_right"].append(~leaf & ~tree["missing_left"].astype(bool))
     flat = {k: np.concatenate(v) for k, v in parts.items()}
-    return _Trees(starts, flat["feature"], flat["threshold"], flat["left"], flat["right"], flat["missing_right"],
-                  depth)
+    return _Trees(starts, flat["feature"], flat["threshold"], flat["left"], flat["right"], flat["missing_right"], depth)
 
 
 @dataclass(frozen=True)
@@ -607,8 +611,17 @@ def _compile_boosting(estimator: Any) -> _Boosting:
     nodes = [p.nodes for iteration in estimator._predictors for p in iteration]
     if any(n["is_categorical"].any() for n in nodes):
         raise NotCompilable("HistGradientBoosting with categorical splits")
-    trees = [{"feature": n["feature_idx"], "threshold": n["num_threshold"], "left": n["left"], "right": n["right"],
-              "missing_left": n["missing_go_to_left"], "leaf": n["is_leaf"]} for n in nodes]
+    trees = [
+        {
+            "feature": n["feature_idx"],
+            "threshold": n["num_threshold"],
+            "left": n["left"],
+            "right": n["right"],
+            "missing_left": n["missing_go_to_left"],
+            "leaf": n["is_leaf"],
+        }
+        for n in nodes
+    ]
     depth = max(int(n["depth"].max()) for n in nodes)
     value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
     baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(1, -1)
@@ -634,11 +647,20 @@ def _compile_forest(estimator: Any, classifier: bool) -> _Forest:
     if estimator.n_outputs_ != 1:
         raise NotCompilable("forest with several outputs")
     fitted = [e.tree_ for e in estimator.estimators_]
-    trees = [{"feature": t.feature, "threshold": t.threshold, "left": t.children_left, "right": t.children_right,
-              "missing_left": t.missing_go_to_left, "leaf": t.children_left == -1} for t in fitted]
+    trees = [
+        {
+            "feature": t.feature,
+            "threshold": t.threshold,
+            "left": t.children_left,
+            "right": t.children_right,
+            "missing_left": t.missing_go_to_left,
+            "leaf": t.children_left == -1,
+        }
+        for t in fitted
+    ]
     depth = max(int(t.max_depth) for t in fitted)
     if classifier:
-        value = np.concatenate([t.value[:, 0, :estimator.n_classes_] for t in fitted]).astype(np.float64)
+        value = np.concatenate([t.value[:, 0, : estimator.n_classes_] for t in fitted]).astype(np.float64)
     else:
         value = np.concatenate([t.value[:, 0, 0] for t in fitted]).astype(np.float64)
     return _Forest(_stack_trees(trees, depth), value)
@@ -672,8 +694,13 @@ class _Perceptron:
 def _compile_mlp(estimator: Any, classifier: bool) -> _Perceptron:
     if estimator.activation not in ACTIVATIONS or estimator.out_activation_ not in ACTIVATIONS:
         raise NotCompilable(f"MLP with activation {estimator.activation!r} / {estimator.out_activation_!r}")
-    return _Perceptron(list(estimator.coefs_), list(estimator.intercepts_), ACTIVATIONS[estimator.activation],
-                       ACTIVATIONS[estimator.out_activation_], classifier)
+    return _Perceptron(
+        list(estimator.coefs_),
+        list(estimator.intercepts_),
+        ACTIVATIONS[estimator.activation],
+        ACTIVATIONS[estimator.out_activation_],
+        classifier,
+    )
 
 
 @dataclass(frozen=True)

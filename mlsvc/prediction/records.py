@@ -93,15 +93,18 @@ class RecordParser:
             for i, record in enumerate(records):
                 raw = token(record.get(name))
                 if raw is NESTED:
-                    warnings[i].append(f"attribute '{name}': a {type(record[name]).__name__} is not a valid "
-                                       "value; treated as missing")
+                    warnings[i].append(
+                        f"attribute '{name}': a {type(record[name]).__name__} is not a valid value; treated as missing"
+                    )
                     raw = None
                 assert raw is None or isinstance(raw, str)
                 if numeric:
                     value, invalid = parse_number(raw) if kind == AttributeType.NUMERIC else parse_flag(raw)
                     if invalid:
-                        warnings[i].append(f"attribute '{name}': {record[name]!r} is not a valid {kind.value} "
-                                           "value; treated as missing")
+                        warnings[i].append(
+                            f"attribute '{name}': {record[name]!r} is not a valid {kind.value} "
+                            "value; treated as missing"
+                        )
                     column[i] = value
                 else:
                     column[i] = _present(raw)

@@ -33,9 +33,14 @@ class ModelCard:
 
     @classmethod
     def from_resource(cls, model: Mapping[str, Any]) -> ModelCard:
-        return cls(model["id"], int(model["version"]), ModelType(model["model_type"]),
-                   [Attribute.model_validate(a) for a in model["features"]], model.get("classes"),
-                   model.get("score_threshold"))
+        return cls(
+            model["id"],
+            int(model["version"]),
+            ModelType(model["model_type"]),
+            [Attribute.model_validate(a) for a in model["features"]],
+            model.get("classes"),
+            model.get("score_threshold"),
+        )
 
 
 class Scorer:
@@ -65,8 +70,9 @@ class Scorer:
         frame = pd.DataFrame({name: columns[name] for name in self.parser.names})
         return predict_output(self.pipeline, self.card.model_type, frame, self.n_classes)
 
-    def predict(self, records: Sequence[Mapping[str, Any]], score_threshold: float | None = None
-                ) -> list[dict[str, Any]]:
+    def predict(
+        self, records: Sequence[Mapping[str, Any]], score_threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """One prediction per record, in order, as plain dicts ready for JSON."""
         columns, warnings = self.parser.parse(records)
         output = self.outputs(columns, len(records))
@@ -76,12 +82,22 @@ class Scorer:
         if self.card.model_type == ModelType.BINARY:
             threshold = 0.5 if score_threshold is None else score_threshold
             negative, positive = classes
-            return [{"predicted_label": positive if p >= threshold else negative,
-                     "predicted_scores": {negative: 1.0 - float(p), positive: float(p)}, "warnings": w}
-                    for p, w in zip(output, warnings, strict=True)]
-        return [{"predicted_label": classes[int(np.argmax(row))],
-                 "predicted_scores": dict(zip(classes, map(float, row), strict=True)), "warnings": w}
-                for row, w in zip(output, warnings, strict=True)]
+            return [
+                {
+                    "predicted_label": positive if p >= threshold else negative,
+                    "predicted_scores": {negative: 1.0 - float(p), positive: float(p)},
+                    "warnings": w,
+                }
+                for p, w in zip(output, warnings, strict=True)
+            ]
+        return [
+            {
+                "predicted_label": classes[int(np.argmax(row))],
+                "predicted_scores": dict(zip(classes, map(float, row), strict=True)),
+                "warnings": w,
+            }
+            for row, w in zip(output, warnings, strict=True)
+        ]
 
 
 @dataclass

@@ -46,7 +46,7 @@ def weigh(X: sp.csr_matrix, scheme: str) -> sp.csr_matrix:
         norm = (1.0 - BM25_B) + BM25_B * lengths / max(float(lengths.mean()), 1e-9)
         df = np.bincount(W.indices, minlength=W.shape[1]).astype(np.float32)
         idf = np.log1p(W.shape[0] / (1.0 + df))
-        W.data = (tf * (BM25_K1 + 1.0) / (tf + BM25_K1 * np.repeat(norm, np.diff(W.indptr))) * idf[W.indices])
+        W.data = tf * (BM25_K1 + 1.0) / (tf + BM25_K1 * np.repeat(norm, np.diff(W.indptr))) * idf[W.indices]
         W.data = W.data.astype(np.float32)
     return W
 
@@ -130,8 +130,9 @@ class Candidate(BaseEstimator):
         """How alike every item is to ``item`` (float, higher is more alike)."""
         raise NotImplementedError
 
-    def recommend_many(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_many(
+        self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores (len(users) × k) for user indices ``users``, best first."""
         check_is_fitted(self, "seen_")
         users = self._check_users(users)
@@ -139,13 +140,13 @@ class Candidate(BaseEstimator):
         scores = np.full((len(users), k), np.nan, dtype=np.float32)
         batch = max(1, SCORE_CELLS // max(1, self.n_items_))
         for start in range(0, len(users), batch):
-            block = users[start:start + batch]
+            block = users[start : start + batch]
             dense = self._score(block)
             dense += self.tiebreak_
             if exclude_seen:
                 rows, cols = row_cells(self.seen_, block)
                 dense[rows, cols] = -np.inf
-            items[start:start + batch], scores[start:start + batch] = top_k(dense, k)
+            items[start : start + batch], scores[start : start + batch] = top_k(dense, k)
         return items, scores
 
     def recommend(self, user: int, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -220,16 +221,20 @@ class ItemKNN(Candidate):
             co = (items_by_user @ by_item[:, start:stop]).toarray().T  # (block, items): c_ji
             sims = co / (norms[start:stop, None] * norms[None, :] + np.float32(self.shrink) + 1e-12)
             sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            best = np.argpartition(-sims, keep - 1, axis=1)[:, :keep] if keep < n else np.tile(np.arange(n),
-                                                                                                 (stop - start, 1))
+            best = (
+                np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+                if keep < n
+                else np.tile(np.arange(n), (stop - start, 1))
+            )
             best_vals = np.take_along_axis(sims, best, axis=1)
             nonzero = best_vals > 0
             rows.append(np.repeat(np.arange(start, stop), nonzero.sum(axis=1)))
             cols.append(best[nonzero])
             vals.append(best_vals[nonzero])
         # neighbours_[j] holds j's nearest items; similarity_[i, j] = sim(i, j) where i is one of them.
-        neighbours = sp.csr_matrix((np.concatenate(vals).astype(np.float32),
-                                    (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        neighbours = sp.csr_matrix(
+            (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
         neighbours.sort_indices()
         self.neighbours_ = neighbours
         self.similarity_ = neighbours.T.tocsr()
@@ -246,8 +251,11 @@ class ItemKNN(Candidate):
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Params:
-        return {"neighbors": _pick(rng, [20, 50, 100, 200, 400]), "shrink": _pick(rng, [0.0, 2.0, 10.0, 50.0, 100.0]),
-                "weighting": _pick(rng, list(WEIGHTINGS))}
+        return {
+            "neighbors": _pick(rng, [20, 50, 100, 200, 400]),
+            "shrink": _pick(rng, [0.0, 2.0, 10.0, 50.0, 100.0]),
+            "weighting": _pick(rng, list(WEIGHTINGS)),
+        }
 
 
 class PureSVD(Candidate):
@@ -304,8 +312,9 @@ class EASE(Candidate):
     def _fit(self, X: sp.csr_matrix) -> None:
         n = X.shape[1]
         if n > MAX_EASE_ITEMS:
-            raise ValueError(f"EASE inverts an items × items matrix; {n:,} items exceed its limit of "
-                             f"{MAX_EASE_ITEMS:,}")
+            raise ValueError(
+                f"EASE inverts an items × items matrix; {n:,} items exceed its limit of {MAX_EASE_ITEMS:,}"
+            )
         W = weigh(X, self.weighting)
         gram = (W.T @ W).toarray().astype(np.float32)
         gram[np.diag_indices(n)] += np.float32(self.l2)
@@ -356,7 +365,7 @@ def _prune_rows(dense: np.ndarray, keep: int) -> sp.csr_matrix:
         return sp.csr_matrix(dense)
     cols, vals = [], []
     for start in range(0, n_rows, 512):
-        block = dense[start:start + 512]
+        block = dense[start : start + 512]
         best = np.argpartition(-np.abs(block), keep - 1, axis=1)[:, :keep]
         best.sort(axis=1)
         cols.append(best)

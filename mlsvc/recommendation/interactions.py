@@ -35,28 +35,119 @@ from mlsvc.errors import ErrorCode, MlsvcError
 ROLES = ("user", "item", "rating", "timestamp")
 ROLE_ALIASES = {"weight": "rating", "user_id": "user", "item_id": "item", "time": "timestamp"}
 ROLE_HINTS: dict[str, tuple[str, ...]] = {
-    "user": ("user", "customer", "visitor", "client", "member", "shopper", "buyer", "account", "reader", "viewer",
-             "listener", "person", "uid", "userid", "customerid", "visitorid"),
-    "item": ("item", "product", "article", "sku", "asin", "movie", "book", "song", "track", "video", "listing",
-             "offer", "iid", "itemid", "productid", "articleid"),
-    "timestamp": ("timestamp", "time", "date", "datetime", "ts", "event_time", "eventtime", "created", "when",
-                  "epoch", "at"),
-    "rating": ("rating", "score", "weight", "quantity", "qty", "stars", "plays", "count", "event", "event_type",
-               "eventtype", "action", "interaction", "value", "feedback"),
+    "user": (
+        "user",
+        "customer",
+        "visitor",
+        "client",
+        "member",
+        "shopper",
+        "buyer",
+        "account",
+        "reader",
+        "viewer",
+        "listener",
+        "person",
+        "uid",
+        "userid",
+        "customerid",
+        "visitorid",
+    ),
+    "item": (
+        "item",
+        "product",
+        "article",
+        "sku",
+        "asin",
+        "movie",
+        "book",
+        "song",
+        "track",
+        "video",
+        "listing",
+        "offer",
+        "iid",
+        "itemid",
+        "productid",
+        "articleid",
+    ),
+    "timestamp": (
+        "timestamp",
+        "time",
+        "date",
+        "datetime",
+        "ts",
+        "event_time",
+        "eventtime",
+        "created",
+        "when",
+        "epoch",
+        "at",
+    ),
+    "rating": (
+        "rating",
+        "score",
+        "weight",
+        "quantity",
+        "qty",
+        "stars",
+        "plays",
+        "count",
+        "event",
+        "event_type",
+        "eventtype",
+        "action",
+        "interaction",
+        "value",
+        "feedback",
+    ),
 }
 # Event names, lower-cased with spaces and hyphens as underscores, to implicit weights.
 EVENT_WEIGHTS: dict[str, float] = {
-    "view": 1.0, "click": 1.0, "visit": 1.0, "detail": 1.0, "open": 1.0, "play": 1.0, "impression": 1.0,
-    "like": 2.0, "favorite": 2.0, "favourite": 2.0, "wishlist": 2.0, "add_to_wishlist": 2.0, "save": 2.0,
-    "share": 2.0, "rate": 2.0, "review": 2.0,
-    "cart": 3.0, "add_to_cart": 3.0, "addtocart": 3.0, "add_to_basket": 3.0, "basket": 3.0,
-    "purchase": 5.0, "buy": 5.0, "order": 5.0, "checkout": 5.0, "transaction": 5.0, "conversion": 5.0,
+    "view": 1.0,
+    "click": 1.0,
+    "visit": 1.0,
+    "detail": 1.0,
+    "open": 1.0,
+    "play": 1.0,
+    "impression": 1.0,
+    "like": 2.0,
+    "favorite": 2.0,
+    "favourite": 2.0,
+    "wishlist": 2.0,
+    "add_to_wishlist": 2.0,
+    "save": 2.0,
+    "share": 2.0,
+    "rate": 2.0,
+    "review": 2.0,
+    "cart": 3.0,
+    "add_to_cart": 3.0,
+    "addtocart": 3.0,
+    "add_to_basket": 3.0,
+    "basket": 3.0,
+    "purchase": 5.0,
+    "buy": 5.0,
+    "order": 5.0,
+    "checkout": 5.0,
+    "transaction": 5.0,
+    "conversion": 5.0,
 }
 ITEM_ROLES = ("item", "category", "price", "text")
 ITEM_ROLE_HINTS: dict[str, tuple[str, ...]] = {
     "item": ROLE_HINTS["item"],
-    "category": ("category", "categories", "genre", "department", "dept", "section", "class", "type", "group",
-                 "family", "brand"),
+    "category": (
+        "category",
+        "categories",
+        "genre",
+        "department",
+        "dept",
+        "section",
+        "class",
+        "type",
+        "group",
+        "family",
+        "brand",
+    ),
     "price": ("price", "cost", "amount", "msrp", "usd", "eur"),
     "text": ("title", "name", "description", "text", "tags", "keywords", "summary", "label"),
 }
@@ -108,15 +199,19 @@ class Interactions:
     def subset(self, keep: np.ndarray) -> Interactions:
         """The rows where ``keep`` is true, with the same id maps (so matrices keep their shape)."""
         ts = None if self.timestamps is None else self.timestamps[keep]
-        return replace(self, users=self.users[keep], items=self.items[keep], weights=self.weights[keep],
-                       timestamps=ts, _matrix=None)
+        return replace(
+            self,
+            users=self.users[keep],
+            items=self.items[keep],
+            weights=self.weights[keep],
+            timestamps=ts,
+            _matrix=None,
+        )
 
 
-def to_matrix(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
-              ) -> sp.csr_matrix:
+def to_matrix(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
     """A CSR matrix with the weights of equal (user, item) pairs summed."""
-    matrix = sp.csr_matrix((weights.astype(np.float32), (users, items)), shape=(n_users, n_items),
-                           dtype=np.float32)
+    matrix = sp.csr_matrix((weights.astype(np.float32), (users, items)), shape=(n_users, n_items), dtype=np.float32)
     matrix.sum_duplicates()
     matrix.sort_indices()
     return matrix
@@ -151,8 +246,9 @@ def _infer(columns: Sequence[str], hints: Sequence[str], taken: set[str]) -> str
     return best[2] if best[0] > 0 else None
 
 
-def _normalise_roles(roles: Mapping[str, str | None] | None, allowed: Sequence[str],
-                     aliases: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def _normalise_roles(
+    roles: Mapping[str, str | None] | None, allowed: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> dict[str, str | None]:
     given: dict[str, str | None] = {}
     for key, column in (roles or {}).items():
         role = (aliases or {}).get(key, key)
@@ -169,8 +265,9 @@ def resolve_roles(columns: Sequence[str], roles: Mapping[str, str | None] | None
     given = _normalise_roles(roles, ROLES, ROLE_ALIASES)
     for role, column in given.items():
         if column is not None and column not in columns:
-            raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                             f"column '{column}' (the {role} role) not found; columns are {columns}")
+            raise MlsvcError(
+                ErrorCode.INVALID_REQUEST, f"column '{column}' (the {role} role) not found; columns are {columns}"
+            )
     taken = {c for c in given.values() if c is not None}
     found: dict[str, str | None] = {}
     for role in ("user", "item", "timestamp", "rating"):
@@ -182,10 +279,12 @@ def resolve_roles(columns: Sequence[str], roles: Mapping[str, str | None] | None
             taken.add(found[role])  # type: ignore[arg-type]
     for role in ("user", "item"):
         if found[role] is None:
-            raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                             f"no {role} column: none of the columns {columns} looks like one (names such as "
-                             f"{list(ROLE_HINTS[role][:4])}); name it with roles={{'{role}': '<column>'}}",
-                             {"columns": columns})
+            raise MlsvcError(
+                ErrorCode.INVALID_REQUEST,
+                f"no {role} column: none of the columns {columns} looks like one (names such as "
+                f"{list(ROLE_HINTS[role][:4])}); name it with roles={{'{role}': '<column>'}}",
+                {"columns": columns},
+            )
     if found["user"] == found["item"]:
         raise MlsvcError(ErrorCode.INVALID_REQUEST, f"column '{found['user']}' cannot be both the user and the item")
     return Roles(found["user"], found["item"], found["rating"], found["timestamp"])  # type: ignore[arg-type]
@@ -271,8 +370,12 @@ def _datetime_seconds(parsed: pd.Series) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ building
 
 
-def build_interactions(frame: pd.DataFrame, roles: Mapping[str, str | None] | Roles | None = None, *,
-                       event_weights: Mapping[str, float] | None = None) -> Interactions:
+def build_interactions(
+    frame: pd.DataFrame,
+    roles: Mapping[str, str | None] | Roles | None = None,
+    *,
+    event_weights: Mapping[str, float] | None = None,
+) -> Interactions:
     """Resolve the roles of ``frame``'s columns and index its rows (see the module's docstring for the rules)."""
     if not isinstance(frame, pd.DataFrame):
         raise MlsvcError(ErrorCode.INVALID_REQUEST, f"interactions must be a DataFrame, got {type(frame).__name__}")
@@ -293,30 +396,39 @@ def build_interactions(frame: pd.DataFrame, roles: Mapping[str, str | None] | Ro
         readable = np.isfinite(timestamps)
         if len(frame) and not readable[keep].any():
             examples = frame[resolved.timestamp].dropna().astype(str).head(3).tolist()
-            raise MlsvcError(ErrorCode.INVALID_DATA,
-                             f"column '{resolved.timestamp}' (the timestamp role) has no value that reads as a "
-                             f"time or a number, e.g. {examples}; give numbers or ISO 8601 dates, or roles="
-                             f"{{'timestamp': None}}")
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"column '{resolved.timestamp}' (the timestamp role) has no value that reads as a "
+                f"time or a number, e.g. {examples}; give numbers or ISO 8601 dates, or roles="
+                f"{{'timestamp': None}}",
+            )
         unreadable = int((~readable & keep).sum())
         if unreadable:
             notes.append(f"{unreadable} rows have no readable '{resolved.timestamp}': they count as the oldest")
         timestamps = np.where(readable, timestamps, -np.inf)
     dropped = int(len(frame) - keep.sum())
     if dropped:
-        notes.append(f"{dropped} of {len(frame)} rows dropped: no user, no item, or a weight that is missing or not "
-                     "positive")
+        notes.append(
+            f"{dropped} of {len(frame)} rows dropped: no user, no item, or a weight that is missing or not positive"
+        )
     if not keep.any():
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"no usable interactions: all {len(frame)} rows lack a user ('{resolved.user}'), an item "
-                         f"('{resolved.item}') or a positive weight")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"no usable interactions: all {len(frame)} rows lack a user ('{resolved.user}'), an item "
+            f"('{resolved.item}') or a positive weight",
+        )
     user_codes, user_ids = pd.factorize(users[keep])
     item_codes, item_ids = pd.factorize(items[keep])
     return Interactions(
-        users=user_codes.astype(np.int32), items=item_codes.astype(np.int32),
+        users=user_codes.astype(np.int32),
+        items=item_codes.astype(np.int32),
         weights=weights[keep].astype(np.float32),
         timestamps=None if timestamps is None else timestamps[keep].astype(np.float64),
-        user_ids=pd.Index(user_ids, dtype=object), item_ids=pd.Index(item_ids, dtype=object), roles=resolved,
-        dropped_rows=dropped, notes=notes,
+        user_ids=pd.Index(user_ids, dtype=object),
+        item_ids=pd.Index(item_ids, dtype=object),
+        roles=resolved,
+        dropped_rows=dropped,
+        notes=notes,
     )
 
 
@@ -355,8 +467,9 @@ def resolve_item_roles(columns: Sequence[str], roles: Mapping[str, str | None] |
     given = _normalise_roles(roles, ITEM_ROLES)
     for role, column in given.items():
         if column is not None and column not in columns:
-            raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                             f"items column '{column}' (the {role} role) not found; columns are {columns}")
+            raise MlsvcError(
+                ErrorCode.INVALID_REQUEST, f"items column '{column}' (the {role} role) not found; columns are {columns}"
+            )
     taken = {c for c in given.values() if c is not None}
     found: dict[str, str | None] = {}
     for role in ITEM_ROLES:
@@ -364,8 +477,10 @@ def resolve_item_roles(columns: Sequence[str], roles: Mapping[str, str | None] |
         if found[role] is not None:
             taken.add(found[role])  # type: ignore[arg-type]
     if found["item"] is None:
-        raise MlsvcError(ErrorCode.INVALID_REQUEST, f"the items frame has no item id column among {columns}; "
-                         "name it with item_roles={'item': '<column>'}")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST,
+            f"the items frame has no item id column among {columns}; name it with item_roles={{'item': '<column>'}}",
+        )
     return found
 
 

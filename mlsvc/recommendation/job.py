@@ -24,9 +24,15 @@ def run(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any]) -> Map
     items = _items(ctx, model)
     k = int(model.get("k") or 10)
     seed = int(model.get("seed", 0))
-    outcome = train_recommender(interactions, model.get("roles"), k=k, seed=seed,
-                                budget_s=model.get("time_budget_s"), items_frame=items,
-                                on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message))
+    outcome = train_recommender(
+        interactions,
+        model.get("roles"),
+        k=k,
+        seed=seed,
+        budget_s=model.get("time_budget_s"),
+        items_frame=items,
+        on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
+    )
     recommender = outcome.model
     ctx.progress(0.9, message="registering the model in MLflow")
     user_column = recommender.roles["user"]
@@ -34,21 +40,44 @@ def run(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any]) -> Map
     registry = Registry(ctx.settings)
     figures = summary_metrics(outcome.evaluation)
     registered = registry.log_model(
-        model["name"], recommender, example,
-        params={"model_id": model["id"], "datasource_id": ds["id"], "model_type": "RECOMMENDATION", "k": k,
-                "selected": outcome.selected, "split": outcome.split, "seed": seed},
-        metrics={**figures, "validation_score": outcome.validation_score}, leaderboard=outcome.leaderboard,
+        model["name"],
+        recommender,
+        example,
+        params={
+            "model_id": model["id"],
+            "datasource_id": ds["id"],
+            "model_type": "RECOMMENDATION",
+            "k": k,
+            "selected": outcome.selected,
+            "split": outcome.split,
+            "seed": seed,
+        },
+        metrics={**figures, "validation_score": outcome.validation_score},
+        leaderboard=outcome.leaderboard,
         tags={"mlsvc.model_id": model["id"]},
     )
     evaluation_id = record_evaluation(ctx, model, ds, registered.version, outcome.evaluation, figures)
     fields = {
-        "version": registered.version, "model_type": "RECOMMENDATION", "roles": recommender.roles, "k": k,
-        "features": [], "classes": None, "score_threshold": None,
-        "metrics": {"selection_metric": outcome.metric, "validation_score": outcome.validation_score, **figures,
-                    "search_s": round(outcome.search_s, 3), "refit_s": round(outcome.refit_s, 3),
-                    "selected": outcome.selected},
-        "leaderboard": outcome.leaderboard, "mlflow_run_id": registered.run_id, "model_uri": registered.model_uri,
-        "evaluation_id": evaluation_id, "training_rows": len(interactions),
+        "version": registered.version,
+        "model_type": "RECOMMENDATION",
+        "roles": recommender.roles,
+        "k": k,
+        "features": [],
+        "classes": None,
+        "score_threshold": None,
+        "metrics": {
+            "selection_metric": outcome.metric,
+            "validation_score": outcome.validation_score,
+            **figures,
+            "search_s": round(outcome.search_s, 3),
+            "refit_s": round(outcome.refit_s, 3),
+            "selected": outcome.selected,
+        },
+        "leaderboard": outcome.leaderboard,
+        "mlflow_run_id": registered.run_id,
+        "model_uri": registered.model_uri,
+        "evaluation_id": evaluation_id,
+        "training_rows": len(interactions),
         "holdout_rows": outcome.evaluation.get("rows"),
     }
     ctx.progress(0.97, **fields)
@@ -61,13 +90,13 @@ def _items(ctx: JobContext, model: Mapping[str, Any]) -> pd.DataFrame | None:
         return None
     items = ctx.store.get("datasource", model["items_datasource_id"])
     if items["status"] != "COMPLETED":
-        raise MlsvcError(ErrorCode.NOT_READY, f"items datasource '{items['id']}' is {items['status']}, "
-                         "not COMPLETED")
+        raise MlsvcError(ErrorCode.NOT_READY, f"items datasource '{items['id']}' is {items['status']}, not COMPLETED")
     return training_data.read_table(ctx.storage, items, lambda f: None)
 
 
-def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], version: int, ndcg: float
-             ) -> dict[str, Any]:
+def _promote(
+    ctx: JobContext, registry: Registry, model: Mapping[str, Any], version: int, ndcg: float
+) -> dict[str, Any]:
     """The first version becomes production; a later one when its holdout NDCG beats production's recorded
     holdout NDCG (each on its own holdout: a recommender's holdout is the last items of its own users)."""
     name = model["name"]

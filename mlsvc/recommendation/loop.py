@@ -72,8 +72,16 @@ class _Trial:
 
 
 class _Search:
-    def __init__(self, split: Split, k: int, seed: int, budget_s: float, families: list[str], max_configs: int,
-                 on_progress: Progress) -> None:
+    def __init__(
+        self,
+        split: Split,
+        k: int,
+        seed: int,
+        budget_s: float,
+        families: list[str],
+        max_configs: int,
+        on_progress: Progress,
+    ) -> None:
         self.split, self.k, self.seed = split, k, seed
         self.budget_s, self.families, self.max_configs = budget_s, families, max_configs
         self.on_progress = on_progress
@@ -142,9 +150,11 @@ class _Search:
         trial.metrics = {label(m, self.k): figures[m] for m in METRICS}
         trial.score = figures["ndcg"] if np.isfinite(figures["ndcg"]) else None
         best = max((t for t in self.trials if t.score is not None), key=lambda t: t.score or 0.0, default=trial)
-        self.on_progress(min(0.99, self.elapsed / max(self.budget_s, 1e-9)),
-                         f"{sum(t.score is not None for t in self.trials)} candidates validated; best "
-                         f"{label('ndcg', self.k)} {best.score or 0.0:.4f} ({best.key})")
+        self.on_progress(
+            min(0.99, self.elapsed / max(self.budget_s, 1e-9)),
+            f"{sum(t.score is not None for t in self.trials)} candidates validated; best "
+            f"{label('ndcg', self.k)} {best.score or 0.0:.4f} ({best.key})",
+        )
 
     def _too_costly(self, family: str, first: bool) -> str | None:
         left = self.budget_s - self.elapsed
@@ -160,11 +170,19 @@ class _Search:
         return None
 
 
-def train_recommender(interactions_frame: pd.DataFrame, roles: Mapping[str, str | None] | None = None, *,
-                      k: int = DEFAULT_K, seed: int = 0, budget_s: float | None = None,
-                      on_progress: Progress | None = None, items_frame: pd.DataFrame | None = None,
-                      item_roles: Mapping[str, str | None] | None = None, families: list[str] | None = None,
-                      max_configs: int = MAX_CONFIGS) -> RecommenderOutcome:
+def train_recommender(
+    interactions_frame: pd.DataFrame,
+    roles: Mapping[str, str | None] | None = None,
+    *,
+    k: int = DEFAULT_K,
+    seed: int = 0,
+    budget_s: float | None = None,
+    on_progress: Progress | None = None,
+    items_frame: pd.DataFrame | None = None,
+    item_roles: Mapping[str, str | None] | None = None,
+    families: list[str] | None = None,
+    max_configs: int = MAX_CONFIGS,
+) -> RecommenderOutcome:
     """Search candidate configs on a validation split, select by NDCG@k, evaluate the winner on the holdout
     against most-popular, and refit it on every interaction (see the module's docstring)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
@@ -177,19 +195,33 @@ def train_recommender(interactions_frame: pd.DataFrame, roles: Mapping[str, str 
     budget = float(budget_s if budget_s is not None else default_budget_s(len(data.users), data.n_items))
     holdout = split_interactions(data, seed=seed)
     if holdout.test.nnz == 0:
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"no user interacted with two different items ({data.n_users} users, {data.n_items} items): "
-                         "nothing can be held out to validate recommendations on")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"no user interacted with two different items ({data.n_users} users, {data.n_items} items): "
+            "nothing can be held out to validate recommendations on",
+        )
     notes = list(data.notes)
     validation = split_interactions(holdout.train, seed=seed + 1, strategy=holdout.strategy)
     if validation.test.nnz == 0:
         validation = holdout
-        notes.append("no user has three different items: configs were selected on the holdout itself, so the "
-                     "evaluation is optimistic")
-    progress(0.0, f"{len(data.users):,} interactions of {data.n_users:,} users with {data.n_items:,} items; "
-                  f"{holdout.test.nnz:,} held out and {validation.test.nnz:,} for validation ({holdout.strategy})")
-    search = _Search(validation, k, seed, budget - (time.perf_counter() - started), chosen, max_configs,
-                     lambda f, m: progress(0.9 * f, m))
+        notes.append(
+            "no user has three different items: configs were selected on the holdout itself, so the "
+            "evaluation is optimistic"
+        )
+    progress(
+        0.0,
+        f"{len(data.users):,} interactions of {data.n_users:,} users with {data.n_items:,} items; "
+        f"{holdout.test.nnz:,} held out and {validation.test.nnz:,} for validation ({holdout.strategy})",
+    )
+    search = _Search(
+        validation,
+        k,
+        seed,
+        budget - (time.perf_counter() - started),
+        chosen,
+        max_configs,
+        lambda f, m: progress(0.9 * f, m),
+    )
     trials = search.run()
     scored = [t for t in trials if t.score is not None]
     if not scored:
@@ -199,21 +231,36 @@ def train_recommender(interactions_frame: pd.DataFrame, roles: Mapping[str, str 
     search_s = time.perf_counter() - started
     progress(0.92, f"selected {best.key}; evaluating it on the {holdout.test.nnz:,} held-out interactions")
     evaluated = build(best.family, best.params, seed).fit(holdout.train.matrix)
-    evaluation = evaluate_recommendations(evaluated, holdout.train.matrix, holdout.test, k,
-                                          notes=[*notes, f"split: {holdout.strategy}",
-                                                 f"selected {best.key} on a validation split before this holdout"])
+    evaluation = evaluate_recommendations(
+        evaluated,
+        holdout.train.matrix,
+        holdout.test,
+        k,
+        notes=[*notes, f"split: {holdout.strategy}", f"selected {best.key} on a validation split before this holdout"],
+    )
     progress(0.96, f"refitting {best.key} on all {len(data.users):,} interactions")
     refit_started = time.perf_counter()
     final = build(best.family, best.params, seed).fit(data.matrix)
-    model = Recommender(candidate=clone(final), k=k, roles=data.roles.as_dict(),
-                        item_roles=None if attributes is None else attributes.roles).set_fitted(final, data,
-                                                                                                attributes)
+    model = Recommender(
+        candidate=clone(final),
+        k=k,
+        roles=data.roles.as_dict(),
+        item_roles=None if attributes is None else attributes.roles,
+    ).set_fitted(final, data, attributes)
     refit_s = time.perf_counter() - refit_started
     progress(1.0, f"{best.key}: {evaluation['vs_baseline']}")
-    return RecommenderOutcome(model=model, metric=label("ndcg", k), validation_score=float(best.score or 0.0),
-                              selected=best.key, leaderboard=_leaderboard(trials, best, len(validation.train.users)),
-                              evaluation=evaluation, split=holdout.strategy, search_s=search_s, refit_s=refit_s,
-                              notes=notes)
+    return RecommenderOutcome(
+        model=model,
+        metric=label("ndcg", k),
+        validation_score=float(best.score or 0.0),
+        selected=best.key,
+        leaderboard=_leaderboard(trials, best, len(validation.train.users)),
+        evaluation=evaluation,
+        split=holdout.strategy,
+        search_s=search_s,
+        refit_s=refit_s,
+        notes=notes,
+    )
 
 
 def fit_interactions(data: Interactions, family: str, params: Params | None = None, seed: int = 0) -> Candidate:
@@ -225,8 +272,9 @@ def _families(families: list[str] | None) -> list[str]:
     chosen = list(FAMILY_ORDER) if families is None else list(families)
     unknown = sorted(set(chosen) - set(FAMILIES))
     if unknown:
-        raise MlsvcError(ErrorCode.INVALID_REQUEST, f"unknown recommender families {unknown}; they are "
-                                                    f"{list(FAMILY_ORDER)}")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST, f"unknown recommender families {unknown}; they are {list(FAMILY_ORDER)}"
+        )
     # The baseline is always validated: the leaderboard and the evaluation compare against it.
     return ["most_popular"] + [f for f in FAMILY_ORDER if f in chosen and f != "most_popular"]
 
@@ -237,10 +285,19 @@ def _leaderboard(trials: list[_Trial], best: _Trial, rows: int) -> list[dict[str
     others = [t for t in trials if t.score is None]
     board = []
     for t in validated + others:
-        board.append({
-            "candidate": t.key, "family": t.family, "params": dict(t.params), "validation_score": t.score,
-            "metrics": t.metrics, "rows": rows if t.score is not None else None,
-            "rung": 1 if t.score is not None else None, "fit_time_s": round(t.fit_s, 4),
-            "predict_time_s": round(t.predict_s, 4), "status": t.status, "selected": t is best,
-        })
+        board.append(
+            {
+                "candidate": t.key,
+                "family": t.family,
+                "params": dict(t.params),
+                "validation_score": t.score,
+                "metrics": t.metrics,
+                "rows": rows if t.score is not None else None,
+                "rung": 1 if t.score is not None else None,
+                "fit_time_s": round(t.fit_s, 4),
+                "predict_time_s": round(t.predict_s, 4),
+                "status": t.status,
+                "selected": t is best,
+            }
+        )
     return board

@@ -24,15 +24,22 @@ from mlsvc.recommendation.candidates import MostPopular
 
 MODEL_TYPE = "RECOMMENDATION"
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
-_LABELS = {"precision": "precision", "recall": "recall", "ndcg": "NDCG", "map": "MAP", "hit_rate": "hit_rate",
-           "coverage": "coverage"}
+_LABELS = {
+    "precision": "precision",
+    "recall": "recall",
+    "ndcg": "NDCG",
+    "map": "MAP",
+    "hit_rate": "hit_rate",
+    "coverage": "coverage",
+}
 
 
 class Ranker(Protocol):
     """Anything that ranks items for users by their indices, as the candidates do."""
 
-    def recommend_many(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
-                       ) -> tuple[np.ndarray, np.ndarray]: ...
+    def recommend_many(
+        self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def label(metric: str, k: int) -> str:
@@ -55,8 +62,7 @@ def hits_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     return (relevant_keys[found] == keys) & (recommended >= 0)
 
 
-def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, n_items: int | None = None
-                    ) -> dict[str, float]:
+def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, n_items: int | None = None) -> dict[str, float]:
     """precision, recall, ndcg, map, hit_rate and coverage of the lists ``recommended`` (users × k item indices,
     −1 padded) against ``relevant`` (a users × items matrix, rows aligned with ``recommended``), and ``users``."""
     recommended = np.asarray(recommended, dtype=np.int64)
@@ -109,12 +115,15 @@ def _sentence(value: float, baseline: float, metrics: dict[str, float], base: di
         change = f"{ratio:.1f} times as high" if ratio >= 1 else f"{1 - ratio:.0%} lower (worse than the baseline)"
     else:
         change = "the baseline finds nothing" if value > 0 else "neither finds anything"
-    return (head + f": {change}; hit rate@{k} {metrics['hit_rate']:.1%} vs {base['hit_rate']:.1%}, catalogue "
-                   f"coverage {metrics['coverage']:.1%} vs {base['coverage']:.1%}.")
+    return (
+        head + f": {change}; hit rate@{k} {metrics['hit_rate']:.1%} vs {base['hit_rate']:.1%}, catalogue "
+        f"coverage {metrics['coverage']:.1%} vs {base['coverage']:.1%}."
+    )
 
 
-def evaluate_recommendations(model: Ranker, train: sp.csr_matrix, test: sp.csr_matrix, k: int = 10,
-                             notes: list[str] | None = None) -> dict[str, Any]:
+def evaluate_recommendations(
+    model: Ranker, train: sp.csr_matrix, test: sp.csr_matrix, k: int = 10, notes: list[str] | None = None
+) -> dict[str, Any]:
     """The evaluation of ``model`` (fitted on ``train``) on held-out ``test`` against most-popular fitted on
     ``train``, in the shape of the other model types' evaluations: model_type, metric (``NDCG@k``), value,
     baseline {name, value, metrics}, vs_baseline, rows (users evaluated), metrics, notes."""
@@ -125,25 +134,31 @@ def evaluate_recommendations(model: Ranker, train: sp.csr_matrix, test: sp.csr_m
     return evaluation_dict(metrics, base, k, int(test.nnz), notes)
 
 
-def evaluation_dict(metrics: dict[str, float], base: dict[str, float], k: int, held_out: int,
-                    notes: list[str] | None = None) -> dict[str, Any]:
+def evaluation_dict(
+    metrics: dict[str, float], base: dict[str, float], k: int, held_out: int, notes: list[str] | None = None
+) -> dict[str, Any]:
     """The evaluation shape from a model's ``ranking_metrics`` and most-popular's on the same lists' users."""
     notes = list(notes or [])
     if metrics["users"] == 0:
         notes.append("no user has a held-out interaction: every metric is undefined")
-    return _finite({
-        "model_type": MODEL_TYPE,
-        "metric": label("ndcg", k),
-        "value": metrics["ndcg"],
-        "k": k,
-        "baseline": {"name": "most popular items not yet seen", "value": base["ndcg"],
-                     "metrics": _labelled(base, k)},
-        "vs_baseline": _sentence(metrics["ndcg"], base["ndcg"], metrics, base, k),
-        "rows": metrics["users"],
-        "held_out_interactions": held_out,
-        "metrics": _labelled(metrics, k),
-        "notes": notes,
-    })
+    return _finite(
+        {
+            "model_type": MODEL_TYPE,
+            "metric": label("ndcg", k),
+            "value": metrics["ndcg"],
+            "k": k,
+            "baseline": {
+                "name": "most popular items not yet seen",
+                "value": base["ndcg"],
+                "metrics": _labelled(base, k),
+            },
+            "vs_baseline": _sentence(metrics["ndcg"], base["ndcg"], metrics, base, k),
+            "rows": metrics["users"],
+            "held_out_interactions": held_out,
+            "metrics": _labelled(metrics, k),
+            "notes": notes,
+        }
+    )
 
 
 def summary_metrics(evaluation: dict[str, Any]) -> dict[str, float]:

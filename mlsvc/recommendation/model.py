@@ -51,9 +51,14 @@ MAX_BATCH_USERS = 1_000_000
 class Recommender(BaseEstimator):
     """Recommendations by user and item ids from a fitted candidate (see the module's docstring)."""
 
-    def __init__(self, candidate: Candidate | None = None, k: int = 10, exclude_seen: bool = True,
-                 roles: Mapping[str, str | None] | None = None,
-                 item_roles: Mapping[str, str | None] | None = None) -> None:
+    def __init__(
+        self,
+        candidate: Candidate | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        roles: Mapping[str, str | None] | None = None,
+        item_roles: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.candidate = candidate
         self.k = k
         self.exclude_seen = exclude_seen
@@ -69,13 +74,15 @@ class Recommender(BaseEstimator):
         estimator = clone(self.candidate) if self.candidate is not None else ItemKNN()
         return self.set_fitted(estimator.fit(data.matrix), data, attributes)
 
-    def set_fitted(self, estimator: Candidate, data: Interactions, attributes: ItemAttributes | None = None
-                   ) -> Recommender:
+    def set_fitted(
+        self, estimator: Candidate, data: Interactions, attributes: ItemAttributes | None = None
+    ) -> Recommender:
         """Adopt ``estimator``, already fitted on ``data.matrix`` (the loop's refit), with ``data``'s id maps."""
         check_is_fitted(estimator, "seen_")
         if estimator.seen_.shape != (data.n_users, data.n_items):
-            raise ValueError(f"the estimator was fitted on {estimator.seen_.shape} but the data is "
-                             f"{(data.n_users, data.n_items)}")
+            raise ValueError(
+                f"the estimator was fitted on {estimator.seen_.shape} but the data is {(data.n_users, data.n_items)}"
+            )
         self.estimator_ = estimator
         self.users_ = data.user_ids
         self.items_ = data.item_ids
@@ -95,31 +102,42 @@ class Recommender(BaseEstimator):
         """The top-k items for one user (the most popular ones, with ``cold_start``, for an unknown user)."""
         return self.recommend_batch([user_id], k, exclude_seen)[0]
 
-    def recommend_batch(self, user_ids: Sequence[Any], k: int | None = None, exclude_seen: bool | None = None
-                        ) -> list[dict[str, Any]]:
+    def recommend_batch(
+        self, user_ids: Sequence[Any], k: int | None = None, exclude_seen: bool | None = None
+    ) -> list[dict[str, Any]]:
         """``recommend`` for each user id, in order."""
         ids, items, scores, cold = self._lists(user_ids, k, exclude_seen)
         names = self.items_.to_numpy()
         answers = []
         for i, user in enumerate(ids):
             valid = items[i] >= 0
-            answers.append({"user_id": user, "cold_start": bool(cold[i]), "items": [
-                {"item_id": str(name), "score": float(score)}
-                for name, score in zip(names[items[i][valid]], scores[i][valid], strict=True)]})
+            answers.append(
+                {
+                    "user_id": user,
+                    "cold_start": bool(cold[i]),
+                    "items": [
+                        {"item_id": str(name), "score": float(score)}
+                        for name, score in zip(names[items[i][valid]], scores[i][valid], strict=True)
+                    ],
+                }
+            )
         return answers
 
-    def recommend_frame(self, user_ids: Sequence[Any], k: int | None = None, exclude_seen: bool | None = None
-                        ) -> pd.DataFrame:
+    def recommend_frame(
+        self, user_ids: Sequence[Any], k: int | None = None, exclude_seen: bool | None = None
+    ) -> pd.DataFrame:
         """A long table, k rows per user in input order: user_id, rank (1…k), item_id, score, cold_start."""
         ids, items, scores, cold = self._lists(user_ids, k, exclude_seen)
         rows, ranks = np.nonzero(items >= 0)
-        return pd.DataFrame({
-            "user_id": np.asarray(ids, dtype=object)[rows],
-            "rank": ranks + 1,
-            "item_id": self.items_.to_numpy()[items[rows, ranks]],
-            "score": scores[rows, ranks].astype(np.float64),
-            "cold_start": cold[rows],
-        })
+        return pd.DataFrame(
+            {
+                "user_id": np.asarray(ids, dtype=object)[rows],
+                "rank": ranks + 1,
+                "item_id": self.items_.to_numpy()[items[rows, ranks]],
+                "score": scores[rows, ranks].astype(np.float64),
+                "cold_start": cold[rows],
+            }
+        )
 
     def similar_items(self, item_id: Any, k: int | None = None) -> dict[str, Any]:
         """The k items most like ``item_id`` (see the module's docstring for unknown items)."""
@@ -137,9 +155,14 @@ class Recommender(BaseEstimator):
             items, scores = self._similar_by_attributes(key, k)
             cold = True
         valid = items >= 0
-        return {"item_id": key, "cold_start": cold, "items": [
-            {"item_id": str(name), "score": float(score)}
-            for name, score in zip(names[items[valid]], scores[valid], strict=True)]}
+        return {
+            "item_id": key,
+            "cold_start": cold,
+            "items": [
+                {"item_id": str(name), "score": float(score)}
+                for name, score in zip(names[items[valid]], scores[valid], strict=True)
+            ],
+        }
 
     def predict(self, X: pd.DataFrame | pd.Series | Sequence[Any]) -> np.ndarray:
         """For each row's user, the top-k item ids joined by spaces (MLflow's pyfunc entry point)."""
@@ -155,15 +178,19 @@ class Recommender(BaseEstimator):
         check_is_fitted(self, "estimator_")
         k = self._check_k(k)
         roles = {r: (c if c in X.columns else None) for r, c in self.roles_.items()} | {
-            "user": self.roles_["user"], "item": self.roles_["item"]}
+            "user": self.roles_["user"],
+            "item": self.roles_["item"],
+        }
         data = build_interactions(X, roles)
         known_item = self.items_.get_indexer(data.item_ids)
         unknown = np.flatnonzero(known_item < 0)
         columns = np.where(known_item >= 0, known_item, 0)
         columns[unknown] = self.items_.size + np.arange(unknown.size)  # relevant, but never recommendable
         user_pos = self.users_.get_indexer(data.user_ids)
-        relevant = sp.csr_matrix((np.ones(len(data.users), np.float32), (data.users, columns[data.items])),
-                                 shape=(data.n_users, self.items_.size + unknown.size))
+        relevant = sp.csr_matrix(
+            (np.ones(len(data.users), np.float32), (data.users, columns[data.items])),
+            shape=(data.n_users, self.items_.size + unknown.size),
+        )
         relevant.sum_duplicates()
         relevant.data[:] = 1.0
         repeats = self._drop_seen(relevant, user_pos)
@@ -176,8 +203,10 @@ class Recommender(BaseEstimator):
         if cold:
             notes.append(f"{cold} evaluated users were not in the training data: they got the most popular items")
         if unknown.size:
-            notes.append(f"{unknown.size} items were not in the training data: they count as relevant but no "
-                         "model can recommend them")
+            notes.append(
+                f"{unknown.size} items were not in the training data: they count as relevant but no "
+                "model can recommend them"
+            )
         if repeats:
             notes.append(f"{repeats} (user, item) pairs were already in the training data and are not counted")
         return evaluation_dict(metrics, base, k, int(relevant.nnz), notes)
@@ -197,14 +226,17 @@ class Recommender(BaseEstimator):
                     return X[name].tolist()
             if X.shape[1] == 1:
                 return X.iloc[:, 0].tolist()
-            raise MlsvcError(ErrorCode.INVALID_REQUEST, f"no user column: expected '{self.roles_['user']}' or "
-                             f"'user_id' among {list(map(str, X.columns))}")
+            raise MlsvcError(
+                ErrorCode.INVALID_REQUEST,
+                f"no user column: expected '{self.roles_['user']}' or 'user_id' among {list(map(str, X.columns))}",
+            )
         if isinstance(X, pd.Series):
             return X.tolist()
         return list(np.asarray(X, dtype=object).ravel())
 
-    def _lists(self, user_ids: Sequence[Any], k: int | None, exclude_seen: bool | None
-               ) -> tuple[list[str | None], np.ndarray, np.ndarray, np.ndarray]:
+    def _lists(
+        self, user_ids: Sequence[Any], k: int | None, exclude_seen: bool | None
+    ) -> tuple[list[str | None], np.ndarray, np.ndarray, np.ndarray]:
         """Ids as read, item indices and scores (users × k, −1 padded), and which users were cold."""
         check_is_fitted(self, "estimator_")
         k = self._check_k(k)
@@ -270,8 +302,9 @@ class Recommender(BaseEstimator):
         position = None if attributes is None else attributes.item_ids.get_indexer([key])[0]
         if attributes is None or position is None or position < 0:
             detail = "" if attributes is None else " nor in the item attributes"
-            raise MlsvcError(ErrorCode.NOT_FOUND, f"item '{key}' is not in this model's training data{detail}",
-                             {"item_id": key})
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"item '{key}' is not in this model's training data{detail}", {"item_id": key}
+            )
         similarity = attributes.similarity(int(position))
         warm = self.catalogue_positions_ >= 0
         warm[position] = False

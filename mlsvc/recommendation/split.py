@@ -33,8 +33,7 @@ class Split:
         return np.flatnonzero(np.diff(self.test.indptr)).astype(np.int32)
 
 
-def split_interactions(data: Interactions, *, seed: int = 0, strategy: str | None = None,
-                       min_items: int = 2) -> Split:
+def split_interactions(data: Interactions, *, seed: int = 0, strategy: str | None = None, min_items: int = 2) -> Split:
     """Hold out one item per user with at least ``min_items`` distinct items: the last by time when ``data`` has
     timestamps (unless ``strategy`` says ``random_per_user``), else a random one drawn with ``seed``."""
     strategy = strategy or (LAST_BY_TIME if data.timestamps is not None else RANDOM)
@@ -64,7 +63,8 @@ def split_interactions(data: Interactions, *, seed: int = 0, strategy: str | Non
     held_users, held_items = data.users[chosen], data.items[chosen]
     held_keys = np.sort(held_users.astype(np.int64) * data.n_items + held_items)
     in_test = np.isin(keys, held_keys, assume_unique=False)
-    test = sp.csr_matrix((np.ones(len(chosen), np.float32), (held_users, held_items)),
-                         shape=(data.n_users, data.n_items))
+    test = sp.csr_matrix(
+        (np.ones(len(chosen), np.float32), (held_users, held_items)), shape=(data.n_users, data.n_items)
+    )
     test.sort_indices()
     return Split(train=data.subset(~in_test), test=test, strategy=strategy)

@@ -89,8 +89,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = errors.error_response(ErrorCode.PAYLOAD_TOO_LARGE,
-                                         f"request body is larger than the limit of {self.max_bytes} bytes")
+        response = errors.error_response(
+            ErrorCode.PAYLOAD_TOO_LARGE, f"request body is larger than the limit of {self.max_bytes} bytes"
+        )
         await response(scope, receive, send)
 
 

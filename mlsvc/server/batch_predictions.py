@@ -11,8 +11,7 @@ router = APIRouter(prefix="/v1/batch-predictions", tags=["batch predictions"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPrediction)
-def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, response: Response
-                            ) -> BatchPrediction:
+def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, response: Response) -> BatchPrediction:
     """Predict for every row; results are gzipped CSV under ``output_uri``, with a manifest written last."""
     batch, created = service.create_batch_prediction(body)
     if not created:
@@ -21,11 +20,18 @@ def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, re
 
 
 @router.get("", response_model=BatchPredictionPage)
-def list_batch_predictions(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None,
-                           status: StatusFilter = None, name_prefix: NamePrefix = None, tag: TagFilter = None,
-                           model_id: str | None = Query(None, max_length=64)) -> BatchPredictionPage:
-    items, token = service.list_batch_predictions(status=status, name_prefix=name_prefix, tag=tag,
-                                                  model_id=model_id, limit=limit, next_token=next_token)
+def list_batch_predictions(
+    service: ServiceDep,
+    limit: Limit = 100,
+    next_token: NextToken = None,
+    status: StatusFilter = None,
+    name_prefix: NamePrefix = None,
+    tag: TagFilter = None,
+    model_id: str | None = Query(None, max_length=64),
+) -> BatchPredictionPage:
+    items, token = service.list_batch_predictions(
+        status=status, name_prefix=name_prefix, tag=tag, model_id=model_id, limit=limit, next_token=next_token
+    )
     return BatchPredictionPage(items=items, next_token=token)
 
 

@@ -22,11 +22,17 @@ def create_datasource(body: DataSourceCreate, service: ServiceDep, response: Res
 
 
 @router.get("", response_model=DataSourcePage)
-def list_datasources(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None,
-                     status: StatusFilter = None, name_prefix: NamePrefix = None,
-                     tag: TagFilter = None) -> DataSourcePage:
-    items, token = service.list_datasources(status=status, name_prefix=name_prefix, tag=tag, limit=limit,
-                                            next_token=next_token)
+def list_datasources(
+    service: ServiceDep,
+    limit: Limit = 100,
+    next_token: NextToken = None,
+    status: StatusFilter = None,
+    name_prefix: NamePrefix = None,
+    tag: TagFilter = None,
+) -> DataSourcePage:
+    items, token = service.list_datasources(
+        status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token
+    )
     return DataSourcePage(items=items, next_token=token)
 
 
@@ -39,8 +45,11 @@ def get_datasource(datasource_id: str, service: ServiceDep) -> DataSource:
 def download_schema(datasource_id: str, service: ServiceDep) -> PlainTextResponse:
     """The datasource's schema as an Amazon ML ``.schema`` file."""
     text = schema_to_json(service.datasource_schema(datasource_id))
-    return PlainTextResponse(text, media_type="application/json", headers={
-        "Content-Disposition": f'attachment; filename="{datasource_id}.schema"'})
+    return PlainTextResponse(
+        text,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{datasource_id}.schema"'},
+    )
 
 
 @router.patch("/{datasource_id}", response_model=DataSource)

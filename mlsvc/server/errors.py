@@ -19,8 +19,9 @@ log = logging.getLogger("mlsvc.server")
 _STATUS_CODES = {404: ErrorCode.NOT_FOUND, 401: ErrorCode.UNAUTHENTICATED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
 
 
-def error_response(code: ErrorCode, message: str, details: dict[str, Any] | None = None,
-                   status: int | None = None) -> Response:
+def error_response(
+    code: ErrorCode, message: str, details: dict[str, Any] | None = None, status: int | None = None
+) -> Response:
     body = {"error": {"code": code.value, "message": message, "details": details or {}}}
     return Response(orjson.dumps(body), status_code=status or HTTP_STATUS[code], media_type="application/json")
 
@@ -34,8 +35,9 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         problems = [_describe(e) for e in exc.errors()]
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return error_response(ErrorCode.INVALID_REQUEST, "the request body is not valid JSON: " + problems[0],
-                                  {"problems": problems})
+            return error_response(
+                ErrorCode.INVALID_REQUEST, "the request body is not valid JSON: " + problems[0], {"problems": problems}
+            )
         return error_response(ErrorCode.VALIDATION_ERROR, "; ".join(problems), {"problems": problems})
 
     @app.exception_handler(StarletteHTTPException)
@@ -46,15 +48,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _unstorable(_: Request, exc: DataError) -> Response:
         # The database refused a value the request carried (PostgreSQL takes no NUL character in text).
-        return error_response(ErrorCode.INVALID_REQUEST, "a value in the request cannot be stored or looked up: it "
-                              "holds a NUL character or is too long")
+        return error_response(
+            ErrorCode.INVALID_REQUEST,
+            "a value in the request cannot be stored or looked up: it holds a NUL character or is too long",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
-        return error_response(ErrorCode.INTERNAL, f"internal error; the server log has the details under request "
-                              f"id {request_id}")
+        return error_response(
+            ErrorCode.INTERNAL, f"internal error; the server log has the details under request id {request_id}"
+        )
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -20,11 +20,18 @@ def create_evaluation(body: EvaluationCreate, service: ServiceDep, response: Res
 
 
 @router.get("", response_model=EvaluationPage)
-def list_evaluations(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None,
-                     status: StatusFilter = None, name_prefix: NamePrefix = None, tag: TagFilter = None,
-                     model_id: str | None = Query(None, max_length=64)) -> EvaluationPage:
-    items, token = service.list_evaluations(status=status, name_prefix=name_prefix, tag=tag, model_id=model_id,
-                                            limit=limit, next_token=next_token)
+def list_evaluations(
+    service: ServiceDep,
+    limit: Limit = 100,
+    next_token: NextToken = None,
+    status: StatusFilter = None,
+    name_prefix: NamePrefix = None,
+    tag: TagFilter = None,
+    model_id: str | None = Query(None, max_length=64),
+) -> EvaluationPage:
+    items, token = service.list_evaluations(
+        status=status, name_prefix=name_prefix, tag=tag, model_id=model_id, limit=limit, next_token=next_token
+    )
     return EvaluationPage(items=items, next_token=token)
 
 

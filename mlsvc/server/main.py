@@ -53,8 +53,9 @@ def serve(settings: Settings, workers: int | None = None) -> None:
     threading.Thread(target=warm_new_models, args=(service,), daemon=True, name="warmer").start()
     print(f"API docs at http://{settings.host}:{settings.port}/docs", flush=True)
     try:
-        uvicorn.run(create_app(settings, service), host=settings.host, port=settings.port, log_level="info",
-                    access_log=False)
+        uvicorn.run(
+            create_app(settings, service), host=settings.host, port=settings.port, log_level="info", access_log=False
+        )
     finally:
         pool.stop()
         service.store.dispose()

@@ -20,18 +20,44 @@ class Metrics:
 
     def __init__(self, store: SqlStore) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("mlsvc_http_requests_total", "HTTP requests by route, method and status.",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("mlsvc_http_request_duration_seconds", "HTTP request latency by route.",
-                                 ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("mlsvc_predictions_total", "Records scored in real time, by model and path.",
-                                   ["model", "version", "path"], registry=self.registry)
-        self.predict_latency = Histogram("mlsvc_predict_duration_seconds", "Real-time predict latency by model.",
-                                         ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predict_errors = Counter("mlsvc_predict_errors_total", "Refused or failed predict calls by model "
-                                      "reference and error code.", ["model", "code"], registry=self.registry)
-        self.fallbacks = Counter("mlsvc_scoring_fallback_total", "Records scored by the plain pipeline because "
-                                 "the model could not be compiled.", ["model"], registry=self.registry)
+        self.requests = Counter(
+            "mlsvc_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlsvc_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "mlsvc_predictions_total",
+            "Records scored in real time, by model and path.",
+            ["model", "version", "path"],
+            registry=self.registry,
+        )
+        self.predict_latency = Histogram(
+            "mlsvc_predict_duration_seconds",
+            "Real-time predict latency by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predict_errors = Counter(
+            "mlsvc_predict_errors_total",
+            "Refused or failed predict calls by model reference and error code.",
+            ["model", "code"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "mlsvc_scoring_fallback_total",
+            "Records scored by the plain pipeline because the model could not be compiled.",
+            ["model"],
+            registry=self.registry,
+        )
         self.registry.register(StoreCollector(store))
 
     def render(self) -> bytes:

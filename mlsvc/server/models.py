@@ -27,11 +27,18 @@ def create_model(body: ModelCreate, service: ServiceDep, response: Response) -> 
 
 
 @router.get("", response_model=ModelPage)
-def list_models(service: ServiceDep, limit: Limit = 100, next_token: NextToken = None, status: StatusFilter = None,
-                name_prefix: NamePrefix = None, name: str | None = Query(None, max_length=64),
-                tag: TagFilter = None) -> ModelPage:
-    items, token = service.list_models(status=status, name_prefix=name_prefix, name=name, tag=tag, limit=limit,
-                                       next_token=next_token)
+def list_models(
+    service: ServiceDep,
+    limit: Limit = 100,
+    next_token: NextToken = None,
+    status: StatusFilter = None,
+    name_prefix: NamePrefix = None,
+    name: str | None = Query(None, max_length=64),
+    tag: TagFilter = None,
+) -> ModelPage:
+    items, token = service.list_models(
+        status=status, name_prefix=name_prefix, name=name, tag=tag, limit=limit, next_token=next_token
+    )
     return ModelPage(items=items, next_token=token)
 
 

@@ -13,8 +13,9 @@ from mlsvc.server.app import create_app
 def openapi_document() -> str:
     with tempfile.TemporaryDirectory() as home:
         settings = Settings.from_env()
-        settings = type(settings)(**{**settings.__dict__, "home": Path(home),
-                                     "database_url": f"sqlite:///{home}/openapi.db"})
+        settings = type(settings)(
+            **{**settings.__dict__, "home": Path(home), "database_url": f"sqlite:///{home}/openapi.db"}
+        )
         app = create_app(settings)
         text = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
         app.state.service.store.dispose()

@@ -18,8 +18,12 @@ from mlsvc.store.tables import RESOURCE_TABLES, jobs, model_aliases, tags
 
 # Columns that live in their own SQL column; every other resource field is kept in ``doc``.
 _COMMON = ("id", "name", "status", "message", "progress", "created_at", "updated_at")
-_EXTRA_COLUMNS = {"datasource": ("data_uri",), "model": ("version", "datasource_id"),
-                  "evaluation": ("model_id", "datasource_id"), "batch_prediction": ("model_id", "rows_scored")}
+_EXTRA_COLUMNS = {
+    "datasource": ("data_uri",),
+    "model": ("version", "datasource_id"),
+    "evaluation": ("model_id", "datasource_id"),
+    "batch_prediction": ("model_id", "rows_scored"),
+}
 MAX_PAGE = 1000
 
 
@@ -112,9 +116,17 @@ class SqlStore:
                 self._write_tags(conn, kind, record["id"], resource_tags)
                 if job_kind:
                     now = utcnow()
-                    conn.execute(insert(jobs).values(kind=job_kind, resource_id=record["id"], state="QUEUED",
-                                                     attempts=0, max_attempts=max_attempts,
-                                                     created_at=now, updated_at=now))
+                    conn.execute(
+                        insert(jobs).values(
+                            kind=job_kind,
+                            resource_id=record["id"],
+                            state="QUEUED",
+                            attempts=0,
+                            max_attempts=max_attempts,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
         except IntegrityError:
             # Another request created the same id between our read and our insert.
             with self.transaction() as conn:
@@ -144,8 +156,9 @@ class SqlStore:
         with self.transaction() as conn:
             row = self._get_row(conn, kind, resource_id)
             if row is None:
-                raise MlsvcError(ErrorCode.NOT_FOUND, f"{kind.replace('_', ' ')} '{resource_id}' not found",
-                                 {"id": resource_id})
+                raise MlsvcError(
+                    ErrorCode.NOT_FOUND, f"{kind.replace('_', ' ')} '{resource_id}' not found", {"id": resource_id}
+                )
             return self._from_row(conn, kind, row)
 
     def find(self, kind: str, resource_id: str) -> dict[str, Any] | None:
@@ -173,8 +186,9 @@ class SqlStore:
         """Merge tag changes: a value sets the key, None removes it."""
         with self.transaction() as conn:
             for key, value in changes.items():
-                conn.execute(delete(tags).where(and_(tags.c.kind == kind, tags.c.resource_id == resource_id,
-                                                     tags.c.key == key)))
+                conn.execute(
+                    delete(tags).where(and_(tags.c.kind == kind, tags.c.resource_id == resource_id, tags.c.key == key))
+                )
                 if value is not None:
                     conn.execute(insert(tags).values(kind=kind, resource_id=resource_id, key=key, value=value))
             table = RESOURCE_TABLES[kind]
@@ -211,8 +225,9 @@ class SqlStore:
             query = query.where(select(tags.c.key).where(cond).exists())
         if next_token:
             created, rid = decode_token(next_token)
-            query = query.where(or_(table.c.created_at < created,
-                                    and_(table.c.created_at == created, table.c.id < rid)))
+            query = query.where(
+                or_(table.c.created_at < created, and_(table.c.created_at == created, table.c.id < rid))
+            )
         limit = max(1, min(limit, MAX_PAGE))
         # One row more than asked tells whether another page exists without a second query.
         query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
@@ -227,14 +242,21 @@ class SqlStore:
     def model_by_version(self, name: str, version: int) -> dict[str, Any] | None:
         table = RESOURCE_TABLES["model"]
         with self.transaction() as conn:
-            row = conn.execute(select(table).where(and_(table.c.name == name, table.c.version == version))
-                               ).mappings().first()
+            row = (
+                conn.execute(select(table).where(and_(table.c.name == name, table.c.version == version)))
+                .mappings()
+                .first()
+            )
             return None if row is None else self._from_row(conn, "model", row)
 
     def latest_completed_model(self, name: str) -> dict[str, Any] | None:
         table = RESOURCE_TABLES["model"]
-        query = (select(table).where(and_(table.c.name == name, table.c.status == "COMPLETED"))
-                 .order_by(table.c.version.desc()).limit(1))
+        query = (
+            select(table)
+            .where(and_(table.c.name == name, table.c.status == "COMPLETED"))
+            .order_by(table.c.version.desc())
+            .limit(1)
+        )
         with self.transaction() as conn:
             row = conn.execute(query).mappings().first()
             return None if row is None else self._from_row(conn, "model", row)
@@ -246,11 +268,15 @@ class SqlStore:
 
     def alias_version(self, name: str, alias: str) -> int | None:
         with self.transaction() as conn:
-            return conn.execute(select(model_aliases.c.version).where(
-                and_(model_aliases.c.name == name, model_aliases.c.alias == alias))).scalar_one_or_none()
+            return conn.execute(
+                select(model_aliases.c.version).where(
+                    and_(model_aliases.c.name == name, model_aliases.c.alias == alias)
+                )
+            ).scalar_one_or_none()
 
-    def set_alias(self, name: str, alias: str, version: int, conn: Connection | None = None,
-                  require_status: str | None = None) -> bool:
+    def set_alias(
+        self, name: str, alias: str, version: int, conn: Connection | None = None, require_status: str | None = None
+    ) -> bool:
         """Point ``alias`` at ``version``; with ``require_status``, only if that version has it, checked in the
         same transaction (so a version deleted meanwhile never gets an alias). False when it was refused."""
         if conn is None:
@@ -258,8 +284,9 @@ class SqlStore:
                 return self.set_alias(name, alias, version, c, require_status)
         if require_status is not None:
             table = RESOURCE_TABLES["model"]
-            status = conn.execute(select(table.c.status).where(
-                and_(table.c.name == name, table.c.version == version))).scalar_one_or_none()
+            status = conn.execute(
+                select(table.c.status).where(and_(table.c.name == name, table.c.version == version))
+            ).scalar_one_or_none()
             if status != require_status:
                 return False
         conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias)))
@@ -268,8 +295,9 @@ class SqlStore:
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self.transaction() as conn:
-            conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name,
-                                                          model_aliases.c.alias == alias)))
+            conn.execute(
+                delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias))
+            )
 
     def delete_model(self, model_id: str) -> list[str]:
         """Mark a model DELETED and drop the aliases on its version, in one transaction; the aliases dropped."""
@@ -280,16 +308,22 @@ class SqlStore:
                 raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{model_id}' not found", {"id": model_id})
             dropped = self.aliases_of(conn, row.name, row.version)
             if dropped:
-                conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == row.name,
-                                                              model_aliases.c.version == row.version)))
+                conn.execute(
+                    delete(model_aliases).where(
+                        and_(model_aliases.c.name == row.name, model_aliases.c.version == row.version)
+                    )
+                )
             self.update("model", model_id, {"status": "DELETED"}, conn)
             return dropped
 
     def aliases_of(self, conn: Connection, name: str, version: int | None) -> list[str]:
         if version is None:
             return []
-        rows = conn.execute(select(model_aliases.c.alias).where(
-            and_(model_aliases.c.name == name, model_aliases.c.version == version)).order_by(model_aliases.c.alias))
+        rows = conn.execute(
+            select(model_aliases.c.alias)
+            .where(and_(model_aliases.c.name == name, model_aliases.c.version == version))
+            .order_by(model_aliases.c.alias)
+        )
         return list(rows.scalars())
 
     # --- figures for /metrics ---
@@ -331,8 +365,11 @@ class SqlStore:
         return out
 
     def _read_tags(self, conn: Connection, kind: str, resource_id: str) -> dict[str, str]:
-        rows = conn.execute(select(tags.c.key, tags.c.value).where(
-            and_(tags.c.kind == kind, tags.c.resource_id == resource_id)).order_by(tags.c.key))
+        rows = conn.execute(
+            select(tags.c.key, tags.c.value)
+            .where(and_(tags.c.kind == kind, tags.c.resource_id == resource_id))
+            .order_by(tags.c.key)
+        )
         return {k: v for k, v in rows}
 
     def _write_tags(self, conn: Connection, kind: str, resource_id: str, values: Mapping[str, str]) -> None:

@@ -74,33 +74,48 @@ def _linear_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
     numeric = _pick(rng, ["impute_median_scale", "quantile_bins"])
     if model_type == ModelType.REGRESSION:
         return {"numeric": numeric, "alpha": _loguniform(rng, 1e-3, 1e3)}
-    return {"numeric": numeric, "C": _loguniform(rng, 1e-3, 1e2),
-            "class_weight": _pick(rng, [None, "balanced"])}
+    return {"numeric": numeric, "C": _loguniform(rng, 1e-3, 1e2), "class_weight": _pick(rng, [None, "balanced"])}
 
 
 # --- histogram gradient boosting ---
 
 
 def _boosting_build(model_type: ModelType, p: Params, seed: int, n_jobs: int) -> BaseEstimator:
-    common = {"learning_rate": p["learning_rate"], "max_leaf_nodes": p["max_leaf_nodes"],
-              "min_samples_leaf": p["min_samples_leaf"], "l2_regularization": p["l2_regularization"],
-              "max_iter": p["max_iter"], "early_stopping": True, "validation_fraction": 0.1,
-              "n_iter_no_change": 15, "random_state": seed}
+    common = {
+        "learning_rate": p["learning_rate"],
+        "max_leaf_nodes": p["max_leaf_nodes"],
+        "min_samples_leaf": p["min_samples_leaf"],
+        "l2_regularization": p["l2_regularization"],
+        "max_iter": p["max_iter"],
+        "early_stopping": True,
+        "validation_fraction": 0.1,
+        "n_iter_no_change": 15,
+        "random_state": seed,
+    }
     if model_type == ModelType.REGRESSION:
         return HistGradientBoostingRegressor(**common)
     return HistGradientBoostingClassifier(class_weight=p.get("class_weight"), **common)
 
 
 def _boosting_defaults(model_type: ModelType) -> Params:
-    base = {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
-            "max_iter": 300}
+    base = {
+        "learning_rate": 0.1,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 0.0,
+        "max_iter": 300,
+    }
     return base if model_type == ModelType.REGRESSION else base | {"class_weight": None}
 
 
 def _boosting_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
-    params = {"learning_rate": _loguniform(rng, 0.02, 0.3), "max_leaf_nodes": _pick(rng, [7, 15, 31, 63]),
-              "min_samples_leaf": _pick(rng, [5, 10, 20, 50, 100]),
-              "l2_regularization": _pick(rng, [0.0, 0.1, 1.0, 10.0]), "max_iter": 500}
+    params = {
+        "learning_rate": _loguniform(rng, 0.02, 0.3),
+        "max_leaf_nodes": _pick(rng, [7, 15, 31, 63]),
+        "min_samples_leaf": _pick(rng, [5, 10, 20, 50, 100]),
+        "l2_regularization": _pick(rng, [0.0, 0.1, 1.0, 10.0]),
+        "max_iter": 500,
+    }
     if model_type != ModelType.REGRESSION:
         params["class_weight"] = _pick(rng, [None, "balanced"])
     return params
@@ -111,8 +126,13 @@ def _boosting_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
 
 def _forest_build(kind: str) -> Callable[[ModelType, Params, int, int], BaseEstimator]:
     def build(model_type: ModelType, p: Params, seed: int, n_jobs: int) -> BaseEstimator:
-        common = {"n_estimators": p["n_estimators"], "max_features": p["max_features"],
-                  "min_samples_leaf": p["min_samples_leaf"], "random_state": seed, "n_jobs": n_jobs}
+        common = {
+            "n_estimators": p["n_estimators"],
+            "max_features": p["max_features"],
+            "min_samples_leaf": p["min_samples_leaf"],
+            "random_state": seed,
+            "n_jobs": n_jobs,
+        }
         if model_type == ModelType.REGRESSION:
             return (RandomForestRegressor if kind == "rf" else ExtraTreesRegressor)(**common)
         cls = RandomForestClassifier if kind == "rf" else ExtraTreesClassifier
@@ -127,9 +147,11 @@ def _forest_defaults(model_type: ModelType) -> Params:
 
 
 def _forest_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
-    params: Params = {"n_estimators": _pick(rng, [100, 200, 300]),
-                      "max_features": _pick(rng, ["sqrt", 0.3, 0.6]),
-                      "min_samples_leaf": _pick(rng, [1, 2, 5, 10])}
+    params: Params = {
+        "n_estimators": _pick(rng, [100, 200, 300]),
+        "max_features": _pick(rng, ["sqrt", 0.3, 0.6]),
+        "min_samples_leaf": _pick(rng, [1, 2, 5, 10]),
+    }
     if model_type != ModelType.REGRESSION:
         params["class_weight"] = _pick(rng, [None, "balanced_subsample"])
     return params
@@ -153,8 +175,14 @@ def _knn_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
 
 def _mlp_build(model_type: ModelType, p: Params, seed: int, n_jobs: int) -> BaseEstimator:
     cls = MLPRegressor if model_type == ModelType.REGRESSION else MLPClassifier
-    return cls(hidden_layer_sizes=tuple(p["hidden"]), alpha=p["alpha"], learning_rate_init=p["learning_rate_init"],
-               early_stopping=True, max_iter=300, random_state=seed)
+    return cls(
+        hidden_layer_sizes=tuple(p["hidden"]),
+        alpha=p["alpha"],
+        learning_rate_init=p["learning_rate_init"],
+        early_stopping=True,
+        max_iter=300,
+        random_state=seed,
+    )
 
 
 def _mlp_defaults(model_type: ModelType) -> Params:
@@ -168,8 +196,7 @@ def _mlp_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
 
 FAMILIES: list[Family] = [
     Family("linear", _linear_build, _linear_defaults, _linear_sample, dense_input=False, linear=True, weight=2),
-    Family("hist_gradient_boosting", _boosting_build, _boosting_defaults, _boosting_sample, dense_input=True,
-           weight=4),
+    Family("hist_gradient_boosting", _boosting_build, _boosting_defaults, _boosting_sample, dense_input=True, weight=4),
     Family("random_forest", _forest_build("rf"), _forest_defaults, _forest_sample, dense_input=True, weight=2),
     Family("extra_trees", _forest_build("et"), _forest_defaults, _forest_sample, dense_input=True, weight=1),
     Family("knn", _knn_build, _knn_defaults, _knn_sample, dense_input=True, small_data_only=True, weight=1),

@@ -31,8 +31,13 @@ class TrainingData:
     positive_label: str | None
 
 
-def load(storage: Storage, ds: Mapping[str, Any], target: str, model_type: ModelType | None,
-         on_progress: Callable[[float], None]) -> TrainingData:
+def load(
+    storage: Storage,
+    ds: Mapping[str, Any],
+    target: str,
+    model_type: ModelType | None,
+    on_progress: Callable[[float], None],
+) -> TrainingData:
     """Read the datasource's kept, valid rows that have a target value into memory, ready to train on."""
     schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": target})
     attribute = schema.attribute(target)
@@ -46,14 +51,21 @@ def load(storage: Storage, ds: Mapping[str, Any], target: str, model_type: Model
     return _encode_target(X, raw_y, attribute, model_type, features)
 
 
-def load_labelled(storage: Storage, ds: Mapping[str, Any], features: list[Attribute], target: str,
-                  on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
+def load_labelled(
+    storage: Storage,
+    ds: Mapping[str, Any],
+    features: list[Attribute],
+    target: str,
+    on_progress: Callable[[float], None],
+) -> tuple[pd.DataFrame, pd.Series]:
     """A datasource's rows as a trained model sees them: its features, typed as at training, and the target."""
     ds_schema = Schema.model_validate(ds["schema"])
     if ds_schema.attribute(target) is None:
         names = [a.attributeName for a in ds_schema.attributes]
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}",
+        )
     schema = schema_for_model(ds_schema, features, ds["id"]).model_copy(update={"targetAttributeName": target})
     return read_rows(storage, ds, schema, features, target, on_progress)
 
@@ -66,10 +78,13 @@ def schema_for_model(ds_schema: Schema, features: list[Attribute], ds_id: str) -
     if missing:
         raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds_id}' lacks attributes the model uses: {missing}")
     types = {a.attributeName: a.attributeType for a in features}
-    attributes = [Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
-                  for a in ds_schema.attributes]
-    return ds_schema.model_copy(update={"attributes": attributes, "targetAttributeName": None, "rowWeight": None,
-                                        "excludedAttributeNames": []})
+    attributes = [
+        Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
+        for a in ds_schema.attributes
+    ]
+    return ds_schema.model_copy(
+        update={"attributes": attributes, "targetAttributeName": None, "rowWeight": None, "excludedAttributeNames": []}
+    )
 
 
 def read_table(storage: Storage, ds: Mapping[str, Any], on_progress: Callable[[float], None]) -> pd.DataFrame:
@@ -79,15 +94,23 @@ def read_table(storage: Storage, ds: Mapping[str, Any], on_progress: Callable[[f
     layout = read_layout(storage, files, schema)
     splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
     total = ds.get("row_count") if needs_row_count(splitting) else None
-    frames = [chunk.typed for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total,
-                                            ScanCounts(), on_progress)]
+    frames = [
+        chunk.typed
+        for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, ScanCounts(), on_progress)
+    ]
     if not frames:
         raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds['id']}' has no rows to read")
     return pd.concat(frames, ignore_index=True)
 
 
-def read_rows(storage: Storage, ds: Mapping[str, Any], schema: Schema, features: list[Attribute], target: str,
-              on_progress: Callable[[float], None]) -> tuple[pd.DataFrame, pd.Series]:
+def read_rows(
+    storage: Storage,
+    ds: Mapping[str, Any],
+    schema: Schema,
+    features: list[Attribute],
+    target: str,
+    on_progress: Callable[[float], None],
+) -> tuple[pd.DataFrame, pd.Series]:
     files = [storage.stat(uri) for uri in ds["files"]]
     layout = read_layout(storage, files, schema)
     splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
@@ -109,16 +132,20 @@ def encode_labels(raw_y: pd.Series, classes: list[str]) -> np.ndarray:
     codes = {label: i for i, label in enumerate(classes)}
     unknown = sorted(set(raw_y.unique()) - set(codes))
     if unknown:
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"target values {unknown[:10]} were not seen when the model was trained; it knows {classes}")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"target values {unknown[:10]} were not seen when the model was trained; it knows {classes}",
+        )
     return raw_y.map(codes).to_numpy(dtype=np.int64)
 
 
 def encode_values(raw_y: pd.Series, target: str) -> np.ndarray:
     values = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(values).any():
-        raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                         f"target '{target}' has values that are not numbers; a REGRESSION target must be NUMERIC")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST,
+            f"target '{target}' has values that are not numbers; a REGRESSION target must be NUMERIC",
+        )
     return values
 
 
@@ -139,26 +166,33 @@ def _take(data: TrainingData, idx: np.ndarray) -> TrainingData:
 def infer_model_type(attribute: Attribute, distinct: int) -> ModelType:
     """BINARY and two-level targets are binary, other categories multiclass, numbers regression."""
     if attribute.attributeType == AttributeType.TEXT:
-        raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                         f"target '{attribute.attributeName}' is TEXT; a target must be BINARY, CATEGORICAL or NUMERIC")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST,
+            f"target '{attribute.attributeName}' is TEXT; a target must be BINARY, CATEGORICAL or NUMERIC",
+        )
     if attribute.attributeType == AttributeType.NUMERIC:
         return ModelType.REGRESSION
     return ModelType.BINARY if distinct <= 2 else ModelType.MULTICLASS
 
 
-def _encode_target(X: pd.DataFrame, raw_y: pd.Series, attribute: Attribute, model_type: ModelType | None,
-                   features: list[Attribute]) -> TrainingData:
+def _encode_target(
+    X: pd.DataFrame, raw_y: pd.Series, attribute: Attribute, model_type: ModelType | None, features: list[Attribute]
+) -> TrainingData:
     labels = sorted(raw_y.unique().tolist())
     model_type = model_type or infer_model_type(attribute, len(labels))
     if model_type == ModelType.REGRESSION:
         return TrainingData(X, encode_values(raw_y, attribute.attributeName), features, model_type, None, None)
     if len(labels) < 2:
-        raise MlsvcError(ErrorCode.INVALID_DATA,
-                         f"target '{attribute.attributeName}' has only one value ({labels}); nothing to learn")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"target '{attribute.attributeName}' has only one value ({labels}); nothing to learn",
+        )
     if model_type == ModelType.BINARY and len(labels) != 2:
-        raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                         f"a BINARY model needs exactly two target values; '{attribute.attributeName}' has "
-                         f"{len(labels)}: {labels[:10]}")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST,
+            f"a BINARY model needs exactly two target values; '{attribute.attributeName}' has "
+            f"{len(labels)}: {labels[:10]}",
+        )
     if model_type == ModelType.BINARY:
         labels = _negative_then_positive(labels)
     y = encode_labels(raw_y, labels)

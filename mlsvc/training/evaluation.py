@@ -148,8 +148,11 @@ def _threshold_rows(s: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -
     fn = p - tp
     tn = (n - p) - fp
     columns = {
-        "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "accuracy": _ratio(tp + tn, n),
-        "false_positive_rate": _ratio(fp, fp + tn), "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "accuracy": _ratio(tp + tn, n),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "predicted_positive_rate": _ratio(tp + fp, n),
     }
     rows = []
@@ -168,8 +171,10 @@ def _roc_curve(tps: np.ndarray, fps: np.ndarray, cuts: np.ndarray) -> tuple[list
     thresholds = np.r_[np.inf, cuts]  # the first point predicts nothing positive: threshold None
     auc = float(np.trapezoid(tpr, fpr))
     keep = _downsample(fpr, tpr)
-    points = [{"fpr": f, "tpr": t, "threshold": h}
-              for f, t, h in zip(fpr[keep].tolist(), tpr[keep].tolist(), thresholds[keep].tolist(), strict=True)]
+    points = [
+        {"fpr": f, "tpr": t, "threshold": h}
+        for f, t, h in zip(fpr[keep].tolist(), tpr[keep].tolist(), thresholds[keep].tolist(), strict=True)
+    ]
     return points, auc
 
 
@@ -180,8 +185,10 @@ def _pr_curve(tps: np.ndarray, fps: np.ndarray, cuts: np.ndarray) -> tuple[list[
     recall = tps / tps[-1]
     average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
     keep = _downsample(recall, (tps + fps) / n)
-    points = [{"precision": p, "recall": r, "threshold": h}
-              for p, r, h in zip(precision[keep].tolist(), recall[keep].tolist(), cuts[keep].tolist(), strict=True)]
+    points = [
+        {"precision": p, "recall": r, "threshold": h}
+        for p, r, h in zip(precision[keep].tolist(), recall[keep].tolist(), cuts[keep].tolist(), strict=True)
+    ]
     return points, average_precision
 
 
@@ -197,15 +204,23 @@ def _score_histogram(y: np.ndarray, scores: np.ndarray) -> dict[str, list[Any]]:
 def _binary_sentence(auc: float | None, classes: Sequence[str], positives: int) -> str:
     if auc is None:
         only = classes[1] if positives else classes[0]
-        return (f"AUC is undefined: every label is '{only}', so no model can be compared with the baseline "
-                "(0.50 for a model that scores every record alike).")
-    verdict = ("better than" if auc > 0.5 else "the same as" if auc == 0.5
-               else "worse than (its scores may rank the classes the wrong way round)")
+        return (
+            f"AUC is undefined: every label is '{only}', so no model can be compared with the baseline "
+            "(0.50 for a model that scores every record alike)."
+        )
+    verdict = (
+        "better than"
+        if auc > 0.5
+        else "the same as"
+        if auc == 0.5
+        else "worse than (its scores may rank the classes the wrong way round)"
+    )
     return f"AUC {auc:.2f} vs 0.50 for a model that scores every record alike: {verdict} the baseline."
 
 
-def evaluate_binary(y: np.ndarray, scores: np.ndarray, classes: Sequence[str], threshold: float = 0.5
-                    ) -> dict[str, Any]:
+def evaluate_binary(
+    y: np.ndarray, scores: np.ndarray, classes: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
     """Insights of P(positive) ``scores`` against 0/1 labels ``y``; ``classes`` is [negative, positive] label.
 
     AUC, average precision, ROC and precision-recall curves (at most 101 points each), the score
@@ -228,41 +243,49 @@ def evaluate_binary(y: np.ndarray, scores: np.ndarray, classes: Sequence[str], t
         roc, auc = _roc_curve(tps, fps, cuts)
     else:
         present = classes[1] if positives else classes[0]
-        notes.append(f"only one class ('{present}') in the labels: AUC and the ROC curve are undefined"
-                     + ("" if positives else ", and so are recall, average precision and the precision-recall curve"))
+        notes.append(
+            f"only one class ('{present}') in the labels: AUC and the ROC curve are undefined"
+            + ("" if positives else ", and so are recall, average precision and the precision-recall curve")
+        )
     if sorted_scores[0] == sorted_scores[-1]:
         notes.append("every record has the same score: the model does not rank records at all")
     table = _threshold_rows(sorted_scores, sorted_labels, np.r_[THRESHOLDS, float(threshold)])
     at_threshold = table.pop()
-    return _clean({
-        "model_type": ModelType.BINARY.value,
-        "metric": SELECTION_METRIC[ModelType.BINARY],
-        "value": auc,
-        "baseline": {"name": "constant score (predicts the base rate)", "value": 0.5,
-                     "average_precision": positives / n},
-        "vs_baseline": _binary_sentence(auc, classes, positives),
-        "rows": n,
-        "positives": positives,
-        "negatives": n - positives,
-        "positive_label": classes[1],
-        "negative_label": classes[0],
-        "base_rate": positives / n,
-        "auc": auc,
-        "average_precision": average_precision,
-        "at_threshold": at_threshold,
-        "roc_curve": roc,
-        "pr_curve": pr,
-        "score_histogram": _score_histogram(y, scores),
-        "thresholds": [{k: row[k] for k in _TABLE_KEYS} for row in table],
-        "notes": notes,
-    })
+    return _clean(
+        {
+            "model_type": ModelType.BINARY.value,
+            "metric": SELECTION_METRIC[ModelType.BINARY],
+            "value": auc,
+            "baseline": {
+                "name": "constant score (predicts the base rate)",
+                "value": 0.5,
+                "average_precision": positives / n,
+            },
+            "vs_baseline": _binary_sentence(auc, classes, positives),
+            "rows": n,
+            "positives": positives,
+            "negatives": n - positives,
+            "positive_label": classes[1],
+            "negative_label": classes[0],
+            "base_rate": positives / n,
+            "auc": auc,
+            "average_precision": average_precision,
+            "at_threshold": at_threshold,
+            "roc_curve": roc,
+            "pr_curve": pr,
+            "score_histogram": _score_histogram(y, scores),
+            "thresholds": [{k: row[k] for k in _TABLE_KEYS} for row in table],
+            "notes": notes,
+        }
+    )
 
 
 _TABLE_KEYS = ("threshold", "precision", "recall", "accuracy", "false_positive_rate", "f1", "predicted_positive_rate")
 
 
-def choose_threshold(table: Sequence[Mapping[str, Any]], *, min_precision: float | None = None,
-                     min_recall: float | None = None) -> float | None:
+def choose_threshold(
+    table: Sequence[Mapping[str, Any]], *, min_precision: float | None = None, min_recall: float | None = None
+) -> float | None:
     """The threshold from a binary evaluation's ``thresholds`` table that meets every target given.
 
     With ``min_precision`` (alone or with ``min_recall``): the lowest threshold that meets the
@@ -296,8 +319,12 @@ def _confusion(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
 def _per_class(matrix: np.ndarray) -> dict[str, np.ndarray]:
     tp = np.diag(matrix).astype(np.float64)
     support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
-    return {"precision": _ratio(tp, predicted), "recall": _ratio(tp, support),
-            "f1": _ratio(2 * tp, support + predicted), "support": support}
+    return {
+        "precision": _ratio(tp, predicted),
+        "recall": _ratio(tp, support),
+        "f1": _ratio(2 * tp, support + predicted),
+        "support": support,
+    }
 
 
 def _macro_f1(matrix: np.ndarray) -> float:
@@ -340,26 +367,38 @@ def evaluate_multiclass(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]
     notes = []
     absent = [classes[i] for i in range(k) if per_class["support"][i] == 0]
     if absent:
-        notes.append(f"classes absent from the labels: {', '.join(absent)}; their recall is undefined, and "
-                     "macro F1 averages only the classes that are in the labels or predicted")
+        notes.append(
+            f"classes absent from the labels: {', '.join(absent)}; their recall is undefined, and "
+            "macro F1 averages only the classes that are in the labels or predicted"
+        )
     if len(np.unique(predicted)) == 1:
         notes.append(f"the model predicts one class ('{classes[int(predicted[0])]}') for every record")
-    return _clean({
-        "model_type": ModelType.MULTICLASS.value,
-        "metric": SELECTION_METRIC[ModelType.MULTICLASS],
-        "value": macro_f1,
-        "baseline": {"name": f"always predicts the most frequent class ('{classes[majority]}')",
-                     "value": baseline_f1, "accuracy": baseline_accuracy, "label": classes[majority]},
-        "vs_baseline": (f"macro F1 {macro_f1:.2f} vs {baseline_f1:.2f} for always predicting the most frequent "
-                        f"class ('{classes[majority]}'); accuracy {accuracy:.2f} vs {baseline_accuracy:.2f}."),
-        "rows": n,
-        "macro_f1": macro_f1,
-        "accuracy": accuracy,
-        "per_class": {label: {name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}
-                      for i, label in enumerate(classes)},
-        "confusion_matrix": {"labels": list(classes), "matrix": matrix},
-        "notes": notes,
-    })
+    return _clean(
+        {
+            "model_type": ModelType.MULTICLASS.value,
+            "metric": SELECTION_METRIC[ModelType.MULTICLASS],
+            "value": macro_f1,
+            "baseline": {
+                "name": f"always predicts the most frequent class ('{classes[majority]}')",
+                "value": baseline_f1,
+                "accuracy": baseline_accuracy,
+                "label": classes[majority],
+            },
+            "vs_baseline": (
+                f"macro F1 {macro_f1:.2f} vs {baseline_f1:.2f} for always predicting the most frequent "
+                f"class ('{classes[majority]}'); accuracy {accuracy:.2f} vs {baseline_accuracy:.2f}."
+            ),
+            "rows": n,
+            "macro_f1": macro_f1,
+            "accuracy": accuracy,
+            "per_class": {
+                label: {name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}
+                for i, label in enumerate(classes)
+            },
+            "confusion_matrix": {"labels": list(classes), "matrix": matrix},
+            "notes": notes,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------- regression
@@ -398,29 +437,40 @@ def evaluate_regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     if np.all(predicted == predicted[0]):
         notes.append("the model predicts the same value for every record")
     counts, edges = np.histogram(residuals, bins=HISTOGRAM_BINS)
-    return _clean({
-        "model_type": ModelType.REGRESSION.value,
-        "metric": SELECTION_METRIC[ModelType.REGRESSION],
-        "value": rmse,
-        "baseline": {"name": "always predicts the mean of the target", "value": baseline_rmse,
-                     "mae": baseline_mae, "prediction": mean},
-        "vs_baseline": _regression_sentence(rmse, baseline_rmse, mean),
-        "rows": n,
-        "rmse": rmse,
-        "mae": mae,
-        "r2": r2,
-        "target_mean": mean,
-        "residual_mean": float(residuals.mean()),
-        "residual_histogram": {"edges": edges, "counts": counts},
-        "notes": notes,
-    })
+    return _clean(
+        {
+            "model_type": ModelType.REGRESSION.value,
+            "metric": SELECTION_METRIC[ModelType.REGRESSION],
+            "value": rmse,
+            "baseline": {
+                "name": "always predicts the mean of the target",
+                "value": baseline_rmse,
+                "mae": baseline_mae,
+                "prediction": mean,
+            },
+            "vs_baseline": _regression_sentence(rmse, baseline_rmse, mean),
+            "rows": n,
+            "rmse": rmse,
+            "mae": mae,
+            "r2": r2,
+            "target_mean": mean,
+            "residual_mean": float(residuals.mean()),
+            "residual_histogram": {"edges": edges, "counts": counts},
+            "notes": notes,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
 
 
-def evaluate(model_type: ModelType | str, y: np.ndarray, output: np.ndarray, classes: Sequence[str] | None = None,
-             threshold: float = 0.5) -> dict[str, Any]:
+def evaluate(
+    model_type: ModelType | str,
+    y: np.ndarray,
+    output: np.ndarray,
+    classes: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
     """The evaluation for ``model_type``: ``output`` is P(positive) for BINARY (a two-column probability
     matrix is also taken), the probability matrix for MULTICLASS, the predicted values for REGRESSION."""
     model_type = ModelType(model_type)

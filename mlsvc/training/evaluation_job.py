@@ -26,8 +26,9 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
             raise MlsvcError(ErrorCode.NOT_READY, f"{kind} '{resource['id']}' is {resource['status']}, not COMPLETED")
     model_type = ModelType(model["model_type"])
     features = [Attribute.model_validate(a) for a in model["features"]]
-    X, raw_y = training_data.load_labelled(ctx.storage, ds, features, model["target"],
-                                           lambda f: ctx.progress(0.05 + 0.6 * f))
+    X, raw_y = training_data.load_labelled(
+        ctx.storage, ds, features, model["target"], lambda f: ctx.progress(0.05 + 0.6 * f)
+    )
     if model_type == ModelType.REGRESSION:
         y = training_data.encode_values(raw_y, model["target"])
     else:

@@ -44,15 +44,31 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     seed = int(model.get("seed", 0))
     data = training_data.load(ctx.storage, ds, target, model_type, lambda f: ctx.progress(0.02 + 0.08 * f))
     if len(data.X) < MIN_ROWS:
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"only {len(data.X)} rows have a target value; "
-                         f"at least {MIN_ROWS} are needed to train and evaluate a model")
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"only {len(data.X)} rows have a target value; "
+            f"at least {MIN_ROWS} are needed to train and evaluate a model",
+        )
     fit, holdout = training_data.split_holdout(data, HOLDOUT_FRACTION, seed)
     recipe = merge_recipe(default_recipe(data.features, _cardinality(fit.X)), model.get("recipe"), data.features)
     budget = float(model.get("time_budget_s") or default_budget_s(len(fit.X), len(data.features)))
-    ctx.progress(0.1, model_type=data.model_type.value, target=target, classes=data.classes, recipe=recipe,
-                 time_budget_s=budget, message=f"searching on {len(fit.X)} rows, {len(holdout.X)} held out")
-    outcome = train(fit, recipe, seed=seed, budget_s=budget, n_jobs=_cores(),
-                    on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message))
+    ctx.progress(
+        0.1,
+        model_type=data.model_type.value,
+        target=target,
+        classes=data.classes,
+        recipe=recipe,
+        time_budget_s=budget,
+        message=f"searching on {len(fit.X)} rows, {len(holdout.X)} held out",
+    )
+    outcome = train(
+        fit,
+        recipe,
+        seed=seed,
+        budget_s=budget,
+        n_jobs=_cores(),
+        on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
+    )
     output = predict_output(outcome.pipeline, data.model_type, holdout.X, len(data.classes or []))
     insights = evaluate(data.model_type, holdout.y, output, data.classes, DEFAULT_THRESHOLD)
     ctx.progress(0.88, message="measuring attribute importances on the held-out rows")
@@ -61,12 +77,21 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     ctx.progress(0.9, message="registering the model in MLflow")
     registry = Registry(ctx.settings)
     registered = registry.log_model(
-        model["name"], outcome.pipeline, fit.X.head(5),
-        params={"model_id": model["id"], "datasource_id": ds["id"], "target": target,
-                "model_type": data.model_type.value, "selected": outcome.selected, "time_budget_s": budget,
-                "seed": seed},
+        model["name"],
+        outcome.pipeline,
+        fit.X.head(5),
+        params={
+            "model_id": model["id"],
+            "datasource_id": ds["id"],
+            "target": target,
+            "model_type": data.model_type.value,
+            "selected": outcome.selected,
+            "time_budget_s": budget,
+            "seed": seed,
+        },
         metrics={**summary_metrics(insights), "validation_score": outcome.validation_score},
-        leaderboard=leaderboard, tags={"mlsvc.model_id": model["id"]},
+        leaderboard=leaderboard,
+        tags={"mlsvc.model_id": model["id"]},
     )
     evaluation_id = record_evaluation(ctx, model, ds, registered.version, insights, summary_metrics(insights))
     fields = {
@@ -79,9 +104,14 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "features": [a.model_dump(mode="json") for a in data.features],
         "recipe": recipe,
         "time_budget_s": budget,
-        "metrics": {"selection_metric": outcome.metric, "validation_score": outcome.validation_score,
-                    **summary_metrics(insights), "search_s": round(outcome.search_s, 3),
-                    "refit_s": round(outcome.refit_s, 3), "selected": outcome.selected},
+        "metrics": {
+            "selection_metric": outcome.metric,
+            "validation_score": outcome.validation_score,
+            **summary_metrics(insights),
+            "search_s": round(outcome.search_s, 3),
+            "refit_s": round(outcome.refit_s, 3),
+            "selected": outcome.selected,
+        },
         "leaderboard": leaderboard,
         "importances": importances,
         "mlflow_run_id": registered.run_id,
@@ -96,12 +126,16 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
 
 
 IMPORTANCE_ROWS = 2000
-IMPORTANCE_SCORING = {ModelType.BINARY: "roc_auc", ModelType.MULTICLASS: "f1_macro",
-                      ModelType.REGRESSION: "neg_root_mean_squared_error"}
+IMPORTANCE_SCORING = {
+    ModelType.BINARY: "roc_auc",
+    ModelType.MULTICLASS: "f1_macro",
+    ModelType.REGRESSION: "neg_root_mean_squared_error",
+}
 
 
-def attribute_importances(pipeline: Any, model_type: ModelType, holdout: training_data.TrainingData,
-                          seed: int) -> list[dict[str, Any]]:
+def attribute_importances(
+    pipeline: Any, model_type: ModelType, holdout: training_data.TrainingData, seed: int
+) -> list[dict[str, Any]]:
     """How much the held-out score drops when each attribute's values are shuffled, most important first."""
     n = min(len(holdout.X), IMPORTANCE_ROWS)
     rng = np.random.default_rng(seed)
@@ -111,18 +145,22 @@ def attribute_importances(pipeline: Any, model_type: ModelType, holdout: trainin
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = permutation_importance(pipeline, X, y, scoring=IMPORTANCE_SCORING[model_type], n_repeats=3,
-                                        random_state=seed)
-    ranked = sorted(zip(X.columns, result.importances_mean, result.importances_std, strict=True),
-                    key=lambda item: -item[1])
+        result = permutation_importance(
+            pipeline, X, y, scoring=IMPORTANCE_SCORING[model_type], n_repeats=3, random_state=seed
+        )
+    ranked = sorted(
+        zip(X.columns, result.importances_mean, result.importances_std, strict=True), key=lambda item: -item[1]
+    )
     return [{"attribute": str(name), "importance": float(mean), "std": float(std)} for name, mean, std in ranked]
 
 
 def _target(model: Mapping[str, Any], ds: Mapping[str, Any]) -> str:
     target = model.get("target") or Schema.model_validate(ds["schema"]).targetAttributeName
     if not target:
-        raise MlsvcError(ErrorCode.INVALID_REQUEST,
-                         f"no target: datasource '{ds['id']}' names none; give 'target' when creating the model")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST,
+            f"no target: datasource '{ds['id']}' names none; give 'target' when creating the model",
+        )
     return str(target)
 
 
@@ -135,15 +173,30 @@ def _cores() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
 
-def record_evaluation(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any], version: int,
-                      insights: dict[str, Any], figures: dict[str, float]) -> str:
+def record_evaluation(
+    ctx: JobContext,
+    model: Mapping[str, Any],
+    ds: Mapping[str, Any],
+    version: int,
+    insights: dict[str, Any],
+    figures: dict[str, float],
+) -> str:
     """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
     evaluation_id = f"ev-{model['id']}-holdout"
     now = utcnow()
     record = {
-        "id": evaluation_id, "name": f"{model['name']} v{version} holdout", "status": "COMPLETED", "message": "",
-        "progress": 1.0, "created_at": now, "updated_at": now, "model": f"{model['name']}:{version}",
-        "model_id": model["id"], "model_version": version, "datasource_id": ds["id"], "holdout": True,
+        "id": evaluation_id,
+        "name": f"{model['name']} v{version} holdout",
+        "status": "COMPLETED",
+        "message": "",
+        "progress": 1.0,
+        "created_at": now,
+        "updated_at": now,
+        "model": f"{model['name']}:{version}",
+        "model_id": model["id"],
+        "model_version": version,
+        "datasource_id": ds["id"],
+        "holdout": True,
         **evaluation_fields(insights, figures),
     }
     # The job may run again after a lost worker: the same id and request make the second write a no-op.
@@ -153,15 +206,27 @@ def record_evaluation(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str
 
 def evaluation_fields(insights: dict[str, Any], figures: dict[str, float] | None = None) -> dict[str, Any]:
     """An evaluation resource's fields from an evaluation (``figures``: its flat metrics, if not the default)."""
-    return {"model_type": insights["model_type"], "metric": insights["metric"], "value": insights["value"],
-            "baseline": insights["baseline"], "vs_baseline": insights["vs_baseline"],
-            "metrics": figures if figures is not None else summary_metrics(insights), "insights": insights,
-            "rows": insights["rows"]}
+    return {
+        "model_type": insights["model_type"],
+        "metric": insights["metric"],
+        "value": insights["value"],
+        "baseline": insights["baseline"],
+        "vs_baseline": insights["vs_baseline"],
+        "metrics": figures if figures is not None else summary_metrics(insights),
+        "insights": insights,
+        "rows": insights["rows"],
+    }
 
 
-def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], version: int,
-             data: training_data.TrainingData, holdout: training_data.TrainingData, output: np.ndarray
-             ) -> dict[str, Any]:
+def _promote(
+    ctx: JobContext,
+    registry: Registry,
+    model: Mapping[str, Any],
+    version: int,
+    data: training_data.TrainingData,
+    holdout: training_data.TrainingData,
+    output: np.ndarray,
+) -> dict[str, Any]:
     """``promote: auto``: the new version becomes ``production`` if there is none, or if it beats the current
     production version on this model's held-out rows."""
     name = model["name"]
@@ -186,8 +251,12 @@ def _promote(ctx: JobContext, registry: Registry, model: Mapping[str, Any], vers
     return {"promoted": False, "reason": comparison, "production_version": current}
 
 
-def _score_incumbent(registry: Registry, incumbent: Mapping[str, Any] | None, data: training_data.TrainingData,
-                     holdout: training_data.TrainingData) -> float:
+def _score_incumbent(
+    registry: Registry,
+    incumbent: Mapping[str, Any] | None,
+    data: training_data.TrainingData,
+    holdout: training_data.TrainingData,
+) -> float:
     if incumbent is None or incumbent.get("model_type") != data.model_type.value:
         raise ValueError("it is of another model type")
     if data.classes is not None and incumbent.get("classes") != data.classes:
@@ -197,8 +266,9 @@ def _score_incumbent(registry: Registry, incumbent: Mapping[str, Any] | None, da
     for feature in incumbent["features"]:
         if feature["attributeName"] not in X.columns:
             X[feature["attributeName"]] = np.nan if feature["attributeType"] in ("NUMERIC", "BINARY") else None
-    output = predict_output(pipeline, data.model_type, X[[f["attributeName"] for f in incumbent["features"]]],
-                            len(data.classes or []))
+    output = predict_output(
+        pipeline, data.model_type, X[[f["attributeName"] for f in incumbent["features"]]], len(data.classes or [])
+    )
     return selection_score(data.model_type, holdout.y, output)
 
 

@@ -124,8 +124,18 @@ class Search:
     """Successive halving: every config on a small subsample, the best third on three times the rows, and so on
     until the last rung validates on every training row (k-fold for small tables, a holdout for large ones)."""
 
-    def __init__(self, data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int,
-                 families: list[str] | None, on_progress: Progress, max_configs: int = MAX_CONFIGS) -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        recipe: dict[str, Any],
+        *,
+        seed: int,
+        budget_s: float,
+        n_jobs: int,
+        families: list[str] | None,
+        on_progress: Progress,
+        max_configs: int = MAX_CONFIGS,
+    ) -> None:
         self.data = data
         self.recipe = recipe
         self.seed = seed
@@ -177,8 +187,9 @@ class Search:
             last = rung == len(rungs) - 1
             deadline = self.clock.elapsed + shares[rung] * max(0.0, self.clock.left)
             # Time the planned finalists leave over goes to the next-best configs of the rung before.
-            results = self._run_rung(alive + (waiting if last else []), rung, rows, last,
-                                     deadline if not last else self.clock.budget_s)
+            results = self._run_rung(
+                alive + (waiting if last else []), rung, rows, last, deadline if not last else self.clock.budget_s
+            )
             if not results or last:
                 break
             results.sort(key=lambda t: -self.sign * t.score)
@@ -232,8 +243,9 @@ class Search:
             scores.append(selection_score(self.data.model_type, y[val_idx], out))
             outputs.append(out)
         fitted_rows = sum(len(f) for f, _ in splits)
-        self._seconds_per_row[config.family.name] = max(self._seconds_per_row.get(config.family.name, 0.0) * 0.5,
-                                                        fit_s / max(1, fitted_rows))
+        self._seconds_per_row[config.family.name] = max(
+            self._seconds_per_row.get(config.family.name, 0.0) * 0.5, fit_s / max(1, fitted_rows)
+        )
         valid = [s for s in scores if np.isfinite(s)]
         score = float(np.mean(valid)) if valid else -self.sign * np.inf
         trial = Trial(config, rung, rows, score, float(np.std(valid)) if valid else 0.0, fit_s, predict_s)
@@ -268,8 +280,11 @@ class Search:
     def _report(self, rung: int) -> None:
         best = max(self.trials, key=lambda t: self.sign * t.score)
         fraction = min(0.99, self.clock.elapsed / max(self.clock.budget_s, 1e-9))
-        self.on_progress(fraction, f"{len(self.trials)} candidates validated (rung {rung + 1}); best {self.metric} "
-                                   f"{best.score:.4f} ({best.config.key})")
+        self.on_progress(
+            fraction,
+            f"{len(self.trials)} candidates validated (rung {rung + 1}); best {self.metric} "
+            f"{best.score:.4f} ({best.config.key})",
+        )
 
 
 def _rung_shares(n_rungs: int) -> list[float]:
@@ -289,12 +304,28 @@ def _diverse_top(configs: list[Config], keep: int) -> list[Config]:
     return chosen
 
 
-def train(data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: float, n_jobs: int = 1,
-          families: list[str] | None = None, on_progress: Progress | None = None,
-          max_configs: int = MAX_CONFIGS) -> Outcome:
+def train(
+    data: TrainingData,
+    recipe: dict[str, Any],
+    *,
+    seed: int,
+    budget_s: float,
+    n_jobs: int = 1,
+    families: list[str] | None = None,
+    on_progress: Progress | None = None,
+    max_configs: int = MAX_CONFIGS,
+) -> Outcome:
     """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``."""
-    search = Search(data, recipe, seed=seed, budget_s=budget_s, n_jobs=n_jobs, families=families,
-                    on_progress=on_progress or (lambda f, m: None), max_configs=max_configs)
+    search = Search(
+        data,
+        recipe,
+        seed=seed,
+        budget_s=budget_s,
+        n_jobs=n_jobs,
+        families=families,
+        on_progress=on_progress or (lambda f, m: None),
+        max_configs=max_configs,
+    )
     trials = search.run()
     final = _final_trials(trials)
     best = max(final, key=lambda t: search.sign * t.score)
@@ -310,8 +341,9 @@ def train(data: TrainingData, recipe: dict[str, Any], *, seed: int, budget_s: fl
     fit_quietly(pipeline, data.X, data.y)
     refit_s = time.perf_counter() - started
     leaderboard = _leaderboard(search, selected, ensemble)
-    return Outcome(pipeline, search.metric, selected_score, selected, leaderboard, search.clock.elapsed - refit_s,
-                   refit_s)
+    return Outcome(
+        pipeline, search.metric, selected_score, selected, leaderboard, search.clock.elapsed - refit_s, refit_s
+    )
 
 
 def _final_trials(trials: list[Trial]) -> list[Trial]:
@@ -337,8 +369,13 @@ def _ensemble(search: Search, final: list[Trial]) -> tuple[list[Trial], float] |
 
 
 def _voting(members: list[Trial], search: Search) -> BaseEstimator:
-    estimators = [(m.config.key.replace("#", "_"), make_pipeline(m.config, search.data, search.recipe, search.seed,
-                                                                  search.n_jobs)) for m in members]
+    estimators = [
+        (
+            m.config.key.replace("#", "_"),
+            make_pipeline(m.config, search.data, search.recipe, search.seed, search.n_jobs),
+        )
+        for m in members
+    ]
     if search.data.model_type == ModelType.REGRESSION:
         return VotingRegressor(estimators)
     return VotingClassifier(estimators, voting="soft")
@@ -352,32 +389,58 @@ def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], flo
             best_by_config[trial.config.key] = trial
     top = max(t.rung for t in search.trials)
     rows = sorted(best_by_config.values(), key=lambda t: (-t.rung, -search.sign * t.score))
-    board = [{
-        "candidate": t.config.key, "family": t.config.family.name, "params": _plain(t.config.params),
-        "validation_score": t.score, "validation_std": t.score_std, "rows": t.rows, "rung": t.rung + 1,
-        "fit_time_s": round(t.fit_s, 4), "predict_time_s": round(t.predict_s, 4),
-        "status": "finalist" if t.rung == top else f"stopped after rung {t.rung + 1}",
-        "selected": t.config.key == selected,
-    } for t in rows]
+    board = [
+        {
+            "candidate": t.config.key,
+            "family": t.config.family.name,
+            "params": _plain(t.config.params),
+            "validation_score": t.score,
+            "validation_std": t.score_std,
+            "rows": t.rows,
+            "rung": t.rung + 1,
+            "fit_time_s": round(t.fit_s, 4),
+            "predict_time_s": round(t.predict_s, 4),
+            "status": "finalist" if t.rung == top else f"stopped after rung {t.rung + 1}",
+            "selected": t.config.key == selected,
+        }
+        for t in rows
+    ]
     if ensemble is not None:
         members, score = ensemble
-        board.append({"candidate": "ensemble", "family": "soft_voting",
-                         "params": {"members": [m.config.key for m in members]}, "validation_score": score,
-                         "validation_std": None, "rows": members[0].rows, "rung": top + 1,
-                         "fit_time_s": round(sum(m.fit_s for m in members), 4),
-                         "predict_time_s": round(sum(m.predict_s for m in members), 4),
-                         "status": "finalist", "selected": selected.startswith("ensemble")})
+        board.append(
+            {
+                "candidate": "ensemble",
+                "family": "soft_voting",
+                "params": {"members": [m.config.key for m in members]},
+                "validation_score": score,
+                "validation_std": None,
+                "rows": members[0].rows,
+                "rung": top + 1,
+                "fit_time_s": round(sum(m.fit_s for m in members), 4),
+                "predict_time_s": round(sum(m.predict_s for m in members), 4),
+                "status": "finalist",
+                "selected": selected.startswith("ensemble"),
+            }
+        )
     board.sort(key=lambda row: (-row["rung"], -search.sign * row["validation_score"]))
     seen = set(best_by_config)
     for config, rung, reason in search.skipped:
         if config.key not in seen:
             seen.add(config.key)
-            board.append({"candidate": config.key, "family": config.family.name, "params": _plain(config.params),
-                          "validation_score": None, "status": f"skipped at rung {rung + 1}: {reason}",
-                          "selected": False})
+            board.append(
+                {
+                    "candidate": config.key,
+                    "family": config.family.name,
+                    "params": _plain(config.params),
+                    "validation_score": None,
+                    "status": f"skipped at rung {rung + 1}: {reason}",
+                    "selected": False,
+                }
+            )
     return board
 
 
 def _plain(params: Params) -> Params:
-    return {k: (v if isinstance(v, str | int | float | bool | list) or v is None else str(v))
-            for k, v in params.items()}
+    return {
+        k: (v if isinstance(v, str | int | float | bool | list) or v is None else str(v)) for k, v in params.items()
+    }

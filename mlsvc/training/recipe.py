@@ -53,8 +53,7 @@ def default_recipe(features: list[Attribute], cardinality: dict[str, int] | None
     return {"attributes": plan, "crosses": []}
 
 
-def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, features: list[Attribute]
-                 ) -> dict[str, Any]:
+def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, features: list[Attribute]) -> dict[str, Any]:
     """The caller's recipe over the defaults, checked: known attributes, transforms that fit their type."""
     if not given:
         return defaults
@@ -68,8 +67,10 @@ def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, feature
         if name not in types:
             raise _bad(f"recipe names attribute '{name}', which is not a feature; features are {sorted(types)}")
         if transform not in TRANSFORMS[types[name]]:
-            raise _bad(f"recipe transform '{transform}' does not apply to {types[name].value} attribute '{name}'; "
-                       f"choose one of {list(TRANSFORMS[types[name]])}")
+            raise _bad(
+                f"recipe transform '{transform}' does not apply to {types[name].value} attribute '{name}'; "
+                f"choose one of {list(TRANSFORMS[types[name]])}"
+            )
         plan[name] = transform
     crosses = [list(pair) for pair in given.get("crosses") or []]
     for pair in crosses:
@@ -84,16 +85,18 @@ def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, feature
 
 def _check_recipe_shape(given: Any) -> None:
     """The recipe's JSON shape, before its meaning is checked."""
-    shape = ('a recipe is {"attributes": {"column": "transform", …}, "crosses": [["column", "column"], …]}')
+    shape = 'a recipe is {"attributes": {"column": "transform", …}, "crosses": [["column", "column"], …]}'
     if not isinstance(given, dict):
         raise _bad(shape)
     attributes = given.get("attributes") or {}
-    if not isinstance(attributes, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                   for k, v in attributes.items()):
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
         raise _bad(f"recipe 'attributes' must map column names to transform names; {shape}")
     crosses = given.get("crosses") or []
     if not isinstance(crosses, list) or not all(
-            isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair) for pair in crosses):
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair) for pair in crosses
+    ):
         raise _bad(f"recipe 'crosses' must be a list of pairs of column names; {shape}")
 
 
@@ -153,8 +156,9 @@ def cross_name(a: str, b: str) -> str:
     return f"{a}×{b}"
 
 
-def build_preprocessor(features: list[Attribute], recipe: dict[str, Any], *, numeric: str | None = None,
-                       dense: bool = False) -> Pipeline:
+def build_preprocessor(
+    features: list[Attribute], recipe: dict[str, Any], *, numeric: str | None = None, dense: bool = False
+) -> Pipeline:
     """Crosses (if any) then a ColumnTransformer applying ``recipe``. ``numeric`` replaces the default numeric
     transform (a linear model may prefer quantile bins); ``dense`` compresses TF-IDF for models that need it."""
     plan = dict(recipe["attributes"])
@@ -165,8 +169,9 @@ def build_preprocessor(features: list[Attribute], recipe: dict[str, Any], *, num
         groups.setdefault(plan[a.attributeName], []).append(a.attributeName)
     crosses = [cross_name(a, b) for a, b in recipe.get("crosses", [])]
     steps = _column_steps(groups, crosses, dense)
-    column_transformer = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3,
-                                           verbose_feature_names_out=False)
+    column_transformer = ColumnTransformer(
+        steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3, verbose_feature_names_out=False
+    )
     stages: list[tuple[str, Any]] = []
     if recipe.get("crosses"):
         stages.append(("crosses", CrossFeatures(recipe["crosses"])))
@@ -177,35 +182,94 @@ def build_preprocessor(features: list[Attribute], recipe: dict[str, Any], *, num
 def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool) -> list[tuple[str, Any, Any]]:
     steps: list[tuple[str, Any, Any]] = []
     if groups.get("impute_median_scale"):
-        steps.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                                           ("scale", StandardScaler())]), groups["impute_median_scale"]))
+        steps.append(
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                groups["impute_median_scale"],
+            )
+        )
     if groups.get("quantile_bins"):
-        steps.append(("numeric_bins", Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("bins", KBinsDiscretizer(n_bins=10, encode="onehot-dense", strategy="quantile",
-                                      quantile_method="averaged_inverted_cdf"))]), groups["quantile_bins"]))
+        steps.append(
+            (
+                "numeric_bins",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        (
+                            "bins",
+                            KBinsDiscretizer(
+                                n_bins=10,
+                                encode="onehot-dense",
+                                strategy="quantile",
+                                quantile_method="averaged_inverted_cdf",
+                            ),
+                        ),
+                    ]
+                ),
+                groups["quantile_bins"],
+            )
+        )
         # Binning the imputed values hides which were missing; a linear model may learn from that on its own.
-        steps.append(("numeric_missing", MissingIndicator(features="missing-only", error_on_new=False),
-                      groups["quantile_bins"]))
+        steps.append(
+            ("numeric_missing", MissingIndicator(features="missing-only", error_on_new=False), groups["quantile_bins"])
+        )
     if groups.get("impute_most_frequent"):
-        steps.append(("binary", SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                      groups["impute_most_frequent"]))
+        steps.append(
+            (
+                "binary",
+                SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                groups["impute_most_frequent"],
+            )
+        )
     one_hot = groups.get("one_hot_rare_grouped", []) + crosses
     if one_hot:
         # Missing is a level of its own; rare levels share one column so unseen data degrades gracefully.
-        steps.append(("categorical", Pipeline([
-            ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
-            ("one_hot", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=64,
-                                      sparse_output=False))]), one_hot))
+        steps.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
+                        (
+                            "one_hot",
+                            OneHotEncoder(
+                                handle_unknown="infrequent_if_exist",
+                                min_frequency=5,
+                                max_categories=64,
+                                sparse_output=False,
+                            ),
+                        ),
+                    ]
+                ),
+                one_hot,
+            )
+        )
     if groups.get("target_encode"):
-        steps.append(("high_cardinality", Pipeline([
-            ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
-            ("target", TargetEncoder(random_state=0))]), groups["target_encode"]))
+        steps.append(
+            (
+                "high_cardinality",
+                Pipeline(
+                    [
+                        ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
+                        ("target", TargetEncoder(random_state=0)),
+                    ]
+                ),
+                groups["target_encode"],
+            )
+        )
     for name in groups.get("tfidf_words_1_2", []):
         stages: list[tuple[str, Any]] = [
             ("fill", FunctionTransformer(fill_text)),
-            ("tfidf", TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=2, max_features=20_000,
-                                      sublinear_tf=True)),
+            (
+                "tfidf",
+                TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=2, max_features=20_000, sublinear_tf=True),
+            ),
         ]
         if dense:
             stages.append(("svd", CappedSVD()))
