@@ -338,12 +338,12 @@ class _Phases:
         import mlsvc.datasources.reader as reader
         import mlsvc.datasources.scan as scan
         import mlsvc.datasources.statistics as stats
-        import mlsvc.jobs.queue as queue
-        import mlsvc.storage as storage
+        import mlsvc.metadata.queue as queue
+        import mlsvc.objects.s3 as storage
 
         self.wrap(job, "settle_schema", "schema: settle (infer from the head)")
         self.wrap(job, "read_layout", "schema: read_layout (header again)")
-        self.wrap(storage.Storage, "list_data_files", "storage: list_data_files")
+        self.wrap(storage.S3ObjectStore, "list_data_files", "storage: list_data_files")
         self._wrap_s3_reads(storage._S3Reader, "  of which S3 body reads (_S3Reader.readinto)")
         self._wrap_open_csv(reader.pacsv, "  of which arrow CSV batches (incl. S3 reads)")
         self.wrap_generator(scan, "iter_chunks", "scan: iter_chunks (S3 read, arrow parse, checks)")
@@ -356,8 +356,8 @@ class _Phases:
         self.wrap(stats._RowReservoir, "offer", "  of which _RowReservoir.offer")
         self.wrap(stats._CoMoments, "add", "  of which _CoMoments.add (pearson)")
         self.wrap(stats.StatisticsAccumulator, "result", "statistics: StatisticsAccumulator.result")
-        self.wrap(queue.JobQueue, "report", "store: JobQueue.report (progress)")
-        self.wrap(queue.JobQueue, "complete", "store: JobQueue.complete (write the result)")
+        self.wrap(queue.SqlJobQueue, "report", "store: SqlJobQueue.report (progress)")
+        self.wrap(queue.SqlJobQueue, "complete", "store: SqlJobQueue.complete (write the result)")
 
 
 def _reset_peak() -> bool:
@@ -384,11 +384,11 @@ def child_mlsvc(
     # Everything the job imports is imported first, as in a worker that has run a job before; pandas' own
     # import is outside the baseline's timing too.
     import mlsvc.datasources.job
-    import mlsvc.storage
+    import mlsvc.objects.s3
     from mlsvc.jobs.worker import Worker
+    from mlsvc.metadata.sql import SqlMetadataStore
     from mlsvc.resources import DataSourceCreate, Status
     from mlsvc.service import Service
-    from mlsvc.store.sql import SqlStore
 
     profile = mode == "profile"
     phases = _Phases() if mode == "phases" else None
@@ -398,12 +398,12 @@ def child_mlsvc(
         os.environ["MLSVC_HOME"] = home
         t_setup = time.perf_counter()
         settings = Settings.from_env()
-        store = SqlStore(settings.database_url)
+        store = SqlMetadataStore(settings.database_url)
         service = Service(settings, store)
         worker = Worker(settings, store)
         # The S3 client is made once per worker process and reused; a warm worker has one already, and the
         # baseline makes its own before its timing starts too.
-        mlsvc.storage._client()
+        mlsvc.objects.s3.client()
         if warm_up:  # a worker that has run a job before: its allocators and libraries are warm
             import gc
 

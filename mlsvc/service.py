@@ -12,8 +12,10 @@ from typing import Any
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.metadata.sql import SqlMetadataStore, utcnow
+from mlsvc.objects import RoutingObjectStore
 from mlsvc.prediction.scorer import ModelCard, RecommenderScorer, Scorer, ScorerCache
-from mlsvc.registry import Registry
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.resources import (
     BatchPrediction,
     BatchPredictionCreate,
@@ -33,8 +35,6 @@ from mlsvc.resources import (
     Status,
     is_valid_alias,
 )
-from mlsvc.storage import Storage
-from mlsvc.store.sql import SqlStore, utcnow
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
 MAX_VERSION = 2**31 - 1
@@ -60,11 +60,11 @@ def parse_tag_filter(tag: str | None) -> tuple[str, str | None] | None:
 class Service:
     """mlsvc's operations over the metadata store, the object storage and the model registry."""
 
-    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: SqlMetadataStore | None = None) -> None:
         self.settings = settings
-        self.store = store or SqlStore(settings.database_url)
-        self.storage = Storage(settings.local_roots)
-        self.registry = Registry(settings)
+        self.store = store or SqlMetadataStore(settings.database_url)
+        self.storage = RoutingObjectStore(settings.local_roots)
+        self.registry = MlflowRegistry(settings)
         self.scorers = ScorerCache(self._load_scorer)
         self.refs = RefCache(self.resolve_model)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from mlsvc.store.sql import SqlStore
+from mlsvc.metadata.sql import SqlMetadataStore
 
 PG_ADMIN_URL = os.environ.get("MLSVC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -58,7 +58,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(store_url)
+def store(store_url: str) -> Iterator[SqlMetadataStore]:
+    s = SqlMetadataStore(store_url)
     yield s
     s.dispose()

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from mlsvc.jobs.queue import JobQueue
-from mlsvc.store.sql import SqlStore
+from mlsvc.metadata.queue import SqlJobQueue
+from mlsvc.metadata.sql import SqlMetadataStore
 from tests.servers import REPO, RunningServer, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
@@ -180,8 +180,8 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
         "/v1/batch-predictions",
         json={"model": "churn-batch", "data_uri": str(tmp_path / "big.csv"), "output_uri": str(out)},
     ).json()
-    store = SqlStore(server.database_url, run_migrations=False)
-    queue = JobQueue(store, 3)
+    store = SqlMetadataStore(server.database_url, run_migrations=False)
+    queue = SqlJobQueue(store, 3)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = queue.job_of(created["id"])

@@ -793,9 +793,9 @@ class _CountingStorage:
     """The job's storage, counting how often each file is opened for reading."""
 
     def __init__(self) -> None:
-        from mlsvc.storage import Storage
+        from mlsvc.objects import RoutingObjectStore
 
-        self._storage = Storage()
+        self._storage = RoutingObjectStore()
         self.opened: dict[str, int] = {}
 
     def open_read(self, uri: str) -> Any:

@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+import mlsvc.metadata as queue_module
 from mlsvc.config import Settings
-from mlsvc.jobs import queue as queue_module
 from mlsvc.jobs import worker as worker_module
-from mlsvc.jobs.queue import JobQueue, LeaseLost
 from mlsvc.jobs.worker import Worker
-from mlsvc.store.sql import SqlStore, utcnow
+from mlsvc.metadata import LeaseLost
+from mlsvc.metadata.queue import SqlJobQueue
+from mlsvc.metadata.sql import SqlMetadataStore, utcnow
 from tests.servers import RunningServer
 
 
@@ -29,7 +30,7 @@ def test_kinds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _enqueue(store: SqlStore, rid: str, kind: str, max_attempts: int = 3) -> None:
+def _enqueue(store: SqlMetadataStore, rid: str, kind: str, max_attempts: int = 3) -> None:
     now = utcnow()
     record = {
         "id": rid,
@@ -50,7 +51,7 @@ def _settings(store_url: str, tmp_path: Path, lease_s: float = 30.0) -> Settings
 
 
 def test_handler_result_completes_the_resource(
-    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None
 ) -> None:
     _enqueue(store, "a", "test.succeed")
     worker = Worker(_settings(store_url, tmp_path), store)
@@ -61,7 +62,7 @@ def test_handler_result_completes_the_resource(
 
 
 def test_a_domain_error_fails_the_resource_with_its_message(
-    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None
 ) -> None:
     _enqueue(store, "a", "test.raise_domain_error")
     Worker(_settings(store_url, tmp_path), store).run_once()
@@ -71,7 +72,7 @@ def test_a_domain_error_fails_the_resource_with_its_message(
 
 
 def test_a_bug_fails_the_resource_with_a_message_not_a_traceback(
-    store: SqlStore, store_url: str, tmp_path: Path, test_kinds: None
+    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None
 ) -> None:
     _enqueue(store, "a", "test.raise_bug")
     Worker(_settings(store_url, tmp_path), store).run_once()
@@ -80,9 +81,9 @@ def test_a_bug_fails_the_resource_with_a_message_not_a_traceback(
     assert "ZeroDivisionError: division by zero" in ds["message"] and "Traceback" not in ds["message"]
 
 
-def test_an_expired_lease_is_reclaimed_and_the_old_holder_can_no_longer_write(store: SqlStore) -> None:
+def test_an_expired_lease_is_reclaimed_and_the_old_holder_can_no_longer_write(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = JobQueue(store, lease_s=0.2)
+    queue = SqlJobQueue(store, lease_s=0.2)
     first = queue.claim("worker-1")
     assert first is not None and store.get("datasource", "a")["status"] == "INPROGRESS"
     assert queue.claim("worker-2") is None  # the lease still holds
@@ -96,9 +97,9 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_can_no_longer_write(st
     assert store.get("datasource", "a")["row_count"] == 2
 
 
-def test_a_heartbeat_keeps_the_lease(store: SqlStore) -> None:
+def test_a_heartbeat_keeps_the_lease(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = JobQueue(store, lease_s=0.3)
+    queue = SqlJobQueue(store, lease_s=0.3)
     claim = queue.claim("worker-1")
     assert claim is not None
     for _ in range(4):
@@ -107,9 +108,9 @@ def test_a_heartbeat_keeps_the_lease(store: SqlStore) -> None:
     assert queue.claim("worker-2") is None
 
 
-def test_after_the_last_attempt_the_resource_is_failed_not_left_inprogress(store: SqlStore) -> None:
+def test_after_the_last_attempt_the_resource_is_failed_not_left_inprogress(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create", max_attempts=2)
-    queue = JobQueue(store, lease_s=0.1)
+    queue = SqlJobQueue(store, lease_s=0.1)
     assert queue.claim("w1") is not None
     time.sleep(0.15)
     assert queue.claim("w2") is not None
@@ -119,10 +120,10 @@ def test_after_the_last_attempt_the_resource_is_failed_not_left_inprogress(store
     assert ds["status"] == "FAILED" and "stopped responding 2 times" in ds["message"]
 
 
-def test_concurrent_claims_never_hand_one_job_to_two_workers(store: SqlStore) -> None:
+def test_concurrent_claims_never_hand_one_job_to_two_workers(store: SqlMetadataStore) -> None:
     for i in range(20):
         _enqueue(store, f"d{i}", "datasource.create")
-    queue = JobQueue(store, lease_s=60)
+    queue = SqlJobQueue(store, lease_s=60)
     taken: list[int] = []
     lock = threading.Lock()
 
@@ -139,9 +140,9 @@ def test_concurrent_claims_never_hand_one_job_to_two_workers(store: SqlStore) ->
     assert sorted(taken) == sorted(set(taken)) and len(taken) == 20
 
 
-def test_release_hands_the_job_back_without_using_an_attempt(store: SqlStore) -> None:
+def test_release_hands_the_job_back_without_using_an_attempt(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = JobQueue(store, lease_s=60)
+    queue = SqlJobQueue(store, lease_s=60)
     claim = queue.claim("w1")
     assert claim is not None
     queue.release(claim)
@@ -165,8 +166,8 @@ def _big_csv(path: Path, rows: int) -> Path:
 def test_sigkill_of_a_worker_mid_job_and_the_job_still_completes(mlsvc_server: RunningServer, tmp_path: Path) -> None:
     data = _big_csv(tmp_path / "big.csv", 400_000)
     ds = httpx.post(f"{mlsvc_server.url}/v1/datasources", json={"data_uri": str(data), "target": "label"}).json()
-    store = SqlStore(mlsvc_server.database_url, run_migrations=False)
-    queue = JobQueue(store, 3)
+    store = SqlMetadataStore(mlsvc_server.database_url, run_migrations=False)
+    queue = SqlJobQueue(store, 3)
     deadline = time.monotonic() + 60
     job = None
     while time.monotonic() < deadline:
@@ -220,10 +221,10 @@ def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(s3_server
         stop_server(server)
 
 
-def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlStore) -> None:
+def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlMetadataStore) -> None:
     _enqueue(store, "before", "datasource.create")
     _enqueue(store, "during", "datasource.create")
-    queue = JobQueue(store, lease_s=60)
+    queue = SqlJobQueue(store, lease_s=60)
     store.update("datasource", "before", {"status": "DELETED"})
     claim = queue.claim("w1")  # the job of "before" is skipped and cancelled
     assert claim is not None and claim.resource_id == "during"
@@ -235,9 +236,9 @@ def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlStore)
     assert queue.claim("w2") is None
 
 
-def test_a_job_handed_back_for_a_deleted_resource_is_cancelled(store: SqlStore) -> None:
+def test_a_job_handed_back_for_a_deleted_resource_is_cancelled(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = JobQueue(store, lease_s=60)
+    queue = SqlJobQueue(store, lease_s=60)
     claim = queue.claim("w1")
     assert claim is not None
     store.update("datasource", "a", {"status": "DELETED"})

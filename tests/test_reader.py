@@ -17,8 +17,8 @@ import pytest
 from mlsvc.datasources.reader import BadRows, RawChunk, header_names, iter_chunks, open_with_head, peek_rows
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.objects import RoutingObjectStore
 from mlsvc.resources import Attribute, AttributeType, Schema, Splitting
-from mlsvc.storage import Storage
 
 
 def read(
@@ -285,7 +285,7 @@ def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame],
     first.write_text("id,n\nr1,1\nr2,x\nr3\nr4,4\n")  # an invalid value on line 3, a ragged row on line 4
     second = tmp_path / "b.csv"
     second.write_text("n,id\n\n5,r5\noops,r6\n7,r7\n")  # other column order, a blank line, invalid on line 4
-    storage = Storage()
+    storage = RoutingObjectStore()
     files = storage.list_data_files(str(tmp_path))
     schema = Schema(
         attributes=[
@@ -325,7 +325,7 @@ def test_scan_counts_rows_across_files_and_names_the_file_and_line_of_each_inval
 def test_scan_places_a_sequential_split_over_all_files_counting_ragged_rows(tmp_path: Path) -> None:
     # 7 data rows (the ragged one included): 0..50 % is rows 0-3, i.e. r1, r2, ragged r3, r4.
     _, counts = _scan_two_files(tmp_path)
-    storage = Storage()
+    storage = RoutingObjectStore()
     files = storage.list_data_files(str(tmp_path))
     schema = Schema(
         attributes=[

@@ -1,4 +1,4 @@
-"""Storage against a real S3 protocol server on loopback and real local files."""
+"""The object store against a real S3 protocol server on loopback and real local files."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mlsvc import storage as storage_module
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.storage import ObjectInfo, Storage, translate_s3_error
+from mlsvc.objects import ObjectInfo, RoutingObjectStore
+from mlsvc.objects import s3 as s3_module
+from mlsvc.objects.s3 import translate_s3_error
 from tests.s3server import s3_auth_enforced
 
 MiB = 1024 * 1024
@@ -40,8 +41,8 @@ def _raises(code: ErrorCode, *fragments: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def storage() -> Storage:
-    return Storage()
+def storage() -> RoutingObjectStore:
+    return RoutingObjectStore()
 
 
 def _put(s3_client: Any, bucket: str, key: str, body: bytes) -> None:
@@ -51,7 +52,7 @@ def _put(s3_client: Any, bucket: str, key: str, body: bytes) -> None:
 # -- URIs ---------------------------------------------------------------------------------------------
 
 
-def test_check_uri_normalizes(storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_uri_normalizes(storage: RoutingObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert storage.check_uri("s3://bucket/some/key.csv") == "s3://bucket/some/key.csv"
     assert storage.check_uri("s3://bucket") == "s3://bucket/"
@@ -64,25 +65,25 @@ def test_check_uri_normalizes(storage: Storage, tmp_path: Path, monkeypatch: pyt
     "uri",
     ["http://example.com/x.csv", "https://host/x.csv", "ftp://host/x.csv", "gs://bucket/x.csv", "s3a://b/k", "s3:/b/k"],
 )
-def test_unsupported_schemes(storage: Storage, uri: str) -> None:
+def test_unsupported_schemes(storage: RoutingObjectStore, uri: str) -> None:
     with _raises(ErrorCode.UNSUPPORTED_URI, "s3://bucket/key", "file://"):
         storage.check_uri(uri)
 
 
-def test_unsupported_uri_message_hides_passwords(storage: Storage) -> None:
+def test_unsupported_uri_message_hides_passwords(storage: RoutingObjectStore) -> None:
     with pytest.raises(MlsvcError) as info:
         storage.check_uri("https://alice:hunter2@example.com/x.csv")
     assert "hunter2" not in info.value.message
 
 
 @pytest.mark.parametrize("uri", ["s3://", "s3:///key", "file://otherhost/x.csv"])
-def test_malformed_uris(storage: Storage, uri: str) -> None:
+def test_malformed_uris(storage: RoutingObjectStore, uri: str) -> None:
     with _raises(ErrorCode.UNSUPPORTED_URI):
         storage.check_uri(uri)
 
 
 def test_join() -> None:
-    storage = Storage()
+    storage = RoutingObjectStore()
     assert storage.join("s3://b/out/", "/run-1/", "part.csv") == "s3://b/out/run-1/part.csv"
     assert storage.join("s3://b", "k") == "s3://b/k"
     assert storage.join("/data/out", "a", "b.csv") == "/data/out/a/b.csv"
@@ -103,7 +104,7 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_paths_inside_roots_are_allowed(roots: tuple[Path, Path]) -> None:
     inside, _ = roots
-    storage = Storage((inside,))
+    storage = RoutingObjectStore((inside,))
     assert storage.check_uri(str(inside / "sub" / "x.csv")) == str(inside / "sub" / "x.csv")
     assert storage.check_uri((inside / "x y.csv").as_uri()) == str(inside / "x y.csv")
     assert storage.check_uri(str(inside / "sub" / ".." / "x.csv")) == str(inside / "x.csv")
@@ -113,7 +114,7 @@ def test_paths_outside_roots_are_refused(roots: tuple[Path, Path]) -> None:
     inside, outside = roots
     (inside / "link.csv").symlink_to(outside / "secret.csv")
     (inside / "linkdir").symlink_to(outside)
-    storage = Storage((inside,))
+    storage = RoutingObjectStore((inside,))
     escapes = [
         str(outside / "secret.csv"),
         str(inside / ".." / "elsewhere" / "secret.csv"),
@@ -133,18 +134,18 @@ def test_listing_refuses_a_symlink_out_of_the_roots(roots: tuple[Path, Path]) ->
     (inside / "ok.csv").write_text("a\n1\n")
     (inside / "leak.csv").symlink_to(outside / "secret.csv")
     with _raises(ErrorCode.PATH_NOT_ALLOWED, "leak.csv"):
-        Storage((inside,)).list_data_files(str(inside))
+        RoutingObjectStore((inside,)).list_data_files(str(inside))
 
 
 def test_no_roots_means_any_local_path(roots: tuple[Path, Path]) -> None:
     _, outside = roots
-    assert Storage().read_bytes(str(outside / "secret.csv"), 100) == b"a\n1\n"
+    assert RoutingObjectStore().read_bytes(str(outside / "secret.csv"), 100) == b"a\n1\n"
 
 
 # -- local files --------------------------------------------------------------------------------------
 
 
-def test_local_listing(storage: Storage, tmp_path: Path) -> None:
+def test_local_listing(storage: RoutingObjectStore, tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "b" / "c.csv.gz").write_bytes(gzip.compress(b"x\n2\n"))
@@ -158,7 +159,7 @@ def test_local_listing(storage: Storage, tmp_path: Path) -> None:
     assert storage.list_data_files(str(tmp_path / "b" / "notes.txt"))[0].size == 7
 
 
-def test_local_listing_finds_nothing(storage: Storage, tmp_path: Path) -> None:
+def test_local_listing_finds_nothing(storage: RoutingObjectStore, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no csv here")
     with _raises(ErrorCode.DATA_NOT_FOUND, str(tmp_path)):
         storage.list_data_files(str(tmp_path))
@@ -166,7 +167,7 @@ def test_local_listing_finds_nothing(storage: Storage, tmp_path: Path) -> None:
         storage.list_data_files(str(tmp_path / "missing"))
 
 
-def test_local_errors_are_translated(storage: Storage, tmp_path: Path) -> None:
+def test_local_errors_are_translated(storage: RoutingObjectStore, tmp_path: Path) -> None:
     with _raises(ErrorCode.DATA_NOT_FOUND, "nope.csv"):
         storage.open_read(str(tmp_path / "nope.csv"))
     with _raises(ErrorCode.INVALID_REQUEST, "directory"):
@@ -180,14 +181,14 @@ def test_local_errors_are_translated(storage: Storage, tmp_path: Path) -> None:
         storage.open_read(str(locked))
 
 
-def test_local_gzip_is_decompressed(storage: Storage, tmp_path: Path) -> None:
+def test_local_gzip_is_decompressed(storage: RoutingObjectStore, tmp_path: Path) -> None:
     path = tmp_path / "d.csv.gz"
     path.write_bytes(gzip.compress(b"a,b\n1,2\n"))
     with storage.open_read(str(path)) as reader:
         assert reader.read() == b"a,b\n1,2\n"
 
 
-def test_local_corrupt_gzip_fails_when_read(storage: Storage, tmp_path: Path) -> None:
+def test_local_corrupt_gzip_fails_when_read(storage: RoutingObjectStore, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv.gz"
     path.write_bytes(b"a,b\n1,2\n")
     truncated = tmp_path / "cut.csv.gz"
@@ -200,7 +201,7 @@ def test_local_corrupt_gzip_fails_when_read(storage: Storage, tmp_path: Path) ->
         reader.close()
 
 
-def test_read_bytes_limit(storage: Storage, tmp_path: Path) -> None:
+def test_read_bytes_limit(storage: RoutingObjectStore, tmp_path: Path) -> None:
     path = tmp_path / "schema.json"
     path.write_bytes(b"x" * 100)
     assert storage.read_bytes(str(path), 100) == b"x" * 100
@@ -208,7 +209,7 @@ def test_read_bytes_limit(storage: Storage, tmp_path: Path) -> None:
         storage.read_bytes(str(path), 99)
 
 
-def test_local_write_is_atomic(storage: Storage, tmp_path: Path) -> None:
+def test_local_write_is_atomic(storage: RoutingObjectStore, tmp_path: Path) -> None:
     target = tmp_path / "out" / "result.csv"
     with storage.open_write(str(target)) as writer:
         writer.write(b"a\n1\n")
@@ -222,7 +223,7 @@ def test_local_write_is_atomic(storage: Storage, tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["result.csv"]  # and no temporary file is left
 
 
-def test_local_write_survives_the_caller_closing_the_stream(storage: Storage, tmp_path: Path) -> None:
+def test_local_write_survives_the_caller_closing_the_stream(storage: RoutingObjectStore, tmp_path: Path) -> None:
     target = tmp_path / "t.csv"
     with storage.open_write(str(target)) as writer:
         text = io.TextIOWrapper(writer, encoding="utf-8")
@@ -231,7 +232,7 @@ def test_local_write_survives_the_caller_closing_the_stream(storage: Storage, tm
     assert target.read_text(encoding="utf-8") == "héllo\n"
 
 
-def test_local_gzip_write_round_trips(storage: Storage, tmp_path: Path) -> None:
+def test_local_gzip_write_round_trips(storage: RoutingObjectStore, tmp_path: Path) -> None:
     target = tmp_path / "t.csv.gz"
     with storage.open_write(str(target)) as writer:
         writer.write(b"a\n1\n")
@@ -239,7 +240,7 @@ def test_local_gzip_write_round_trips(storage: Storage, tmp_path: Path) -> None:
     assert storage.read_bytes(str(target), 10) == b"a\n1\n"
 
 
-def test_local_publish_stat_exists_delete(storage: Storage, tmp_path: Path) -> None:
+def test_local_publish_stat_exists_delete(storage: RoutingObjectStore, tmp_path: Path) -> None:
     temp, final = tmp_path / "_tmp" / "part.csv", tmp_path / "final" / "part.csv"
     with storage.open_write(str(temp)) as writer:
         writer.write(b"abc")
@@ -256,14 +257,14 @@ def test_local_publish_stat_exists_delete(storage: Storage, tmp_path: Path) -> N
 
 
 def test_client_uses_the_endpoint_from_the_environment(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = storage_module._client()
+    client = s3_module.client()
     assert client.meta.endpoint_url == s3_server
-    assert storage_module._client() is client  # cached
+    assert s3_module.client() is client  # cached
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    assert storage_module._client().meta.endpoint_url == "http://127.0.0.1:9"
+    assert s3_module.client().meta.endpoint_url == "http://127.0.0.1:9"
 
 
-def test_s3_write_goes_over_http(storage: Storage, s3_server: str, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_write_goes_over_http(storage: RoutingObjectStore, s3_server: str, s3_client: Any, s3_bucket: str) -> None:
     with storage.open_write(f"s3://{s3_bucket}/hello.csv") as writer:
         writer.write(b"a\n1\n")
     # Read it back with nothing but urllib (through a presigned URL): the bytes really are on the server.
@@ -273,7 +274,7 @@ def test_s3_write_goes_over_http(storage: Storage, s3_server: str, s3_client: An
         assert response.read() == b"a\n1\n"
 
 
-def test_s3_single_object(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_single_object(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     _put(s3_client, s3_bucket, "d/one.csv", b"a,b\n1,2\n")
     uri = f"s3://{s3_bucket}/d/one.csv"
     [info] = storage.list_data_files(uri)
@@ -287,7 +288,7 @@ def test_s3_single_object(storage: Storage, s3_client: Any, s3_bucket: str) -> N
     assert storage.read_bytes(uri, 100) == b"a,b\n1,2\n"
 
 
-def test_s3_prefix_listing(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_prefix_listing(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     keys = ["data/a.csv", "data/b.csv.gz", "data/sub/c.csv", "data/notes.txt", "data/sub/", "data2/x.csv"]
     for key in keys:
         _put(s3_client, s3_bucket, key, b"" if key.endswith("/") else b"x\n1\n")
@@ -305,17 +306,17 @@ def test_s3_listing_pages(s3_client: Any, s3_bucket: str) -> None:
     def count(parsed: dict[str, Any], **_: Any) -> None:
         pages.append(parsed.get("KeyCount", 0))
 
-    events = storage_module._client().meta.events
+    events = s3_module.client().meta.events
     events.register("after-call.s3.ListObjectsV2", count)
     try:
-        files = Storage(s3_page_size=2).list_data_files(f"s3://{s3_bucket}/p/")
+        files = RoutingObjectStore(s3_page_size=2).list_data_files(f"s3://{s3_bucket}/p/")
     finally:
         events.unregister("after-call.s3.ListObjectsV2", count)
     assert [f.uri.rsplit("/", 1)[1] for f in files] == [f"{i}.csv" for i in range(7)]
     assert pages == [2, 2, 2, 1]
 
 
-def test_s3_nothing_found(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_nothing_found(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     _put(s3_client, s3_bucket, "docs/readme.md", b"hi")
     with _raises(ErrorCode.DATA_NOT_FOUND, f"s3://{s3_bucket}/docs/", "1 other objects"):
         storage.list_data_files(f"s3://{s3_bucket}/docs/")
@@ -323,7 +324,7 @@ def test_s3_nothing_found(storage: Storage, s3_client: Any, s3_bucket: str) -> N
         storage.list_data_files(f"s3://{s3_bucket}/none")
 
 
-def test_s3_missing_bucket_and_key(storage: Storage, s3_bucket: str) -> None:
+def test_s3_missing_bucket_and_key(storage: RoutingObjectStore, s3_bucket: str) -> None:
     missing = "mlsvc-test-no-such-bucket"
     for call in (storage.list_data_files, storage.stat, storage.open_read):
         with _raises(ErrorCode.DATA_NOT_FOUND, f"bucket '{missing}' does not exist"):
@@ -336,7 +337,7 @@ def test_s3_missing_bucket_and_key(storage: Storage, s3_bucket: str) -> None:
     assert not storage.exists(f"s3://{s3_bucket}/x.csv")
 
 
-def test_s3_access_denied_for_unknown_credentials(storage: Storage, s3_server: str, s3_bucket: str) -> None:
+def test_s3_access_denied_for_unknown_credentials(storage: RoutingObjectStore, s3_server: str, s3_bucket: str) -> None:
     with s3_auth_enforced(s3_server):
         with _raises(ErrorCode.ACCESS_DENIED, "InvalidAccessKeyId", "AWS_ACCESS_KEY_ID"):
             storage.list_data_files(f"s3://{s3_bucket}/")
@@ -356,7 +357,7 @@ def test_access_denied_translation(code: str) -> None:
     assert translated.http_status == 403
 
 
-def test_s3_gzip(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_gzip(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     plain = b"".join(_blocks(3 * MiB))
     _put(s3_client, s3_bucket, "z/data.csv.gz", gzip.compress(plain, compresslevel=1))
     _put(s3_client, s3_bucket, "z/bad.csv.gz", b"a,b\n1,2\n")
@@ -368,7 +369,9 @@ def test_s3_gzip(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
     reader.close()
 
 
-def test_s3_read_resumes_after_a_dropped_connection(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_read_resumes_after_a_dropped_connection(
+    storage: RoutingObjectStore, s3_client: Any, s3_bucket: str
+) -> None:
     data = b"".join(_blocks(3 * MiB))
     _put(s3_client, s3_bucket, "big.csv", data)
     with storage.open_read(f"s3://{s3_bucket}/big.csv") as reader:
@@ -378,7 +381,7 @@ def test_s3_read_resumes_after_a_dropped_connection(storage: Storage, s3_client:
     assert head + rest == data
 
 
-def test_s3_multipart_write(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_multipart_write(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     uri = f"s3://{s3_bucket}/out/big.csv"
     digest = hashlib.sha256()
     with storage.open_write(uri) as writer:
@@ -396,7 +399,7 @@ def test_s3_multipart_write(storage: Storage, s3_client: Any, s3_bucket: str) ->
     assert back.digest() == digest.digest()
 
 
-def test_s3_failed_write_leaves_nothing(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_failed_write_leaves_nothing(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     uri = f"s3://{s3_bucket}/out/big.csv"
     with pytest.raises(RuntimeError), storage.open_write(uri) as writer:
         for block in _blocks(10 * MiB):  # past the first part, so an upload is under way
@@ -407,7 +410,7 @@ def test_s3_failed_write_leaves_nothing(storage: Storage, s3_client: Any, s3_buc
     assert s3_client.list_objects_v2(Bucket=s3_bucket)["KeyCount"] == 0
 
 
-def test_s3_small_gzip_write(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_small_gzip_write(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     uri = f"s3://{s3_bucket}/small.csv.gz"
     with storage.open_write(uri) as writer:
         writer.write(b"a\n1\n")
@@ -419,7 +422,7 @@ def test_s3_small_gzip_write(storage: Storage, s3_client: Any, s3_bucket: str) -
 
 @pytest.mark.parametrize("threshold", [5 * 1024 * MiB, 5 * MiB], ids=["copy_object", "managed_copy"])
 def test_s3_publish(s3_client: Any, s3_bucket: str, threshold: int) -> None:
-    storage = Storage(s3_copy_threshold=threshold)
+    storage = RoutingObjectStore(s3_copy_threshold=threshold)
     data = b"".join(_blocks(12 * MiB))
     temp, final = f"s3://{s3_bucket}/_tmp/run/part.csv", f"s3://{s3_bucket}/out/part.csv"
     with storage.open_write(temp) as writer:
@@ -430,7 +433,7 @@ def test_s3_publish(s3_client: Any, s3_bucket: str, threshold: int) -> None:
     assert s3_client.get_object(Bucket=s3_bucket, Key="out/part.csv")["Body"].read() == data
 
 
-def test_s3_delete(storage: Storage, s3_client: Any, s3_bucket: str) -> None:
+def test_s3_delete(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:
     _put(s3_client, s3_bucket, "k.csv", b"x")
     storage.delete(f"s3://{s3_bucket}/k.csv")
     storage.delete(f"s3://{s3_bucket}/k.csv")

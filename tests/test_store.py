@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.store.sql import SqlStore, utcnow
+from mlsvc.metadata.sql import SqlMetadataStore, utcnow
 
 
 def _record(rid: str, name: str = "n", offset_s: int = 0, **extra: object) -> dict[str, object]:
@@ -26,7 +26,7 @@ def _record(rid: str, name: str = "n", offset_s: int = 0, **extra: object) -> di
     }
 
 
-def test_create_get_and_doc_fields_round_trip(store: SqlStore) -> None:
+def test_create_get_and_doc_fields_round_trip(store: SqlMetadataStore) -> None:
     row, created = store.create("datasource", _record("a", target="churned"), "h1", {"team": "x"}, None)
     assert created
     got = store.get("datasource", "a")
@@ -35,26 +35,26 @@ def test_create_get_and_doc_fields_round_trip(store: SqlStore) -> None:
     assert row == got
 
 
-def test_same_id_same_request_returns_existing_and_different_request_conflicts(store: SqlStore) -> None:
+def test_same_id_same_request_returns_existing_and_different_request_conflicts(store: SqlMetadataStore) -> None:
     store.create("datasource", _record("a"), "h1", {}, "datasource.create")
     again, created = store.create("datasource", _record("a", name="other"), "h1", {}, "datasource.create")
     assert not created and again["name"] == "n"
     with pytest.raises(MlsvcError) as info:
         store.create("datasource", _record("a"), "h2", {}, "datasource.create")
     assert info.value.code == ErrorCode.CONFLICT
-    from mlsvc.jobs.queue import JobQueue
+    from mlsvc.metadata.queue import SqlJobQueue
 
-    assert JobQueue(store, 5).claim("w") is not None
-    assert JobQueue(store, 5).claim("w") is None  # the retry did not enqueue a second job
+    assert SqlJobQueue(store, 5).claim("w") is not None
+    assert SqlJobQueue(store, 5).claim("w") is None  # the retry did not enqueue a second job
 
 
-def test_unknown_id_is_not_found(store: SqlStore) -> None:
+def test_unknown_id_is_not_found(store: SqlMetadataStore) -> None:
     with pytest.raises(MlsvcError) as info:
         store.get("model", "nope")
     assert info.value.code == ErrorCode.NOT_FOUND
 
 
-def test_pages_follow_next_token_newest_first_without_gaps_or_repeats(store: SqlStore) -> None:
+def test_pages_follow_next_token_newest_first_without_gaps_or_repeats(store: SqlMetadataStore) -> None:
     for i in range(7):
         store.create("datasource", _record(f"d{i}", offset_s=i // 2), f"h{i}", {}, None)
     seen, token = [], None
@@ -68,7 +68,7 @@ def test_pages_follow_next_token_newest_first_without_gaps_or_repeats(store: Sql
     assert created == sorted(created, reverse=True)
 
 
-def test_filters_status_name_prefix_and_tags(store: SqlStore) -> None:
+def test_filters_status_name_prefix_and_tags(store: SqlMetadataStore) -> None:
     store.create("datasource", _record("a", name="churn_2024"), "h", {"env": "prod"}, None)
     store.create("datasource", _record("b", name="churn%x"), "h", {"env": "dev"}, None)
     store.create("datasource", _record("c", name="fraud"), "h", {}, None)
@@ -82,19 +82,19 @@ def test_filters_status_name_prefix_and_tags(store: SqlStore) -> None:
     assert names(status="DELETED") == ["c"]
 
 
-def test_bad_token_is_a_clear_error(store: SqlStore) -> None:
+def test_bad_token_is_a_clear_error(store: SqlMetadataStore) -> None:
     with pytest.raises(MlsvcError) as info:
         store.list("datasource", next_token="garbage!")
     assert info.value.code == ErrorCode.INVALID_REQUEST
 
 
-def test_tags_merge_and_remove(store: SqlStore) -> None:
+def test_tags_merge_and_remove(store: SqlMetadataStore) -> None:
     store.create("model", _record("m", datasource_id="d", version=None), "h", {"a": "1", "b": "2"}, None)
     store.set_tags("model", "m", {"a": None, "c": "3"})
     assert store.get("model", "m")["tags"] == {"b": "2", "c": "3"}
 
 
-def test_versions_aliases_and_latest_completed(store: SqlStore) -> None:
+def test_versions_aliases_and_latest_completed(store: SqlMetadataStore) -> None:
     for v in (1, 2, 3):
         store.create("model", _record(f"m{v}", name="churn", datasource_id="d"), "h", {}, None)
         store.update("model", f"m{v}", {"version": v, "status": "COMPLETED" if v < 3 else "FAILED"})
@@ -109,7 +109,7 @@ def test_versions_aliases_and_latest_completed(store: SqlStore) -> None:
     assert store.alias_version("churn", "production") is None
 
 
-def test_version_is_unique_per_name(store: SqlStore) -> None:
+def test_version_is_unique_per_name(store: SqlMetadataStore) -> None:
     from sqlalchemy.exc import IntegrityError
 
     store.create("model", _record("m1", name="churn", datasource_id="d"), "h", {}, None)
@@ -120,15 +120,15 @@ def test_version_is_unique_per_name(store: SqlStore) -> None:
 
 
 def test_migrations_are_idempotent(store_url: str) -> None:
-    SqlStore(store_url).dispose()
-    again = SqlStore(store_url)  # a second start applies nothing and loses nothing
+    SqlMetadataStore(store_url).dispose()
+    again = SqlMetadataStore(store_url)  # a second start applies nothing and loses nothing
     again.create("datasource", _record("a"), "h", {}, None)
-    SqlStore(store_url).dispose()
+    SqlMetadataStore(store_url).dispose()
     assert again.get("datasource", "a")["id"] == "a"
     again.dispose()
 
 
-def test_same_request_tells_a_retry_from_a_conflict(store: SqlStore) -> None:
+def test_same_request_tells_a_retry_from_a_conflict(store: SqlMetadataStore) -> None:
     assert store.same_request("model", "m", "h1") is None
     store.create("model", _record("m", datasource_id="d"), "h1", {}, None)
     assert store.same_request("model", "m", "h1")["id"] == "m"
@@ -137,7 +137,7 @@ def test_same_request_tells_a_retry_from_a_conflict(store: SqlStore) -> None:
     assert info.value.code == ErrorCode.CONFLICT
 
 
-def test_batch_rows_scored_are_summed_by_the_database(store: SqlStore) -> None:
+def test_batch_rows_scored_are_summed_by_the_database(store: SqlMetadataStore) -> None:
     for i, rows in enumerate((5000, 300)):
         store.create("batch_prediction", _record(f"b{i}", model_id="m", output_uri="/o"), "h", {}, None)
         store.update("batch_prediction", f"b{i}", {"rows_scored": rows})

@@ -14,8 +14,8 @@ from mlsvc.datasources.scan import OpenedFiles, ScanCounts, count_rows, require_
 from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.objects import ObjectInfo, ObjectStore
 from mlsvc.resources import Rearrangement, Schema
-from mlsvc.storage import ObjectInfo, Storage
 
 if TYPE_CHECKING:
     from mlsvc.jobs.worker import JobContext
@@ -130,7 +130,7 @@ def _check_counts(counts: ScanCounts, ds: Mapping[str, Any], schema: Schema, fil
 
 
 def settle_schema(
-    storage: Storage,
+    storage: ObjectStore,
     ds: Mapping[str, Any],
     files: list[ObjectInfo],
     heads: dict[str, bytes] | None = None,
@@ -147,7 +147,7 @@ def settle_schema(
     )
 
 
-def _given_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema | None:
+def _given_schema(storage: ObjectStore, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema | None:
     if ds.get("schema"):
         return Schema.model_validate(ds["schema"])
     if ds.get("schema_uri"):
@@ -158,14 +158,14 @@ def _given_schema(storage: Storage, ds: Mapping[str, Any], files: list[ObjectInf
     return None
 
 
-def _read_schema(storage: Storage, uri: str, what: str) -> Schema:
+def _read_schema(storage: ObjectStore, uri: str, what: str) -> Schema:
     try:
         return schema_from_json(storage.read_bytes(uri, SCHEMA_FILE_LIMIT))
     except MlsvcError as exc:
         raise MlsvcError(exc.code, f"{what} {uri}: {exc.message}", {**exc.details, "schema_uri": uri}) from exc
 
 
-def _optional_exists(storage: Storage, uri: str) -> bool:
+def _optional_exists(storage: ObjectStore, uri: str) -> bool:
     """Whether an optional file is there. S3 answers 403 for a missing key to callers who may not list the
     bucket, so a denied look counts as absent: the data's own read will say if access is really the problem.
     So does a place mlsvc may not look (``folder.schema`` beside a folder that is itself a local root)."""
@@ -192,7 +192,7 @@ def _schema_candidates(data_uri: str, files: list[ObjectInfo]) -> list[str]:
 
 
 def _head(
-    storage: Storage,
+    storage: ObjectStore,
     info: ObjectInfo,
     heads: dict[str, bytes] | None,
     keep: bool = True,
@@ -216,7 +216,7 @@ def _head(
 
 
 def _infer(
-    storage: Storage,
+    storage: ObjectStore,
     files: list[ObjectInfo],
     target: str | None,
     row_id: str | None,
@@ -270,7 +270,7 @@ def _shown(names: list[str]) -> str:
 
 
 def read_layout(
-    storage: Storage,
+    storage: ObjectStore,
     files: list[ObjectInfo],
     schema: Schema,
     exact: bool = False,

@@ -15,8 +15,8 @@ from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, RawChunk
 from mlsvc.datasources.rearrangement import select_rows
 from mlsvc.datasources.values import Column, coerce_columns, objects
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.objects import ObjectInfo, ObjectStore
 from mlsvc.resources import Schema, Splitting
-from mlsvc.storage import ObjectInfo, Storage
 
 
 @dataclass
@@ -146,7 +146,7 @@ def _where(examples: list[dict[str, object]]) -> str:
 
 
 def scan(
-    storage: Storage,
+    storage: ObjectStore,
     files: list[ObjectInfo],
     names_by_file: dict[str, list[str]],
     schema: Schema,
@@ -182,7 +182,7 @@ def scan(
 
 
 def scan_columns(
-    storage: Storage,
+    storage: ObjectStore,
     files: list[ObjectInfo],
     names_by_file: dict[str, list[str]],
     schema: Schema,
@@ -268,7 +268,7 @@ def _typed(
 
 
 def count_rows(
-    storage: Storage,
+    storage: ObjectStore,
     files: list[ObjectInfo],
     names_by_file: dict[str, list[str]],
     schema: Schema,
@@ -310,7 +310,7 @@ class OpenedFiles:
 
 
 def _raw_chunks(
-    storage: Storage,
+    storage: ObjectStore,
     info: ObjectInfo,
     names: list[str],
     schema: Schema,

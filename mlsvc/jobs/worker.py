@@ -14,9 +14,10 @@ from typing import Any
 
 from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
-from mlsvc.jobs.queue import Claim, JobQueue, LeaseLost
-from mlsvc.storage import Storage
-from mlsvc.store.sql import SqlStore
+from mlsvc.metadata import Claim, JobQueue, LeaseLost
+from mlsvc.metadata.queue import SqlJobQueue
+from mlsvc.metadata.sql import SqlMetadataStore
+from mlsvc.objects import RoutingObjectStore
 
 log = logging.getLogger("mlsvc.worker")
 
@@ -32,12 +33,12 @@ HANDLERS: dict[str, str] = {
 class JobContext:
     """What a handler gets: the resource, the settings and parts, and a way to report progress."""
 
-    def __init__(self, settings: Settings, store: SqlStore, queue: JobQueue, claim: Claim) -> None:
+    def __init__(self, settings: Settings, store: SqlMetadataStore, queue: JobQueue, claim: Claim) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.claim = claim
-        self.storage = Storage(settings.local_roots)
+        self.storage = RoutingObjectStore(settings.local_roots)
         self.resource: dict[str, Any] = store.get(claim.resource_kind, claim.resource_id)
         # Set with the result, in its transaction: (name, alias, version).
         self.aliases: list[tuple[str, str, int]] = []
@@ -60,11 +61,13 @@ def load_handler(kind: str) -> Handler:
 class Worker:
     """One worker: a loop that runs jobs one at a time in this process."""
 
-    def __init__(self, settings: Settings, store: SqlStore | None = None, parent_pid: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: SqlMetadataStore | None = None, parent_pid: int | None = None
+    ) -> None:
         self.settings = settings
         self.parent_pid = parent_pid
-        self.store = store or SqlStore(settings.database_url)
-        self.queue = JobQueue(self.store, settings.job_lease_s)
+        self.store = store or SqlMetadataStore(settings.database_url)
+        self.queue = SqlJobQueue(self.store, settings.job_lease_s)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
 

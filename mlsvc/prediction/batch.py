@@ -21,10 +21,10 @@ from mlsvc.datasources.job import read_layout
 from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.objects import ObjectInfo, ObjectStore
 from mlsvc.prediction.scorer import ModelCard, Scorer
-from mlsvc.registry import Registry
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.resources import Attribute, AttributeType, ModelType, Rearrangement, Schema, Splitting
-from mlsvc.storage import ObjectInfo, Storage
 from mlsvc.training.data import schema_for_model
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def _format(card: ModelCard, row_ids: np.ndarray | None, output: np.ndarray) -> 
     return frame.to_csv(index=False, header=False, float_format="%.10g")
 
 
-def _publish(storage: Storage, outputs: list[dict[str, Any]], manifest_uri: str, manifest_staging: str) -> None:
+def _publish(storage: ObjectStore, outputs: list[dict[str, Any]], manifest_uri: str, manifest_staging: str) -> None:
     """Results under their final names first, the manifest last: a reader that finds the manifest finds
     every file it lists whole."""
     with storage.open_write(manifest_staging) as out:
@@ -233,7 +233,7 @@ def _publish(storage: Storage, outputs: list[dict[str, Any]], manifest_uri: str,
     storage.publish(manifest_staging, manifest_uri)
 
 
-def _discard_earlier_attempts(storage: Storage, staging_root: str) -> None:
+def _discard_earlier_attempts(storage: ObjectStore, staging_root: str) -> None:
     """A retried job starts clean: whatever an earlier attempt staged is removed (best effort)."""
     try:
         leftovers = storage.list_data_files(staging_root + "/")
@@ -262,7 +262,7 @@ _process_scorer: Scorer | None = None
 
 def _init_process(settings: Settings, model: Mapping[str, Any]) -> None:
     global _process_scorer
-    _process_scorer = Scorer(ModelCard.from_resource(model), Registry(settings).load(model["model_uri"]))
+    _process_scorer = Scorer(ModelCard.from_resource(model), MlflowRegistry(settings).load(model["model_uri"]))
 
 
 def _score_in_process(columns: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
@@ -280,7 +280,7 @@ class _Scoring:
         self.scorer: Scorer | None = None
         self.recommender: Any = None
         if card is None:  # a recommender answers whole chunks of users itself, fast enough in this process
-            self.recommender = Registry(settings).load(model["model_uri"])
+            self.recommender = MlflowRegistry(settings).load(model["model_uri"])
         elif self.processes > 1:
             self.pool = ProcessPoolExecutor(
                 self.processes,
@@ -289,7 +289,7 @@ class _Scoring:
                 initargs=(settings, dict(model)),
             )
         else:
-            self.scorer = Scorer(card, Registry(settings).load(model["model_uri"]))
+            self.scorer = Scorer(card, MlflowRegistry(settings).load(model["model_uri"]))
 
     def __enter__(self) -> _Scoring:
         return self

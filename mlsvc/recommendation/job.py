@@ -11,7 +11,7 @@ import pandas as pd
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.recommendation.loop import train_recommender
 from mlsvc.recommendation.metrics import summary_metrics
-from mlsvc.registry import Registry
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.training import data as training_data
 from mlsvc.training.job import incumbent_production, record_evaluation, set_production
 
@@ -37,7 +37,7 @@ def run(ctx: JobContext, model: Mapping[str, Any], ds: Mapping[str, Any]) -> Map
     ctx.progress(0.9, message="registering the model in MLflow")
     user_column = recommender.roles["user"]
     example = pd.DataFrame({user_column: interactions[user_column].dropna().astype(str).head(3).tolist()})
-    registry = Registry(ctx.settings)
+    registry = MlflowRegistry(ctx.settings)
     figures = summary_metrics(outcome.evaluation)
     registered = registry.log_model(
         model["name"],
@@ -95,7 +95,7 @@ def _items(ctx: JobContext, model: Mapping[str, Any]) -> pd.DataFrame | None:
 
 
 def _promote(
-    ctx: JobContext, registry: Registry, model: Mapping[str, Any], version: int, ndcg: float
+    ctx: JobContext, registry: MlflowRegistry, model: Mapping[str, Any], version: int, ndcg: float
 ) -> dict[str, Any]:
     """The first version becomes production; a later one when its holdout NDCG beats production's recorded
     holdout NDCG (each on its own holdout: a recommender's holdout is the last items of its own users)."""

@@ -10,10 +10,10 @@ import uvicorn
 
 from mlsvc.config import Settings
 from mlsvc.jobs.processes import WorkerPool
-from mlsvc.registry import Registry
+from mlsvc.metadata.sql import utcnow
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.server.app import create_app
 from mlsvc.service import Service
-from mlsvc.store.sql import utcnow
 
 log = logging.getLogger("mlsvc.serve")
 WARM_EVERY_S = 2.0
@@ -43,7 +43,7 @@ def serve(settings: Settings, workers: int | None = None) -> None:
     print(settings.describe(), flush=True)
     service = Service(settings)
     # Create MLflow's database once here, before several workers could race to create it.
-    Registry(settings).initialize()
+    MlflowRegistry(settings).initialize()
     pool = WorkerPool(settings, settings.workers if workers is None else workers)
     pool.start()
     if settings.examples:

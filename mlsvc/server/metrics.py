@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlsvc.store.sql import SqlStore
+from mlsvc.metadata.sql import SqlMetadataStore
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 class Metrics:
     """The service's instruments, in a registry of their own (so that several apps can live in one process)."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlMetadataStore) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mlsvc_http_requests_total",
@@ -67,7 +67,7 @@ class Metrics:
 class StoreCollector(Collector):
     """Figures that live in the metadata store, read at scrape time so every process's work is counted."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlMetadataStore) -> None:
         self.store = store
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

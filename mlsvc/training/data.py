@@ -15,8 +15,8 @@ from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, scan
 from mlsvc.datasources.values import BINARY_TRUE
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.objects import ObjectStore
 from mlsvc.resources import Attribute, AttributeType, ModelType, Rearrangement, Schema
-from mlsvc.storage import Storage
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TrainingData:
 
 
 def load(
-    storage: Storage,
+    storage: ObjectStore,
     ds: Mapping[str, Any],
     target: str,
     model_type: ModelType | None,
@@ -52,7 +52,7 @@ def load(
 
 
 def load_labelled(
-    storage: Storage,
+    storage: ObjectStore,
     ds: Mapping[str, Any],
     features: list[Attribute],
     target: str,
@@ -87,7 +87,7 @@ def schema_for_model(ds_schema: Schema, features: list[Attribute], ds_id: str) -
     )
 
 
-def read_table(storage: Storage, ds: Mapping[str, Any], on_progress: Callable[[float], None]) -> pd.DataFrame:
+def read_table(storage: ObjectStore, ds: Mapping[str, Any], on_progress: Callable[[float], None]) -> pd.DataFrame:
     """Every kept, valid row of a datasource, all its attributes typed (interactions and item tables)."""
     schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": None})
     files = [storage.stat(uri) for uri in ds["files"]]
@@ -104,7 +104,7 @@ def read_table(storage: Storage, ds: Mapping[str, Any], on_progress: Callable[[f
 
 
 def read_rows(
-    storage: Storage,
+    storage: ObjectStore,
     ds: Mapping[str, Any],
     schema: Schema,
     features: list[Attribute],

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.registry import Registry
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.resources import Attribute, ModelType
 from mlsvc.training import data as training_data
 from mlsvc.training.evaluation import evaluate
@@ -34,7 +34,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     else:
         y = training_data.encode_labels(raw_y, model["classes"])
     ctx.progress(0.7, message=f"scoring {len(X)} rows")
-    pipeline = Registry(ctx.settings).load(model["model_uri"])
+    pipeline = MlflowRegistry(ctx.settings).load(model["model_uri"])
     output = predict_output(pipeline, model_type, X, len(model.get("classes") or []))
     threshold = DEFAULT_THRESHOLD if model.get("score_threshold") is None else model["score_threshold"]
     insights = evaluate(model_type, y, output, model.get("classes"), threshold)

@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.inspection import permutation_importance
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.registry import Registry
+from mlsvc.metadata.sql import utcnow
+from mlsvc.registry.mlflow_registry import MlflowRegistry
 from mlsvc.resources import ModelType, Schema
-from mlsvc.store.sql import utcnow
 from mlsvc.training import data as training_data
 from mlsvc.training.evaluation import evaluate, summary_metrics
 from mlsvc.training.loop import default_budget_s, predict_output, train
@@ -75,7 +75,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     importances = attribute_importances(outcome.pipeline, data.model_type, holdout, seed)
     leaderboard = json.loads(json.dumps(outcome.leaderboard, default=str))
     ctx.progress(0.9, message="registering the model in MLflow")
-    registry = Registry(ctx.settings)
+    registry = MlflowRegistry(ctx.settings)
     registered = registry.log_model(
         model["name"],
         outcome.pipeline,
@@ -220,7 +220,7 @@ def evaluation_fields(insights: dict[str, Any], figures: dict[str, float] | None
 
 def _promote(
     ctx: JobContext,
-    registry: Registry,
+    registry: MlflowRegistry,
     model: Mapping[str, Any],
     version: int,
     data: training_data.TrainingData,
@@ -252,7 +252,7 @@ def _promote(
 
 
 def _score_incumbent(
-    registry: Registry,
+    registry: MlflowRegistry,
     incumbent: Mapping[str, Any] | None,
     data: training_data.TrainingData,
     holdout: training_data.TrainingData,
@@ -272,7 +272,7 @@ def _score_incumbent(
     return selection_score(data.model_type, holdout.y, output)
 
 
-def set_production(ctx: JobContext, registry: Registry, name: str, version: int) -> None:
+def set_production(ctx: JobContext, registry: MlflowRegistry, name: str, version: int) -> None:
     """Make ``version`` production when the job's result is recorded (in its transaction), then tell MLflow."""
     ctx.aliases.append((name, "production", version))
     ctx.after_complete.append(lambda: registry.set_alias(name, "production", version))

@@ -1,4 +1,4 @@
-"""MLflow: runs, registered models, versions, aliases, and loading a model; the only module that imports mlflow."""
+"""The registry plane on MLflow: runs, registered models, versions, aliases, loading; the one importer of mlflow."""
 
 from __future__ import annotations
 
@@ -6,26 +6,19 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mlsvc.config import Settings
+from mlsvc.registry import RegisteredVersion
 
 log = logging.getLogger("mlsvc.registry")
 EXPERIMENT = "mlsvc"
 
 
-@dataclass(frozen=True)
-class RegisteredVersion:
-    run_id: str
-    version: int
-    model_uri: str
-
-
-class Registry:
+class MlflowRegistry:
     """The MLflow tracking server and model registry that mlsvc's settings point at."""
 
     def __init__(self, settings: Settings) -> None:

@@ -1,49 +1,22 @@
-"""The job queue: claiming with a lease, heartbeats, completion and failure, all in the metadata store."""
+"""The job queue on the SQL metadata store: claims with a lease, heartbeats, completion and failure."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 
-from mlsvc.store.sql import SqlStore, utcnow
-from mlsvc.store.tables import RESOURCE_TABLES, jobs
-
-# Which resource table each job kind reports to.
-RESOURCE_OF_JOB = {
-    "datasource.create": "datasource",
-    "model.train": "model",
-    "evaluation.run": "evaluation",
-    "batch_prediction.run": "batch_prediction",
-}
+from mlsvc.metadata import RESOURCE_OF_JOB, Claim, JobQueue, LeaseLost
+from mlsvc.metadata.sql import SqlMetadataStore, utcnow
+from mlsvc.metadata.tables import RESOURCE_TABLES, jobs
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A job this worker holds: the lease is valid while ``attempt`` and ``owner`` still match the row."""
-
-    job_id: int
-    kind: str
-    resource_id: str
-    attempt: int
-    owner: str
-
-    @property
-    def resource_kind(self) -> str:
-        return RESOURCE_OF_JOB[self.kind]
-
-
-class LeaseLost(Exception):
-    """The lease ran out and another worker may hold the job: this worker must stop writing."""
-
-
-class JobQueue:
+class SqlJobQueue(JobQueue):
     """Operations on the ``jobs`` table. Every write that finishes a job checks the lease in the same transaction."""
 
-    def __init__(self, store: SqlStore, lease_s: float) -> None:
+    def __init__(self, store: SqlMetadataStore, lease_s: float) -> None:
         self.store = store
         self.lease = timedelta(seconds=lease_s)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from mlsvc.store.tables import metadata
+from mlsvc.metadata.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("mlsvc migrations run through mlsvc.store.migrate(), which passes a connection")
+    raise RuntimeError("mlsvc migrations run through mlsvc.metadata.migrate(), which passes a connection")
 
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():

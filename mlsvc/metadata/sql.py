@@ -13,8 +13,8 @@ from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, f
 from sqlalchemy.exc import IntegrityError
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.store.migrate import migrate
-from mlsvc.store.tables import RESOURCE_TABLES, jobs, model_aliases, tags
+from mlsvc.metadata.migrate import migrate
+from mlsvc.metadata.tables import RESOURCE_TABLES, jobs, model_aliases, tags
 
 # Columns that live in their own SQL column; every other resource field is kept in ``doc``.
 _COMMON = ("id", "name", "status", "message", "progress", "created_at", "updated_at")
@@ -72,8 +72,8 @@ def decode_token(token: str) -> tuple[datetime, str]:
         raise MlsvcError(ErrorCode.INVALID_REQUEST, "next_token is not one this service issued") from exc
 
 
-class SqlStore:
-    """Resources, tags, aliases and (through ``mlsvc.jobs.queue``) jobs, in one SQL database."""
+class SqlMetadataStore:
+    """Resources, tags, aliases and (through ``mlsvc.metadata.queue``) jobs, in one SQL database."""
 
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
@@ -329,14 +329,14 @@ class SqlStore:
     # --- figures for /metrics ---
 
     def job_counts(self) -> dict[str, int]:
-        from mlsvc.store.tables import jobs
+        from mlsvc.metadata.tables import jobs
 
         with self.transaction() as conn:
             rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
             return {state: int(count) for state, count in rows}
 
     def batch_rows_scored(self) -> int:
-        from mlsvc.store.tables import batch_predictions
+        from mlsvc.metadata.tables import batch_predictions
 
         with self.transaction() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(batch_predictions.c.rows_scored), 0))).scalar_one())

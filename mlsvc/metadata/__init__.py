@@ -1,0 +1,119 @@
+"""The metadata plane: resources, tags, aliases and the job queue, behind two interfaces (SQLite / PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+ResourceKind = Literal["datasource", "model", "evaluation", "batch_prediction"]
+# A resource as stored: its API fields plus the internal ones (model_uri, files, …), by field name.
+Document = dict[str, Any]
+TagFilter = tuple[str, str | None]
+
+# Which resource each job kind reports to.
+RESOURCE_OF_JOB: dict[str, ResourceKind] = {
+    "datasource.create": "datasource",
+    "model.train": "model",
+    "recommender.train": "model",
+    "evaluation.run": "evaluation",
+    "batch_prediction.run": "batch_prediction",
+}
+
+
+class MetadataStore(Protocol):
+    """Resources with their tags, model versions and aliases. Every method raises the catalogue's errors
+    (``MlsvcError``), never a database driver's."""
+
+    def create(
+        self,
+        kind: ResourceKind,
+        record: Mapping[str, Any],
+        request_hash: str,
+        resource_tags: Mapping[str, str],
+        job_kind: str | None,
+        max_attempts: int = 3,
+    ) -> tuple[Document, bool]:
+        """Insert a resource and its job in one transaction; (the resource, whether it was created)."""
+        ...
+
+    def same_request(self, kind: ResourceKind, resource_id: str, request_hash: str) -> Document | None: ...
+
+    def get(self, kind: ResourceKind, resource_id: str) -> Document: ...
+
+    def find(self, kind: ResourceKind, resource_id: str) -> Document | None: ...
+
+    def update(self, kind: ResourceKind, resource_id: str, fields: Mapping[str, Any]) -> None: ...
+
+    def set_tags(self, kind: ResourceKind, resource_id: str, changes: Mapping[str, str | None]) -> None: ...
+
+    def list(
+        self,
+        kind: ResourceKind,
+        *,
+        status: str | None = None,
+        name_prefix: str | None = None,
+        tag: TagFilter | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[Document], str | None]: ...
+
+    def model_by_version(self, name: str, version: int) -> Document | None: ...
+
+    def latest_completed_model(self, name: str) -> Document | None: ...
+
+    def model_name_exists(self, name: str) -> bool: ...
+
+    def alias_version(self, name: str, alias: str) -> int | None: ...
+
+    def set_alias(self, name: str, alias: str, version: int, *, require_status: str | None = None) -> bool: ...
+
+    def delete_alias(self, name: str, alias: str) -> None: ...
+
+    def delete_model(self, model_id: str) -> list[str]: ...
+
+    def job_counts(self) -> dict[str, int]: ...
+
+    def batch_rows_scored(self) -> int: ...
+
+    def dispose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker holds: the lease is valid while ``attempt`` and ``owner`` still match the row."""
+
+    job_id: int
+    kind: str
+    resource_id: str
+    attempt: int
+    owner: str
+
+    @property
+    def resource_kind(self) -> ResourceKind:
+        return RESOURCE_OF_JOB[self.kind]
+
+
+class LeaseLost(Exception):
+    """The lease ran out and another worker may hold the job: this worker must stop writing."""
+
+
+class JobQueue(Protocol):
+    """Durable jobs: claimed with a lease, kept by heartbeats, finished in the resource's transaction."""
+
+    def claim(self, owner: str) -> Claim | None: ...
+
+    def heartbeat(self, claim: Claim) -> bool: ...
+
+    def report(self, claim: Claim, fields: Mapping[str, Any]) -> None: ...
+
+    def complete(
+        self, claim: Claim, fields: Mapping[str, Any], aliases: Sequence[tuple[str, str, int]] = ()
+    ) -> None: ...
+
+    def fail(self, claim: Claim, message: str) -> None: ...
+
+    def release(self, claim: Claim) -> None: ...
+
+    def job_of(self, resource_id: str) -> Mapping[str, Any] | None: ...

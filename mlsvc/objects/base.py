@@ -1,0 +1,176 @@
+"""The object store's interface: files and objects named by URI, streamed, written atomically."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, NoReturn, Protocol, cast
+from urllib.parse import quote
+
+from mlsvc.errors import ErrorCode, MlsvcError
+
+DATA_SUFFIXES = (".csv", ".csv.gz")
+MiB = 1024 * 1024
+READ_BUFFER = 1 * MiB
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One file or object: where it is, its size in bytes and, for S3, its ETag (without quotes)."""
+
+    uri: str
+    size: int
+    etag: str | None
+
+
+class Sink(Protocol):
+    """Where open_write's bytes go until ``commit`` makes them visible or ``abort`` drops them."""
+
+    @property
+    def stream(self) -> BinaryIO: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ObjectStore(ABC):
+    """Streams bytes to and from one kind of storage. A backend implements the primitives; reading and writing
+    gzip by name, existence and small whole reads are the same for every backend."""
+
+    @abstractmethod
+    def check_uri(self, uri: str) -> str:
+        """Validate a URI (scheme, local containment) and return it normalized; no I/O."""
+
+    @abstractmethod
+    def list_data_files(self, uri: str) -> list[ObjectInfo]:
+        """The one file or object a URI names, or every .csv / .csv.gz under a prefix or directory, by key."""
+
+    @abstractmethod
+    def stat(self, uri: str) -> ObjectInfo:
+        """Size and ETag of one file or object."""
+
+    @abstractmethod
+    def open_raw(self, uri: str) -> BinaryIO:
+        """A streamed reader of the bytes as they are stored (no decompression)."""
+
+    @abstractmethod
+    def sink(self, uri: str) -> Sink:
+        """Where the bytes of a new file or object go until they are committed under ``uri``."""
+
+    @abstractmethod
+    def publish(self, src_uri: str, dst_uri: str) -> None:
+        """Move a finished output from its temporary name to its final one, where readers see it whole."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Remove one file or object; nothing happens if it is already gone."""
+
+    def exists(self, uri: str) -> bool:
+        """Whether the URI names an existing file or object (a directory or bare prefix is not one)."""
+        try:
+            self.stat(uri)
+        except MlsvcError as exc:
+            if exc.code in (ErrorCode.DATA_NOT_FOUND, ErrorCode.INVALID_REQUEST):
+                return False
+            raise
+        return True
+
+    def open_read(self, uri: str) -> BinaryIO:
+        """A streamed binary reader; names ending in .gz are gunzipped, so callers always see plain bytes."""
+        name = self.check_uri(uri)
+        raw = self.open_raw(uri)
+        if not name.lower().endswith(".gz"):
+            return raw
+        gz = gzip.GzipFile(filename="", mode="rb", fileobj=raw)
+        return cast(BinaryIO, io.BufferedReader(_GzipErrors(gz, raw, name), READ_BUFFER))
+
+    def read_bytes(self, uri: str, limit: int) -> bytes:
+        """The whole (decompressed) content of a small file such as a schema; refuses more than ``limit`` bytes."""
+        with self.open_read(uri) as reader:
+            data = reader.read(limit + 1)
+        if len(data) > limit:
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"{uri} is larger than {limit} bytes, the most mlsvc reads whole for this kind of file",
+                {"uri": uri, "limit": limit},
+            )
+        return data
+
+    @contextmanager
+    def open_write(self, uri: str) -> Iterator[BinaryIO]:
+        """A binary writer that appears under ``uri`` only on a clean exit; names ending in .gz are gzipped."""
+        gzipped = self.check_uri(uri).lower().endswith(".gz")
+        sink = self.sink(uri)
+        try:
+            # mtime=0 so the same rows always give the same bytes (and the same ETag).
+            stream = gzip.GzipFile(filename="", mode="wb", fileobj=sink.stream, mtime=0) if gzipped else sink.stream
+            yield cast(BinaryIO, stream)
+            if gzipped:
+                stream.close()  # writes the gzip trailer; the sink itself is finished by commit
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+
+    @staticmethod
+    def join(base_uri: str, *parts: str) -> str:
+        """Append path segments to a URI or path, with exactly one '/' between them."""
+        segments = [p.strip("/") for p in parts if p.strip("/")]
+        if not segments:
+            return base_uri
+        if base_uri.lower().startswith("file://"):
+            segments = [quote(s) for s in segments]
+        elif not base_uri.lower().startswith("s3://"):
+            return os.path.join(base_uri, *segments)
+        return "/".join([base_uri.rstrip("/"), *segments])
+
+
+def is_data_file(name: str) -> bool:
+    return name.lower().endswith(DATA_SUFFIXES)
+
+
+def raise_nothing_found(uri: str, seen: int | None) -> NoReturn:
+    others = f" ({seen} other objects are there)" if seen else ""
+    raise MlsvcError(
+        ErrorCode.DATA_NOT_FOUND,
+        f"no .csv or .csv.gz files under {uri}{others}; check the path, and that the files end in .csv or .csv.gz",
+        {"uri": uri},
+    )
+
+
+class _GzipErrors(io.RawIOBase):
+    """Reads through a GzipFile, reporting a bad or truncated gzip as INVALID_DATA when it is met."""
+
+    def __init__(self, gz: gzip.GzipFile, source: BinaryIO, name: str) -> None:
+        super().__init__()
+        self._gz = gz
+        self._source = source
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._gz.readinto(buffer)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            why = "it ends early, so it was probably cut short" if isinstance(exc, EOFError) else str(exc)
+            raise MlsvcError(
+                ErrorCode.INVALID_DATA,
+                f"{self._name} is not a valid gzip file ({why}); names ending in .gz are decompressed, "
+                "so rename a plain CSV to end in .csv",
+                {"uri": self._name},
+            ) from exc
+
+    def close(self) -> None:
+        if not self.closed:
+            self._gz.close()
+            self._source.close()  # GzipFile leaves a passed-in fileobj open
+        super().close()
