@@ -408,9 +408,9 @@ def child_mlsvc(
             import gc
 
             warm_uri, warm_rows = warm_up
-            made, _ = service.create_datasource(DataSourceCreate(data_uri=warm_uri, target=TARGET))
+            made, _ = service.datasources.create(DataSourceCreate(data_uri=warm_uri, target=TARGET))
             warm_ran = worker.run_once()
-            warm = service.get_datasource(made.id)
+            warm = service.datasources.get(made.id)
             if not warm_ran or warm.status is not Status.COMPLETED or warm.row_count != warm_rows:
                 raise SystemExit(f"the warm-up job did not complete: {warm.status} {warm.message}")
             del made, warm
@@ -428,9 +428,9 @@ def child_mlsvc(
             profiler = cProfile.Profile()
             profiler.enable()
         t0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
-        created, _ = service.create_datasource(DataSourceCreate(data_uri=uri, target=TARGET))
+        created, _ = service.datasources.create(DataSourceCreate(data_uri=uri, target=TARGET))
         ran = worker.run_once()
-        ds = service.get_datasource(created.id)
+        ds = service.datasources.get(created.id)
         seconds = time.perf_counter() - t0
         cpu_seconds, thread_cpu_seconds = time.process_time() - cpu0, time.thread_time() - thread0
         if profiler:

@@ -13,7 +13,7 @@ from typing import Any
 from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import DataSourceCreate, ModelCreate
-from mlsvc.service import Service
+from mlsvc.service import ListQuery, Service
 
 log = logging.getLogger("mlsvc.examples")
 SPECS = Path.cwd() / "models"
@@ -26,7 +26,7 @@ def load_specs(folder: Path = SPECS) -> list[dict[str, Any]]:
 def start_examples(settings: Settings, service: Service, folder: Path = SPECS) -> threading.Thread | None:
     """Seed the examples in the background when the store holds no datasource yet."""
     specs = load_specs(folder)
-    items, _ = service.store.list("datasource", limit=1)
+    items, _ = service.datasources.list(ListQuery(limit=1))
     if not specs or items:
         return None
     thread = threading.Thread(
@@ -51,8 +51,8 @@ def _datasource(service: Service, spec: dict[str, Any], root: Path, suffix: str 
     source = dict(spec)
     source["data_uri"] = str((root / source["data_uri"]).resolve())
     ds_id = f"example-{source.pop('name')}{suffix}"
-    ds, _ = service.create_datasource(DataSourceCreate(id=ds_id, name=ds_id, **source))
-    while (ds := service.get_datasource(ds.id)).status.value in ("PENDING", "INPROGRESS"):
+    ds, _ = service.datasources.create(DataSourceCreate(id=ds_id, name=ds_id, **source))
+    while (ds := service.datasources.get(ds.id)).status.value in ("PENDING", "INPROGRESS"):
         time.sleep(0.5)
     return ds.id
 
@@ -64,7 +64,7 @@ def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
         model["items_datasource_id"] = _datasource(service, {"name": spec["name"], **spec["items"]}, root, "-items")
     if budget := os.environ.get("MLSVC_EXAMPLES_BUDGET_S"):
         model["time_budget_s"] = float(budget)  # the tests train the examples quickly
-    service.create_model(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds_id, **model))
+    service.models.create(ModelCreate(id=f"example-{spec['name']}-v1", datasource_id=ds_id, **model))
     log.info("example %s: datasource %s, model training", spec["name"], ds_id)
 
 

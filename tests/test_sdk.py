@@ -472,7 +472,7 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     home = tmp_path_factory.mktemp("sdk-inproc")
     settings = _settings(home)
     app = create_app(settings)
-    worker = Worker(settings, app.state.service.store)
+    worker = Worker(settings, app.state.service.planes.metadata)
     thread = threading.Thread(target=worker.run_forever, name="sdk-test-worker", daemon=True)
     thread.start()
     yield InProcess(app, settings, home)

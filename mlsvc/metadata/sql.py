@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.metadata import MetadataStore
 from mlsvc.metadata.migrate import migrate
 from mlsvc.metadata.tables import RESOURCE_TABLES, jobs, model_aliases, tags
 
@@ -72,8 +73,8 @@ def decode_token(token: str) -> tuple[datetime, str]:
         raise MlsvcError(ErrorCode.INVALID_REQUEST, "next_token is not one this service issued") from exc
 
 
-class SqlMetadataStore:
-    """Resources, tags, aliases and (through ``mlsvc.metadata.queue``) jobs, in one SQL database."""
+class SqlMetadataStore(MetadataStore):
+    """Resources, tags, aliases and (through ``SqlJobQueue``) jobs, in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
@@ -87,8 +88,15 @@ class SqlMetadataStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DataError as exc:
+            # The database refused a value the request carried (PostgreSQL takes no NUL character in text).
+            raise MlsvcError(
+                ErrorCode.INVALID_REQUEST,
+                "a value in the request cannot be stored or looked up: it holds a NUL character or is too long",
+            ) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

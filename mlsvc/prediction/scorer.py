@@ -107,6 +107,19 @@ class RecommenderScorer:
     model: Any
     path: str = "recommender"
 
+    def answer(
+        self, user_id: object | None, item_id: object | None, k: int | None, exclude_seen: bool
+    ) -> dict[str, Any]:
+        """Items for ``user_id``, or items like ``item_id``: the answer's user or item, its recommendations
+        and whether it was a cold start."""
+        if user_id is not None:
+            found = self.model.recommend(str(user_id), k, exclude_seen)
+            key: dict[str, Any] = {"user_id": str(user_id)}
+        else:
+            found = self.model.similar_items(str(item_id), k)
+            key = {"item_id": str(item_id)}
+        return {**key, "recommendations": found["items"], "cold_start": bool(found.get("cold_start"))}
+
 
 class ScorerCache:
     """A bounded LRU of loaded scorers per model id, shared by the threads of one process."""

@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         description="A self-hosted machine-learning prediction service: datasources, models, predictions.",
     )
     app.state.service = service or Service(settings)
-    app.state.metrics = Metrics(app.state.service.store)
+    app.state.metrics = Metrics(app.state.service.figures)
     errors.install(app)
     auth = [Depends(require_api_key)]
     app.include_router(datasources.router, dependencies=auth)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from mlsvc.resources import BatchPrediction, BatchPredictionCreate, BatchPredictionPage, BatchPredictionUpdate
-from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+from mlsvc.server.deps import ListQueryDep, ModelIdFilter, ServiceDep
 
 router = APIRouter(prefix="/v1/batch-predictions", tags=["batch predictions"])
 
@@ -13,38 +13,28 @@ router = APIRouter(prefix="/v1/batch-predictions", tags=["batch predictions"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPrediction)
 def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, response: Response) -> BatchPrediction:
     """Predict for every row; results are gzipped CSV under ``output_uri``, with a manifest written last."""
-    batch, created = service.create_batch_prediction(body)
+    batch, created = service.batch_predictions.create(body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return batch
 
 
 @router.get("", response_model=BatchPredictionPage)
-def list_batch_predictions(
-    service: ServiceDep,
-    limit: Limit = 100,
-    next_token: NextToken = None,
-    status: StatusFilter = None,
-    name_prefix: NamePrefix = None,
-    tag: TagFilter = None,
-    model_id: str | None = Query(None, max_length=64),
-) -> BatchPredictionPage:
-    items, token = service.list_batch_predictions(
-        status=status, name_prefix=name_prefix, tag=tag, model_id=model_id, limit=limit, next_token=next_token
-    )
+def list_batch_predictions(service: ServiceDep, query: ListQueryDep, model_id: ModelIdFilter) -> BatchPredictionPage:
+    items, token = service.batch_predictions.list(query, model_id)
     return BatchPredictionPage(items=items, next_token=token)
 
 
 @router.get("/{batch_id}", response_model=BatchPrediction)
 def get_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
-    return service.get_batch_prediction(batch_id)
+    return service.batch_predictions.get(batch_id)
 
 
 @router.patch("/{batch_id}", response_model=BatchPrediction)
 def update_batch_prediction(batch_id: str, body: BatchPredictionUpdate, service: ServiceDep) -> BatchPrediction:
-    return service.update_batch_prediction(batch_id, body)
+    return service.batch_predictions.update(batch_id, body)
 
 
 @router.delete("/{batch_id}", response_model=BatchPrediction)
 def delete_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
-    return service.delete_batch_prediction(batch_id)
+    return service.batch_predictions.delete(batch_id)

@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from mlsvc.datasources.schema import schema_to_json
 from mlsvc.resources import DataSource, DataSourceCreate, DataSourcePage, DataSourceUpdate
-from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+from mlsvc.server.deps import ListQueryDep, ServiceDep
 
 router = APIRouter(prefix="/v1/datasources", tags=["datasources"])
 
@@ -15,36 +15,27 @@ router = APIRouter(prefix="/v1/datasources", tags=["datasources"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=DataSource)
 def create_datasource(body: DataSourceCreate, service: ServiceDep, response: Response) -> DataSource:
     """Register a CSV (one file or a prefix of files); a job infers the schema and computes statistics."""
-    ds, created = service.create_datasource(body)
+    ds, created = service.datasources.create(body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return ds
 
 
 @router.get("", response_model=DataSourcePage)
-def list_datasources(
-    service: ServiceDep,
-    limit: Limit = 100,
-    next_token: NextToken = None,
-    status: StatusFilter = None,
-    name_prefix: NamePrefix = None,
-    tag: TagFilter = None,
-) -> DataSourcePage:
-    items, token = service.list_datasources(
-        status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token
-    )
+def list_datasources(service: ServiceDep, query: ListQueryDep) -> DataSourcePage:
+    items, token = service.datasources.list(query)
     return DataSourcePage(items=items, next_token=token)
 
 
 @router.get("/{datasource_id}", response_model=DataSource)
 def get_datasource(datasource_id: str, service: ServiceDep) -> DataSource:
-    return service.get_datasource(datasource_id)
+    return service.datasources.get(datasource_id)
 
 
 @router.get("/{datasource_id}/schema", response_class=PlainTextResponse)
 def download_schema(datasource_id: str, service: ServiceDep) -> PlainTextResponse:
     """The datasource's schema as an Amazon ML ``.schema`` file."""
-    text = schema_to_json(service.datasource_schema(datasource_id))
+    text = schema_to_json(service.datasources.schema(datasource_id))
     return PlainTextResponse(
         text,
         media_type="application/json",
@@ -54,9 +45,9 @@ def download_schema(datasource_id: str, service: ServiceDep) -> PlainTextRespons
 
 @router.patch("/{datasource_id}", response_model=DataSource)
 def update_datasource(datasource_id: str, body: DataSourceUpdate, service: ServiceDep) -> DataSource:
-    return service.update_datasource(datasource_id, body)
+    return service.datasources.update(datasource_id, body)
 
 
 @router.delete("/{datasource_id}", response_model=DataSource)
 def delete_datasource(datasource_id: str, service: ServiceDep) -> DataSource:
-    return service.delete_datasource(datasource_id)
+    return service.datasources.delete(datasource_id)

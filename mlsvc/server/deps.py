@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.service import Service
+from mlsvc.security.auth import check_api_key
+from mlsvc.service import ListQuery, Service
 
 
 def get_service(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service
+    return service
 
 
 def require_api_key(request: Request) -> None:
     """When MLSVC_API_KEY is set, every /v1 call must carry it (Authorization: Bearer … or X-API-Key)."""
     expected = request.app.state.service.settings.api_key
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise MlsvcError(ErrorCode.UNAUTHENTICATED, "a valid API key is required (Authorization: Bearer KEY)")
+    check_api_key(expected, request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
@@ -32,3 +27,24 @@ NextToken = Annotated[str | None, Query(max_length=512, description="From the pr
 StatusFilter = Annotated[str | None, Query(pattern="^(PENDING|INPROGRESS|COMPLETED|FAILED|DELETED)$")]
 NamePrefix = Annotated[str | None, Query(max_length=256)]
 TagFilter = Annotated[str | None, Query(description="key or key=value", max_length=400)]
+
+
+def list_query(
+    limit: Limit = 100,
+    next_token: NextToken = None,
+    status: StatusFilter = None,
+    name_prefix: NamePrefix = None,
+    tag: TagFilter = None,
+) -> ListQuery:
+    """The list filters every collection takes, as the service's query."""
+    return ListQuery(status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token)
+
+
+ListQueryDep = Annotated[ListQuery, Depends(list_query)]
+
+
+def model_id_filter(model_id: str | None = Query(None, max_length=64)) -> str | None:
+    return model_id
+
+
+ModelIdFilter = Annotated[str | None, Depends(model_id_filter)]

@@ -9,7 +9,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlsvc.errors import HTTP_STATUS, ErrorCode, MlsvcError
@@ -44,14 +43,6 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_REQUEST)
         return error_response(code, str(exc.detail), status=exc.status_code)
-
-    @app.exception_handler(DataError)
-    async def _unstorable(_: Request, exc: DataError) -> Response:
-        # The database refused a value the request carried (PostgreSQL takes no NUL character in text).
-        return error_response(
-            ErrorCode.INVALID_REQUEST,
-            "a value in the request cannot be stored or looked up: it holds a NUL character or is too long",
-        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

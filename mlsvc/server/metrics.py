@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlsvc.metadata.sql import SqlMetadataStore
+from mlsvc.service import PredictionOutcome, ServiceFigures
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 class Metrics:
     """The service's instruments, in a registry of their own (so that several apps can live in one process)."""
 
-    def __init__(self, store: SqlMetadataStore) -> None:
+    def __init__(self, figures: Callable[[], ServiceFigures]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mlsvc_http_requests_total",
@@ -58,25 +58,32 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
-        self.registry.register(StoreCollector(store))
+        self.registry.register(StoreCollector(figures))
+
+    def observe_prediction(self, outcome: PredictionOutcome, seconds: float) -> None:
+        self.predictions.labels(outcome.model_id, str(outcome.version), outcome.path).inc(outcome.count)
+        if outcome.path == "pipeline":
+            self.fallbacks.labels(outcome.model_id).inc(outcome.count)
+        self.predict_latency.labels(outcome.model_id).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class StoreCollector(Collector):
-    """Figures that live in the metadata store, read at scrape time so every process's work is counted."""
+    """Figures of the whole deployment, read through the service at scrape time so every process's work counts."""
 
-    def __init__(self, store: SqlMetadataStore) -> None:
-        self.store = store
+    def __init__(self, figures: Callable[[], ServiceFigures]) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        figures = self.figures()
         jobs = GaugeMetricFamily("mlsvc_jobs", "Jobs in the queue by state.", labels=["state"])
-        for state, count in self.store.job_counts().items():
+        for state, count in figures.jobs_by_state.items():
             jobs.add_metric([state], count)
         yield jobs
         rows = GaugeMetricFamily("mlsvc_batch_rows_scored", "Rows scored by batch predictions, all time.")
-        rows.add_metric([], self.store.batch_rows_scored())
+        rows.add_metric([], figures.batch_rows_scored)
         yield rows
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate, PredictRequest, PredictResponse
 from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 INLINE_BYTES = 16 * 1024
@@ -20,7 +21,7 @@ INLINE_BYTES = 16 * 1024
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Model)
 def create_model(body: ModelCreate, service: ServiceDep, response: Response) -> Model:
     """Train a new version of the model ``name`` on a COMPLETED datasource."""
-    model, created = service.create_model(body)
+    model, created = service.models.create(body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return model
@@ -36,38 +37,38 @@ def list_models(
     name: str | None = Query(None, max_length=64),
     tag: TagFilter = None,
 ) -> ModelPage:
-    items, token = service.list_models(
-        status=status, name_prefix=name_prefix, name=name, tag=tag, limit=limit, next_token=next_token
-    )
+    # Written out rather than through list_query: ``name`` sits among the common filters in the API's order.
+    query = ListQuery(status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token)
+    items, token = service.models.list(query, name)
     return ModelPage(items=items, next_token=token)
 
 
 @router.get("/{ref}", response_model=Model)
 def get_model(ref: str, service: ServiceDep) -> Model:
     """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``."""
-    return service.get_model(ref)
+    return service.models.get(ref)
 
 
 @router.patch("/{ref}", response_model=Model)
 def update_model(ref: str, body: ModelUpdate, service: ServiceDep) -> Model:
-    return service.update_model(ref, body)
+    return service.models.update(ref, body)
 
 
 @router.delete("/{ref}", response_model=Model)
 def delete_model(ref: str, service: ServiceDep) -> Model:
-    return service.delete_model(ref)
+    return service.models.delete(ref)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=Model)
 def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Model:
     """Point ``alias`` (e.g. ``production``) at a COMPLETED version of ``name``."""
-    return service.set_alias(name, alias, body.version)
+    return service.models.set_alias(name, alias, body.version)
 
 
 @router.delete("/{name}/aliases/{alias}", response_model=Model)
 def delete_alias(name: str, alias: str, service: ServiceDep) -> Model:
     """Remove ``alias`` from ``name``; predictions by ``name:alias`` then answer 404."""
-    return service.delete_alias(name, alias)
+    return service.models.delete_alias(name, alias)
 
 
 @router.post("/{ref}/predict", response_model=PredictResponse)
@@ -77,19 +78,14 @@ async def predict(ref: str, body: PredictRequest, service: ServiceDep, request: 
     started = time.perf_counter()
     try:
         small = int(request.headers.get("content-length") or INLINE_BYTES + 1) <= INLINE_BYTES
-        if small and service.answers_at_once(ref):
-            # Scoring a loaded model takes a fraction of a millisecond: cheaper here than a thread hand-off.
-            result = service.predict(ref, body)
-        else:  # loading a model or reading the store would block the event loop
-            result = await run_in_threadpool(service.predict, ref, body)
+        # Scoring a loaded model takes a fraction of a millisecond: cheaper here than a thread hand-off. Loading a
+        # model or reading the store would block the event loop, so that goes to a thread.
+        outcome = service.predictions.predict_if_loaded(ref, body) if small else None
+        if outcome is None:
+            outcome = await run_in_threadpool(service.predictions.predict, ref, body)
     except MlsvcError as exc:
         # Labelled by the model the reference found: a label per caller-made ref would grow without bound.
         metrics.predict_errors.labels(str(exc.details.get("id", "unknown")), exc.code.value).inc()
         raise
-    path = result.pop("path")
-    n = len(result["predictions"]) if "predictions" in result else 1  # a recommendation answers one user or item
-    metrics.predictions.labels(result["model_id"], str(result["version"]), path).inc(n)
-    if path == "pipeline":
-        metrics.fallbacks.labels(result["model_id"]).inc(n)
-    metrics.predict_latency.labels(result["model_id"]).observe(time.perf_counter() - started)
-    return RawResponse(orjson.dumps(result), media_type="application/json")
+    metrics.observe_prediction(outcome, time.perf_counter() - started)
+    return RawResponse(orjson.dumps(outcome.answer), media_type="application/json")

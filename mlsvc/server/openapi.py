@@ -18,7 +18,7 @@ def openapi_document() -> str:
         )
         app = create_app(settings)
         text = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
-        app.state.service.store.dispose()
+        app.state.service.close()
         return text
 
 

@@ -1,0 +1,135 @@
+"""What every resource's operations share: ids, the identity of a retried create, list queries, tags and soft
+deletes, and the readiness of a datasource a job will read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.metadata import Document, MetadataStore, ResourceKind, TagFilter
+from mlsvc.metadata.sql import utcnow
+from mlsvc.resources import Status
+
+PREFIX: dict[ResourceKind, str] = {"datasource": "ds", "model": "ml", "evaluation": "ev", "batch_prediction": "bp"}
+R = TypeVar("R", bound=BaseModel)
+
+
+def new_id(kind: ResourceKind) -> str:
+    return f"{PREFIX[kind]}-{secrets.token_hex(6)}"
+
+
+def request_hash(body: Mapping[str, Any]) -> str:
+    """Identifies a create request's parameters, so a retry with the same id can be told from a conflict."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def pending_record(body: Mapping[str, Any], resource_id: str, **fields: Any) -> dict[str, Any]:
+    """A new resource as it is stored before its job runs."""
+    now: datetime = utcnow()
+    return {
+        **body,
+        "id": resource_id,
+        "status": Status.PENDING.value,
+        "message": "",
+        "progress": 0.0,
+        "created_at": now,
+        "updated_at": now,
+        **fields,
+    }
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A page of a list: filters (status, name prefix, a tag ``key`` or ``key=value``) and the page's place."""
+
+    status: str | None = None
+    name_prefix: str | None = None
+    tag: str | None = None
+    limit: int = 100
+    next_token: str | None = None
+
+    def tag_filter(self) -> TagFilter | None:
+        if not self.tag:
+            return None
+        key, sep, value = self.tag.partition("=")
+        return key, (value if sep else None)
+
+
+def list_page(
+    store: MetadataStore,
+    kind: ResourceKind,
+    shape: type[R],
+    query: ListQuery,
+    where: Mapping[str, Any] | None = None,
+) -> tuple[list[R], str | None]:
+    rows, token = store.list(
+        kind,
+        status=query.status,
+        name_prefix=query.name_prefix,
+        tag=query.tag_filter(),
+        where=where,
+        limit=query.limit,
+        next_token=query.next_token,
+    )
+    return [shape.model_validate(r) for r in rows], token
+
+
+def rename_and_tag(
+    store: MetadataStore, kind: ResourceKind, resource_id: str, name: str | None, tags: Mapping[str, str | None] | None
+) -> Document:
+    store.get(kind, resource_id)
+    if name is not None:
+        store.update(kind, resource_id, {"name": name})
+    if tags:
+        store.set_tags(kind, resource_id, tags)
+    return store.get(kind, resource_id)
+
+
+def soft_delete(store: MetadataStore, kind: ResourceKind, resource_id: str) -> Document:
+    """DELETED stays readable; deleting again changes nothing."""
+    store.get(kind, resource_id)
+    store.update(kind, resource_id, {"status": Status.DELETED.value})
+    return store.get(kind, resource_id)
+
+
+def ready_datasource(store: MetadataStore, datasource_id: str, what: str = "datasource") -> Document:
+    """A COMPLETED datasource by id, or the error that says why it cannot be used yet."""
+    ds = store.find("datasource", datasource_id)
+    if ds is None:
+        raise MlsvcError(ErrorCode.NOT_FOUND, f"{what} '{datasource_id}' not found", {"id": datasource_id})
+    status = ds["status"]
+    if status == Status.COMPLETED.value:
+        return ds
+    hint = {
+        "PENDING": "wait until it is COMPLETED",
+        "INPROGRESS": "wait until it is COMPLETED",
+        "FAILED": f"it failed: {ds.get('message', '')}",
+        "DELETED": "it was deleted",
+    }[status]
+    raise MlsvcError(
+        ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {status}; {hint}", {"id": ds["id"], "status": status}
+    )
+
+
+def completed_model(model: Document, purpose: str) -> Document:
+    """``model`` if it is COMPLETED; else the error that says it cannot be used for ``purpose`` yet."""
+    if model["status"] != Status.COMPLETED.value:
+        raise MlsvcError(
+            ErrorCode.NOT_READY,
+            f"model '{model['id']}' is {model['status']}; only a COMPLETED model can {purpose}",
+            {"id": model["id"]},
+        )
+    return model
+
+
+def name_from_uri(uri: str) -> str:
+    return (PurePosixPath(uri.rstrip("/")).name or uri)[:256]

@@ -1,0 +1,73 @@
+"""Datasource operations: register a CSV for its job to read, read, list, rename, tag, delete, and its schema."""
+
+from __future__ import annotations
+
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.metadata import MetadataStore
+from mlsvc.objects import ObjectStore
+from mlsvc.resources import DataSource, DataSourceCreate, DataSourceUpdate, Schema
+from mlsvc.service.common import (
+    ListQuery,
+    list_page,
+    name_from_uri,
+    new_id,
+    pending_record,
+    rename_and_tag,
+    request_hash,
+    soft_delete,
+)
+
+
+class DataSources:
+    """The operations on datasources."""
+
+    def __init__(self, metadata: MetadataStore, objects: ObjectStore, max_attempts: int) -> None:
+        self.metadata = metadata
+        self.objects = objects
+        self.max_attempts = max_attempts
+
+    def create(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
+        """A PENDING datasource and its job; (the datasource, whether it is new rather than a retry)."""
+        data_uri = self.objects.check_uri(req.data_uri)
+        if req.schema_uri:
+            self.objects.check_uri(req.schema_uri)
+        if req.data_schema is not None:
+            _check_roles(req.data_schema, req.target, req.row_id)
+        body = req.model_dump(mode="json", by_alias=True, exclude={"id"})
+        record = pending_record(
+            body, req.id or new_id("datasource"), name=req.name or name_from_uri(data_uri), data_uri=data_uri
+        )
+        row, created = self.metadata.create(
+            "datasource", record, request_hash(body), req.tags, "datasource.create", self.max_attempts
+        )
+        return DataSource.model_validate(row), created
+
+    def get(self, resource_id: str) -> DataSource:
+        return DataSource.model_validate(self.metadata.get("datasource", resource_id))
+
+    def list(self, query: ListQuery) -> tuple[list[DataSource], str | None]:
+        return list_page(self.metadata, "datasource", DataSource, query)
+
+    def update(self, resource_id: str, patch: DataSourceUpdate) -> DataSource:
+        row = rename_and_tag(self.metadata, "datasource", resource_id, patch.name, patch.tags)
+        return DataSource.model_validate(row)
+
+    def delete(self, resource_id: str) -> DataSource:
+        return DataSource.model_validate(soft_delete(self.metadata, "datasource", resource_id))
+
+    def schema(self, resource_id: str) -> Schema:
+        """The datasource's schema, once its job has settled it."""
+        ds = self.get(resource_id)
+        if ds.data_schema is None:
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"datasource '{resource_id}' is {ds.status.value}; its schema is known once it is COMPLETED",
+            )
+        return ds.data_schema
+
+
+def _check_roles(schema: Schema, target: str | None, row_id: str | None) -> None:
+    names = [a.attributeName for a in schema.attributes]
+    for role, name in (("target", target), ("row_id", row_id)):
+        if name is not None and name not in names:
+            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"{role} column '{name}' not found; columns are {names}")

@@ -1,0 +1,178 @@
+"""Model operations: train a new version, read, list, set a threshold, tag, delete, and move aliases."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.metadata import Document, MetadataStore
+from mlsvc.registry import ModelRegistry
+from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
+from mlsvc.service.common import ListQuery, list_page, new_id, pending_record, ready_datasource
+from mlsvc.service.common import request_hash as hash_of
+from mlsvc.service.refs import ModelRefs
+from mlsvc.training.recipe import default_recipe, merge_recipe
+
+log = logging.getLogger("mlsvc.service")
+
+
+class Models:
+    """The operations on models and their aliases. ``warm`` loads a version before an alias sends it traffic."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        registry: ModelRegistry,
+        refs: ModelRefs,
+        warm: Callable[[Document], None],
+        max_attempts: int,
+    ) -> None:
+        self.metadata = metadata
+        self.registry = registry
+        self.refs = refs
+        self.warm = warm
+        self.max_attempts = max_attempts
+
+    def create(self, req: ModelCreate) -> tuple[Model, bool]:
+        """A PENDING version of ``req.name`` and its job; (the model, whether it is new rather than a retry)."""
+        body = req.model_dump(mode="json", exclude={"id"})
+        # A retry answers as the first time did, even if the datasource has changed since.
+        existing = self.metadata.same_request("model", req.id, hash_of(body)) if req.id else None
+        if existing is not None:
+            return Model.model_validate(existing), False
+        self._check_unambiguous(req)
+        schema = Schema.model_validate(ready_datasource(self.metadata, req.datasource_id)["schema"])
+        if req.model_type == ModelType.RECOMMENDATION:
+            self._check_recommendation(req, schema)
+        else:
+            self._check_supervised(req, schema)
+        record = pending_record(body, req.id or new_id("model"), version=None)
+        job = "recommender.train" if req.model_type == ModelType.RECOMMENDATION else "model.train"
+        row, created = self.metadata.create("model", record, hash_of(body), req.tags, job, self.max_attempts)
+        return Model.model_validate(row), created
+
+    def _check_unambiguous(self, req: ModelCreate) -> None:
+        """A reference is an id or a name: one must never be taken for the other."""
+        if req.id and req.id != req.name and self.metadata.model_name_exists(req.id):
+            raise MlsvcError(
+                ErrorCode.CONFLICT,
+                f"'{req.id}' is the name of a model; a model's id must not be "
+                "another model's name, or references to it would be ambiguous",
+                {"id": req.id},
+            )
+        holder = self.metadata.find("model", req.name)
+        if holder is not None and holder["name"] != req.name:
+            raise MlsvcError(
+                ErrorCode.CONFLICT,
+                f"'{req.name}' is the id of model '{holder['name']}'; choose another name",
+                {"name": req.name},
+            )
+
+    def _check_supervised(self, req: ModelCreate, schema: Schema) -> None:
+        if req.target is not None:
+            names = [a.attributeName for a in schema.attributes]
+            if req.target not in names:
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR, f"target column '{req.target}' not found; columns are {names}"
+                )
+            schema = schema.model_copy(update={"targetAttributeName": req.target})
+        if req.recipe is not None:
+            features = schema.feature_attributes()
+            merge_recipe(default_recipe(features), req.recipe, features)
+
+    def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
+        names = [a.attributeName for a in schema.attributes]
+        unknown = {role: column for role, column in (req.roles or {}).items() if column and column not in names}
+        if unknown:
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"roles name columns the datasource does not have: {unknown}; columns are {names}",
+            )
+        if req.items_datasource_id:
+            ready_datasource(self.metadata, req.items_datasource_id, "items datasource")
+
+    def get(self, ref: str) -> Model:
+        return Model.model_validate(self.refs.resolve(ref))
+
+    def list(self, query: ListQuery, name: str | None = None) -> tuple[list[Model], str | None]:
+        return list_page(self.metadata, "model", Model, query, where={"name": name} if name else None)
+
+    def update(self, ref: str, patch: ModelUpdate) -> Model:
+        model = self.refs.resolve(ref)
+        if patch.score_threshold is not None:
+            if model["status"] != Status.COMPLETED.value:
+                raise MlsvcError(
+                    ErrorCode.NOT_READY,
+                    f"model '{model['id']}' is {model['status']}; set its score_threshold once it is COMPLETED",
+                    {"id": model["id"]},
+                )
+            if model.get("model_type") != "BINARY":
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}",
+                )
+            self.metadata.update("model", model["id"], {"score_threshold": patch.score_threshold})
+            self.refs.clear()
+        if patch.tags:
+            self.metadata.set_tags("model", model["id"], patch.tags)
+        return Model.model_validate(self.metadata.get("model", model["id"]))
+
+    def delete(self, ref: str) -> Model:
+        model = self.refs.resolve(ref)
+        for alias in self.metadata.delete_model(model["id"]):
+            self._mirror("delete_alias", model["name"], alias)
+        self.refs.clear()
+        return Model.model_validate(self.metadata.get("model", model["id"]))
+
+    def set_alias(self, name: str, alias: str, version: int) -> Model:
+        if not is_valid_alias(alias):
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"alias '{alias}' must start with a letter and hold only letters, digits, '_' and '-'",
+            )
+        model = self.metadata.model_by_version(name, version)
+        if model is None:
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"model '{name}' has no version {version}", {"name": name, "version": version}
+            )
+        if model["status"] != Status.COMPLETED.value:
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"version {version} of '{name}' is {model['status']}; only a COMPLETED version can carry an alias",
+            )
+        self.warm(model)  # load the new version before requests by the alias arrive
+        if not self.metadata.set_alias(name, alias, version, require_status=Status.COMPLETED.value):
+            raise MlsvcError(
+                ErrorCode.NOT_READY,
+                f"version {version} of '{name}' stopped being COMPLETED (deleted?) while the alias was being set",
+            )
+        self.refs.clear()
+        self._mirror("set_alias", name, alias, version)
+        return Model.model_validate(self.metadata.get("model", model["id"]))
+
+    def delete_alias(self, name: str, alias: str) -> Model:
+        version = self.metadata.alias_version(name, alias)
+        if version is None:
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND, f"model '{name}' has no alias '{alias}'", {"name": name, "alias": alias}
+            )
+        self.metadata.delete_alias(name, alias)
+        self.refs.clear()
+        self._mirror("delete_alias", name, alias)
+        model = self.metadata.model_by_version(name, version)
+        if model is None:
+            raise MlsvcError(
+                ErrorCode.NOT_FOUND,
+                f"alias '{alias}' pointed at version {version} of '{name}', which no longer exists; "
+                "the alias is removed",
+                {"name": name, "alias": alias},
+            )
+        return Model.model_validate(model)
+
+    def _mirror(self, method: str, *args: object) -> None:
+        """Mirror alias changes into the registry; the store is the source of truth, so a failure is not fatal."""
+        try:
+            getattr(self.registry, method)(*args)
+        except Exception:
+            log.warning("could not mirror %s%s to the model registry", method, args, exc_info=True)
