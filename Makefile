@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	MLSVC_EXAMPLES=1 $(BIN)/mlsvc serve
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest
 
+# The gates every change passes before its tests run: lint, formatting and types.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 openapi: $(STAMP)
 	$(BIN)/python -m mlsvc.server.openapi > api/openapi.json

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +15,8 @@ from rich.table import Table
 from mlsvc.client import Client, MlsvcAPIError, MlsvcClientError
 from mlsvc.client.client import wait_for
 from mlsvc.resources import Resource
+
+R = TypeVar("R", bound=Resource)
 
 app = typer.Typer(
     help="mlsvc: a self-hosted machine-learning prediction service.",
@@ -101,7 +103,7 @@ def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(resource)
 
 
-def _wait(get: Callable[[], Resource], timeout: float, as_json: bool) -> Resource:
+def _wait(get: Callable[[], R], timeout: float, as_json: bool) -> R:
     """Wait with the SDK's waiter; its progress bar only where a person watches (not with --json or a pipe)."""
     return wait_for(get, timeout=timeout, poll_interval=0.5, progress=not as_json and sys.stderr.isatty())
 
@@ -556,7 +558,7 @@ def predict(
             print(result.model_dump_json(indent=2, exclude_none=True))
             return
         table = Table("#", "prediction", "scores", "warnings", title=f"model {result.model_id} v{result.version}")
-        for i, p in enumerate(result.predictions):
+        for i, p in enumerate(result.predictions or []):
             answer = p.predicted_label if p.predicted_label is not None else _cell(p.predicted_value)
             scores = ", ".join(f"{k}: {v:.3f}" for k, v in (p.predicted_scores or {}).items())
             table.add_row(str(i), answer, scores, "; ".join(p.warnings))

@@ -59,7 +59,9 @@ def _datasource(service: Service, spec: dict[str, Any], root: Path, suffix: str 
 
 def _seed_one(service: Service, spec: dict[str, Any], root: Path) -> None:
     ds_id = _datasource(service, {"name": spec["name"], **spec["datasource"]}, root)
-    model = {k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed", "k", "roles") if k in spec}
+    model: dict[str, Any] = {
+        k: spec[k] for k in ("name", "model_type", "time_budget_s", "recipe", "seed", "k", "roles") if k in spec
+    }
     if "items" in spec:
         model["items_datasource_id"] = _datasource(service, {"name": spec["name"], **spec["items"]}, root, "-items")
     if budget := os.environ.get("MLSVC_EXAMPLES_BUDGET_S"):

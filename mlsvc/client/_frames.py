@@ -41,7 +41,7 @@ def to_frame(frame: pd.DataFrame, model: Model, answers: list[PredictResponse]) 
     (classification) or ``predicted_value`` (regression), then ``warnings`` (a list per row)."""
     import pandas as pd
 
-    predictions = [p for answer in answers for p in answer.predictions]
+    predictions = [p for answer in answers for p in answer.predictions or []]
     if len(predictions) != len(frame):
         raise APIResponseError(f"asked for {len(frame)} predictions, got {len(predictions)}")
     columns: dict[str, list[Any]] = {}

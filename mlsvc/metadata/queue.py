@@ -35,7 +35,7 @@ class SqlJobQueue(JobQueue):
                     return claim
         return None
 
-    def _candidate(self, conn: Connection) -> Mapping[str, Any] | None:
+    def _candidate(self, conn: Connection) -> Mapping[Any, Any] | None:
         now = utcnow()
         query = (
             select(jobs)
@@ -155,7 +155,7 @@ class SqlJobQueue(JobQueue):
     def _still_owned(self, conn: Connection, claim: Claim) -> bool:
         return conn.execute(select(jobs.c.id).where(self._owned(claim))).first() is not None
 
-    def job_of(self, resource_id: str) -> Mapping[str, Any] | None:
+    def job_of(self, resource_id: str) -> Mapping[Any, Any] | None:
         """The newest job of a resource (for operators and tests)."""
         with self.store.transaction() as conn:
             return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import base64
 import json
 from collections.abc import Iterator, Mapping
@@ -212,7 +214,7 @@ class SqlMetadataStore(MetadataStore):
         where: Mapping[str, Any] | None = None,
         limit: int = 100,
         next_token: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """A page of resources, newest first; DELETED ones only when asked for by status."""
         table = RESOURCE_TABLES[kind]
         query = select(table)
@@ -307,7 +309,7 @@ class SqlMetadataStore(MetadataStore):
                 delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias))
             )
 
-    def delete_model(self, model_id: str) -> list[str]:
+    def delete_model(self, model_id: str) -> builtins.list[str]:
         """Mark a model DELETED and drop the aliases on its version, in one transaction; the aliases dropped."""
         table = RESOURCE_TABLES["model"]
         with self.transaction() as conn:
@@ -324,7 +326,7 @@ class SqlMetadataStore(MetadataStore):
             self.update("model", model_id, {"status": "DELETED"}, conn)
             return dropped
 
-    def aliases_of(self, conn: Connection, name: str, version: int | None) -> list[str]:
+    def aliases_of(self, conn: Connection, name: str, version: int | None) -> builtins.list[str]:
         if version is None:
             return []
         rows = conn.execute(
@@ -351,7 +353,7 @@ class SqlMetadataStore(MetadataStore):
 
     # --- row conversion ---
 
-    def _get_row(self, conn: Connection, kind: str, resource_id: str) -> Mapping[str, Any] | None:
+    def _get_row(self, conn: Connection, kind: str, resource_id: str) -> Mapping[Any, Any] | None:
         table = RESOURCE_TABLES[kind]
         return conn.execute(select(table).where(table.c.id == resource_id)).mappings().first()
 
@@ -361,7 +363,7 @@ class SqlMetadataStore(MetadataStore):
         row["doc"] = _jsonable({k: v for k, v in record.items() if k not in columns and k != "tags"})
         return row
 
-    def _from_row(self, conn: Connection, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _from_row(self, conn: Connection, kind: str, row: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = dict(row["doc"])
         for column in (*_COMMON, *_EXTRA_COLUMNS[kind]):
             out[column] = row[column]

@@ -355,6 +355,7 @@ class _S3Reader(io.RawIOBase):
         if not view:
             return 0
         resumes = 0
+        data: bytes | None
         while True:
             try:
                 data = self._body.read(len(view)) if self._position < self._size else b""
@@ -372,6 +373,7 @@ class _S3Reader(io.RawIOBase):
                     {"uri": self._location.uri},
                 )
             self._reopen()
+        assert data is not None  # the loop ends on data or at the end, where data is b""
         view[: len(data)] = data
         self._position += len(data)
         return len(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ class Predictions:
             self.warm(model)
         return max([since, *(m["updated_at"] for m in models)])
 
-    def _load(self, model: Document) -> Scorer | RecommenderScorer:
+    def _load(self, model: Mapping[str, Any]) -> Scorer | RecommenderScorer:
         fitted = self.registry.load(model["model_uri"])
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             return RecommenderScorer(fitted)
