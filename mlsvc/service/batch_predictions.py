@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-from mlsvc.metadata import MetadataStore
+from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.objects import ObjectStore
-from mlsvc.resources import BatchPrediction, BatchPredictionCreate, BatchPredictionUpdate
-from mlsvc.service.common import (
-    ListQuery,
-    completed_model,
-    list_page,
-    new_id,
-    pending_record,
-    ready_datasource,
-    rename_and_tag,
-    request_hash,
-    soft_delete,
-)
+from mlsvc.resources import BatchPrediction, BatchPredictionCreate
+from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
 
 
-class BatchPredictions:
+class BatchPredictions(Collection[BatchPrediction]):
     """The operations on batch predictions."""
 
+    kind: ResourceKind = "batch_prediction"
+    shape = BatchPrediction
+
     def __init__(self, metadata: MetadataStore, objects: ObjectStore, refs: ModelRefs, max_attempts: int) -> None:
-        self.metadata = metadata
+        super().__init__(metadata, max_attempts)
         self.objects = objects
         self.refs = refs
-        self.max_attempts = max_attempts
 
     def create(self, req: BatchPredictionCreate) -> tuple[BatchPrediction, bool]:
         body = req.model_dump(mode="json", exclude={"id"})
-        existing = self.metadata.same_request("batch_prediction", req.id, request_hash(body)) if req.id else None
-        if existing is not None:
-            return BatchPrediction.model_validate(existing), False
+        if (existing := self.retried(req.id, body)) is not None:
+            return existing, False
         model = completed_model(self.refs.resolve(req.model), "make batch predictions")
         output_uri = self.objects.check_uri(req.output_uri)
         data_uri = self.objects.check_uri(req.data_uri) if req.data_uri else None
@@ -47,21 +38,4 @@ class BatchPredictions:
             output_uri=output_uri,
             rows_total=rows_total,
         )
-        row, created = self.metadata.create(
-            "batch_prediction", record, request_hash(body), req.tags, "batch_prediction.run", self.max_attempts
-        )
-        return BatchPrediction.model_validate(row), created
-
-    def get(self, resource_id: str) -> BatchPrediction:
-        return BatchPrediction.model_validate(self.metadata.get("batch_prediction", resource_id))
-
-    def list(self, query: ListQuery, model_id: str | None = None) -> tuple[list[BatchPrediction], str | None]:
-        where = {"model_id": model_id} if model_id else None
-        return list_page(self.metadata, "batch_prediction", BatchPrediction, query, where)
-
-    def update(self, resource_id: str, patch: BatchPredictionUpdate) -> BatchPrediction:
-        row = rename_and_tag(self.metadata, "batch_prediction", resource_id, patch.name, patch.tags)
-        return BatchPrediction.model_validate(row)
-
-    def delete(self, resource_id: str) -> BatchPrediction:
-        return BatchPrediction.model_validate(soft_delete(self.metadata, "batch_prediction", resource_id))
+        return self.created(record, body, req.tags, "batch_prediction.run")

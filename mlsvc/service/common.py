@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -21,6 +21,13 @@ from mlsvc.resources import Status
 
 PREFIX: dict[ResourceKind, str] = {"datasource": "ds", "model": "ml", "evaluation": "ev", "batch_prediction": "bp"}
 R = TypeVar("R", bound=BaseModel)
+
+
+class RenamePatch(Protocol):
+    """A PATCH body that may rename a resource and change its tags."""
+
+    name: str | None
+    tags: dict[str, str | None] | None
 
 
 def new_id(kind: ResourceKind) -> str:
@@ -133,3 +140,44 @@ def completed_model(model: Document, purpose: str) -> Document:
 
 def name_from_uri(uri: str) -> str:
     return (PurePosixPath(uri.rstrip("/")).name or uri)[:256]
+
+
+class Creator(Generic[R]):
+    """Creating the resources of one kind, in the API's shape ``R``: safe retries, the resource and its job."""
+
+    kind: ResourceKind
+    shape: type[R]
+
+    def __init__(self, metadata: MetadataStore, max_attempts: int) -> None:
+        self.metadata = metadata
+        self.max_attempts = max_attempts
+
+    def created(
+        self, record: dict[str, Any], body: Mapping[str, Any], tags: Mapping[str, str], job: str
+    ) -> tuple[R, bool]:
+        """Store a new resource and enqueue its job; (the resource, whether it is new rather than a retry)."""
+        row, made = self.metadata.create(self.kind, record, request_hash(body), tags, job, self.max_attempts)
+        return self.shape.model_validate(row), made
+
+    def retried(self, resource_id: str | None, body: Mapping[str, Any]) -> R | None:
+        """The resource an earlier create with this id and body made (a safe retry answers as it did)."""
+        existing = self.metadata.same_request(self.kind, resource_id, request_hash(body)) if resource_id else None
+        return None if existing is None else self.shape.model_validate(existing)
+
+
+class Collection(Creator[R]):
+    """Also reading, listing, renaming, tagging and deleting them, by id."""
+
+    def get(self, resource_id: str) -> R:
+        return self.shape.model_validate(self.metadata.get(self.kind, resource_id))
+
+    def list(self, query: ListQuery, model_id: str | None = None) -> tuple[list[R], str | None]:
+        """A page of the collection; ``model_id`` keeps those of one model (evaluations, batch predictions)."""
+        return list_page(self.metadata, self.kind, self.shape, query, {"model_id": model_id} if model_id else None)
+
+    def update(self, resource_id: str, patch: RenamePatch) -> R:
+        row = rename_and_tag(self.metadata, self.kind, resource_id, patch.name, patch.tags)
+        return self.shape.model_validate(row)
+
+    def delete(self, resource_id: str) -> R:
+        return self.shape.model_validate(soft_delete(self.metadata, self.kind, resource_id))

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata import MetadataStore
+from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.objects import ObjectStore
-from mlsvc.resources import DataSource, DataSourceCreate, DataSourceUpdate, Schema
-from mlsvc.service.common import (
-    ListQuery,
-    list_page,
-    name_from_uri,
-    new_id,
-    pending_record,
-    rename_and_tag,
-    request_hash,
-    soft_delete,
-)
+from mlsvc.resources import DataSource, DataSourceCreate, Schema
+from mlsvc.service.common import Collection, name_from_uri, new_id, pending_record
 
 
-class DataSources:
+class DataSources(Collection[DataSource]):
     """The operations on datasources."""
 
+    kind: ResourceKind = "datasource"
+    shape = DataSource
+
     def __init__(self, metadata: MetadataStore, objects: ObjectStore, max_attempts: int) -> None:
-        self.metadata = metadata
+        super().__init__(metadata, max_attempts)
         self.objects = objects
-        self.max_attempts = max_attempts
 
     def create(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
         """A PENDING datasource and its job; (the datasource, whether it is new rather than a retry)."""
@@ -34,26 +27,9 @@ class DataSources:
         if req.data_schema is not None:
             _check_roles(req.data_schema, req.target, req.row_id)
         body = req.model_dump(mode="json", by_alias=True, exclude={"id"})
-        record = pending_record(
-            body, req.id or new_id("datasource"), name=req.name or name_from_uri(data_uri), data_uri=data_uri
-        )
-        row, created = self.metadata.create(
-            "datasource", record, request_hash(body), req.tags, "datasource.create", self.max_attempts
-        )
-        return DataSource.model_validate(row), created
-
-    def get(self, resource_id: str) -> DataSource:
-        return DataSource.model_validate(self.metadata.get("datasource", resource_id))
-
-    def list(self, query: ListQuery) -> tuple[list[DataSource], str | None]:
-        return list_page(self.metadata, "datasource", DataSource, query)
-
-    def update(self, resource_id: str, patch: DataSourceUpdate) -> DataSource:
-        row = rename_and_tag(self.metadata, "datasource", resource_id, patch.name, patch.tags)
-        return DataSource.model_validate(row)
-
-    def delete(self, resource_id: str) -> DataSource:
-        return DataSource.model_validate(soft_delete(self.metadata, "datasource", resource_id))
+        name = req.name or name_from_uri(data_uri)
+        record = pending_record(body, req.id or new_id("datasource"), name=name, data_uri=data_uri)
+        return self.created(record, body, req.tags, "datasource.create")
 
     def schema(self, resource_id: str) -> Schema:
         """The datasource's schema, once its job has settled it."""

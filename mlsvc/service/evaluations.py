@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata import MetadataStore
-from mlsvc.resources import Evaluation, EvaluationCreate, EvaluationUpdate, ModelType
-from mlsvc.service.common import (
-    ListQuery,
-    completed_model,
-    list_page,
-    new_id,
-    pending_record,
-    ready_datasource,
-    rename_and_tag,
-    request_hash,
-    soft_delete,
-)
+from mlsvc.metadata import MetadataStore, ResourceKind
+from mlsvc.resources import Evaluation, EvaluationCreate, ModelType
+from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
 
 
-class Evaluations:
+class Evaluations(Collection[Evaluation]):
     """The operations on evaluations."""
 
+    kind: ResourceKind = "evaluation"
+    shape = Evaluation
+
     def __init__(self, metadata: MetadataStore, refs: ModelRefs, max_attempts: int) -> None:
-        self.metadata = metadata
+        super().__init__(metadata, max_attempts)
         self.refs = refs
-        self.max_attempts = max_attempts
 
     def create(self, req: EvaluationCreate) -> tuple[Evaluation, bool]:
         body = req.model_dump(mode="json", exclude={"id"})
-        existing = self.metadata.same_request("evaluation", req.id, request_hash(body)) if req.id else None
-        if existing is not None:
-            return Evaluation.model_validate(existing), False
+        if (existing := self.retried(req.id, body)) is not None:
+            return existing, False
         model = completed_model(self.refs.resolve(req.model), "be evaluated")
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             raise MlsvcError(
@@ -50,21 +41,4 @@ class Evaluations:
             datasource_id=ds["id"],
             holdout=False,
         )
-        row, created = self.metadata.create(
-            "evaluation", record, request_hash(body), req.tags, "evaluation.run", self.max_attempts
-        )
-        return Evaluation.model_validate(row), created
-
-    def get(self, resource_id: str) -> Evaluation:
-        return Evaluation.model_validate(self.metadata.get("evaluation", resource_id))
-
-    def list(self, query: ListQuery, model_id: str | None = None) -> tuple[list[Evaluation], str | None]:
-        where = {"model_id": model_id} if model_id else None
-        return list_page(self.metadata, "evaluation", Evaluation, query, where)
-
-    def update(self, resource_id: str, patch: EvaluationUpdate) -> Evaluation:
-        row = rename_and_tag(self.metadata, "evaluation", resource_id, patch.name, patch.tags)
-        return Evaluation.model_validate(row)
-
-    def delete(self, resource_id: str) -> Evaluation:
-        return Evaluation.model_validate(soft_delete(self.metadata, "evaluation", resource_id))
+        return self.created(record, body, req.tags, "evaluation.run")

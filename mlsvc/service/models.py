@@ -6,19 +6,22 @@ import logging
 from collections.abc import Callable
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata import Document, MetadataStore
+from mlsvc.metadata import Document, MetadataStore, ResourceKind
 from mlsvc.registry import ModelRegistry
 from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
-from mlsvc.service.common import ListQuery, list_page, new_id, pending_record, ready_datasource
-from mlsvc.service.common import request_hash as hash_of
+from mlsvc.service.common import Creator, ListQuery, list_page, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
 log = logging.getLogger("mlsvc.service")
 
 
-class Models:
-    """The operations on models and their aliases. ``warm`` loads a version before an alias sends it traffic."""
+class Models(Creator[Model]):
+    """The operations on models and their aliases, by reference (see ``ModelRefs``). ``warm`` loads a version
+    before an alias sends it traffic."""
+
+    kind: ResourceKind = "model"
+    shape = Model
 
     def __init__(
         self,
@@ -28,19 +31,17 @@ class Models:
         warm: Callable[[Document], None],
         max_attempts: int,
     ) -> None:
-        self.metadata = metadata
+        super().__init__(metadata, max_attempts)
         self.registry = registry
         self.refs = refs
         self.warm = warm
-        self.max_attempts = max_attempts
 
     def create(self, req: ModelCreate) -> tuple[Model, bool]:
         """A PENDING version of ``req.name`` and its job; (the model, whether it is new rather than a retry)."""
         body = req.model_dump(mode="json", exclude={"id"})
         # A retry answers as the first time did, even if the datasource has changed since.
-        existing = self.metadata.same_request("model", req.id, hash_of(body)) if req.id else None
-        if existing is not None:
-            return Model.model_validate(existing), False
+        if (existing := self.retried(req.id, body)) is not None:
+            return existing, False
         self._check_unambiguous(req)
         schema = Schema.model_validate(ready_datasource(self.metadata, req.datasource_id)["schema"])
         if req.model_type == ModelType.RECOMMENDATION:
@@ -49,8 +50,7 @@ class Models:
             self._check_supervised(req, schema)
         record = pending_record(body, req.id or new_id("model"), version=None)
         job = "recommender.train" if req.model_type == ModelType.RECOMMENDATION else "model.train"
-        row, created = self.metadata.create("model", record, hash_of(body), req.tags, job, self.max_attempts)
-        return Model.model_validate(row), created
+        return self.created(record, body, req.tags, job)
 
     def _check_unambiguous(self, req: ModelCreate) -> None:
         """A reference is an id or a name: one must never be taken for the other."""
@@ -96,6 +96,7 @@ class Models:
         return Model.model_validate(self.refs.resolve(ref))
 
     def list(self, query: ListQuery, name: str | None = None) -> tuple[list[Model], str | None]:
+        """A page of models; ``name`` keeps the versions of one name."""
         return list_page(self.metadata, "model", Model, query, where={"name": name} if name else None)
 
     def update(self, ref: str, patch: ModelUpdate) -> Model:
