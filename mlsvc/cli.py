@@ -46,6 +46,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until COMPLETED, showing progress.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds --wait waits.")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="key=value; repeat for more.")]
+UntagOpt = Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")]
 
 
 @contextmanager
@@ -106,6 +107,20 @@ def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 def _wait(get: Callable[[], R], timeout: float, as_json: bool) -> R:
     """Wait with the SDK's waiter; its progress bar only where a person watches (not with --json or a pipe)."""
     return wait_for(get, timeout=timeout, poll_interval=0.5, progress=not as_json and sys.stderr.isatty())
+
+
+def _list(items: Iterator[Any], limit: int, as_json: bool, columns: list[str]) -> None:
+    """The first ``limit`` items, as JSON or as a table of ``columns``."""
+    taken = list(_take(items, limit))
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json", by_alias=True) for i in taken], indent=2))
+    else:
+        _summary_table(taken, columns)
+
+
+def _created(collection: Any, resource: R, wait: bool, timeout: float, as_json: bool) -> R:
+    """A resource just created; with --wait, as it is once COMPLETED."""
+    return _wait(lambda: collection.get(resource.id), timeout, as_json) if wait else resource
 
 
 def _summary_table(items: list[Any], columns: list[str]) -> None:
@@ -217,8 +232,7 @@ def datasources_create(
         ds = client.datasources.create(
             data_uri, id=id, name=name, target=target, row_id=row_id, schema_uri=schema_uri, tags=_tags(tag)
         )
-        if wait:
-            ds = _wait(lambda: client.datasources.get(ds.id), timeout, as_json)
+        ds = _created(client.datasources, ds, wait, timeout, as_json)
         _emit(ds, as_json, _show_resource)
 
 
@@ -233,11 +247,12 @@ def datasources_list(
 ) -> None:
     """List datasources, newest first."""
     with _errors():
-        items = list(_take(_client(url).datasources.iter(status=status, name_prefix=name_prefix, tag=tag), limit))
-        if as_json:
-            print(json.dumps([i.model_dump(mode="json", by_alias=True) for i in items], indent=2))
-        else:
-            _summary_table(items, ["id", "name", "status", "progress", "row_count", "target", "created_at"])
+        _list(
+            _client(url).datasources.iter(status=status, name_prefix=name_prefix, tag=tag),
+            limit,
+            as_json,
+            ["id", "name", "status", "progress", "row_count", "target", "created_at"],
+        )
 
 
 @datasources_app.command("get")
@@ -263,7 +278,7 @@ def datasources_update(
     url: UrlOpt = None,
     name: Annotated[str | None, typer.Option()] = None,
     tag: TagOpt = None,
-    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+    untag: UntagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rename a datasource or change its tags."""
@@ -321,8 +336,7 @@ def models_create(
             roles=_tags(role),
             items_datasource_id=items_datasource,
         )
-        if wait:
-            model = _wait(lambda: client.models.get(model.id), timeout, as_json)
+        model = _created(client.models, model, wait, timeout, as_json)
         _emit(model, as_json, _show_resource)
 
 
@@ -337,11 +351,12 @@ def models_list(
 ) -> None:
     """List models, newest first."""
     with _errors():
-        items = list(_take(_client(url).models.iter(status=status, name=name, tag=tag), limit))
-        if as_json:
-            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
-        else:
-            _summary_table(items, ["id", "name", "version", "status", "model_type", "aliases", "created_at"])
+        _list(
+            _client(url).models.iter(status=status, name=name, tag=tag),
+            limit,
+            as_json,
+            ["id", "name", "version", "status", "model_type", "aliases", "created_at"],
+        )
 
 
 @models_app.command("get")
@@ -370,7 +385,7 @@ def models_update(
         float | None, typer.Option("--threshold", help="A BINARY model's score threshold, 0–1.")
     ] = None,
     tag: TagOpt = None,
-    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")] = None,
+    untag: UntagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a model's score threshold or tags."""
@@ -432,8 +447,7 @@ def evaluations_create(
     with _errors():
         client = _client(url)
         evaluation = client.evaluations.create(model, datasource_id, name=name)
-        if wait:
-            evaluation = _wait(lambda: client.evaluations.get(evaluation.id), timeout, as_json)
+        evaluation = _created(client.evaluations, evaluation, wait, timeout, as_json)
         _emit(
             evaluation, as_json, lambda e: describe_evaluation(out, e) if e.status == "COMPLETED" else _show_resource(e)
         )
@@ -457,11 +471,12 @@ def evaluations_list(
 ) -> None:
     """List evaluations, newest first."""
     with _errors():
-        items = list(_take(_client(url).evaluations.iter(model_id=model_id), limit))
-        if as_json:
-            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
-        else:
-            _summary_table(items, ["id", "name", "status", "metric", "value", "model_id", "created_at"])
+        _list(
+            _client(url).evaluations.iter(model_id=model_id),
+            limit,
+            as_json,
+            ["id", "name", "status", "metric", "value", "model_id", "created_at"],
+        )
 
 
 @evaluations_app.command("delete")
@@ -492,8 +507,7 @@ def batch_create(
         batch = client.batch_predictions.create(
             model, output_uri, datasource_id=datasource_id, data_uri=data_uri, row_id=row_id
         )
-        if wait:
-            batch = _wait(lambda: client.batch_predictions.get(batch.id), timeout, as_json)
+        batch = _created(client.batch_predictions, batch, wait, timeout, as_json)
         _emit(batch, as_json, _show_batch)
 
 
@@ -508,11 +522,12 @@ def batch_get(batch_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> No
 def batch_list(url: UrlOpt = None, limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
     """List batch predictions, newest first."""
     with _errors():
-        items = list(_take(_client(url).batch_predictions.iter(), limit))
-        if as_json:
-            print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
-        else:
-            _summary_table(items, ["id", "name", "status", "progress", "rows_scored", "output_uri", "created_at"])
+        _list(
+            _client(url).batch_predictions.iter(),
+            limit,
+            as_json,
+            ["id", "name", "status", "progress", "rows_scored", "output_uri", "created_at"],
+        )
 
 
 @batch_app.command("delete")
