@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
-
 import base64
+import builtins
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
