@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 
 def _env(name: str, default: str) -> str:
@@ -39,9 +40,9 @@ class Settings:
     def from_env(cls) -> Settings:
         home = Path(_env("MLSVC_HOME", ".mlsvc")).expanduser().resolve()
         tracking = _env("MLSVC_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        # Local files the API may read and write: the folder mlsvc starts in and its home, unless configured
-        # ("/" allows any path). A caller must not reach /etc/passwd by naming it.
-        roots = os.environ.get("MLSVC_LOCAL_ROOTS", "") or os.pathsep.join([os.getcwd(), str(home)])
+        # Local files the API may read and write: the folder mlsvc starts in, unless configured ("/" allows any
+        # path). A caller must not reach /etc/passwd by naming it, nor mlsvc's own files (see ``own_files``).
+        roots = os.environ.get("MLSVC_LOCAL_ROOTS", "") or os.getcwd()
         return cls(
             home=home,
             database_url=_env("MLSVC_DATABASE_URL", f"sqlite:///{home / 'mlsvc.db'}"),
@@ -64,6 +65,13 @@ class Settings:
             examples=_env("MLSVC_EXAMPLES", "0") == "1",
         )
 
+    def own_files(self) -> tuple[str, ...]:
+        """Where mlsvc keeps its own state (MLSVC_HOME, the metadata and MLflow databases, MLflow's artifacts):
+        local paths and s3:// prefixes that are never read or written as data, whatever the roots allow."""
+        places = [str(self.home), self.mlflow_artifact_root]
+        places += [self.database_url, self.mlflow_tracking_uri, self.mlflow_registry_uri]
+        return tuple(dict.fromkeys(p for p in (_own_place(place) for place in places) if p))
+
     def describe(self) -> str:
         """The lines printed at start-up so a person knows where their data lives."""
         roots = ", ".join(str(r) for r in self.local_roots) or "any local path"
@@ -77,6 +85,17 @@ class Settings:
                 f"job workers      {self.workers}",
             ]
         )
+
+
+def _own_place(place: str) -> str | None:
+    """A local path or s3:// prefix from a path, a file:// or s3:// URI or a SQLite URL; None for a server."""
+    if place.startswith("sqlite:///"):
+        return place.removeprefix("sqlite:///") or None
+    if place.startswith("file://"):
+        return unquote(place.removeprefix("file://"))
+    if place.startswith("s3://"):
+        return place.rstrip("/") + "/"
+    return None if "://" in place else place
 
 
 def _cores_per_worker(workers: int) -> int:

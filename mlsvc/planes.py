@@ -11,15 +11,18 @@ from mlsvc.metadata.sql import SqlMetadataStore
 from mlsvc.objects import ObjectStore, RoutingObjectStore
 from mlsvc.registry import ModelRegistry
 from mlsvc.registry.mlflow_registry import MlflowRegistry
+from mlsvc.security.uris import UriValidator
 
 
 @dataclass
 class Planes:
-    """The metadata store and job queue, the object store and the model registry of one process."""
+    """The metadata store and job queue, the URI validator and the object store, and the model registry of one
+    process."""
 
     settings: Settings
     metadata: SqlMetadataStore
     queue: JobQueue
+    uris: UriValidator
     objects: ObjectStore
     registry: ModelRegistry
 
@@ -30,10 +33,12 @@ class Planes:
 def open_planes(settings: Settings, metadata: SqlMetadataStore | None = None) -> Planes:
     """The planes ``settings`` name; ``metadata`` to share a store this process has open already."""
     store = metadata or SqlMetadataStore(settings.database_url)
+    uris = UriValidator(settings.local_roots, settings.own_files())
     return Planes(
         settings=settings,
         metadata=store,
         queue=SqlJobQueue(store, settings.job_lease_s),
-        objects=RoutingObjectStore(settings.local_roots),
+        uris=uris,
+        objects=RoutingObjectStore(validator=uris),
         registry=MlflowRegistry(settings),
     )

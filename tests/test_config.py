@@ -19,8 +19,10 @@ def test_embedded_defaults_live_under_the_home(monkeypatch: pytest.MonkeyPatch, 
     assert settings.home == tmp_path / ".mlsvc"
     assert settings.database_url == f"sqlite:///{tmp_path / '.mlsvc' / 'mlsvc.db'}"
     assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path / '.mlsvc' / 'mlflow.db'}"
-    # A caller may reach the folder mlsvc started in and its home, not /etc.
-    assert settings.local_roots == (tmp_path, tmp_path / ".mlsvc")
+    # A caller may reach the folder mlsvc started in, not /etc, and never mlsvc's own files.
+    assert settings.local_roots == (tmp_path,)
+    home = tmp_path / ".mlsvc"
+    assert settings.own_files() == (str(home), str(home / "mlartifacts"), str(home / "mlsvc.db"), str(home / "mlflow.db"))
     assert "mlsvc home" in settings.describe()
 
 
@@ -30,3 +32,11 @@ def test_roots_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     settings = Settings.from_env()
     assert settings.local_roots == (tmp_path, Path("/srv/data"))
     assert "s3cret" not in settings.describe() and "mlsvc:***@db" in settings.describe()
+
+
+def test_own_files_at_scale_are_the_artifact_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLSVC_HOME", str(tmp_path))
+    monkeypatch.setenv("MLSVC_DATABASE_URL", "postgresql://mlsvc@db/mlsvc")
+    monkeypatch.setenv("MLSVC_MLFLOW_TRACKING_URI", "postgresql://mlsvc@db/mlflow")
+    monkeypatch.setenv("MLSVC_MLFLOW_ARTIFACT_ROOT", "s3://models/mlflow")
+    assert Settings.from_env().own_files() == (str(tmp_path), "s3://models/mlflow/")

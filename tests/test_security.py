@@ -73,3 +73,14 @@ def test_digests_name_every_changed_missing_or_added_file(tmp_path: Path) -> Non
     (tmp_path / "sub" / "MLmodel").unlink()
     (tmp_path / "extra.py").write_bytes(b"import os")
     assert mismatches(recorded, tree_digests(tmp_path)) == ["extra.py", "model.pkl", "sub/MLmodel"]
+
+
+def test_a_binary_file_is_named_not_quoted(tmp_path: Path) -> None:
+    from mlsvc.datasources.reader import peek_rows
+
+    secret = b"SQLite format 3\x00\x10\x00\x01\x01\x00@  \x00\x00\xff\xfe token=hunter2 \x00\x00"
+    with pytest.raises(MlsvcError) as info:
+        peek_rows(secret * 20, limit=10, source="x.csv")
+    assert info.value.code == ErrorCode.INVALID_DATA
+    assert "binary file" in info.value.message
+    assert "hunter2" not in info.value.message and "SQLite" not in info.value.message

@@ -125,6 +125,14 @@ def _decode(data: bytes, source: str, partial: bool = False) -> str:
         ) from exc
 
 
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes, or many control characters: what binary formats hold and text does not."""
+    if b"\x00" in data:
+        return True
+    controls = sum(1 for byte in data if byte < 0x20 and byte not in b"\t\r\n\x0c")
+    return controls > max(2, len(data) // 20)
+
+
 def not_utf8(
     source: str, line: int | None, exc: UnicodeDecodeError, context: bytes, column: str | None = None
 ) -> MlsvcError:
@@ -133,6 +141,13 @@ def not_utf8(
     where = f"line {line}" if line is not None else "a line"
     if column is not None:
         where += f", column '{column}',"
+    if looks_binary(context):
+        # A binary file's bytes are not shown: they mean nothing to a reader, and could be anyone's secrets.
+        return MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"{source} is a binary file, not CSV text ({where} holds bytes that are not text); point at a CSV file",
+            {"uri": source, "line": line},
+        )
     shown = context[:80].decode("utf-8", "replace").strip()
     guess = ""
     try:
@@ -590,7 +605,10 @@ def _refuse_oversized(source: str, sizes: np.ndarray, lines: np.ndarray, limit: 
 
 
 def _translate(source: str, exc: pa.ArrowException, max_record_bytes: int, near_line: int) -> MlsvcError:
+    # Arrow quotes the row it choked on; a binary file's row is not shown (see looks_binary).
     text = str(exc)
+    if looks_binary(text.encode("utf-8", "replace")):
+        text = "it holds binary content, not CSV text"
     if "UTF8" in text or "utf8" in text.lower():
         return MlsvcError(
             ErrorCode.INVALID_DATA, f"{source} is not valid UTF-8 text ({text}); {_UTF8_HINT}", {"uri": source}

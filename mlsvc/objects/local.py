@@ -32,10 +32,13 @@ class LocalObjectStore(ObjectStore):
         return location
 
     def list_data_files(self, uri: str) -> list[ObjectInfo]:
-        files = _local_list_data_files(self._path(uri))
+        # mlsvc's own files under the folder (its home inside the data folder, say) are not the caller's data.
+        files = [f for f in _local_list_data_files(self._path(uri)) if not self.validator.is_own(Path(f.uri))]
         for info in files:
             # A symlinked file inside the folder may point outside the roots: refuse it by name.
             self.validator.contain(Path(info.uri), info.uri)
+        if not files:
+            raise_nothing_found(uri, None)
         return files
 
     def stat(self, uri: str) -> ObjectInfo:

@@ -9,24 +9,27 @@ from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects.base import MiB, ObjectInfo, ObjectStore, Sink
 from mlsvc.objects.local import LocalObjectStore
 from mlsvc.objects.s3 import COPY_OBJECT_LIMIT, S3ObjectStore
-from mlsvc.security.uris import UriValidator
+from mlsvc.security.uris import S3Location, UriValidator
 
 
 class RoutingObjectStore(ObjectStore):
     """s3:// URIs to S3, file:// URIs and paths to local files inside ``local_roots``; every URI is checked by
-    the one validator first."""
+    the one validator first (``validator``, else one over ``local_roots``)."""
 
     def __init__(
         self,
         local_roots: tuple[Path, ...] = (),
         *,
+        validator: UriValidator | None = None,
         s3_page_size: int = 1000,
         s3_part_size: int = 8 * MiB,
         s3_copy_threshold: int = COPY_OBJECT_LIMIT,
     ) -> None:
-        self.validator = UriValidator(local_roots)
+        self.validator = validator or UriValidator(local_roots)
         self.local = LocalObjectStore(self.validator)
-        self.s3 = S3ObjectStore(page_size=s3_page_size, part_size=s3_part_size, copy_threshold=s3_copy_threshold)
+        self.s3 = S3ObjectStore(
+            page_size=s3_page_size, part_size=s3_part_size, copy_threshold=s3_copy_threshold, validator=self.validator
+        )
 
     @property
     def local_roots(self) -> tuple[Path, ...]:
@@ -37,7 +40,8 @@ class RoutingObjectStore(ObjectStore):
         return self.s3 if uri.lower().startswith("s3://") else self.local
 
     def check_uri(self, uri: str) -> str:
-        return self.validator.check(uri)
+        location = self.validator.parse(uri)
+        return location.uri if isinstance(location, S3Location) else str(location)
 
     def list_data_files(self, uri: str) -> list[ObjectInfo]:
         return self.backend(uri).list_data_files(uri)

@@ -24,7 +24,7 @@ from botocore.exceptions import (
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects.base import READ_BUFFER, MiB, ObjectInfo, ObjectStore, Sink, is_data_file, raise_nothing_found
-from mlsvc.security.uris import S3Location, parse_s3
+from mlsvc.security.uris import S3Location, UriValidator
 
 # S3's limits: CopyObject handles at most 5 GiB, an upload has at most 10,000 parts, parts but the last >= 5 MiB.
 COPY_OBJECT_LIMIT = 5 * 1024 * MiB
@@ -54,16 +54,24 @@ class S3ObjectStore(ObjectStore):
         page_size: int = 1000,
         part_size: int = 8 * MiB,
         copy_threshold: int = COPY_OBJECT_LIMIT,
+        validator: UriValidator | None = None,
     ) -> None:
+        self.validator = validator or UriValidator()
         self.page_size = page_size
         self.part_size = max(part_size, 5 * MiB)  # S3 refuses smaller parts (all but the last)
         self.copy_threshold = min(copy_threshold, COPY_OBJECT_LIMIT)  # CopyObject cannot do more
 
     def check_uri(self, uri: str) -> str:
-        return parse_s3(uri).uri
+        return self._parse(uri).uri
+
+    def _parse(self, uri: str) -> S3Location:
+        location = self.validator.parse(uri)
+        if not isinstance(location, S3Location):
+            raise MlsvcError(ErrorCode.UNSUPPORTED_URI, f"{uri} is not an s3:// URI", {"uri": uri})
+        return location
 
     def list_data_files(self, uri: str) -> list[ObjectInfo]:
-        location = parse_s3(uri)
+        location = self._parse(uri)
         named = None if location.is_prefix else location
         if not location.is_prefix:
             try:
@@ -83,9 +91,10 @@ class S3ObjectStore(ObjectStore):
             for page in pages:
                 for item in page.get("Contents", []):
                     seen += 1
-                    if is_data_file(item["Key"]):
-                        uri = S3Location(location.bucket, item["Key"]).uri
-                        found.append(ObjectInfo(uri, int(item["Size"]), _etag(item)))
+                    place = S3Location(location.bucket, item["Key"])
+                    # mlsvc's own artifacts under the prefix (an artifact root inside the data bucket) are not data.
+                    if is_data_file(item["Key"]) and not self.validator.is_own(place):
+                        found.append(ObjectInfo(place.uri, int(item["Size"]), _etag(item)))
         if not found:
             if seen == 0 and named is not None:
                 raise _no_object(named)
@@ -93,7 +102,7 @@ class S3ObjectStore(ObjectStore):
         return sorted(found, key=lambda info: info.uri)
 
     def stat(self, uri: str) -> ObjectInfo:
-        return self._stat(parse_s3(uri))
+        return self._stat(self._parse(uri))
 
     def _stat(self, location: S3Location) -> ObjectInfo:
         _require_object_name(location)
@@ -113,17 +122,17 @@ class S3ObjectStore(ObjectStore):
         return ObjectInfo(location.uri, int(head["ContentLength"]), _etag(head))
 
     def open_raw(self, uri: str) -> BinaryIO:
-        location = parse_s3(uri)
+        location = self._parse(uri)
         _require_object_name(location)
         return cast(BinaryIO, io.BufferedReader(_S3Reader(client(), location), READ_BUFFER))
 
     def sink(self, uri: str) -> Sink:
-        location = parse_s3(uri)
+        location = self._parse(uri)
         _require_object_name(location)
         return _S3Upload(client(), location, self.part_size)
 
     def publish(self, src_uri: str, dst_uri: str) -> None:
-        src, dst = parse_s3(src_uri), parse_s3(dst_uri)
+        src, dst = self._parse(src_uri), self._parse(dst_uri)
         if src == dst:
             return  # moving onto itself: the delete after the copy would lose the object
         _require_object_name(dst)
@@ -142,7 +151,7 @@ class S3ObjectStore(ObjectStore):
             s3.delete_object(Bucket=src.bucket, Key=src.key)
 
     def delete(self, uri: str) -> None:
-        location = parse_s3(uri)
+        location = self._parse(uri)
         _require_object_name(location)
         with _s3_errors(location, "delete"):
             client().delete_object(Bucket=location.bucket, Key=location.key)

@@ -1,7 +1,8 @@
 """The one validator of data URIs.
 
 Threat: a caller names a URI to make the service read or write something it should not: a file outside the
-local data roots (``/etc/passwd``, ``../../``, a symlink that leads out), a scheme the service does not speak
+local data roots (``/etc/passwd``, ``../../``, a symlink that leads out), or one of the service's own files
+(its metadata database, MLflow's store and artifacts, a job's staging area), a scheme the service does not speak
 (``http://`` to reach an internal host), a remote host in a ``file://`` URI, credentials echoed back in a
 message, or a NUL byte that truncates a path. Every URI a request carries, and every path the object store
 opens, goes through ``UriValidator.parse`` first.
@@ -41,24 +42,56 @@ class S3Location:
 Location = S3Location | Path
 
 
-class UriValidator:
-    """Parses URIs into S3 locations or absolute, symlink-free local paths inside the local roots."""
+STAGING = ".staging"
 
-    def __init__(self, local_roots: tuple[Path, ...] = ()) -> None:
+
+class UriValidator:
+    """Parses URIs into S3 locations or absolute, symlink-free local paths inside the local roots and outside
+    the service's own files (``own``: local paths, and s3:// prefixes ending in '/')."""
+
+    def __init__(self, local_roots: tuple[Path, ...] = (), own: tuple[str, ...] = ()) -> None:
         # Roots are resolved here too, so a symlinked root compares equal to the paths resolved under it.
         self.local_roots = tuple(Path(r).expanduser().resolve() for r in local_roots)
+        self.own_prefixes = tuple(p for p in own if p.startswith("s3://"))
+        self.own_paths = tuple(Path(p).expanduser().resolve() for p in own if not p.startswith("s3://"))
 
     def check(self, uri: str) -> str:
-        """Validate a URI (scheme, local containment) and return it normalized; no I/O for S3."""
+        """Validate a URI a caller gave (scheme, containment, not the service's own files, not a job's staging
+        area) and return it normalized; no I/O."""
         location = self.parse(uri)
-        return location.uri if isinstance(location, S3Location) else str(location)
+        normalized = location.uri if isinstance(location, S3Location) else str(location)
+        if STAGING in normalized.replace("\\", "/").split("/"):
+            raise MlsvcError(
+                ErrorCode.PATH_NOT_ALLOWED,
+                f"{redact(uri)} is inside a '{STAGING}' folder, where jobs stage outputs before publishing them; "
+                "name a place outside it",
+                {"uri": redact(uri)},
+            )
+        return normalized
+
+    def is_own(self, location: Location) -> bool:
+        """Whether a parsed location is (under) one of the service's own files or folders."""
+        if isinstance(location, S3Location):
+            return any(location.uri.startswith(p) or location.uri + "/" == p for p in self.own_prefixes)
+        return any(location == p or location.is_relative_to(p) or _sidecar(location, p) for p in self.own_paths)
+
+    def refuse_own(self, location: Location, uri: str) -> Location:
+        if self.is_own(location):
+            raise MlsvcError(
+                ErrorCode.PATH_NOT_ALLOWED,
+                f"{redact(uri)} is one of mlsvc's own files (its metadata database, its MLflow store and artifacts "
+                "under MLSVC_HOME or MLSVC_MLFLOW_ARTIFACT_ROOT), which are never read or written as data; "
+                "keep data and outputs elsewhere",
+                {"uri": redact(uri)},
+            )
+        return location
 
     def parse(self, uri: str) -> Location:
         if not uri or "\x00" in uri:
             raise MlsvcError(ErrorCode.INVALID_REQUEST, "a URI must be a non-empty string without NUL bytes")
         lowered = uri.lower()
         if lowered.startswith("s3://"):
-            return parse_s3(uri)
+            return self.refuse_own(parse_s3(uri), uri)
         if lowered.startswith("file://"):
             return self.contain(file_uri_path(uri), uri)
         scheme = _SCHEME.match(uri)
@@ -80,6 +113,7 @@ class UriValidator:
         except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on Python 3.11
             raise MlsvcError(ErrorCode.INVALID_REQUEST, f"cannot resolve the path {uri}: {exc}", {"uri": uri}) from exc
         if not self.local_roots or any(resolved.is_relative_to(root) for root in self.local_roots):
+            self.refuse_own(resolved, uri)
             return resolved
         roots = ", ".join(str(r) for r in self.local_roots)
         shown = f"{uri} (which resolves to {resolved})" if str(resolved) != uri else uri
@@ -89,6 +123,11 @@ class UriValidator:
             f"or add its folder to MLSVC_LOCAL_ROOTS (folders separated by '{os.pathsep}') and restart",
             {"uri": uri, "local_roots": [str(r) for r in self.local_roots]},
         )
+
+
+def _sidecar(path: Path, own: Path) -> bool:
+    """SQLite's companions of a database file (``mlsvc.db-wal``, ``mlsvc.db-shm``, ``mlsvc.db-journal``)."""
+    return path.parent == own.parent and path.name.startswith(own.name + "-")
 
 
 def parse_s3(uri: str) -> S3Location:

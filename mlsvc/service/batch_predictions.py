@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mlsvc.metadata import MetadataStore, ResourceKind
-from mlsvc.objects import ObjectStore
 from mlsvc.resources import BatchPrediction, BatchPredictionCreate
+from mlsvc.security.uris import UriValidator
 from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
 
@@ -15,9 +15,9 @@ class BatchPredictions(Collection[BatchPrediction]):
     kind: ResourceKind = "batch_prediction"
     shape = BatchPrediction
 
-    def __init__(self, metadata: MetadataStore, objects: ObjectStore, refs: ModelRefs, max_attempts: int) -> None:
+    def __init__(self, metadata: MetadataStore, uris: UriValidator, refs: ModelRefs, max_attempts: int) -> None:
         super().__init__(metadata, max_attempts)
-        self.objects = objects
+        self.uris = uris
         self.refs = refs
 
     def create(self, req: BatchPredictionCreate) -> tuple[BatchPrediction, bool]:
@@ -25,8 +25,8 @@ class BatchPredictions(Collection[BatchPrediction]):
         if (existing := self.retried(req.id, body)) is not None:
             return existing, False
         model = completed_model(self.refs.resolve(req.model), "make batch predictions")
-        output_uri = self.objects.check_uri(req.output_uri)
-        data_uri = self.objects.check_uri(req.data_uri) if req.data_uri else None
+        output_uri = self.uris.check(req.output_uri)
+        data_uri = self.uris.check(req.data_uri) if req.data_uri else None
         rows_total = ready_datasource(self.metadata, req.datasource_id).get("row_count") if req.datasource_id else None
         record = pending_record(
             body,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import MetadataStore, ResourceKind
-from mlsvc.objects import ObjectStore
 from mlsvc.resources import DataSource, DataSourceCreate, Schema
+from mlsvc.security.uris import UriValidator
 from mlsvc.service.common import Collection, name_from_uri, new_id, pending_record
 
 
@@ -15,15 +15,15 @@ class DataSources(Collection[DataSource]):
     kind: ResourceKind = "datasource"
     shape = DataSource
 
-    def __init__(self, metadata: MetadataStore, objects: ObjectStore, max_attempts: int) -> None:
+    def __init__(self, metadata: MetadataStore, uris: UriValidator, max_attempts: int) -> None:
         super().__init__(metadata, max_attempts)
-        self.objects = objects
+        self.uris = uris
 
     def create(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
         """A PENDING datasource and its job; (the datasource, whether it is new rather than a retry)."""
-        data_uri = self.objects.check_uri(req.data_uri)
+        data_uri = self.uris.check(req.data_uri)
         if req.schema_uri:
-            self.objects.check_uri(req.schema_uri)
+            self.uris.check(req.schema_uri)
         if req.data_schema is not None:
             _check_roles(req.data_schema, req.target, req.row_id)
         body = req.model_dump(mode="json", by_alias=True, exclude={"id"})

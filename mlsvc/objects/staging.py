@@ -1,0 +1,74 @@
+"""Staged outputs: a job's results written under temporary names, then published whole with their manifest last."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mlsvc.errors import MlsvcError
+from mlsvc.objects.base import ObjectStore, is_data_file
+from mlsvc.security.uris import STAGING
+
+log = logging.getLogger("mlsvc.staging")
+
+
+class StagedOutputs:
+    """The outputs one attempt of one job writes under ``prefix``.
+
+    Each output is written to the name ``stage`` gives it, ``prefix/.staging/<owner_id>/attempt-<n>/…``, where
+    no reader looks; ``publish`` then moves every one to its final name and writes the manifest last, so a
+    reader that finds the manifest finds every output it lists whole, and a retried or failed job never leaves
+    half a result under a final name. The staged name is a function of the final one, so any process (a
+    partition of a partitioned job, say) can stage an output that another publishes.
+    """
+
+    def __init__(self, objects: ObjectStore, prefix: str, owner_id: str, attempt: int) -> None:
+        self.objects = objects
+        self.prefix = prefix.rstrip("/")
+        self.root = _join(self.prefix, STAGING, owner_id)
+        self.area = _join(self.root, f"attempt-{attempt}")
+        # How this attempt's files are told apart in a listing, whatever form the store lists names in (a local
+        # path, say, where the prefix was a file:// URI).
+        self._marker = f"/{STAGING}/{owner_id}/attempt-{attempt}/"
+
+    def stage(self, final_uri: str) -> str:
+        """Where to write the output that ``publish`` will move to ``final_uri`` (a .csv or .csv.gz under the
+        prefix: the object store lists only data files, and ``discard_earlier_attempts`` finds them so)."""
+        inside = self.prefix + "/"
+        if not final_uri.startswith(inside) or not is_data_file(final_uri):
+            raise ValueError(f"{final_uri} is not a .csv or .csv.gz under {inside}")
+        return _join(self.area, final_uri[len(inside) :])
+
+    def publish(self, final_uris: Sequence[str], manifest_uri: str, manifest: bytes) -> None:
+        """Move each staged output to its final name, then write the manifest (itself written atomically), then
+        drop what an earlier attempt may still have staged."""
+        for final in final_uris:
+            self.objects.publish(self.stage(final), final)
+        with self.objects.open_write(manifest_uri) as out:
+            out.write(manifest)
+        self.discard_earlier_attempts()
+
+    def discard_earlier_attempts(self) -> None:
+        """A retried job starts clean: whatever other attempts of this job staged is removed (best effort)."""
+        self._discard(self.root, keep=self._marker)
+
+    def abandon(self) -> None:
+        """Remove what this attempt staged, when it fails (best effort; a later attempt would remove it too)."""
+        self._discard(self.area)
+
+    def _discard(self, under: str, keep: str | None = None) -> None:
+        try:
+            leftovers = self.objects.list_data_files(under + "/")
+        except MlsvcError:  # nothing there (or nothing that can be listed): nothing to remove
+            return
+        for info in leftovers:
+            if keep is not None and keep in info.uri.replace("\\", "/"):
+                continue
+            try:
+                self.objects.delete(info.uri)
+            except MlsvcError:
+                log.warning("could not remove %s", info.uri)
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
