@@ -7,13 +7,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
-ResourceId = Annotated[str, Field(pattern=ID_PATTERN, description="Caller-chosen id; the server makes one if absent.")]
+
+def _not_a_path_step(value: str) -> str:
+    """'.' and '..' match the id pattern, but in a URL path they mean 'here' and 'up': no resource could be
+    reached by them."""
+    if value in (".", ".."):
+        raise ValueError(f"'{value}' cannot be an id: in a URL it means a folder, not a resource")
+    return value
+
+
+ResourceId = Annotated[
+    str,
+    Field(pattern=ID_PATTERN, description="Caller-chosen id; the server makes one if absent."),
+    AfterValidator(_not_a_path_step),
+]
 Tags = dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]]
 
 
@@ -256,7 +269,7 @@ class DataSourceCreate(_Strict):
     )
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
-    max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
     tags: Tags = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -268,7 +281,7 @@ class ModelCreate(_Strict):
     datasource_id: str = Field(min_length=1, max_length=64)
     target: str | None = None
     model_type: ModelType | None = None
-    time_budget_s: float | None = Field(None, gt=0, le=24 * 3600)
+    time_budget_s: float | None = Field(None, gt=0, le=24 * 3600, strict=True, allow_inf_nan=False)
     recipe: dict[str, Any] | None = None
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
@@ -344,7 +357,7 @@ class EvaluationUpdate(TagsPatch):
 
 
 class ModelUpdate(TagsPatch):
-    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
 
 
 class AliasSet(_Strict):
