@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,9 @@ from urllib.parse import unquote
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Settings:
     max_record_bytes: int = 1024 * 1024
     batch_processes: int = 1
     examples: bool = False
+    max_in_flight: int = 64
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    allow_anonymous: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +70,9 @@ class Settings:
             batch_processes=int(_env("MLSVC_BATCH_PROCESSES", "0"))
             or _cores_per_worker(int(_env("MLSVC_WORKERS", "2"))),
             examples=_env("MLSVC_EXAMPLES", "0") == "1",
+            max_in_flight=int(_env("MLSVC_MAX_IN_FLIGHT", "64")),
+            allowed_hosts=_allowed_hosts(os.environ.get("MLSVC_ALLOWED_HOSTS", ""), _env("MLSVC_HOST", "127.0.0.1")),
+            allow_anonymous=_env("MLSVC_ALLOW_ANONYMOUS", "0") == "1",
         )
 
     def own_files(self) -> tuple[str, ...]:
@@ -71,6 +81,23 @@ class Settings:
         places = [str(self.home), self.mlflow_artifact_root]
         places += [self.database_url, self.mlflow_tracking_uri, self.mlflow_registry_uri]
         return tuple(dict.fromkeys(p for p in (_own_place(place) for place in places) if p))
+
+    def auth_mode(self) -> str:
+        if self.api_key:
+            return "an API key is required (MLSVC_API_KEY)"
+        if self.allow_anonymous:
+            return "none: anyone who can reach the port may call (MLSVC_ALLOW_ANONYMOUS=1)"
+        return "none (serving on loopback only)"
+
+    def refusal_to_serve(self) -> str | None:
+        """Why ``mlsvc serve`` must not start with these settings, if it must not: reachable from other hosts
+        with no API key, unless anonymous access was asked for."""
+        if is_loopback(self.host) or self.api_key or self.allow_anonymous:
+            return None
+        return (
+            f"mlsvc will not serve on {self.host} without an API key: anyone who can reach the port could read "
+            "data, train and delete. Set MLSVC_API_KEY, or MLSVC_ALLOW_ANONYMOUS=1 to serve without one on purpose"
+        )
 
     def describe(self) -> str:
         """The lines printed at start-up so a person knows where their data lives."""
@@ -83,8 +110,29 @@ class Settings:
                 f"mlflow artifacts {self.mlflow_artifact_root}",
                 f"local data roots {roots}",
                 f"job workers      {self.workers}",
+                f"authentication   {self.auth_mode()}",
+                f"allowed hosts    {', '.join(self.allowed_hosts)}",
             ]
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or a Host name stays on this machine."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed_hosts(configured: str, bind: str) -> tuple[str, ...]:
+    """The Host names requests may carry: as configured ('*' for any); by default the loopback names when
+    bound to a loopback address (so a web page cannot drive a local service through DNS rebinding), else any."""
+    if configured.strip():
+        return tuple(h.strip().lower() for h in configured.split(",") if h.strip())
+    return LOOPBACK_NAMES if is_loopback(bind) else ("*",)
 
 
 def _own_place(place: str) -> str | None:

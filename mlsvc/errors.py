@@ -21,7 +21,9 @@ class ErrorCode(StrEnum):
     DATA_NOT_FOUND = "data_not_found"
     ACCESS_DENIED = "access_denied"
     INVALID_DATA = "invalid_data"
+    HOST_NOT_ALLOWED = "host_not_allowed"
     INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -37,7 +39,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DATA_NOT_FOUND: 404,
     ErrorCode.ACCESS_DENIED: 403,
     ErrorCode.INVALID_DATA: 422,
+    ErrorCode.HOST_NOT_ALLOWED: 403,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAVAILABLE: 503,
 }
 
 

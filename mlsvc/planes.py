@@ -32,6 +32,7 @@ class Planes:
 
 def open_planes(settings: Settings, metadata: SqlMetadataStore | None = None) -> Planes:
     """The planes ``settings`` name; ``metadata`` to share a store this process has open already."""
+    settings.home.mkdir(parents=True, exist_ok=True)  # the embedded defaults (SQLite, MLflow) live there
     store = metadata or SqlMetadataStore(settings.database_url)
     uris = UriValidator(settings.local_roots, settings.own_files())
     return Planes(

@@ -13,6 +13,7 @@
         ├── UnauthenticatedError        401 unauthenticated
         ├── PathNotAllowedError         403 path_not_allowed
         ├── AccessDeniedError           403 access_denied
+        ├── HostNotAllowedError         403 host_not_allowed
         ├── NotFoundError               404 not_found
         ├── DataNotFoundError           404 data_not_found
         ├── ConflictError               409 conflict
@@ -22,7 +23,7 @@
         ├── InvalidDataError            422 invalid_data
         ├── RateLimitError              429 (after the retries)
         ├── InternalServerError         500 internal
-        └── ServiceUnavailableError     502, 503, 504 (after the retries)
+        └── ServiceUnavailableError     503 unavailable; 502, 504 (after the retries)
 
 The class comes from the ``code`` in the server's JSON error body (one class per code of
 ``mlsvc.errors.ErrorCode``); an answer without one (a proxy's page, say) is classed by its HTTP status.
@@ -154,6 +155,10 @@ class ServiceUnavailableError(MlsvcAPIError):
     code = "unavailable"
 
 
+class HostNotAllowedError(MlsvcAPIError):
+    code = "host_not_allowed"
+
+
 BY_CODE: dict[str, type[MlsvcAPIError]] = {
     cls.code: cls
     for cls in (
@@ -169,7 +174,9 @@ BY_CODE: dict[str, type[MlsvcAPIError]] = {
         DataNotFoundError,
         AccessDeniedError,
         InvalidDataError,
+        HostNotAllowedError,
         InternalServerError,
+        ServiceUnavailableError,
     )
 }
 BY_STATUS: dict[int, type[MlsvcAPIError]] = {

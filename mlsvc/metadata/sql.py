@@ -283,6 +283,11 @@ class SqlMetadataStore(MetadataStore):
                 )
             ).scalar_one_or_none()
 
+    def alias_targets(self, alias: str) -> builtins.list[tuple[str, int]]:
+        query = select(model_aliases.c.name, model_aliases.c.version).where(model_aliases.c.alias == alias)
+        with self.transaction() as conn:
+            return [(str(name), int(version)) for name, version in conn.execute(query.order_by(model_aliases.c.name))]
+
     def set_alias(
         self, name: str, alias: str, version: int, conn: Connection | None = None, require_status: str | None = None
     ) -> bool:

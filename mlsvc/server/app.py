@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 
+import orjson
 from fastapi import Depends, FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,6 +15,7 @@ from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
 from mlsvc.server import batch_predictions, datasources, errors, evaluations, models
 from mlsvc.server.deps import require_api_key
+from mlsvc.server.guards import HostCheck, ShedLoad
 from mlsvc.server.metrics import Metrics, RequestMetrics
 from mlsvc.service import Service
 
@@ -119,12 +121,21 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", tags=["health"], dependencies=auth)
+    def readyz() -> Response:
+        """Readiness: the metadata store and registry answer and every production model loads (503 if not)."""
+        readiness = app.state.service.readiness()
+        body = {"status": "ready" if readiness.ready else "not_ready", "checks": readiness.checks}
+        return Response(orjson.dumps(body), status_code=200 if readiness.ready else 503, media_type="application/json")
+
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse, dependencies=auth)
     def metrics() -> PlainTextResponse:
         """Prometheus text exposition."""
         return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ShedLoad, limit=settings.max_in_flight)
+    app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(RequestId)
     return app

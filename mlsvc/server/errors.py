@@ -22,7 +22,11 @@ def error_response(
     code: ErrorCode, message: str, details: dict[str, Any] | None = None, status: int | None = None
 ) -> Response:
     body = {"error": {"code": code.value, "message": message, "details": details or {}}}
-    return Response(orjson.dumps(body), status_code=status or HTTP_STATUS[code], media_type="application/json")
+    # RFC 9110: a 401 names the scheme that would be accepted.
+    headers = {"WWW-Authenticate": 'Bearer realm="mlsvc"'} if code == ErrorCode.UNAUTHENTICATED else None
+    return Response(
+        orjson.dumps(body), status_code=status or HTTP_STATUS[code], media_type="application/json", headers=headers
+    )
 
 
 def install(app: FastAPI) -> None:

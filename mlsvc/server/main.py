@@ -14,6 +14,9 @@ from mlsvc.server.app import create_app
 def serve(settings: Settings, workers: int | None = None) -> None:
     """Run the API in this process and ``workers`` job worker processes beside it, until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    refusal = settings.refusal_to_serve()
+    if refusal:
+        raise SystemExit(refusal)
     print(settings.describe(), flush=True)
     runtime = Runtime(settings, workers)
     runtime.start()

@@ -3,7 +3,9 @@ only door from a face (REST, another API, a console) to the core and the planes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from mlsvc.config import Settings
 from mlsvc.metadata.sql import SqlMetadataStore
@@ -16,7 +18,18 @@ from mlsvc.service.models import Models
 from mlsvc.service.predictions import PredictionOutcome, Predictions
 from mlsvc.service.refs import ModelRefs
 
-__all__ = ["ListQuery", "PredictionOutcome", "Service", "ServiceFigures"]
+__all__ = ["ListQuery", "PredictionOutcome", "Readiness", "Service", "ServiceFigures"]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this process can serve: each check's outcome ("ok" or what is wrong)."""
+
+    checks: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return all(outcome == "ok" for outcome in self.checks.values())
 
 
 @dataclass(frozen=True)
@@ -45,5 +58,31 @@ class Service:
         store = self.planes.metadata
         return ServiceFigures(store.job_counts(), store.batch_rows_scored())
 
+    def readiness(self) -> Readiness:
+        """The metadata store answers, the registry answers, and every ``production`` alias's version loads."""
+        checks = {
+            "metadata": _outcome(self.planes.metadata.job_counts),
+            "registry": _outcome(self.planes.registry.initialize),
+        }
+        if checks["metadata"] == "ok":
+            for name, version in self.planes.metadata.alias_targets("production"):
+                checks[f"model {name}:production"] = _outcome(partial(self._load, name, version))
+        return Readiness(checks)
+
+    def _load(self, name: str, version: int) -> None:
+        model = self.planes.metadata.model_by_version(name, version)
+        if model is None:
+            raise LookupError(f"version {version} is gone")
+        self.predictions.warm(model)
+
     def close(self) -> None:
         self.planes.close()
+
+
+def _outcome(check: Callable[[], object]) -> str:
+    """ "ok", or the failure in one line (its type and message), for an operator to act on."""
+    try:
+        check()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return "ok"
