@@ -52,6 +52,11 @@ class ModelType(StrEnum):
     RECOMMENDATION = "RECOMMENDATION"
 
 
+def _given(field: str) -> dict[str, Any]:
+    """A JSON Schema clause for "``field`` is given": present and not null (null counts as absent)."""
+    return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+
+
 class _Strict(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
@@ -329,6 +334,10 @@ class BatchPredictionCreate(_Strict):
     output_uri: str = Field(min_length=1, max_length=2048, description="A folder: s3://bucket/prefix/ or a path.")
     tags: Tags = Field(default_factory=dict)
 
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [_given("datasource_id"), _given("data_uri")]}
+    )
+
     @model_validator(mode="after")
     def _one_input(self) -> BatchPredictionCreate:
         if (self.datasource_id is None) == (self.data_uri is None):
@@ -376,6 +385,10 @@ class PredictRequest(_Strict):
     item_id: str | int | None = Field(None, description="RECOMMENDATION: items like this one.")
     k: int | None = Field(None, ge=1, le=1000)
     exclude_seen: bool = True
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [_given(n) for n in ("record", "records", "user_id", "item_id")]}
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:

@@ -7,18 +7,17 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from mlsvc.config import Settings
 from mlsvc.metadata.sql import utcnow
 from mlsvc.server.app import create_app
+from tests.apps import http_client
 from tests.inprocess import serving, settings_for
 
 
@@ -29,13 +28,13 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.mark.parametrize("host", ["localhost", "localhost:8080", "127.0.0.1:8080", "[::1]:8080"])
 def test_loopback_hosts_are_answered(settings: Settings, host: str) -> None:
-    with TestClient(create_app(settings)) as client:
+    with http_client(create_app(settings)) as client:
         assert client.get("/v1/models", headers={"host": host}).status_code == 200
 
 
 @pytest.mark.parametrize("host", ["rebind.attacker.example", "rebind.attacker.example:8080", "127.0.0.1.nip.io"])
 def test_other_hosts_are_refused(settings: Settings, host: str) -> None:
-    with TestClient(create_app(settings)) as client:
+    with http_client(create_app(settings)) as client:
         response = client.get("/v1/models", headers={"host": host})
     assert response.status_code == 403
     error = response.json()["error"]
@@ -43,7 +42,7 @@ def test_other_hosts_are_refused(settings: Settings, host: str) -> None:
 
 
 def test_any_host_when_configured(tmp_path: Path) -> None:
-    with TestClient(create_app(settings_for(tmp_path, allowed_hosts=("*",)))) as client:
+    with http_client(create_app(settings_for(tmp_path, allowed_hosts=("*",)))) as client:
         assert client.get("/v1/models", headers={"host": "mlsvc.internal:8080"}).status_code == 200
 
 
@@ -58,7 +57,7 @@ def test_the_default_follows_the_bind_address(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_401_names_its_scheme(tmp_path: Path) -> None:
-    with TestClient(create_app(settings_for(tmp_path, api_key="k")), base_url="http://localhost") as client:
+    with http_client(create_app(settings_for(tmp_path, api_key="k"))) as client:
         response = client.get("/v1/models")
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == 'Bearer realm="mlsvc"'
@@ -67,9 +66,9 @@ def test_a_401_names_its_scheme(tmp_path: Path) -> None:
 
 
 def test_ready_on_a_fresh_service(settings: Settings) -> None:
-    with TestClient(create_app(settings), base_url="http://localhost") as client:
+    with http_client(create_app(settings)) as client:
         response = client.get("/readyz")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"status": "ready", "checks": {"metadata": "ok", "registry": "ok"}}
 
 
@@ -94,7 +93,7 @@ def test_not_ready_while_a_production_model_cannot_load(settings: Settings) -> N
     }
     store.create("model", record, "test", {}, None)
     store.set_alias("churn", "production", 1)
-    with TestClient(app, base_url="http://localhost") as client:
+    with http_client(app) as client:
         response = client.get("/readyz")
         assert client.get("/healthz").json() == {"status": "ok"}  # liveness stays trivial
     assert response.status_code == 503

@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.server.app import create_app
+from tests.apps import http_client
 
 
 @pytest.fixture(params=["data-root", "every-path"])
-def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     home = tmp_path / "home"
     settings = Settings(
         home=home,
@@ -31,7 +32,8 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestCl
     (model_files / "input_example.csv").write_text("a\n1\n")
     (home / "notes.csv").write_text("a\n1\n")
     app = create_app(settings)
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with http_client(app) as client:
+        client.app = app  # type: ignore[attr-defined]  # the planes behind it, for the checks below
         yield client, tmp_path
     app.state.service.close()
 
@@ -53,7 +55,7 @@ def _refused(response_json: dict[str, object]) -> str:
         "artifacts/1/models/",
     ],
 )
-def test_no_datasource_reads_the_services_own_files(api: tuple[TestClient, Path], place: str) -> None:
+def test_no_datasource_reads_the_services_own_files(api: tuple[httpx.Client, Path], place: str) -> None:
     client, root = api
     for uri in (str(root / place), (root / place).as_uri()):
         response = client.post("/v1/datasources", json={"data_uri": uri})
@@ -62,7 +64,7 @@ def test_no_datasource_reads_the_services_own_files(api: tuple[TestClient, Path]
         assert "own files" in message and "SQLite" not in message
 
 
-def test_a_symlink_into_the_home_is_refused_too(api: tuple[TestClient, Path]) -> None:
+def test_a_symlink_into_the_home_is_refused_too(api: tuple[httpx.Client, Path]) -> None:
     client, root = api
     (root / "innocent.csv").symlink_to(root / "home" / "mlsvc.db")
     response = client.post("/v1/datasources", json={"data_uri": str(root / "innocent.csv")})
@@ -70,7 +72,7 @@ def test_a_symlink_into_the_home_is_refused_too(api: tuple[TestClient, Path]) ->
     assert "own files" in _refused(response.json())
 
 
-def test_no_output_and_no_job_write_goes_into_them(api: tuple[TestClient, Path]) -> None:
+def test_no_output_and_no_job_write_goes_into_them(api: tuple[httpx.Client, Path]) -> None:
     client, root = api
     planes = client.app.state.service.planes  # type: ignore[attr-defined]
     for output in ("artifacts/1/models/m-1/artifacts/out.csv.gz", "home/out/x.csv"):
@@ -82,7 +84,7 @@ def test_no_output_and_no_job_write_goes_into_them(api: tuple[TestClient, Path])
     assert not (root / "home" / "out").exists()
 
 
-def test_a_staging_folder_is_not_an_output_or_data(api: tuple[TestClient, Path]) -> None:
+def test_a_staging_folder_is_not_an_output_or_data(api: tuple[httpx.Client, Path]) -> None:
     client, root = api
     (root / "out" / "batch-prediction" / ".staging").mkdir(parents=True)
     uri = str(root / "out" / "batch-prediction" / ".staging" / "x.csv")
@@ -91,7 +93,7 @@ def test_a_staging_folder_is_not_an_output_or_data(api: tuple[TestClient, Path])
     assert ".staging" in _refused(response.json())
 
 
-def test_a_folder_holding_the_home_lists_only_the_callers_data(api: tuple[TestClient, Path]) -> None:
+def test_a_folder_holding_the_home_lists_only_the_callers_data(api: tuple[httpx.Client, Path]) -> None:
     client, root = api
     (root / "data.csv").write_text("a,b\n1,2\n")
     objects = client.app.state.service.planes.objects  # type: ignore[attr-defined]

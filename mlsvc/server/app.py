@@ -17,6 +17,8 @@ from mlsvc.server import batch_predictions, datasources, errors, evaluations, mo
 from mlsvc.server.deps import require_api_key
 from mlsvc.server.guards import HostCheck, ShedLoad
 from mlsvc.server.metrics import Metrics, RequestMetrics
+from mlsvc.server.responses import EVERY
+from mlsvc.server.responses import errors as error_answers
 from mlsvc.service import Service
 
 
@@ -101,6 +103,12 @@ class BodyLimit:
 _JSON_UNLESS = re.compile(rb"^(|application/x-www-form-urlencoded|text/plain)(;.*)?$", re.IGNORECASE)
 
 
+_NOT_READY = {
+    "description": "Not ready: a check failed",
+    "content": {"application/json": {"example": {"status": "not_ready", "checks": {"metadata": "ok"}}}},
+}
+
+
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(
@@ -112,23 +120,27 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.metrics = Metrics(app.state.service.figures)
     errors.install(app)
     auth = [Depends(require_api_key)]
-    app.include_router(datasources.router, dependencies=auth)
-    app.include_router(models.router, dependencies=auth)
-    app.include_router(evaluations.router, dependencies=auth)
-    app.include_router(batch_predictions.router, dependencies=auth)
+    for router in (datasources.router, models.router, evaluations.router, batch_predictions.router):
+        app.include_router(router, dependencies=auth, responses=error_answers(*EVERY))
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses=error_answers(403, 500))
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], dependencies=auth)
+    @app.get("/readyz", tags=["health"], dependencies=auth, responses={**error_answers(401, 403, 500), 503: _NOT_READY})
     def readyz() -> Response:
         """Readiness: the metadata store and registry answer and every production model loads (503 if not)."""
         readiness = app.state.service.readiness()
         body = {"status": "ready" if readiness.ready else "not_ready", "checks": readiness.checks}
         return Response(orjson.dumps(body), status_code=200 if readiness.ready else 503, media_type="application/json")
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse, dependencies=auth)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        dependencies=auth,
+        responses=error_answers(401, 403, 500),
+    )
     def metrics() -> PlainTextResponse:
         """Prometheus text exposition."""
         return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -6,11 +6,17 @@ from fastapi import APIRouter, Response, status
 
 from mlsvc.resources import BatchPrediction, BatchPredictionCreate, BatchPredictionPage, BatchPredictionUpdate
 from mlsvc.server.deps import ListQueryDep, ModelIdFilter, ServiceDep
+from mlsvc.server.responses import errors, retried
 
 router = APIRouter(prefix="/v1/batch-predictions", tags=["batch predictions"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPrediction)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchPrediction,
+    responses={**retried(BatchPrediction), **errors(404, 409, 413)},
+)
 def create_batch_prediction(body: BatchPredictionCreate, service: ServiceDep, response: Response) -> BatchPrediction:
     """Predict for every row; results are gzipped CSV under ``output_uri``, with a manifest written last."""
     batch, created = service.batch_predictions.create(body)
@@ -25,16 +31,16 @@ def list_batch_predictions(service: ServiceDep, query: ListQueryDep, model_id: M
     return BatchPredictionPage(items=items, next_token=token)
 
 
-@router.get("/{batch_id}", response_model=BatchPrediction)
+@router.get("/{batch_id}", response_model=BatchPrediction, responses=errors(404))
 def get_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
     return service.batch_predictions.get(batch_id)
 
 
-@router.patch("/{batch_id}", response_model=BatchPrediction)
+@router.patch("/{batch_id}", response_model=BatchPrediction, responses=errors(404, 413))
 def update_batch_prediction(batch_id: str, body: BatchPredictionUpdate, service: ServiceDep) -> BatchPrediction:
     return service.batch_predictions.update(batch_id, body)
 
 
-@router.delete("/{batch_id}", response_model=BatchPrediction)
+@router.delete("/{batch_id}", response_model=BatchPrediction, responses=errors(404))
 def delete_batch_prediction(batch_id: str, service: ServiceDep) -> BatchPrediction:
     return service.batch_predictions.delete(batch_id)

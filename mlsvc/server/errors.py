@@ -46,7 +46,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_REQUEST)
-        return error_response(code, str(exc.detail), status=exc.status_code)
+        response = error_response(code, str(exc.detail), status=exc.status_code)
+        response.headers.update(exc.headers or {})  # a 405's Allow, say
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

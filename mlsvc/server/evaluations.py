@@ -6,11 +6,17 @@ from fastapi import APIRouter, Response, status
 
 from mlsvc.resources import Evaluation, EvaluationCreate, EvaluationPage, EvaluationUpdate
 from mlsvc.server.deps import ListQueryDep, ModelIdFilter, ServiceDep
+from mlsvc.server.responses import errors, retried
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Evaluation)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Evaluation,
+    responses={**retried(Evaluation), **errors(404, 409, 413)},
+)
 def create_evaluation(body: EvaluationCreate, service: ServiceDep, response: Response) -> Evaluation:
     """Score a COMPLETED datasource that has the model's target with a COMPLETED model."""
     evaluation, created = service.evaluations.create(body)
@@ -25,16 +31,16 @@ def list_evaluations(service: ServiceDep, query: ListQueryDep, model_id: ModelId
     return EvaluationPage(items=items, next_token=token)
 
 
-@router.get("/{evaluation_id}", response_model=Evaluation)
+@router.get("/{evaluation_id}", response_model=Evaluation, responses=errors(404))
 def get_evaluation(evaluation_id: str, service: ServiceDep) -> Evaluation:
     return service.evaluations.get(evaluation_id)
 
 
-@router.patch("/{evaluation_id}", response_model=Evaluation)
+@router.patch("/{evaluation_id}", response_model=Evaluation, responses=errors(404, 413))
 def update_evaluation(evaluation_id: str, body: EvaluationUpdate, service: ServiceDep) -> Evaluation:
     return service.evaluations.update(evaluation_id, body)
 
 
-@router.delete("/{evaluation_id}", response_model=Evaluation)
+@router.delete("/{evaluation_id}", response_model=Evaluation, responses=errors(404))
 def delete_evaluation(evaluation_id: str, service: ServiceDep) -> Evaluation:
     return service.evaluations.delete(evaluation_id)

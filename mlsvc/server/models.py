@@ -12,13 +12,19 @@ from starlette.concurrency import run_in_threadpool
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate, PredictRequest, PredictResponse
 from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
+from mlsvc.server.responses import errors, retried
 from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 INLINE_BYTES = 16 * 1024
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Model)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Model,
+    responses={**retried(Model), **errors(404, 409, 413)},
+)
 def create_model(body: ModelCreate, service: ServiceDep, response: Response) -> Model:
     """Train a new version of the model ``name`` on a COMPLETED datasource."""
     model, created = service.models.create(body)
@@ -43,35 +49,35 @@ def list_models(
     return ModelPage(items=items, next_token=token)
 
 
-@router.get("/{ref}", response_model=Model)
+@router.get("/{ref}", response_model=Model, responses=errors(404))
 def get_model(ref: str, service: ServiceDep) -> Model:
     """A model by id, ``name:VERSION``, ``name:ALIAS`` or ``name``."""
     return service.models.get(ref)
 
 
-@router.patch("/{ref}", response_model=Model)
+@router.patch("/{ref}", response_model=Model, responses=errors(404, 409, 413))
 def update_model(ref: str, body: ModelUpdate, service: ServiceDep) -> Model:
     return service.models.update(ref, body)
 
 
-@router.delete("/{ref}", response_model=Model)
+@router.delete("/{ref}", response_model=Model, responses=errors(404))
 def delete_model(ref: str, service: ServiceDep) -> Model:
     return service.models.delete(ref)
 
 
-@router.put("/{name}/aliases/{alias}", response_model=Model)
+@router.put("/{name}/aliases/{alias}", response_model=Model, responses=errors(404, 409, 413))
 def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Model:
     """Point ``alias`` (e.g. ``production``) at a COMPLETED version of ``name``."""
     return service.models.set_alias(name, alias, body.version)
 
 
-@router.delete("/{name}/aliases/{alias}", response_model=Model)
+@router.delete("/{name}/aliases/{alias}", response_model=Model, responses=errors(404))
 def delete_alias(name: str, alias: str, service: ServiceDep) -> Model:
     """Remove ``alias`` from ``name``; predictions by ``name:alias`` then answer 404."""
     return service.models.delete_alias(name, alias)
 
 
-@router.post("/{ref}/predict", response_model=PredictResponse)
+@router.post("/{ref}/predict", response_model=PredictResponse, responses=errors(404, 409, 413))
 async def predict(ref: str, body: PredictRequest, service: ServiceDep, request: Request) -> RawResponse:
     """Real-time predictions for one record or a list, in order; the answer says which version gave them."""
     metrics = request.app.state.metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import MetadataStore, ResourceKind
-from mlsvc.resources import DataSource, DataSourceCreate, Schema
+from mlsvc.resources import DataSource, DataSourceCreate, Schema, Status
 from mlsvc.security.uris import UriValidator
 from mlsvc.service.common import Collection, name_from_uri, new_id, pending_record
 
@@ -34,6 +34,10 @@ class DataSources(Collection[DataSource]):
     def schema(self, resource_id: str) -> Schema:
         """The datasource's schema, once its job has settled it."""
         ds = self.get(resource_id)
+        if ds.status == Status.DELETED:
+            raise MlsvcError(
+                ErrorCode.NOT_READY, f"datasource '{resource_id}' is DELETED; its schema is no longer served"
+            )
         if ds.data_schema is None:
             raise MlsvcError(
                 ErrorCode.NOT_READY,
