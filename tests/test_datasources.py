@@ -36,12 +36,6 @@ TERMINAL = ("COMPLETED", "FAILED")
 # --- helpers ---
 
 
-@pytest.fixture(scope="module")
-def api(mlsvc_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mlsvc_server.url, timeout=30) as client:
-        yield client
-
-
 @pytest.fixture
 def put(s3_client: Any, s3_bucket: str) -> Any:
     """Put bytes (or text) at a key of the test's bucket; returns the object's s3:// URI."""
@@ -821,11 +815,11 @@ def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, 
 
     path = tmp_path / "churn.csv"
     path.write_bytes(CHURN_BYTES)
-    storage = _CountingStorage()
+    objects = _CountingStorage()
     ds = {"data_uri": str(path), "target": "churned", "rearrangement": rearrangement}
     ctx = SimpleNamespace(
-        resource=ds, storage=storage, settings=SimpleNamespace(max_record_bytes=1 << 20), progress=lambda *_, **__: None
+        resource=ds, objects=objects, settings=SimpleNamespace(max_record_bytes=1 << 20), progress=lambda *_, **__: None
     )
     result = job.run(ctx)  # type: ignore[arg-type]
-    assert storage.opened == {str(path): reads}
+    assert objects.opened == {str(path): reads}
     assert result["row_count"] == len(pd.read_csv(CHURN))

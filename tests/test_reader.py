@@ -7,6 +7,7 @@ import csv
 import io
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsvc.datasources.plan import ReadPlan
 from mlsvc.datasources.reader import BadRows, RawChunk, header_names, iter_chunks, open_with_head, peek_rows
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan
 from mlsvc.errors import ErrorCode, MlsvcError
@@ -280,7 +282,8 @@ def test_header_names_are_stripped_unique_and_never_blank() -> None:
     assert header_names([" id ", "x", "x", "", "x"]) == ["id", "x", "x_2", "col_4", "x_3"]
 
 
-def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame], ScanCounts]:
+def _two_files(tmp_path: Path) -> tuple[RoutingObjectStore, ReadPlan]:
+    """Two files of one datasource, their columns in other orders, with invalid values and a ragged row."""
     first = tmp_path / "a.csv"
     first.write_text("id,n\nr1,1\nr2,x\nr3\nr4,4\n")  # an invalid value on line 3, a ragged row on line 4
     second = tmp_path / "b.csv"
@@ -293,12 +296,14 @@ def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame],
             Attribute(attributeName="n", attributeType=AttributeType.NUMERIC),
         ]
     )
-    names = {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}
+    return storage, ReadPlan(files, {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}, schema)
+
+
+def _scan_two_files(tmp_path: Path, **options: Any) -> tuple[list[pd.DataFrame], ScanCounts]:
+    storage, plan = _two_files(tmp_path)
+    plan = replace(plan, splitting=options.pop("splitting", None), total_rows=options.pop("total", None))
     counts = ScanCounts()
-    total = options.pop("total", None)
-    chunks = [
-        c.typed for c in scan(storage, files, names, schema, options.pop("splitting", None), total, counts, **options)
-    ]
+    chunks = [c.typed for c in scan(storage, plan, counts, **options)]
     return chunks, counts
 
 
@@ -325,16 +330,8 @@ def test_scan_counts_rows_across_files_and_names_the_file_and_line_of_each_inval
 def test_scan_places_a_sequential_split_over_all_files_counting_ragged_rows(tmp_path: Path) -> None:
     # 7 data rows (the ragged one included): 0..50 % is rows 0-3, i.e. r1, r2, ragged r3, r4.
     _, counts = _scan_two_files(tmp_path)
-    storage = RoutingObjectStore()
-    files = storage.list_data_files(str(tmp_path))
-    schema = Schema(
-        attributes=[
-            Attribute(attributeName="id", attributeType=AttributeType.CATEGORICAL),
-            Attribute(attributeName="n", attributeType=AttributeType.NUMERIC),
-        ]
-    )
     # The counting pass a sequential split needs counts what the scan will see, ragged rows included.
-    assert count_rows(storage, files, {files[0].uri: ["id", "n"], files[1].uri: ["n", "id"]}, schema) == 7
+    assert count_rows(*_two_files(tmp_path)) == 7
     assert counts.seen_rows == 7
     chunks, _ = _scan_two_files(tmp_path, splitting=Splitting(percentEnd=50), total=7)
     assert pd.concat(chunks)["id"].tolist() == ["r1", "r4"]

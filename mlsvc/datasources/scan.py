@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, BadRows, RawChunk, iter_chunks, open_with_head
+from mlsvc.datasources.plan import OpenedFiles, ReadPlan
+from mlsvc.datasources.reader import BadRows, RawChunk, iter_chunks, open_with_head
 from mlsvc.datasources.rearrangement import select_rows
 from mlsvc.datasources.values import Column, coerce_columns, objects
-from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects import ObjectInfo, ObjectStore
-from mlsvc.resources import Schema, Splitting
 
 
 @dataclass
@@ -146,35 +144,19 @@ def _where(examples: list[dict[str, object]]) -> str:
 
 
 def scan(
-    storage: ObjectStore,
-    files: list[ObjectInfo],
-    names_by_file: dict[str, list[str]],
-    schema: Schema,
-    splitting: Splitting | None,
-    total_rows: int | None,
+    objects: ObjectStore,
+    plan: ReadPlan,
     counts: ScanCounts,
     on_progress: Callable[[float], None] | None = None,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     keep_invalid: bool = False,
 ) -> Iterator[TypedChunk]:
-    """Yield the kept, valid rows of every file in order, counting what was seen in ``counts``.
+    """Yield the kept, valid rows of every file of the plan in order, counting what was seen in ``counts``.
 
     With ``keep_invalid`` the rows holding invalid values are yielded too (those values are missing in
     ``typed`` and flagged in ``invalid``), for readers that must answer for every row, such as batch scoring;
     they are still counted in ``counts.invalid_rows``, but not in ``counts.used_rows``.
     """
-    for chunk in scan_columns(
-        storage,
-        files,
-        names_by_file,
-        schema,
-        splitting,
-        total_rows,
-        counts,
-        on_progress,
-        max_record_bytes,
-        keep_invalid,
-    ):
+    for chunk in scan_columns(objects, plan, counts, on_progress, keep_invalid):
         typed = chunk.typed_chunk()
         del chunk
         yield typed
@@ -182,32 +164,27 @@ def scan(
 
 
 def scan_columns(
-    storage: ObjectStore,
-    files: list[ObjectInfo],
-    names_by_file: dict[str, list[str]],
-    schema: Schema,
-    splitting: Splitting | None,
-    total_rows: int | None,
+    objects: ObjectStore,
+    plan: ReadPlan,
     counts: ScanCounts,
     on_progress: Callable[[float], None] | None = None,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     keep_invalid: bool = False,
     opened: OpenedFiles | None = None,
 ) -> Iterator[ColumnChunk]:
     """``scan``, yielding ``ColumnChunk`` s: for readers that can work on arrow and numpy columns (statistics),
     so no cell becomes a Python object. A consumer should drop each chunk before asking for the next. A file
     held in ``opened`` is read from there rather than fetched again."""
-    total_bytes = sum(f.size for f in files) or 1
+    total_bytes = sum(f.size for f in plan.files) or 1
     done_bytes = 0
-    counts.types = {a.attributeName: a.attributeType.value for a in schema.attributes}
-    attributes = {a.attributeName for a in schema.attributes}
-    for info in files:
+    counts.types = {a.attributeName: a.attributeType.value for a in plan.schema.attributes}
+    attributes = {a.attributeName for a in plan.schema.attributes}
+    for info in plan.files:
         file_start = counts.seen_rows  # ordinals are per file; the split needs them datasource-wide
-        names = names_by_file[info.uri]
+        names = plan.names_by_file[info.uri]
         # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
         wanted = [n for n in names if n in attributes]
-        for raw in _raw_chunks(storage, info, names, schema, counts.bad_rows, max_record_bytes, opened):
-            chunk = _typed(raw, info.uri, file_start, wanted, schema, splitting, total_rows, counts, keep_invalid)
+        for raw in _raw_chunks(objects, plan, info, counts.bad_rows, opened):
+            chunk = _typed(raw, info.uri, file_start, wanted, plan, counts, keep_invalid)
             del raw
             if chunk is not None:
                 yield chunk
@@ -225,16 +202,14 @@ def _typed(
     source: str,
     file_start: int,
     wanted: list[str],
-    schema: Schema,
-    splitting: Splitting | None,
-    total_rows: int | None,
+    plan: ReadPlan,
     counts: ScanCounts,
     keep_invalid: bool,
 ) -> ColumnChunk | None:
     """One raw chunk's rows the split keeps, typed and counted; None when none is left to yield."""
     batch, lines = raw.batch, raw.line_numbers
     counts.total_rows += batch.num_rows
-    keep = select_rows(batch, file_start + raw.ordinals, total_rows, splitting)
+    keep = select_rows(batch, file_start + raw.ordinals, plan.total_rows, plan.splitting)
     if not keep.any():
         return None
     positions = np.arange(batch.num_rows)
@@ -244,7 +219,7 @@ def _typed(
         batch = batch.select(wanted)
     rows = batch.num_rows
     counts.kept_rows += rows
-    columns, invalid = coerce_columns(batch, schema)
+    columns, invalid = coerce_columns(batch, plan.schema)
     counts.note_invalid(source, batch, invalid, lines)
     bad = np.zeros(rows, dtype=bool)
     for flags in invalid.values():
@@ -252,14 +227,14 @@ def _typed(
     invalid_rows = int(np.count_nonzero(bad))
     counts.invalid_rows += invalid_rows
     counts.used_rows += rows - invalid_rows
-    target = schema.targetAttributeName
+    target = plan.schema.targetAttributeName
     raw_target = batch.column(target) if target else None
     if invalid_rows and not keep_invalid:
         if invalid_rows == rows:
             return None
         good = ~bad
         mask = pa.array(good)
-        columns = {name: c[good] if isinstance(c, np.ndarray) else c.filter(mask) for name, c in columns.items()}
+        columns = {name: _rows_of(column, good, mask) for name, column in columns.items()}
         invalid = {name: flags[good] for name, flags in invalid.items()}
         positions = positions[good]
         raw_target = raw_target.filter(mask) if raw_target is not None else None
@@ -267,88 +242,32 @@ def _typed(
     return ColumnChunk(columns, invalid, rows, positions, raw_target)
 
 
-def count_rows(
-    storage: ObjectStore,
-    files: list[ObjectInfo],
-    names_by_file: dict[str, list[str]],
-    schema: Schema,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    opened: OpenedFiles | None = None,
-) -> int:
+def _rows_of(column: np.ndarray | pa.Array, keep: np.ndarray, mask: pa.Array) -> np.ndarray | pa.Array:
+    """The rows ``keep`` (as a numpy mask, and as ``mask`` for arrow) of a numpy or arrow column."""
+    return column[keep] if isinstance(column, np.ndarray) else column.filter(mask)
+
+
+def count_rows(objects: ObjectStore, plan: ReadPlan, opened: OpenedFiles | None = None) -> int:
     """A counting pass, needed only by a sequential split (rows are placed by position): every data row,
     those with the wrong number of fields included, as ``ScanCounts.seen_rows`` will count them."""
     bad = BadRows()
-    rows = sum(
-        len(chunk)
-        for info in files
-        for chunk in _raw_chunks(storage, info, names_by_file[info.uri], schema, bad, max_record_bytes, opened)
-    )
+    rows = sum(len(chunk) for info in plan.files for chunk in _raw_chunks(objects, plan, info, bad, opened))
     return rows + bad.count
 
 
-class OpenedFiles:
-    """A file opened ahead of a pass (its first bytes looked at, as inference does), for the next pass over it
-    to read from the start without fetching it again. At most one is held; ``close`` what is left."""
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[BinaryIO, BinaryIO]] = {}
-
-    def add(self, uri: str, stream: BinaryIO, from_start: BinaryIO) -> bool:
-        """Hold ``stream`` (to close) and ``from_start`` (its bytes from the beginning); False if one is held."""
-        if self._held:
-            return False
-        self._held[uri] = (stream, from_start)
-        return True
-
-    def take(self, uri: str) -> tuple[BinaryIO, BinaryIO] | None:
-        return self._held.pop(uri, None)
-
-    def close(self) -> None:
-        for stream, _ in self._held.values():
-            stream.close()
-        self._held.clear()
-
-
 def _raw_chunks(
-    storage: ObjectStore,
-    info: ObjectInfo,
-    names: list[str],
-    schema: Schema,
-    bad_rows: BadRows,
-    max_record_bytes: int,
-    opened: OpenedFiles | None = None,
+    objects: ObjectStore, plan: ReadPlan, info: ObjectInfo, bad_rows: BadRows, opened: OpenedFiles | None = None
 ) -> Iterator[RawChunk]:
     held = opened.take(info.uri) if opened is not None else None
-    stream, from_start = held if held is not None else (storage.open_read(info.uri), None)
+    stream, from_start = held if held is not None else (objects.open_read(info.uri), None)
     with stream:
         if from_start is None:
             _, from_start = open_with_head(stream)
         yield from iter_chunks(
             info.uri,
             from_start,
-            names,
-            has_header=schema.dataFileContainsHeader,
+            plan.names_by_file[info.uri],
+            has_header=plan.schema.dataFileContainsHeader,
             bad_rows=bad_rows,
-            max_record_bytes=max_record_bytes,
-        )
-
-
-def require_columns(schema: Schema, names: list[str], source: str, exact: bool = True) -> None:
-    """The file must have every column the schema names and, if ``exact``, no others (order may differ)."""
-    attributes = [a.attributeName for a in schema.attributes]
-    missing = [n for n in attributes if n not in names]
-    if missing:
-        raise MlsvcError(
-            ErrorCode.INVALID_DATA,
-            f"the schema names columns that {source} does not have: {missing}; the file's columns are {names}. "
-            "Correct the attribute names (they are case-sensitive), or point at the right file",
-            {"uri": source, "missing_columns": missing, "columns": names},
-        )
-    extra = [n for n in names if n not in attributes]
-    if extra and exact:
-        raise MlsvcError(
-            ErrorCode.INVALID_DATA,
-            f"{source} has columns the schema does not describe: {extra}; add them to the schema's attributes "
-            "(and to excludedAttributeNames to leave them out of training)",
-            {"uri": source, "extra_columns": extra, "columns": names},
+            max_record_bytes=plan.max_record_bytes,
         )

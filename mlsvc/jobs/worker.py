@@ -2,60 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
+from mlsvc.jobs.context import JobContext
+from mlsvc.jobs.handlers import HANDLERS, kind_of, load_handler
 from mlsvc.metadata import Claim, JobQueue, LeaseLost
-from mlsvc.metadata.queue import SqlJobQueue
-from mlsvc.metadata.sql import SqlMetadataStore
-from mlsvc.objects import RoutingObjectStore
+
+if TYPE_CHECKING:
+    from mlsvc.metadata.sql import SqlMetadataStore
+
+# HANDLERS stays importable from here for callers that patch the table through this module.
+__all__ = ["HANDLERS", "Worker", "worker_main"]
 
 log = logging.getLogger("mlsvc.worker")
-
-# Handlers are imported on first use so that a worker only loads (say) MLflow when it trains.
-HANDLERS: dict[str, str] = {
-    "datasource.create": "mlsvc.datasources.job:run",
-    "model.train": "mlsvc.training.job:run",
-    "evaluation.run": "mlsvc.training.evaluation_job:run",
-    "batch_prediction.run": "mlsvc.prediction.batch:run",
-}
-
-
-class JobContext:
-    """What a handler gets: the resource, the settings and parts, and a way to report progress."""
-
-    def __init__(self, settings: Settings, store: SqlMetadataStore, queue: JobQueue, claim: Claim) -> None:
-        self.settings = settings
-        self.store = store
-        self.queue = queue
-        self.claim = claim
-        self.storage = RoutingObjectStore(settings.local_roots)
-        self.resource: dict[str, Any] = store.get(claim.resource_kind, claim.resource_id)
-        # Set with the result, in its transaction: (name, alias, version).
-        self.aliases: list[tuple[str, str, int]] = []
-        # Run once the result is recorded (mirrors in other systems, e.g. MLflow's aliases).
-        self.after_complete: list[Callable[[], None]] = []
-
-    def progress(self, fraction: float, **fields: Any) -> None:
-        """Report progress (0–1) and any partial fields; raises LeaseLost if the job was taken away."""
-        self.queue.report(self.claim, {"progress": max(0.0, min(1.0, fraction)), **fields})
-
-
-Handler = Callable[[JobContext], Mapping[str, Any]]
-
-
-def load_handler(kind: str) -> Handler:
-    module, _, attr = HANDLERS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 class Worker:
@@ -66,8 +33,12 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.parent_pid = parent_pid
-        self.store = store or SqlMetadataStore(settings.database_url)
-        self.queue = SqlJobQueue(self.store, settings.job_lease_s)
+        # Imported here: the planes load pandas, hence numpy, which must wait for _share_cores (worker_main).
+        from mlsvc.planes import open_planes
+
+        self.planes = open_planes(settings, store)
+        self.store = self.planes.metadata
+        self.queue = self.planes.queue
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
 
@@ -96,8 +67,8 @@ class Worker:
         beat = _Heartbeat(self.queue, claim, self.settings.job_lease_s / 3)
         beat.start()
         try:
-            ctx = JobContext(self.settings, self.store, self.queue, claim)
-            fields = load_handler(claim.kind)(ctx)
+            ctx = JobContext(self.planes, claim)
+            fields = load_handler(kind_of(claim.kind, ctx.resource))(ctx)
             self.queue.complete(claim, fields, ctx.aliases)
             log.info("job %s (%s %s) completed", claim.job_id, claim.kind, claim.resource_id)
             self._after(ctx)
@@ -173,4 +144,4 @@ def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = 
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        worker.store.dispose()
+        worker.planes.close()

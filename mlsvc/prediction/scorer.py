@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlsvc.prediction.compiled import NotCompilable, compile_pipeline
+from mlsvc.prediction.labels import binary_labels
 from mlsvc.prediction.records import RecordParser
 from mlsvc.resources import Attribute, ModelType
 from mlsvc.training.loop import predict_output
@@ -80,15 +81,15 @@ class Scorer:
             return [{"predicted_value": float(v), "warnings": w} for v, w in zip(output, warnings, strict=True)]
         classes = self.card.classes or []
         if self.card.model_type == ModelType.BINARY:
-            threshold = 0.5 if score_threshold is None else score_threshold
             negative, positive = classes
+            labels = binary_labels(output, classes, score_threshold).tolist()
             return [
                 {
-                    "predicted_label": positive if p >= threshold else negative,
+                    "predicted_label": label,
                     "predicted_scores": {negative: 1.0 - float(p), positive: float(p)},
                     "warnings": w,
                 }
-                for p, w in zip(output, warnings, strict=True)
+                for label, p, w in zip(labels, output, warnings, strict=True)
             ]
         return [
             {

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlsvc.datasources.job import read_layout
-from mlsvc.datasources.rearrangement import needs_row_count
+from mlsvc.datasources.plan import ReadPlan, model_schema
+from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES
 from mlsvc.datasources.scan import ScanCounts, scan
 from mlsvc.datasources.values import BINARY_TRUE
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects import ObjectStore
-from mlsvc.resources import Attribute, AttributeType, ModelType, Rearrangement, Schema
+from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
 
 
 @dataclass
@@ -32,11 +32,12 @@ class TrainingData:
 
 
 def load(
-    storage: ObjectStore,
+    objects: ObjectStore,
     ds: Mapping[str, Any],
     target: str,
     model_type: ModelType | None,
     on_progress: Callable[[float], None],
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> TrainingData:
     """Read the datasource's kept, valid rows that have a target value into memory, ready to train on."""
     schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": target})
@@ -47,16 +48,18 @@ def load(
     features = schema.feature_attributes()
     if not features:
         raise MlsvcError(ErrorCode.INVALID_DATA, "the datasource has no attributes to learn from besides the target")
-    X, raw_y = read_rows(storage, ds, schema, features, target, on_progress)
+    plan = ReadPlan.of_datasource(objects, ds, schema, max_record_bytes)
+    X, raw_y = read_rows(objects, plan, features, on_progress)
     return _encode_target(X, raw_y, attribute, model_type, features)
 
 
 def load_labelled(
-    storage: ObjectStore,
+    objects: ObjectStore,
     ds: Mapping[str, Any],
     features: list[Attribute],
     target: str,
     on_progress: Callable[[float], None],
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """A datasource's rows as a trained model sees them: its features, typed as at training, and the target."""
     ds_schema = Schema.model_validate(ds["schema"])
@@ -66,64 +69,40 @@ def load_labelled(
             ErrorCode.INVALID_DATA,
             f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}",
         )
-    schema = schema_for_model(ds_schema, features, ds["id"]).model_copy(update={"targetAttributeName": target})
-    return read_rows(storage, ds, schema, features, target, on_progress)
+    schema = model_schema(ds_schema, features, ds["id"]).model_copy(update={"targetAttributeName": target})
+    return read_rows(objects, ReadPlan.of_datasource(objects, ds, schema, max_record_bytes), features, on_progress)
 
 
-def schema_for_model(ds_schema: Schema, features: list[Attribute], ds_id: str) -> Schema:
-    """The datasource's columns (all of them, in order, so headerless files still line up), typed as the model
-    was trained: the datasource's own schema may call a column otherwise."""
-    known = {a.attributeName for a in ds_schema.attributes}
-    missing = sorted(a.attributeName for a in features if a.attributeName not in known)
-    if missing:
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds_id}' lacks attributes the model uses: {missing}")
-    types = {a.attributeName: a.attributeType for a in features}
-    attributes = [
-        Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
-        for a in ds_schema.attributes
-    ]
-    return ds_schema.model_copy(
-        update={"attributes": attributes, "targetAttributeName": None, "rowWeight": None, "excludedAttributeNames": []}
-    )
-
-
-def read_table(storage: ObjectStore, ds: Mapping[str, Any], on_progress: Callable[[float], None]) -> pd.DataFrame:
+def read_table(
+    objects: ObjectStore,
+    ds: Mapping[str, Any],
+    on_progress: Callable[[float], None],
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> pd.DataFrame:
     """Every kept, valid row of a datasource, all its attributes typed (interactions and item tables)."""
     schema = Schema.model_validate(ds["schema"]).model_copy(update={"targetAttributeName": None})
-    files = [storage.stat(uri) for uri in ds["files"]]
-    layout = read_layout(storage, files, schema)
-    splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
-    total = ds.get("row_count") if needs_row_count(splitting) else None
-    frames = [
-        chunk.typed
-        for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, ScanCounts(), on_progress)
-    ]
+    plan = ReadPlan.of_datasource(objects, ds, schema, max_record_bytes)
+    frames = [chunk.typed for chunk in scan(objects, plan, ScanCounts(), on_progress)]
     if not frames:
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds['id']}' has no rows to read")
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"{plan.source} has no rows to read")
     return pd.concat(frames, ignore_index=True)
 
 
 def read_rows(
-    storage: ObjectStore,
-    ds: Mapping[str, Any],
-    schema: Schema,
-    features: list[Attribute],
-    target: str,
-    on_progress: Callable[[float], None],
+    objects: ObjectStore, plan: ReadPlan, features: list[Attribute], on_progress: Callable[[float], None]
 ) -> tuple[pd.DataFrame, pd.Series]:
-    files = [storage.stat(uri) for uri in ds["files"]]
-    layout = read_layout(storage, files, schema)
-    splitting = Rearrangement.model_validate(ds["rearrangement"]).splitting if ds.get("rearrangement") else None
-    total = ds.get("row_count") if needs_row_count(splitting) else None
+    """The features of the plan's rows that have a value for its schema's target, and those values as read."""
+    target = plan.schema.targetAttributeName
+    assert target is not None, "read_rows needs a plan whose schema names the target"
     frames, targets = [], []
     names = [a.attributeName for a in features]
-    for chunk in scan(storage, files, layout.names_by_file, schema, splitting, total, ScanCounts(), on_progress):
+    for chunk in scan(objects, plan, ScanCounts(), on_progress):
         assert chunk.raw_target is not None
         has_target = (chunk.raw_target != "").to_numpy() & chunk.typed[target].notna().to_numpy()
         frames.append(chunk.typed.loc[has_target, names])
         targets.append(chunk.raw_target[has_target])
     if not frames or sum(len(f) for f in frames) == 0:
-        raise MlsvcError(ErrorCode.INVALID_DATA, f"no rows of datasource '{ds['id']}' have a value for '{target}'")
+        raise MlsvcError(ErrorCode.INVALID_DATA, f"no rows of {plan.source} have a value for '{target}'")
     return pd.concat(frames, ignore_index=True), pd.concat(targets, ignore_index=True)
 
 

@@ -13,36 +13,38 @@ import numpy as np
 from sklearn.inspection import permutation_importance
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata.sql import utcnow
-from mlsvc.registry.mlflow_registry import MlflowRegistry
+from mlsvc.metadata import Document
+from mlsvc.prediction.labels import DEFAULT_THRESHOLD
 from mlsvc.resources import ModelType, Schema
 from mlsvc.training import data as training_data
 from mlsvc.training.evaluation import evaluate, summary_metrics
 from mlsvc.training.loop import default_budget_s, predict_output, train
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
+from mlsvc.training.promotion import Challenger, promote
 from mlsvc.training.recipe import default_recipe, merge_recipe
+from mlsvc.training.results import model_metrics, record_evaluation, register
 
 if TYPE_CHECKING:
-    from mlsvc.jobs.worker import JobContext
+    from mlsvc.jobs.context import JobContext
 
-DEFAULT_THRESHOLD = 0.5
 HOLDOUT_FRACTION = 0.2
 MIN_ROWS = 20
 
 
 def run(ctx: JobContext) -> Mapping[str, Any]:
     model = ctx.resource
-    ds = ctx.store.get("datasource", model["datasource_id"])
-    if ds["status"] != "COMPLETED":
-        raise MlsvcError(ErrorCode.NOT_READY, f"datasource '{ds['id']}' is {ds['status']}, not COMPLETED")
+    ds = ctx.completed("datasource", model["datasource_id"])
     model_type = ModelType(model["model_type"]) if model.get("model_type") else None
-    if model_type == ModelType.RECOMMENDATION:
-        from mlsvc.recommendation.job import run as run_recommendation
-
-        return run_recommendation(ctx, model, ds)
     target = _target(model, ds)
     seed = int(model.get("seed", 0))
-    data = training_data.load(ctx.storage, ds, target, model_type, lambda f: ctx.progress(0.02 + 0.08 * f))
+    data = training_data.load(
+        ctx.objects,
+        ds,
+        target,
+        model_type,
+        lambda f: ctx.progress(0.02 + 0.08 * f),
+        ctx.settings.max_record_bytes,
+    )
     if len(data.X) < MIN_ROWS:
         raise MlsvcError(
             ErrorCode.INVALID_DATA,
@@ -74,26 +76,9 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     ctx.progress(0.88, message="measuring attribute importances on the held-out rows")
     importances = attribute_importances(outcome.pipeline, data.model_type, holdout, seed)
     leaderboard = json.loads(json.dumps(outcome.leaderboard, default=str))
-    ctx.progress(0.9, message="registering the model in MLflow")
-    registry = MlflowRegistry(ctx.settings)
-    registered = registry.log_model(
-        model["name"],
-        outcome.pipeline,
-        fit.X.head(5),
-        params={
-            "model_id": model["id"],
-            "datasource_id": ds["id"],
-            "target": target,
-            "model_type": data.model_type.value,
-            "selected": outcome.selected,
-            "time_budget_s": budget,
-            "seed": seed,
-        },
-        metrics={**summary_metrics(insights), "validation_score": outcome.validation_score},
-        leaderboard=leaderboard,
-        tags={"mlsvc.model_id": model["id"]},
-    )
-    evaluation_id = record_evaluation(ctx, model, ds, registered.version, insights, summary_metrics(insights))
+    figures = summary_metrics(insights)
+    params = {"target": target, "model_type": data.model_type.value, "time_budget_s": budget, "seed": seed}
+    registered = register(ctx, model, outcome.pipeline, fit.X.head(5), params, figures, outcome, leaderboard)
     fields = {
         "version": registered.version,
         "model_type": data.model_type.value,
@@ -104,25 +89,33 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "features": [a.model_dump(mode="json") for a in data.features],
         "recipe": recipe,
         "time_budget_s": budget,
-        "metrics": {
-            "selection_metric": outcome.metric,
-            "validation_score": outcome.validation_score,
-            **summary_metrics(insights),
-            "search_s": round(outcome.search_s, 3),
-            "refit_s": round(outcome.refit_s, 3),
-            "selected": outcome.selected,
-        },
+        "metrics": model_metrics(outcome, figures),
         "leaderboard": leaderboard,
         "importances": importances,
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
-        "evaluation_id": evaluation_id,
+        "evaluation_id": record_evaluation(ctx, model, registered.version, insights, figures),
         "training_rows": len(fit.X),
         "holdout_rows": len(holdout.X),
     }
     ctx.progress(0.97, **fields)
-    fields["promotion"] = _promote(ctx, registry, model, registered.version, data, holdout, output)
+    fields["promotion"] = _promote(ctx, model, registered.version, data, holdout, output)
     return fields
+
+
+def _promote(
+    ctx: JobContext,
+    model: Mapping[str, Any],
+    version: int,
+    data: training_data.TrainingData,
+    holdout: training_data.TrainingData,
+    output: np.ndarray,
+) -> dict[str, Any]:
+    """The new version against production, each scoring this version's held-out rows."""
+    metric = SELECTION_METRIC[data.model_type]
+    score = selection_score(data.model_type, holdout.y, output)
+    challenger = Challenger(version, score, metric, HIGHER_IS_BETTER[metric], "on the same held-out rows")
+    return promote(ctx, model, challenger, lambda incumbent: _score_incumbent(ctx, incumbent, data, holdout))
 
 
 IMPORTANCE_ROWS = 2000
@@ -173,95 +166,15 @@ def _cores() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
 
-def record_evaluation(
-    ctx: JobContext,
-    model: Mapping[str, Any],
-    ds: Mapping[str, Any],
-    version: int,
-    insights: dict[str, Any],
-    figures: dict[str, float],
-) -> str:
-    """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
-    evaluation_id = f"ev-{model['id']}-holdout"
-    now = utcnow()
-    record = {
-        "id": evaluation_id,
-        "name": f"{model['name']} v{version} holdout",
-        "status": "COMPLETED",
-        "message": "",
-        "progress": 1.0,
-        "created_at": now,
-        "updated_at": now,
-        "model": f"{model['name']}:{version}",
-        "model_id": model["id"],
-        "model_version": version,
-        "datasource_id": ds["id"],
-        "holdout": True,
-        **evaluation_fields(insights, figures),
-    }
-    # The job may run again after a lost worker: the same id and request make the second write a no-op.
-    ctx.store.create("evaluation", record, f"holdout:{model['id']}", {}, None)
-    return evaluation_id
-
-
-def evaluation_fields(insights: dict[str, Any], figures: dict[str, float] | None = None) -> dict[str, Any]:
-    """An evaluation resource's fields from an evaluation (``figures``: its flat metrics, if not the default)."""
-    return {
-        "model_type": insights["model_type"],
-        "metric": insights["metric"],
-        "value": insights["value"],
-        "baseline": insights["baseline"],
-        "vs_baseline": insights["vs_baseline"],
-        "metrics": figures if figures is not None else summary_metrics(insights),
-        "insights": insights,
-        "rows": insights["rows"],
-    }
-
-
-def _promote(
-    ctx: JobContext,
-    registry: MlflowRegistry,
-    model: Mapping[str, Any],
-    version: int,
-    data: training_data.TrainingData,
-    holdout: training_data.TrainingData,
-    output: np.ndarray,
-) -> dict[str, Any]:
-    """``promote: auto``: the new version becomes ``production`` if there is none, or if it beats the current
-    production version on this model's held-out rows."""
-    name = model["name"]
-    if model.get("promote", "auto") != "auto":
-        return {"promoted": False, "reason": "promote is 'never'"}
-    current, incumbent = incumbent_production(ctx, name)
-    if current is None:
-        set_production(ctx, registry, name, version)
-        return {"promoted": True, "reason": f"the first production version of '{name}'"}
-    challenger = selection_score(data.model_type, holdout.y, output)
-    try:
-        champion = _score_incumbent(registry, incumbent, data, holdout)
-    except Exception as exc:  # an incumbent that cannot score this data loses
-        set_production(ctx, registry, name, version)
-        return {"promoted": True, "reason": f"production v{current} could not score these rows ({exc})"}
-    metric = SELECTION_METRIC[data.model_type]
-    better = challenger >= champion if HIGHER_IS_BETTER[metric] else challenger <= champion
-    comparison = f"{metric} {challenger:.4f} vs {champion:.4f} for production v{current} on the same held-out rows"
-    if better:
-        set_production(ctx, registry, name, version)
-        return {"promoted": True, "reason": comparison, "previous_version": current}
-    return {"promoted": False, "reason": comparison, "production_version": current}
-
-
 def _score_incumbent(
-    registry: MlflowRegistry,
-    incumbent: Mapping[str, Any] | None,
-    data: training_data.TrainingData,
-    holdout: training_data.TrainingData,
+    ctx: JobContext, incumbent: Document, data: training_data.TrainingData, holdout: training_data.TrainingData
 ) -> float:
-    if incumbent is None or incumbent.get("model_type") != data.model_type.value:
+    """The production version's score on the new version's held-out rows; raises when it cannot score them."""
+    if incumbent.get("model_type") != data.model_type.value:
         raise ValueError("it is of another model type")
     if data.classes is not None and incumbent.get("classes") != data.classes:
         raise ValueError("it predicts other classes")
-    pipeline = registry.load(incumbent["model_uri"])
+    pipeline = ctx.registry.load(incumbent["model_uri"])
     X = holdout.X.copy()
     for feature in incumbent["features"]:
         if feature["attributeName"] not in X.columns:
@@ -270,18 +183,3 @@ def _score_incumbent(
         pipeline, data.model_type, X[[f["attributeName"] for f in incumbent["features"]]], len(data.classes or [])
     )
     return selection_score(data.model_type, holdout.y, output)
-
-
-def set_production(ctx: JobContext, registry: MlflowRegistry, name: str, version: int) -> None:
-    """Make ``version`` production when the job's result is recorded (in its transaction), then tell MLflow."""
-    ctx.aliases.append((name, "production", version))
-    ctx.after_complete.append(lambda: registry.set_alias(name, "production", version))
-
-
-def incumbent_production(ctx: JobContext, name: str) -> tuple[int | None, dict[str, Any] | None]:
-    """The production version of ``name`` and its model, if it is COMPLETED (a deleted one does not count)."""
-    current = ctx.store.alias_version(name, "production")
-    incumbent = ctx.store.model_by_version(name, current) if current is not None else None
-    if incumbent is None or incumbent["status"] != "COMPLETED":
-        return None, None
-    return current, incumbent

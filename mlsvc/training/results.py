@@ -1,0 +1,106 @@
+"""What a training job records, for every model type: the registered version, its metrics field, and the
+held-out Evaluation (with the resource fields every Evaluation has)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+
+from mlsvc.registry import RegisteredVersion
+from mlsvc.training.evaluation import summary_metrics
+
+if TYPE_CHECKING:
+    from mlsvc.jobs.context import JobContext
+
+
+class SearchOutcome(Protocol):
+    """What a train / validate / select loop reports, whatever it trains."""
+
+    metric: str
+    validation_score: float
+    selected: str
+    search_s: float
+    refit_s: float
+
+
+def register(
+    ctx: JobContext,
+    model: Mapping[str, Any],
+    fitted: Any,
+    example: pd.DataFrame,
+    params: Mapping[str, Any],
+    figures: Mapping[str, float],
+    outcome: SearchOutcome,
+    leaderboard: list[dict[str, Any]],
+) -> RegisteredVersion:
+    """Log the fitted model as the next version of the model's name, with its parameters and holdout figures."""
+    ctx.progress(0.9, message="registering the model in MLflow")
+    identity = {"model_id": model["id"], "datasource_id": model["datasource_id"]}
+    return ctx.registry.log_model(
+        model["name"],
+        fitted,
+        example,
+        params={**identity, **params, "selected": outcome.selected},
+        metrics={**figures, "validation_score": outcome.validation_score},
+        leaderboard=leaderboard,
+        tags={"mlsvc.model_id": model["id"]},
+    )
+
+
+def model_metrics(outcome: SearchOutcome, figures: Mapping[str, float]) -> dict[str, Any]:
+    """A model's ``metrics`` field: the selection metric and validation score, the holdout figures, the timings."""
+    return {
+        "selection_metric": outcome.metric,
+        "validation_score": outcome.validation_score,
+        **figures,
+        "search_s": round(outcome.search_s, 3),
+        "refit_s": round(outcome.refit_s, 3),
+        "selected": outcome.selected,
+    }
+
+
+def record_evaluation(
+    ctx: JobContext,
+    model: Mapping[str, Any],
+    version: int,
+    insights: dict[str, Any],
+    figures: dict[str, float],
+) -> str:
+    """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
+    evaluation_id = f"ev-{model['id']}-holdout"
+    now = datetime.now(UTC)
+    record = {
+        "id": evaluation_id,
+        "name": f"{model['name']} v{version} holdout",
+        "status": "COMPLETED",
+        "message": "",
+        "progress": 1.0,
+        "created_at": now,
+        "updated_at": now,
+        "model": f"{model['name']}:{version}",
+        "model_id": model["id"],
+        "model_version": version,
+        "datasource_id": model["datasource_id"],
+        "holdout": True,
+        **evaluation_fields(insights, figures),
+    }
+    # The job may run again after a lost worker: the same id and request make the second write a no-op.
+    ctx.metadata.create("evaluation", record, f"holdout:{model['id']}", {}, None)
+    return evaluation_id
+
+
+def evaluation_fields(insights: dict[str, Any], figures: dict[str, float] | None = None) -> dict[str, Any]:
+    """An evaluation resource's fields from an evaluation (``figures``: its flat metrics, if not the default)."""
+    return {
+        "model_type": insights["model_type"],
+        "metric": insights["metric"],
+        "value": insights["value"],
+        "baseline": insights["baseline"],
+        "vs_baseline": insights["vs_baseline"],
+        "metrics": figures if figures is not None else summary_metrics(insights),
+        "insights": insights,
+        "rows": insights["rows"],
+    }
