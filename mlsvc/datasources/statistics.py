@@ -902,6 +902,7 @@ class StatisticsAccumulator:
             values = stats.update(column, invalid.get(name))
             cleaned[name] = column if values is None else values
         if self._pearson:
+            assert self.target is not None  # Pearson sums are kept only for a NUMERIC target
             y = cleaned[self.target]
             y_missing = np.isnan(y)
             for name, co in self._pearson.items():
@@ -933,6 +934,7 @@ class StatisticsAccumulator:
         return result
 
     def _target_section(self, stats: dict[str, Any], associations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        assert self.target is not None  # called only when the datasource has a target
         kind = self.kinds[self.target]
         section: dict[str, Any] = {"name": self.target, "type": kind.value, "count": stats["count"]}
         section.update(missing=stats["missing"], invalid=stats["invalid"])
@@ -960,6 +962,7 @@ class StatisticsAccumulator:
 
     def _associations(self) -> dict[str, dict[str, Any]]:
         """Association of every other attribute with the target, on sampled rows whose target is present."""
+        assert self.target is not None  # called only when the datasource has a target
         target_kind = self.kinds[self.target]
         target = self._reservoir.values(self.target)
         if isinstance(target, np.ndarray):
@@ -990,7 +993,7 @@ class StatisticsAccumulator:
 
     def _text_information(self, texts: pa.Array, y: np.ndarray, target_entropy: float) -> dict[str, Any]:
         """A text's information about the target: that of its most informative frequent token's presence."""
-        scores = [
+        scores: list[dict[str, Any]] = [
             {"token": token, **_information(_mutual_information(rows, y), target_entropy)}
             for token, rows in _token_presence(texts, self.top_k)
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -210,7 +211,7 @@ def parse_text(s: pd.Series) -> pd.Series:
     return text_from_tokens(normalize_tokens(s), index=s.index, name=s.name)
 
 
-Column = np.ndarray | pa.Array
+Column: TypeAlias = np.ndarray | pa.Array
 
 
 def coerce_array(tokens: pa.Array, attribute_type: AttributeType) -> tuple[Column, BoolArray | None]:
@@ -308,7 +309,7 @@ def objects(column: pa.Array) -> np.ndarray:
     """A CATEGORICAL or TEXT column from ``coerce_array`` as an object array of str, None where missing (a
     dictionary array's repeated values share one str)."""
     if isinstance(column, pa.DictionaryArray):
-        levels = np.append(np.asarray(column.dictionary.to_numpy(zero_copy_only=False), dtype=object), None)
+        levels = np.append(np.asarray(column.dictionary.to_numpy(zero_copy_only=False), dtype=object), [None])
         return levels[_codes(column, len(levels) - 1)]
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 

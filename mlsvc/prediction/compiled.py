@@ -133,8 +133,13 @@ def _compile_crosses(step: CrossFeatures) -> list[_Cross]:
 
 
 class _Block(Protocol):
-    names: list[str]  # the typed (or crossed) columns it reads
-    width: int
+    @property
+    def names(self) -> list[str]:
+        """The typed (or crossed) columns it reads."""
+        ...
+
+    @property
+    def width(self) -> int: ...
 
     def write(self, columns: Columns, X: Floats) -> None: ...
 
@@ -379,8 +384,10 @@ def _compile_one_hot(names: list[str], encoder: OneHotEncoder, start: int) -> _O
         lookups.append({level: offset + c for level, c in zip(levels, columns, strict=True)})
         # sklearn maps an unknown value to the first infrequent category, which the mapping sends to the
         # infrequent column; with no infrequent category an unknown value sets no column.
-        has_infrequent = infrequent is not None and encoder.handle_unknown != "ignore"
-        unknowns.append(offset + int(mapping[infrequent[0]]) if has_infrequent else -1)
+        if infrequent is not None and mapping is not None and encoder.handle_unknown != "ignore":
+            unknowns.append(offset + int(mapping[infrequent[0]]))
+        else:
+            unknowns.append(-1)
         offset += int(encoder._n_features_outs[i])
     return _OneHot(names, lookups, unknowns, offset - start)
 
@@ -850,7 +857,8 @@ def _check_inputs(scorer: _Scorer, feature_names: list[str]) -> None:
         for cross in features.crosses:
             if not {cross.a, cross.b} <= known:
                 raise NotCompilable(f"cross {cross.name} reads columns that are not features")
-        read = {n for block in [*features.blocks, *(t for _, t in features.sparse_blocks)] for n in block.names}
+        blocks: list[_Block] = [*features.blocks, *(t for _, t in features.sparse_blocks)]
+        read = {n for block in blocks for n in block.names}
         unknown = read - known - made
         if unknown:
             raise NotCompilable(f"the pipeline reads columns {sorted(unknown)} that are not features")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsvc.prediction.compiled import NotCompilable, compile_pipeline
+from mlsvc.prediction.compiled import CompiledModel, NotCompilable, compile_pipeline
 from mlsvc.prediction.labels import binary_labels
 from mlsvc.prediction.records import RecordParser
 from mlsvc.resources import Attribute, ModelType
@@ -52,6 +52,7 @@ class Scorer:
         self.pipeline = pipeline
         self.parser = RecordParser(card.features)
         self.n_classes = len(card.classes or [])
+        self.compiled: CompiledModel | None
         try:
             self.compiled = compile_pipeline(pipeline, card.model_type, self.n_classes, self.parser.names)
             self.fallback_reason: str | None = None

@@ -11,8 +11,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotEncoder, StandardScaler, TargetEncoder
+from sklearn.utils.multiclass import type_of_target
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import Attribute, AttributeType
@@ -152,6 +154,23 @@ class CappedSVD(TransformerMixin, BaseEstimator):
         return self.svd_.transform(X)
 
 
+class SeededFolds:
+    """TargetEncoder's cross-fitting folds as they were before scikit-learn 1.9 moved shuffling into ``cv``: five
+    shuffled folds with a fixed seed (so the same data gives the same model), stratified for class targets."""
+
+    def __init__(self, n_splits: int = 5, random_state: int = 0) -> None:
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        classes = type_of_target(y) in ("binary", "multiclass")
+        folds = StratifiedKFold if classes else KFold
+        return folds(self.n_splits, shuffle=True, random_state=self.random_state).split(X, y, groups)
+
+
 def cross_name(a: str, b: str) -> str:
     return f"{a}×{b}"
 
@@ -257,7 +276,7 @@ def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool)
                 Pipeline(
                     [
                         ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
-                        ("target", TargetEncoder(random_state=0)),
+                        ("target", TargetEncoder(cv=SeededFolds())),
                     ]
                 ),
                 groups["target_encode"],
