@@ -39,9 +39,12 @@ class Settings:
     max_record_bytes: int = 1024 * 1024
     batch_processes: int = 1
     examples: bool = False
-    max_in_flight: int = 64
+    max_in_flight: int = 32
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     allow_anonymous: bool = False
+    # Signs the digest record of each model version (MLSVC_SECRET_KEY), so that a record altered in the metadata
+    # store is refused too. Never printed: kept out of repr and describe().
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -70,9 +73,10 @@ class Settings:
             batch_processes=int(_env("MLSVC_BATCH_PROCESSES", "0"))
             or _cores_per_worker(int(_env("MLSVC_WORKERS", "2"))),
             examples=_env("MLSVC_EXAMPLES", "0") == "1",
-            max_in_flight=int(_env("MLSVC_MAX_IN_FLIGHT", "64")),
+            max_in_flight=int(_env("MLSVC_MAX_IN_FLIGHT", "32")),
             allowed_hosts=_allowed_hosts(os.environ.get("MLSVC_ALLOWED_HOSTS", ""), _env("MLSVC_HOST", "127.0.0.1")),
             allow_anonymous=_env("MLSVC_ALLOW_ANONYMOUS", "0") == "1",
+            secret_key=os.environ.get("MLSVC_SECRET_KEY") or None,
         )
 
     def own_files(self) -> tuple[str, ...]:
@@ -112,6 +116,7 @@ class Settings:
                 f"job workers      {self.workers}",
                 f"authentication   {self.auth_mode()}",
                 f"allowed hosts    {', '.join(self.allowed_hosts)}",
+                f"model digests    {'signed with MLSVC_SECRET_KEY' if self.secret_key else 'not signed'}",
             ]
         )
 
