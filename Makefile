@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi data clean
+.PHONY: run test test-fast lint openapi data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The inner loop: every test but the slow ones, which train real models and hold them to quality floors.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The gates every change passes before its tests run: lint, formatting and types.
 lint: $(STAMP)

@@ -1,4 +1,5 @@
-"""Pytest plugin: the real `mlsvc serve` in a subprocess on a free loopback port, with its own MLSVC_HOME."""
+"""Pytest plugin: the real `mlsvc serve` in a subprocess on a free loopback port, with its own MLSVC_HOME; a
+server without job workers, whose jobs run only when a test runs a `mlsvc worker` process for them."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+CHURN = REPO / "datasources" / "churn.csv"
 
 
 @dataclass
@@ -24,10 +27,15 @@ class RunningServer:
     home: Path
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.home / 'mlsvc.db'}"
+        return self.env.get("MLSVC_DATABASE_URL") or f"sqlite:///{self.home / 'mlsvc.db'}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -54,16 +62,8 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, workers: i
     }
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlsvc.cli", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = RunningServer(f"http://127.0.0.1:{port}", home, process, log)
+    process = _spawn("serve", env, log)
+    server = RunningServer(f"http://127.0.0.1:{port}", home, process, log, env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -78,14 +78,34 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, workers: i
     raise RuntimeError(f"mlsvc serve did not answer within 90 s:\n{server.log_text()}")
 
 
-def stop_server(server: RunningServer) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
+def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`mlsvc COMMAND` in a session of its own (so that it and its children can be signalled together), its output
+    appended to ``log``."""
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlsvc.cli", command],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[Any], grace_s: float = 20) -> int:
+    """SIGTERM to the process group, SIGKILL after ``grace_s``; the exit code (negative: killed by a signal)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
         try:
-            server.process.wait(20)
+            process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(5)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    return int(process.returncode)
+
+
+def stop_server(server: RunningServer) -> None:
+    _stop(server.process)
 
 
 @pytest.fixture(scope="session")
@@ -96,13 +116,74 @@ def mlsvc_server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
     stop_server(server)
 
 
-def wait_done(api: httpx.Client, path: str, timeout: float = 180) -> dict:
+def wait_done(api: httpx.Client, path: str, timeout: float = 180) -> dict[str, Any]:
     """Poll a resource until its job finished (COMPLETED or FAILED) and return it."""
     deadline = time.monotonic() + timeout
-    body: dict = {}
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         body = api.get(path).json()
         if body["status"] in ("COMPLETED", "FAILED"):
             return body
         time.sleep(0.2)
     raise AssertionError(f"{path} still {body.get('status')} after {timeout:.0f} s")
+
+
+def run_cli(
+    server: RunningServer, *args: str, env: dict[str, str | None] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`mlsvc ARGS…` against ``server`` (MLSVC_URL), as a user runs it; ``env`` adds variables (None removes one)."""
+    merged: dict[str, str | None] = {**os.environ, "MLSVC_URL": server.url, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mlsvc.cli", *args],
+        cwd=REPO,
+        env={k: v for k, v in merged.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --- a server whose jobs run only when a test says so ---
+
+
+@pytest.fixture(scope="session")
+def idle_server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server without job workers: what is created on it stays PENDING until `run_jobs` runs a worker."""
+    server = start_server(tmp_path_factory.mktemp("idle-home"), workers=0)
+    yield server
+    stop_server(server)
+
+
+def run_jobs(server: RunningServer, *paths: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run one `mlsvc worker` process on the server's store until the resources at ``paths`` finished, then stop
+    it with SIGTERM, which it must obey by exiting 0; the resources as they ended."""
+    worker = _spawn("worker", {k: v for k, v in server.env.items() if k != "MLSVC_PORT"}, server.home / "worker.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            done = [wait_done(api, path, timeout) for path in paths]
+    finally:
+        exit_code = _stop(worker)
+    assert exit_code == 0, f"mlsvc worker exited with {exit_code} on SIGTERM"
+    return done
+
+
+@pytest.fixture(scope="session")
+def idle_churn(idle_server: RunningServer) -> dict[str, Any]:
+    """The churn example as a COMPLETED datasource of the idle server."""
+    with httpx.Client(base_url=idle_server.url, timeout=30) as api:
+        created = api.post("/v1/datasources", json={"data_uri": str(CHURN), "id": "idle-churn"})
+        assert created.status_code == 202, created.text
+    [ds] = run_jobs(idle_server, "/v1/datasources/idle-churn")
+    assert ds["status"] == "COMPLETED", ds["message"]
+    return ds
+
+
+@pytest.fixture
+def idle_api(idle_server: RunningServer) -> Iterator[httpx.Client]:
+    """A client on the idle server. What the test leaves PENDING there is deleted afterwards, so that the next
+    worker a test runs spends no time on it."""
+    with httpx.Client(base_url=idle_server.url, timeout=30) as client:
+        yield client
+        for kind in ("models", "evaluations", "batch-predictions", "datasources"):
+            for item in client.get(f"/v1/{kind}", params={"status": "PENDING", "limit": 1000}).json()["items"]:
+                client.delete(f"/v1/{kind}/{item['id']}").raise_for_status()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def postgres_admin_url() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_postgres(admin_url: str) -> Iterator[str]:
+@contextmanager
+def fresh_postgres(admin_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on the server of ``admin_url``, dropped afterwards."""
     name = f"mlsvc_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -54,7 +57,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    yield from _fresh_postgres(request.getfixturevalue("postgres_admin_url"))
+    with fresh_postgres(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
 
 
 @pytest.fixture

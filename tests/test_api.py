@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.servers import REPO, RunningServer, wait_done
+from mlsvc.server.app import create_app
+from tests.inprocess import serving, settings_for
+from tests.rest import error
+from tests.servers import REPO, wait_done
 
 CHURN = str(REPO / "datasources" / "churn.csv")
-
-
-@pytest.fixture(scope="module")
-def api(mlsvc_server: RunningServer) -> httpx.Client:
-    with httpx.Client(base_url=mlsvc_server.url, timeout=30) as client:
-        yield client
-
-
-def _error(response: httpx.Response, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    return body["error"]["message"]
 
 
 def test_health(api: httpx.Client) -> None:
@@ -53,7 +45,7 @@ def test_same_id_same_body_returns_the_same_resource_and_a_different_body_is_409
     second = api.post("/v1/datasources", json=body)
     assert first.status_code == 202 and second.status_code == 200
     assert first.json()["created_at"] == second.json()["created_at"]
-    message = _error(api.post("/v1/datasources", json={**body, "target": "tenure_months"}), 409, "conflict")
+    message = error(api.post("/v1/datasources", json={**body, "target": "tenure_months"}), 409, "conflict")
     assert "retry-me" in message
 
 
@@ -76,24 +68,24 @@ def test_same_id_same_body_returns_the_same_resource_and_a_different_body_is_409
 def test_bad_datasource_requests_are_4xx_with_a_message(
     api: httpx.Client, body: dict, status: int, code: str, words: str
 ) -> None:
-    assert words in _error(api.post("/v1/datasources", json=body), status, code)
+    assert words in error(api.post("/v1/datasources", json=body), status, code)
 
 
 def test_malformed_json_is_400(api: httpx.Client) -> None:
     response = api.post("/v1/datasources", content=b'{"data_uri": ', headers={"content-type": "application/json"})
-    assert "not valid JSON" in _error(response, 400, "invalid_request")
+    assert "not valid JSON" in error(response, 400, "invalid_request")
 
 
 def test_a_body_over_the_limit_is_413(api: httpx.Client) -> None:
     response = api.post("/v1/models/x/predict", content=b"{" + b" " * (11 * 1024 * 1024) + b"}")
-    _error(response, 413, "payload_too_large")
+    error(response, 413, "payload_too_large")
 
 
 def test_unknown_ids_are_404(api: httpx.Client) -> None:
-    _error(api.get("/v1/datasources/nope"), 404, "not_found")
-    _error(api.get("/v1/models/nope"), 404, "not_found")
-    _error(api.patch("/v1/datasources/nope", json={"name": "x"}), 404, "not_found")
-    _error(api.get("/v1/no-such-route"), 404, "not_found")
+    error(api.get("/v1/datasources/nope"), 404, "not_found")
+    error(api.get("/v1/models/nope"), 404, "not_found")
+    error(api.patch("/v1/datasources/nope", json={"name": "x"}), 404, "not_found")
+    error(api.get("/v1/no-such-route"), 404, "not_found")
 
 
 def test_a_failed_datasource_says_why(api: httpx.Client, tmp_path: Path) -> None:
@@ -128,19 +120,19 @@ def test_list_pages_filters_patch_and_delete(api: httpx.Client) -> None:
     deleted = api.delete(f"/v1/datasources/{ids[1]}")
     assert deleted.json()["status"] == "DELETED"
     assert ids[1] not in [i["id"] for i in api.get("/v1/datasources", params={"limit": 1000}).json()["items"]]
-    _error(api.get("/v1/datasources", params={"limit": 0}), 422, "validation_error")
-    _error(api.get("/v1/datasources", params={"next_token": "bogus"}), 400, "invalid_request")
+    error(api.get("/v1/datasources", params={"limit": 0}), 422, "validation_error")
+    error(api.get("/v1/datasources", params={"next_token": "bogus"}), 400, "invalid_request")
 
 
 def test_a_model_on_an_unknown_or_unfinished_datasource_is_refused(api: httpx.Client, tmp_path: Path) -> None:
-    _error(api.post("/v1/models", json={"name": "m", "datasource_id": "nope"}), 404, "not_found")
+    error(api.post("/v1/models", json={"name": "m", "datasource_id": "nope"}), 404, "not_found")
     path = tmp_path / "bad.csv"
     path.write_text("a,b\n1,x\n")
     created = api.post("/v1/datasources", json={"data_uri": str(path), "target": "zzz"}).json()
     wait_done(api, f"/v1/datasources/{created['id']}")
-    message = _error(api.post("/v1/models", json={"name": "m", "datasource_id": created["id"]}), 409, "not_ready")
+    message = error(api.post("/v1/models", json={"name": "m", "datasource_id": created["id"]}), 409, "not_ready")
     assert "FAILED" in message
-    _error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422, "validation_error")
+    error(api.post("/v1/models", json={"name": "bad name!", "datasource_id": created["id"]}), 422, "validation_error")
 
 
 @pytest.mark.parametrize(
@@ -167,7 +159,7 @@ def test_inputs_found_by_fuzzing_get_a_4xx(
 def test_malformed_recipes_are_422(api: httpx.Client, recipe: dict) -> None:
     ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "recipe-ds"}).json()
     wait_done(api, f"/v1/datasources/{ds['id']}")
-    message = _error(
+    message = error(
         api.post("/v1/models", json={"name": "r", "datasource_id": ds["id"], "recipe": recipe}), 422, "validation_error"
     )
     assert "recipe" in message
@@ -181,26 +173,54 @@ def test_bodies_sent_as_form_or_chunked(api: httpx.Client) -> None:
     )
     assert form.status_code == 202, form.text
 
-    def chunks():  # no Content-Length: the limit is applied while reading
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is applied while reading
         for _ in range(12):
             yield b" " * (1024 * 1024)
 
-    _error(api.post("/v1/models/x/predict", content=chunks()), 413, "payload_too_large")
+    error(api.post("/v1/models/x/predict", content=chunks()), 413, "payload_too_large")
 
 
-def test_a_model_id_cannot_be_another_models_name(api: httpx.Client) -> None:
-    ds = api.post("/v1/datasources", json={"data_uri": CHURN, "id": "names-ds"}).json()
-    wait_done(api, f"/v1/datasources/{ds['id']}")
-    api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).raise_for_status()
-    message = _error(
-        api.post("/v1/models", json={"id": "named", "name": "other", "datasource_id": ds["id"]}), 409, "conflict"
-    )
-    assert "ambiguous" in message
-    api.post(
-        "/v1/models", json={"id": "m-abc", "name": "third", "datasource_id": ds["id"], "time_budget_s": 1}
-    ).raise_for_status()
-    _error(api.post("/v1/models", json={"name": "m-abc", "datasource_id": ds["id"]}), 409, "conflict")
-    pending = api.post("/v1/models", json={"name": "named", "datasource_id": ds["id"], "time_budget_s": 1}).json()
-    patched = api.patch(f"/v1/models/{pending['id']}", json={"score_threshold": 0.3})
-    if patched.status_code != 200:  # unless it already finished
-        _error(patched, 409, "not_ready")
+def test_a_model_id_cannot_be_another_models_name(idle_api: httpx.Client, idle_churn: dict[str, Any]) -> None:
+    def create(**body: Any) -> httpx.Response:
+        return idle_api.post("/v1/models", json={"datasource_id": idle_churn["id"], **body})
+
+    assert create(name="named").status_code == 202
+    assert "ambiguous" in error(create(id="named", name="other"), 409, "conflict")
+    assert create(id="m-abc", name="third").status_code == 202
+    assert "m-abc" in error(create(name="m-abc"), 409, "conflict")
+
+
+def test_the_threshold_of_a_model_still_training_cannot_be_set(
+    idle_api: httpx.Client, idle_churn: dict[str, Any]
+) -> None:
+    # No worker runs on the idle server: the model stays PENDING for as long as the test needs.
+    pending = idle_api.post("/v1/models", json={"name": "held", "datasource_id": idle_churn["id"]}).json()
+    assert pending["status"] == "PENDING"
+    patch = {"score_threshold": 0.3, "tags": {"team": "a"}}
+    message = error(idle_api.patch(f"/v1/models/{pending['id']}", json=patch), 409, "not_ready")
+    assert pending["id"] in message and "PENDING" in message
+    unchanged = idle_api.get(f"/v1/models/{pending['id']}").json()
+    assert unchanged["score_threshold"] is None and unchanged["tags"] == {}  # a refused patch changes nothing
+    assert idle_api.patch(f"/v1/models/{pending['id']}", json={"tags": {"team": "a"}}).json()["tags"] == {"team": "a"}
+
+
+def test_an_unexpected_failure_is_a_500_in_the_error_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(settings_for(tmp_path / "home"))
+
+    def fail(*args: Any) -> Any:
+        raise RuntimeError("the disk caught fire")
+
+    monkeypatch.setattr(app.state.service.datasources, "get", fail)
+    try:
+        with serving(app) as url:
+            response = httpx.get(f"{url}/v1/datasources/ds-1", headers={"X-Request-Id": "req-boom"})
+            assert httpx.get(f"{url}/healthz").status_code == 200  # the server lives on
+            metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        app.state.service.close()
+    message = error(response, 500, "internal")
+    assert response.json()["error"]["details"] == {}
+    # The caller gets the id to quote; what went wrong stays in the server's log.
+    assert "req-boom" in message and "disk" not in message
+    assert 'mlsvc_http_requests_total{method="GET",route="/v1/datasources/{datasource_id}",status="500"} 1.0' in metrics
+    assert response.headers.get("x-request-id") == "req-boom"

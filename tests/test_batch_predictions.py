@@ -17,21 +17,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_iris
 
 from mlsvc.metadata.queue import SqlJobQueue
 from mlsvc.metadata.sql import SqlMetadataStore
+from tests.datasets import IRIS_CLASSES, iris_frame
+from tests.rest import completed, error
 from tests.servers import REPO, RunningServer, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
-
-
-def _create(api: httpx.Client, path: str, body: dict) -> dict:
-    response = api.post(path, json=body)
-    assert response.status_code == 202, response.text
-    done = wait_done(api, f"{path}/{response.json()['id']}")
-    assert done["status"] == "COMPLETED", done["message"]
-    return done
 
 
 def _read_gz(s3: Any, uri: str) -> pd.DataFrame:
@@ -49,12 +42,6 @@ def server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def api(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def bucket(s3_client: Any) -> str:
     name = f"batch-{int(time.time() * 1000)}"
     s3_client.create_bucket(Bucket=name)
@@ -64,17 +51,17 @@ def bucket(s3_client: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def churn(api: httpx.Client, bucket: str) -> dict:
-    ds = _create(api, "/v1/datasources", {"data_uri": f"s3://{bucket}/in/churn.csv"})
-    model = _create(api, "/v1/models", {"name": "churn-batch", "datasource_id": ds["id"], "time_budget_s": 3})
+def churn(api: httpx.Client, bucket: str) -> dict[str, Any]:
+    ds = completed(api, "/v1/datasources", {"data_uri": f"s3://{bucket}/in/churn.csv"})
+    model = completed(api, "/v1/models", {"name": "churn-batch", "datasource_id": ds["id"], "time_budget_s": 3})
     return {"ds": ds, "model": model}
 
 
 def test_batch_over_a_datasource_writes_amazon_ml_layout_and_a_manifest(
-    api: httpx.Client, churn: dict, bucket: str, s3_client: Any
+    api: httpx.Client, churn: dict[str, Any], bucket: str, s3_client: Any
 ) -> None:
     body = {"model": "churn-batch", "datasource_id": churn["ds"]["id"], "output_uri": f"s3://{bucket}/out/"}
-    bp = _create(api, "/v1/batch-predictions", body)
+    bp = completed(api, "/v1/batch-predictions", body)
     assert bp["rows_scored"] == 5000 and bp["rows_total"] == 5000 and bp["progress"] == 1.0
     [output] = bp["outputs"]
     assert output["input"] == f"s3://{bucket}/in/churn.csv" and output["rows"] == 5000
@@ -97,7 +84,9 @@ def test_batch_over_a_datasource_writes_amazon_ml_layout_and_a_manifest(
     assert staged.get("KeyCount", 0) == 0  # nothing left under temporary names
 
 
-def test_batch_over_a_csv_with_a_row_id_and_invalid_rows(api: httpx.Client, churn: dict, tmp_path: Path) -> None:
+def test_batch_over_a_csv_with_a_row_id_and_invalid_rows(
+    api: httpx.Client, churn: dict[str, Any], tmp_path: Path
+) -> None:
     source = pd.read_csv(CHURN, dtype=str, keep_default_na=False).head(300)
     source.loc[5, "tenure_months"] = "soon"  # an invalid value: scored as missing, counted
     text = source.drop(columns=["churned"]).to_csv(index=False)
@@ -111,7 +100,7 @@ def test_batch_over_a_csv_with_a_row_id_and_invalid_rows(api: httpx.Client, chur
         "row_id": "customer_id",
         "output_uri": str(tmp_path / "out"),
     }
-    bp = _create(api, "/v1/batch-predictions", body)
+    bp = completed(api, "/v1/batch-predictions", body)
     assert bp["rows_scored"] == 300 and bp["invalid_row_count"] == 1 and bp["rows_with_invalid_values"] == 1
     assert "line 11" in bp["invalid_examples"][0]
     [output] = bp["outputs"]
@@ -120,45 +109,43 @@ def test_batch_over_a_csv_with_a_row_id_and_invalid_rows(api: httpx.Client, chur
     assert Path(bp["manifest_uri"]).exists()
 
 
+def _batch_and_live(
+    api: httpx.Client, folder: Path, frame: pd.DataFrame, name: str, target: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Train ``name`` on ``frame`` to predict ``target`` and score the same rows in a batch: the batch's output,
+    and the real-time predictions of its first 20 rows."""
+    path = folder / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    ds = completed(api, "/v1/datasources", {"data_uri": str(path), "target": target})
+    completed(api, "/v1/models", {"name": name, "datasource_id": ds["id"], "time_budget_s": 2})
+    body = {"model": name, "datasource_id": ds["id"], "output_uri": str(folder / name)}
+    bp = completed(api, "/v1/batch-predictions", body)
+    records = frame.drop(columns=[target]).head(20).to_dict("records")
+    live = api.post(f"/v1/models/{name}/predict", json={"records": records}).json()["predictions"]
+    return pd.read_csv(bp["outputs"][0]["output"]), live
+
+
 def test_multiclass_and_regression_layouts(api: httpx.Client, tmp_path: Path) -> None:
-    iris = load_iris(as_frame=True)
-    frame = iris.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
-    frame["species"] = np.array(iris.target_names)[iris.target]
-    frame.to_csv(tmp_path / "iris.csv", index=False)
-    ds = _create(api, "/v1/datasources", {"data_uri": str(tmp_path / "iris.csv"), "target": "species"})
-    _create(api, "/v1/models", {"name": "iris-batch", "datasource_id": ds["id"], "time_budget_s": 2})
-    bp = _create(
-        api,
-        "/v1/batch-predictions",
-        {"model": "iris-batch", "datasource_id": ds["id"], "output_uri": str(tmp_path / "out")},
-    )
-    out = pd.read_csv(bp["outputs"][0]["output"])
-    assert list(out.columns) == ["setosa", "versicolor", "virginica"] and len(out) == 150
+    frame, classes = iris_frame(), IRIS_CLASSES
+    out, live = _batch_and_live(api, tmp_path, frame, "iris-batch", "species")
+    assert list(out.columns) == classes and len(out) == 150
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(out.head(20), [[p["predicted_scores"][c] for c in classes] for p in live], atol=1e-9)
 
-    frame = frame.drop(columns=["species"])
-    frame.to_csv(tmp_path / "petals.csv", index=False)
-    ds = _create(api, "/v1/datasources", {"data_uri": str(tmp_path / "petals.csv"), "target": "petal_width"})
-    _create(api, "/v1/models", {"name": "petal-batch", "datasource_id": ds["id"], "time_budget_s": 2})
-    bp = _create(
-        api,
-        "/v1/batch-predictions",
-        {"model": "petal-batch", "datasource_id": ds["id"], "output_uri": str(tmp_path / "out2")},
-    )
-    out = pd.read_csv(bp["outputs"][0]["output"])
+    out, live = _batch_and_live(api, tmp_path, frame.drop(columns=["species"]), "petal-batch", "petal_width")
     assert list(out.columns) == ["score"] and len(out) == 150
+    np.testing.assert_allclose(out["score"].head(20), [p["predicted_value"] for p in live], atol=1e-9)
 
 
-def test_bad_batch_requests(api: httpx.Client, churn: dict, tmp_path: Path) -> None:
-    def error(body: dict) -> tuple[int, str]:
-        response = api.post("/v1/batch-predictions", json=body)
-        return response.status_code, response.json()["error"]["code"]
+def test_bad_batch_requests(api: httpx.Client, churn: dict[str, Any], tmp_path: Path) -> None:
+    def refused(body: dict[str, Any], status: int, code: str) -> None:
+        error(api.post("/v1/batch-predictions", json=body), status, code)
 
     base = {"model": "churn-batch", "datasource_id": churn["ds"]["id"], "output_uri": str(tmp_path)}
-    assert error({**base, "model": "nope"}) == (404, "not_found")
-    assert error({**base, "output_uri": "ftp://x/y/"}) == (400, "unsupported_uri")
-    assert error({**base, "data_uri": str(CHURN)}) == (422, "validation_error")
-    assert error({**base, "datasource_id": "nope"}) == (404, "not_found")
+    refused({**base, "model": "nope"}, 404, "not_found")
+    refused({**base, "output_uri": "ftp://x/y/"}, 400, "unsupported_uri")
+    refused({**base, "data_uri": str(CHURN)}, 422, "validation_error")
+    refused({**base, "datasource_id": "nope"}, 404, "not_found")
     partial = tmp_path / "partial.csv"
     pd.read_csv(CHURN).drop(columns=["tenure_months", "contract"]).head(50).to_csv(partial, index=False)
     created = api.post(
@@ -171,7 +158,7 @@ def test_bad_batch_requests(api: httpx.Client, churn: dict, tmp_path: Path) -> N
 
 
 def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
-    api: httpx.Client, churn: dict, server: RunningServer, tmp_path: Path
+    api: httpx.Client, churn: dict[str, Any], server: RunningServer, tmp_path: Path
 ) -> None:
     big = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 60, ignore_index=True)
     big.drop(columns=["churned"]).to_csv(tmp_path / "big.csv", index=False)
@@ -182,28 +169,37 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
     ).json()
     store = SqlMetadataStore(server.database_url, run_migrations=False)
     queue = SqlJobQueue(store, 3)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = queue.job_of(created["id"])
-        if (
-            job
-            and job["state"] == "RUNNING"
-            and api.get(f"/v1/batch-predictions/{created['id']}").json()["rows_scored"] > 0
-        ):
-            break
-        time.sleep(0.05)
-    os.kill(int(job["owner"].split(":")[1]), signal.SIGKILL)
-    final = out / "batch-prediction" / "result" / f"{created['id']}-big.csv.gz"
-    assert not final.exists()  # mid-job, nothing is under its final name
-    done = wait_done(api, f"/v1/batch-predictions/{created['id']}", timeout=240)
-    assert done["status"] == "COMPLETED", done["message"]
-    assert queue.job_of(created["id"])["attempts"] == 2
+    try:
+        job = _claimed_and_scoring(api, queue, created["id"])
+        pid = int(job["owner"].split(":")[1])
+        assert os.getpgid(pid) == server.process.pid  # one of this server's worker processes
+        os.kill(pid, signal.SIGKILL)
+        final = out / "batch-prediction" / "result" / f"{created['id']}-big.csv.gz"
+        assert not final.exists()  # mid-job, nothing is under its final name
+        done = wait_done(api, f"/v1/batch-predictions/{created['id']}", timeout=240)
+        assert done["status"] == "COMPLETED", done["message"]
+        again = queue.job_of(created["id"])
+        assert again is not None and again["attempts"] == 2 and int(again["owner"].split(":")[1]) != pid
+    finally:
+        store.dispose()
     assert len(pd.read_csv(final)) == len(big) == done["rows_scored"]
     assert not list((out / "batch-prediction" / ".staging").rglob("*.gz"))
-    store.dispose()
 
 
-def test_metrics_count_requests_predictions_and_batch_rows(api: httpx.Client, churn: dict) -> None:
+def _claimed_and_scoring(api: httpx.Client, queue: SqlJobQueue, resource_id: str) -> dict[str, Any]:
+    """The job of a batch prediction once a worker holds it (first attempt) and has reported rows scored."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = queue.job_of(resource_id)
+        running = job is not None and job["state"] == "RUNNING"
+        if running and api.get(f"/v1/batch-predictions/{resource_id}").json()["rows_scored"] > 0:
+            assert job is not None and job["attempts"] == 1, job
+            return dict(job)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker was seen scoring {resource_id}: its job is {queue.job_of(resource_id)}")
+
+
+def test_metrics_count_requests_predictions_and_batch_rows(api: httpx.Client, churn: dict[str, Any]) -> None:
     api.post("/v1/models/churn-batch/predict", json={"records": [{}, {}]}).raise_for_status()
     api.post("/v1/models/nope/predict", json={"record": {}})
     text = api.get("/metrics").text

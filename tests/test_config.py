@@ -22,7 +22,12 @@ def test_embedded_defaults_live_under_the_home(monkeypatch: pytest.MonkeyPatch, 
     # A caller may reach the folder mlsvc started in, not /etc, and never mlsvc's own files.
     assert settings.local_roots == (tmp_path,)
     home = tmp_path / ".mlsvc"
-    assert settings.own_files() == (str(home), str(home / "mlartifacts"), str(home / "mlsvc.db"), str(home / "mlflow.db"))
+    assert settings.own_files() == (
+        str(home),
+        str(home / "mlartifacts"),
+        str(home / "mlsvc.db"),
+        str(home / "mlflow.db"),
+    )
     assert "mlsvc home" in settings.describe()
 
 

@@ -7,19 +7,22 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 import mlsvc.metadata as queue_module
 from mlsvc.config import Settings
 from mlsvc.jobs import worker as worker_module
 from mlsvc.jobs.worker import Worker
-from mlsvc.metadata import LeaseLost
+from mlsvc.metadata import Claim, LeaseLost
 from mlsvc.metadata.queue import SqlJobQueue
 from mlsvc.metadata.sql import SqlMetadataStore, utcnow
-from tests.servers import RunningServer
+from mlsvc.metadata.tables import jobs
+from tests.servers import CHURN, RunningServer, run_jobs, wait_done
 
 
 @pytest.fixture
@@ -61,33 +64,36 @@ def test_handler_result_completes_the_resource(
     assert not worker.run_once()
 
 
-def test_a_domain_error_fails_the_resource_with_its_message(
-    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("test.raise_domain_error", "column 'churned' not found; columns are ['a', 'b']"),  # the error's own message
+        ("test.raise_bug", "internal error while running the job (ZeroDivisionError: division by zero)"),
+    ],
+)
+def test_a_failing_handler_fails_the_resource_with_a_message_not_a_traceback(
+    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None, kind: str, message: str
 ) -> None:
-    _enqueue(store, "a", "test.raise_domain_error")
+    _enqueue(store, "a", kind)
     Worker(_settings(store_url, tmp_path), store).run_once()
     ds = store.get("datasource", "a")
     assert ds["status"] == "FAILED"
-    assert ds["message"] == "column 'churned' not found; columns are ['a', 'b']"
+    assert ds["message"] == message and "Traceback" not in ds["message"]
 
 
-def test_a_bug_fails_the_resource_with_a_message_not_a_traceback(
-    store: SqlMetadataStore, store_url: str, tmp_path: Path, test_kinds: None
-) -> None:
-    _enqueue(store, "a", "test.raise_bug")
-    Worker(_settings(store_url, tmp_path), store).run_once()
-    ds = store.get("datasource", "a")
-    assert ds["status"] == "FAILED"
-    assert "ZeroDivisionError: division by zero" in ds["message"] and "Traceback" not in ds["message"]
+def _expire(store: SqlMetadataStore, claim: Claim) -> None:
+    """Put the job's lease in the past, as if its worker had stopped heartbeating a while ago."""
+    with store.transaction() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == claim.job_id).values(lease_until=utcnow() - timedelta(seconds=1)))
 
 
 def test_an_expired_lease_is_reclaimed_and_the_old_holder_can_no_longer_write(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = SqlJobQueue(store, lease_s=0.2)
+    queue = SqlJobQueue(store, lease_s=60)
     first = queue.claim("worker-1")
     assert first is not None and store.get("datasource", "a")["status"] == "INPROGRESS"
     assert queue.claim("worker-2") is None  # the lease still holds
-    time.sleep(0.3)
+    _expire(store, first)
     second = queue.claim("worker-2")
     assert second is not None and second.attempt == 2
     with pytest.raises(LeaseLost):
@@ -99,25 +105,31 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_can_no_longer_write(st
 
 def test_a_heartbeat_keeps_the_lease(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create")
-    queue = SqlJobQueue(store, lease_s=0.3)
+    queue = SqlJobQueue(store, lease_s=60)
     claim = queue.claim("worker-1")
     assert claim is not None
-    for _ in range(4):
-        time.sleep(0.15)
-        assert queue.heartbeat(claim)
+    _expire(store, claim)
+    assert queue.heartbeat(claim)  # renewed before another worker looked
     assert queue.claim("worker-2") is None
+    _expire(store, claim)  # no heartbeat this time
+    again = queue.claim("worker-2")
+    assert again is not None and again.attempt == 2 and not queue.heartbeat(claim)
 
 
 def test_after_the_last_attempt_the_resource_is_failed_not_left_inprogress(store: SqlMetadataStore) -> None:
     _enqueue(store, "a", "datasource.create", max_attempts=2)
-    queue = SqlJobQueue(store, lease_s=0.1)
-    assert queue.claim("w1") is not None
-    time.sleep(0.15)
-    assert queue.claim("w2") is not None
-    time.sleep(0.15)
+    queue = SqlJobQueue(store, lease_s=60)
+    first = queue.claim("w1")
+    assert first is not None
+    _expire(store, first)
+    second = queue.claim("w2")
+    assert second is not None and second.attempt == 2
+    _expire(store, second)
     assert queue.claim("w3") is None
     ds = store.get("datasource", "a")
     assert ds["status"] == "FAILED" and "stopped responding 2 times" in ds["message"]
+    with pytest.raises(LeaseLost):
+        queue.complete(second, {"row_count": 1})
 
 
 def test_concurrent_claims_never_hand_one_job_to_two_workers(store: SqlMetadataStore) -> None:
@@ -168,57 +180,35 @@ def test_sigkill_of_a_worker_mid_job_and_the_job_still_completes(mlsvc_server: R
     ds = httpx.post(f"{mlsvc_server.url}/v1/datasources", json={"data_uri": str(data), "target": "label"}).json()
     store = SqlMetadataStore(mlsvc_server.database_url, run_migrations=False)
     queue = SqlJobQueue(store, 3)
-    deadline = time.monotonic() + 60
-    job = None
-    while time.monotonic() < deadline:
-        job = queue.job_of(ds["id"])
-        if job and job["state"] == "RUNNING":
-            break
-        time.sleep(0.05)
-    assert job is not None and job["state"] == "RUNNING"
-    pid = int(job["owner"].split(":")[1])
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        got = httpx.get(f"{mlsvc_server.url}/v1/datasources/{ds['id']}").json()
-        if got["status"] in ("COMPLETED", "FAILED"):
-            break
-        time.sleep(0.2)
-    assert got["status"] == "COMPLETED", got["message"]
-    assert got["row_count"] == 400_000
-    job = queue.job_of(ds["id"])
-    assert job["attempts"] == 2 and job["state"] == "DONE"
-    assert int(job["owner"].split(":")[1]) != pid
-    store.dispose()
-
-
-def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(s3_server: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.servers import REPO, start_server, stop_server, wait_done
-
-    server = start_server(tmp_path / "home", {"MLSVC_WORKERS": "0"})
-    env = {**os.environ, "MLSVC_HOME": str(server.home), "MLSVC_JOB_POLL_S": "0.2"}
-    worker = None
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as api:
-            ds = api.post("/v1/datasources", json={"data_uri": str(REPO / "datasources" / "churn.csv")}).json()
-            time.sleep(1.0)
-            assert api.get(f"/v1/datasources/{ds['id']}").json()["status"] == "PENDING"  # no worker in the server
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "mlsvc.cli", "worker"],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            assert wait_done(api, f"/v1/datasources/{ds['id']}", timeout=60)["status"] == "COMPLETED"
+        deadline = time.monotonic() + 60
+        job = queue.job_of(ds["id"])
+        while time.monotonic() < deadline and (job is None or job["state"] != "RUNNING"):
+            time.sleep(0.05)
+            job = queue.job_of(ds["id"])
+        assert job is not None and job["state"] == "RUNNING" and job["attempts"] == 1, job
+        pid = int(job["owner"].split(":")[1])
+        assert os.getpgid(pid) == mlsvc_server.process.pid  # one of this server's worker processes
+        os.kill(pid, signal.SIGKILL)
+        with httpx.Client(base_url=mlsvc_server.url, timeout=30) as api:
+            got = wait_done(api, f"/v1/datasources/{ds['id']}", timeout=120)
+        assert got["status"] == "COMPLETED", got["message"]
+        assert got["row_count"] == 400_000
+        job = queue.job_of(ds["id"])
+        assert job is not None and job["attempts"] == 2 and job["state"] == "DONE"
+        assert int(job["owner"].split(":")[1]) != pid
     finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(20) == 0
-        stop_server(server)
+        store.dispose()
+
+
+def test_a_standalone_worker_runs_the_jobs_of_a_server_without_workers(
+    idle_server: RunningServer, idle_api: httpx.Client
+) -> None:
+    ds = idle_api.post("/v1/datasources", json={"data_uri": str(CHURN)}).json()
+    time.sleep(1.0)
+    assert idle_api.get(f"/v1/datasources/{ds['id']}").json()["status"] == "PENDING"  # no worker in the server
+    [done] = run_jobs(idle_server, f"/v1/datasources/{ds['id']}")  # and the worker exits 0 on SIGTERM
+    assert done["status"] == "COMPLETED" and done["row_count"] == 5000
 
 
 def test_a_deleted_resource_stays_deleted_whatever_its_job_does(store: SqlMetadataStore) -> None:

@@ -21,12 +21,6 @@ DATA = REPO / "datasources" / "recommendation"
 
 
 @pytest.fixture(scope="module")
-def api(mlsvc_server: RunningServer) -> httpx.Client:
-    with httpx.Client(base_url=mlsvc_server.url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def trained(api: httpx.Client) -> dict[str, Any]:
     interactions = api.post("/v1/datasources", json={"data_uri": str(DATA / "interactions.csv.gz")}).json()
     items = api.post("/v1/datasources", json={"data_uri": str(DATA / "items.csv")}).json()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
+from sklearn.metrics import roc_auc_score
 
 from mlsvc.client import (
     APIConnectionError,
@@ -41,27 +42,12 @@ from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
 from mlsvc.jobs.worker import Worker
 from mlsvc.server.app import create_app
+from tests.datasets import LOYAL, RISKY, churn_records
+from tests.inprocess import settings_for
+from tests.scoring import implied_label, pipeline_output, registered_pipeline
 from tests.servers import REPO, RunningServer
 
 CHURN = REPO / "datasources" / "churn.csv"
-RISKY = {
-    "tenure_months": 1,
-    "contract": "month-to-month",
-    "internet_service": "fiber",
-    "tech_support": "no",
-    "payment_method": "electronic check",
-    "support_calls_90d": 6,
-    "monthly_charges": 105,
-}
-LOYAL = {
-    "tenure_months": 70,
-    "contract": "two-year",
-    "internet_service": "DSL",
-    "tech_support": "yes",
-    "payment_method": "bank transfer",
-    "support_calls_90d": 0,
-    "monthly_charges": 40,
-}
 
 
 # --- a transport that loses the first attempts, around the real one ---
@@ -118,6 +104,14 @@ class Flaky(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def request_ids(self) -> list[str]:
         return [r.headers["X-Request-Id"] for r in self.seen]
+
+    def close(self) -> None:  # the client closes its transport: this one closes the real one it wraps
+        assert isinstance(self.inner, httpx.BaseTransport)
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        assert isinstance(self.inner, httpx.AsyncBaseTransport)
+        await self.inner.aclose()
 
 
 def small_csv(folder: Path, name: str = "small.csv") -> Path:
@@ -235,7 +229,7 @@ def test_pages_follow_next_token(client: Client, tmp_path: Path) -> None:
 def test_models_references_versions_and_aliases(client: Client, churn: SimpleNamespace) -> None:
     v1, v2 = churn.v1, churn.v2
     assert (v1.version, v2.version, v1.status, v2.status) == (1, 2, "COMPLETED", "COMPLETED")
-    assert v1.model_type == "BINARY" and v1.classes == ["no", "yes"] and v1.metrics["BinaryAUC"] > 0.75
+    assert v1.model_type == "BINARY" and v1.classes == ["no", "yes"] and v1.score_threshold == 0.5
     assert client.models.get("sdk-churn:2").id == v2.id
     assert client.models.get("sdk-churn").id == v2.id  # no production alias: the newest COMPLETED
     assert [m.version for m in client.models.versions("sdk-churn")] == [1, 2]
@@ -260,10 +254,12 @@ def test_models_references_versions_and_aliases(client: Client, churn: SimpleNam
 def test_predict_one_record_and_a_list(client: Client, churn: SimpleNamespace) -> None:
     one = client.predict(churn.v1.id, RISKY)
     [p] = one.predictions
-    assert one.model_id == churn.v1.id and p.predicted_label == "yes"
+    assert one.model_id == churn.v1.id and p.predicted_label == implied_label(churn.v1.model_dump(), p.predicted_scores)
     assert set(p.predicted_scores) == {"no", "yes"} and abs(sum(p.predicted_scores.values()) - 1) < 1e-9
-    many = client.predict("sdk-churn:1", records=[RISKY, LOYAL, {"favourite_colour": "red"}])
-    assert [q.predicted_label for q in many.predictions[:2]] == ["yes", "no"]
+    records = [RISKY, LOYAL, {"favourite_colour": "red"}]
+    many = client.predict("sdk-churn:1", records=records)
+    raw = client.request("POST", "/v1/models/sdk-churn:1/predict", json={"records": records})
+    assert [q.model_dump(mode="json", exclude_none=True) for q in many.predictions] == raw["predictions"]
     assert any("favourite_colour" in w for w in many.predictions[2].warnings)
     with pytest.raises(TypeError):
         client.predict("sdk-churn", RISKY, records=[LOYAL])
@@ -286,13 +282,18 @@ def test_predict_frame_matches_predict_row_for_row(client: Client, churn: Simple
     assert client.models.predict_frame(churn.v1, frame.head(0)).shape == (0, 4)
 
 
-def test_evaluations_crud_over_a_socket(client: Client, churn: SimpleNamespace) -> None:
+def test_evaluations_crud_over_a_socket(client: Client, churn: SimpleNamespace, mlsvc_server: RunningServer) -> None:
     holdout = client.evaluations.get(churn.v1.evaluation_id)
     assert holdout.holdout and holdout.value == churn.v1.metrics["BinaryAUC"]
     ev = client.evaluations.create("sdk-churn:1", churn.ds, name="sdk-eval", tags={"k": "v"})
     assert ev.status == "PENDING" and ev.id.startswith("ev-")
     ev = client.evaluations.wait(ev, timeout=120, poll_interval=0.1)
-    assert ev.rows == 5000 and ev.metric == "BinaryAUC" and 0.75 < ev.value <= 1
+    assert ev.rows == 5000 and ev.metric == "BinaryAUC"
+    # The registered pipeline scoring every row of the file, against its labels, gives the evaluation's AUC.
+    model = churn.v1.model_dump(mode="json")
+    scores = pipeline_output(registered_pipeline(mlsvc_server, model), model, churn_records(5000))[:, 1]
+    labels = pd.read_csv(CHURN, usecols=["churned"])["churned"] == "yes"
+    assert ev.value == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     assert ev.id in [e.id for e in client.evaluations.iter(model_id=churn.v1.id)]
     assert [e.id for e in client.evaluations.list(name_prefix="sdk-eval")] == [ev.id]
     renamed = client.evaluations.update(ev.id, name="sdk-eval-2", tags={"k": None, "n": "1"})
@@ -302,9 +303,9 @@ def test_evaluations_crud_over_a_socket(client: Client, churn: SimpleNamespace) 
 
 
 def test_batch_predictions_crud_over_a_socket(
-    client: Client, churn: SimpleNamespace, mlsvc_server: RunningServer
+    client: Client, churn: SimpleNamespace, mlsvc_server: RunningServer, tmp_path: Path
 ) -> None:
-    out = mlsvc_server.home / "sdk-batch"
+    out = tmp_path / "sdk-batch"  # outputs go outside MLSVC_HOME, which holds only mlsvc's own files
     bp = client.batch_predictions.create(
         churn.v1, str(out), datasource_id=churn.ds, name="sdk-batch", tags={"run": "1"}
     )
@@ -421,6 +422,30 @@ def test_the_sdk_knows_every_error_code() -> None:
     assert set(BY_CODE) == {code.value for code in ErrorCode}
 
 
+@pytest.mark.anyio
+async def test_async_client_over_a_socket(
+    client: Client, churn: SimpleNamespace, mlsvc_server: RunningServer, tmp_path: Path
+) -> None:
+    async with AsyncClient(mlsvc_server.url, timeout=30) as c:
+        assert await c.health() == {"status": "ok"}
+        ds = await c.datasources.create(
+            str(small_csv(tmp_path)), name="a-socket", target="churned", tags={"via": "socket"}
+        )
+        ds = await c.datasources.wait(ds, timeout=60, poll_interval=0.05)
+        assert ds.row_count == 40 and (await c.datasources.schema(ds)).targetAttributeName == "churned"
+        assert [d.id async for d in c.datasources.iter(tag="via=socket")] == [ds.id]
+        answer = await c.predict(churn.v1.id, records=[RISKY, LOYAL])
+        assert answer == client.predict(churn.v1.id, records=[RISKY, LOYAL])  # the same answer as the sync client
+        frame = churn_frame(30)
+        pd.testing.assert_frame_equal(await c.predict_frame(churn.v1, frame), client.predict_frame(churn.v1, frame))
+        with pytest.raises(NotFoundError) as missing:
+            await c.models.get("no-such-model:3")
+        assert missing.value.status_code == 404 and missing.value.request_id.startswith("req-")
+        with pytest.raises(ConflictError):
+            await c.datasources.create(str(small_csv(tmp_path)), id=ds.id, name="another name")
+        assert (await c.datasources.delete(ds)).status == "DELETED"
+
+
 def test_deleting_a_version_leaves_the_others(client: Client, churn: SimpleNamespace) -> None:
     gone = client.models.delete("sdk-churn:candidate")
     assert gone.id == churn.v2.id and gone.status == "DELETED"
@@ -444,38 +469,19 @@ class InProcess:
 
     def client(self, **options: Any) -> AsyncClient:
         transport = options.pop("transport", None) or httpx.ASGITransport(app=self.app)
-        return AsyncClient("http://mlsvc.test", transport=transport, backoff=0.01, **options)
-
-
-def _settings(home: Path, **overrides: Any) -> Settings:
-    base = Settings.from_env()
-    tracking = f"sqlite:///{home / 'mlflow.db'}"
-    return Settings(
-        **{
-            **base.__dict__,
-            "home": home,
-            "database_url": f"sqlite:///{home / 'mlsvc.db'}",
-            "mlflow_tracking_uri": tracking,
-            "mlflow_registry_uri": tracking,
-            "mlflow_artifact_root": (home / "mlartifacts").as_uri(),
-            "local_roots": (),
-            "api_key": None,
-            "job_poll_s": 0.05,
-            **overrides,
-        }
-    )
+        return AsyncClient("http://localhost", transport=transport, backoff=0.01, **options)
 
 
 @pytest.fixture(scope="module")
 def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     """The app in this process over its own store, with one job worker on a thread."""
-    home = tmp_path_factory.mktemp("sdk-inproc")
-    settings = _settings(home)
+    folder = tmp_path_factory.mktemp("sdk-inproc")  # the data; mlsvc's home inside it holds only its own files
+    settings = settings_for(folder / "home")
     app = create_app(settings)
     worker = Worker(settings, app.state.service.planes.metadata)
     thread = threading.Thread(target=worker.run_forever, name="sdk-test-worker", daemon=True)
     thread.start()
-    yield InProcess(app, settings, home)
+    yield InProcess(app, settings, folder)
     worker.stop()
     thread.join(30)
 
@@ -530,7 +536,8 @@ async def test_async_models_and_predictions(inproc: InProcess, trained: SimpleNa
         assert updated.score_threshold == 0.4 and updated.tags == {"owner": "ana"}
 
         answer = await c.predict("churn", records=[RISKY, LOYAL])
-        assert [p.predicted_label for p in answer.predictions] == ["yes", "no"]
+        labels = [implied_label(updated.model_dump(), p.predicted_scores) for p in answer.predictions]
+        assert [p.predicted_label for p in answer.predictions] == labels  # at the threshold just set
         assert (await c.models.predict("churn:1", RISKY)).model_id == model.id
         frame = churn_frame(50)
         scored = await c.predict_frame("churn:candidate", frame, batch_size=20)
@@ -607,19 +614,19 @@ async def test_async_retries_share_the_policy(inproc: InProcess) -> None:
 
 @pytest.mark.anyio
 async def test_api_key_and_wait_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = create_app(_settings(tmp_path, api_key="s3cret"))  # no worker: what is created stays PENDING
+    app = create_app(settings_for(tmp_path, api_key="s3cret"))  # no worker: what is created stays PENDING
     transport = httpx.ASGITransport(app=app)
     monkeypatch.delenv("MLSVC_API_KEY", raising=False)
-    async with AsyncClient("http://mlsvc.test", transport=transport) as anonymous:
+    async with AsyncClient("http://localhost", transport=transport) as anonymous:
         assert await anonymous.health() == {"status": "ok"}  # health needs no key
         with pytest.raises(UnauthenticatedError) as denied:
             await anonymous.datasources.list()
         assert denied.value.status_code == 401 and "API key" in denied.value.message
-    async with AsyncClient("http://mlsvc.test", api_key="wrong", transport=transport) as wrong:
+    async with AsyncClient("http://localhost", api_key="wrong", transport=transport) as wrong:
         with pytest.raises(UnauthenticatedError):
             await wrong.models.get("x")
     monkeypatch.setenv("MLSVC_API_KEY", "s3cret")
-    async with AsyncClient("http://mlsvc.test", transport=transport) as keyed:
+    async with AsyncClient("http://localhost", transport=transport) as keyed:
         ds = await keyed.datasources.create(str(CHURN))
         assert [d.id for d in await keyed.datasources.list()] == [ds.id]
         with pytest.raises(WaitTimeoutError) as timed_out:
