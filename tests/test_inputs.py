@@ -8,22 +8,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlsvc.config import Settings
 from mlsvc.server.app import create_app
 from tests.apps import http_client
+from tests.inprocess import settings_for
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    home = tmp_path_factory.mktemp("inputs")
-    settings = Settings(
-        home=home,
-        database_url=f"sqlite:///{home / 'mlsvc.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-        mlflow_registry_uri=f"sqlite:///{home / 'mlflow.db'}",
-        mlflow_artifact_root=(home / "mlartifacts").as_uri(),
-        local_roots=(Path.cwd(),),
-    )
+    settings = settings_for(tmp_path_factory.mktemp("inputs"), local_roots=(Path.cwd(),))
     app = create_app(settings)
     with http_client(app) as client:
         yield client

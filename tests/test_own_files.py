@@ -9,23 +9,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.server.app import create_app
 from tests.apps import http_client
+from tests.inprocess import settings_for
 
 
 @pytest.fixture(params=["data-root", "every-path"])
 def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     home = tmp_path / "home"
-    settings = Settings(
-        home=home,
-        database_url=f"sqlite:///{home / 'mlsvc.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-        mlflow_registry_uri=f"sqlite:///{home / 'mlflow.db'}",
-        mlflow_artifact_root=(tmp_path / "artifacts").as_uri(),
-        local_roots=(tmp_path,) if request.param == "data-root" else (),
-    )
+    roots = (tmp_path,) if request.param == "data-root" else ()
+    settings = settings_for(home, mlflow_artifact_root=(tmp_path / "artifacts").as_uri(), local_roots=roots)
     home.mkdir()
     model_files = tmp_path / "artifacts" / "1" / "models" / "m-1" / "artifacts"
     model_files.mkdir(parents=True)

@@ -52,6 +52,7 @@ def outcome(example: tuple[pd.DataFrame, pd.DataFrame]) -> RecommenderOutcome:
 # --------------------------------------------------------------------------------------------- the example
 
 
+@pytest.mark.slow
 def test_selected_model_beats_most_popular_on_the_example(outcome: RecommenderOutcome) -> None:
     evaluation = outcome.evaluation
     assert evaluation["model_type"] == "RECOMMENDATION" and evaluation["metric"] == "NDCG@10"
@@ -74,6 +75,7 @@ def test_selected_model_beats_most_popular_on_the_example(outcome: RecommenderOu
     assert "ndcg_at_10" in summary_metrics(evaluation) and "baseline_ndcg_at_10" in summary_metrics(evaluation)
 
 
+@pytest.mark.slow
 def test_leaderboard_has_every_family_and_marks_the_selected(outcome: RecommenderOutcome) -> None:
     board = outcome.leaderboard
     assert {row["family"] for row in board if row["validation_score"] is not None} == set(FAMILIES)

@@ -43,6 +43,7 @@ def trained(api: httpx.Client) -> dict[str, Any]:
     return {"model": model, "interactions": interactions}
 
 
+@pytest.mark.slow
 def test_the_selected_recommender_beats_most_popular(api: httpx.Client, trained: dict[str, Any]) -> None:
     model = trained["model"]
     assert model["model_type"] == "RECOMMENDATION" and model["roles"]["user"] == "user_id"
