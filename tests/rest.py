@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -29,3 +30,17 @@ def completed(api: httpx.Client, path: str, body: dict[str, Any], timeout: float
     done = wait_done(api, f"{path}/{response.json()['id']}", timeout)
     assert done["status"] == "COMPLETED", done["message"]
     return done
+
+
+def assert_plain_json(value: Any) -> None:
+    """Only JSON's own types, all the way down, and no NaN or infinity: what can be stored and served as it is."""
+    if isinstance(value, dict):
+        assert all(type(key) is str for key in value)
+        for item in value.values():
+            assert_plain_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            assert_plain_json(item)
+    else:
+        assert value is None or type(value) in (str, int, float, bool), f"{value!r} is a {type(value)}"
+    json.dumps(value, allow_nan=False)

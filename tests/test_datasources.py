@@ -10,9 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +23,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_
 
 from mlsvc.datasources.values import MISSING_TOKENS
 from tests.s3server import s3_auth_enforced
-from tests.servers import REPO, RunningServer, start_server, stop_server
+from tests.servers import REPO, RunningServer, run_cli, start_server, stop_server
 
 CHURN = REPO / "datasources" / "churn.csv"
 CHURN_BYTES = CHURN.read_bytes()
@@ -738,15 +735,7 @@ def test_inference_on_real_datasets_chooses_what_a_person_would(
 def test_cli_describe_prints_the_schema_and_statistics_as_tables(
     mlsvc_server: RunningServer, mixed: dict[str, Any]
 ) -> None:
-    env = {**os.environ, "MLSVC_URL": mlsvc_server.url, "COLUMNS": "200"}
-    shown = subprocess.run(
-        [sys.executable, "-m", "mlsvc.cli", "datasources", "describe", mixed["id"]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run_cli(mlsvc_server, "datasources", "describe", mixed["id"], env={"COLUMNS": "200"}, timeout=120)
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     stats = mixed["statistics"]["attributes"]

@@ -20,23 +20,10 @@ from mlsvc.training.evaluation import (
     summary_metrics,
 )
 from mlsvc.training.metrics import classification_metrics, regression_metrics
+from tests.rest import assert_plain_json
 
 CLASSES = ["no", "yes"]
 IRIS = ["setosa", "versicolor", "virginica"]
-
-
-def plain(value: Any) -> None:
-    """Only JSON's own types, all the way down, and no NaN or infinity."""
-    if isinstance(value, dict):
-        assert all(type(k) is str for k in value)
-        for v in value.values():
-            plain(v)
-    elif isinstance(value, list):
-        for v in value:
-            plain(v)
-    else:
-        assert value is None or type(value) in (str, int, float, bool), type(value)
-    json.dumps(value, allow_nan=False)
 
 
 def binary_data(n: int = 3000, rate: float = 0.3, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +40,7 @@ def binary_data(n: int = 3000, rate: float = 0.3, seed: int = 0, ties: bool = Fa
 def test_binary_figures_match_sklearn(ties: bool) -> None:
     y, scores = binary_data(ties=ties)
     result = evaluate_binary(y, scores, CLASSES, threshold=0.4)
-    plain(result)
+    assert_plain_json(result)
     assert result["metric"] == "BinaryAUC" and result["positive_label"] == "yes" and result["rows"] == len(y)
     assert result["value"] == result["auc"] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
     assert result["average_precision"] == pytest.approx(skm.average_precision_score(y, scores), abs=1e-12)
@@ -173,7 +160,7 @@ def test_choose_threshold_finds_the_lowest_threshold_meeting_the_precision_targe
 def test_a_constant_score_is_the_baseline() -> None:
     y, _ = binary_data(seed=6)
     result = evaluate_binary(y, np.full(len(y), 0.3), CLASSES)
-    plain(result)
+    assert_plain_json(result)
     assert result["auc"] == result["baseline"]["value"] == 0.5
     assert result["average_precision"] == pytest.approx(result["baseline"]["average_precision"])
     assert result["average_precision"] == pytest.approx(skm.average_precision_score(y, np.full(len(y), 0.3)))
@@ -193,7 +180,7 @@ def test_one_class_leaves_auc_undefined_with_a_note(label: int) -> None:
     y = np.full(50, label)
     scores = np.linspace(0, 1, 50)
     result = evaluate_binary(y, scores, CLASSES)
-    plain(result)
+    assert_plain_json(result)
     assert result["auc"] is None and result["value"] is None and result["roc_curve"] == []
     assert f"'{CLASSES[label]}'" in result["notes"][0] and "undefined" in result["vs_baseline"]
     assert result["base_rate"] == label
@@ -242,7 +229,7 @@ def multiclass_data(n: int = 1500, k: int = 3, seed: int = 0) -> tuple[np.ndarra
 def test_multiclass_figures_match_sklearn() -> None:
     y, proba = multiclass_data()
     result = evaluate_multiclass(y, proba, IRIS)
-    plain(result)
+    assert_plain_json(result)
     predicted = proba.argmax(axis=1)
     assert result["metric"] == "MulticlassAvgFScore"
     assert result["value"] == result["macro_f1"] == pytest.approx(skm.f1_score(y, predicted, average="macro"))
@@ -281,7 +268,7 @@ def test_classes_absent_from_the_labels() -> None:
     proba[:20, 3] = 1.0  # 'd' is predicted for a few records but never true
     y = np.where(y == 2, 0, y)  # 'c' never appears in the labels
     result = evaluate_multiclass(y, proba, labels)
-    plain(result)
+    assert_plain_json(result)
     predicted = proba.argmax(axis=1)
     assert result["macro_f1"] == pytest.approx(skm.f1_score(y, predicted, average="macro", zero_division=0))
     assert result["macro_f1"] == pytest.approx(
@@ -297,7 +284,7 @@ def test_multiclass_constant_prediction_and_one_class() -> None:
     y = np.zeros(30, dtype=int)
     proba = np.tile([0.2, 0.5, 0.3], (30, 1))
     result = evaluate_multiclass(y, proba, IRIS)
-    plain(result)
+    assert_plain_json(result)
     assert result["accuracy"] == 0.0 and result["baseline"]["accuracy"] == 1.0
     assert any("one class ('versicolor')" in note for note in result["notes"])
 
@@ -324,7 +311,7 @@ def test_regression_figures_match_sklearn() -> None:
     y = rng.normal(50, 10, size=2000)
     predicted = y + rng.normal(0, 4, size=2000)
     result = evaluate_regression(y, predicted)
-    plain(result)
+    assert_plain_json(result)
     assert result["metric"] == "RegressionRMSE"
     assert result["value"] == result["rmse"] == pytest.approx(skm.root_mean_squared_error(y, predicted))
     assert result["mae"] == pytest.approx(skm.mean_absolute_error(y, predicted))
@@ -355,10 +342,10 @@ def test_predicting_the_mean_is_the_baseline() -> None:
 def test_constant_target_leaves_r2_undefined() -> None:
     y = np.full(10, 0.1)
     result = evaluate_regression(y, np.linspace(0, 0.2, 10))
-    plain(result)
+    assert_plain_json(result)
     assert result["r2"] is None and result["baseline"]["value"] == 0.0
     assert "constant" in result["notes"][0] and "constant" in result["vs_baseline"]
-    plain(evaluate_regression(y, y))
+    assert_plain_json(evaluate_regression(y, y))
     assert "R2" not in summary_metrics(result)
 
 

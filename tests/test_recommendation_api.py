@@ -4,9 +4,6 @@ beat most-popular on NDCG@10, recommend and find similar items in real time, and
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlsvc.client import Client, NotFoundError
-from tests.servers import REPO, RunningServer, wait_done
+from tests.servers import REPO, RunningServer, run_cli, wait_done
 
 DATA = REPO / "datasources" / "recommendation"
 
@@ -107,23 +104,8 @@ def test_sdk_and_cli(mlsvc_server: RunningServer, trained: dict[str, Any]) -> No
         assert len(similar.recommendations) == 4
         with pytest.raises(NotFoundError):
             client.similar_items("shop", "no-such-item")
-    env = {**os.environ, "MLSVC_URL": mlsvc_server.url}
-    shown = subprocess.run(
-        [sys.executable, "-m", "mlsvc.cli", "recommend", "shop", "U00003", "--k", "3", "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run_cli(mlsvc_server, "recommend", "shop", "U00003", "--k", "3", "--json", timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert len(json.loads(shown.stdout)["recommendations"]) == 3
-    table = subprocess.run(
-        [sys.executable, "-m", "mlsvc.cli", "similar", "shop", "no-such-item"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    table = run_cli(mlsvc_server, "similar", "shop", "no-such-item", timeout=120)
     assert table.returncode == 3 and "no-such-item" in table.stderr

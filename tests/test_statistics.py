@@ -15,6 +15,7 @@ import pytest
 
 from mlsvc.datasources.statistics import QUANTILES, StatisticsAccumulator
 from mlsvc.resources import Schema
+from tests.rest import assert_plain_json
 
 CHUNKS = (700, 1, 0, 1300, 999)  # unequal, with a one-row and an empty chunk
 WORDS = ["late", "refund", "great", "service", "billing", "app", "slow", "thanks"]
@@ -76,19 +77,6 @@ def _run(typed: pd.DataFrame, invalid: pd.DataFrame, schema: Schema, chunks=CHUN
         start += size
     assert start == len(typed), "the chunk sizes must cover the frame"
     return accumulator, accumulator.result()
-
-
-def _assert_plain_json(value: Any) -> None:
-    """Only built-in JSON types, so the result can be stored and served as it is."""
-    if isinstance(value, dict):
-        assert all(type(key) is str for key in value)
-        for item in value.values():
-            _assert_plain_json(item)
-    elif isinstance(value, list):
-        for item in value:
-            _assert_plain_json(item)
-    else:
-        assert value is None or type(value) in (str, int, float, bool), f"{value!r} is a {type(value)}"
 
 
 @pytest.fixture(scope="module")
@@ -313,12 +301,12 @@ def test_same_chunks_and_seed_give_the_same_result():
 
 def test_result_is_plain_json_even_when_empty_or_infinite(churn):
     _, _, result = churn
-    _assert_plain_json(result)
+    assert_plain_json(result)
     json.dumps(result, allow_nan=False)
 
     typed, invalid, schema = _churn(n=50)
     empty = StatisticsAccumulator(schema).result()
-    _assert_plain_json(empty)
+    assert_plain_json(empty)
     json.dumps(empty, allow_nan=False)
     assert empty["row_count"] == 0 and empty["attributes"]["tenure"]["mean"] is None
 
