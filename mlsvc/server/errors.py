@@ -54,9 +54,12 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
-        return error_response(
+        response = error_response(
             ErrorCode.INTERNAL, f"internal error; the server log has the details under request id {request_id}"
         )
+        # This answer comes from Starlette's outermost middleware, past RequestId's reach: name the id here.
+        response.headers["X-Request-Id"] = request_id
+        return response
 
 
 def _describe(error: dict[str, Any]) -> str:
