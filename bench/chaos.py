@@ -16,8 +16,9 @@ What it does:
   workers; `mlsvc serve` starts a new one), ``--kills`` times.
 - Waits for every resource to end (COMPLETED or FAILED), at most ``--settle-s`` seconds after the last kill.
 - Counts: jobs lost (a resource left PENDING or INPROGRESS whose job will never run again: none, or ended),
-  stuck (still PENDING / INPROGRESS at the end), partial outputs (a batch output without its manifest, a manifest naming a file that is not there or
-  whose row count differs from the resource's, ``.tmp`` files or staging folders left under an output), and
+  stuck (still PENDING / INPROGRESS at the end), partial outputs (a batch output without its manifest, a
+  manifest naming a file that is not there or whose row count differs from the resource's, ``.tmp`` files or
+  staging folders left under an output), and
   resources FAILED (with their messages: a job that used all its attempts fails with a message, which is not
   damage, but is listed).
 """

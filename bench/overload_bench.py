@@ -65,6 +65,16 @@ class Level:
     late: int = 0
     until: float = float("inf")
 
+    def record(self, status: int, elapsed: float) -> None:
+        if time.monotonic() > self.until:
+            self.late += 1  # answered after the window: counts against goodput, like a timed-out request
+        elif status == 200:
+            self.ok_latencies.append(elapsed)
+        elif status == 503:
+            self.shed += 1
+        else:
+            self.other += 1
+
     def row(self) -> dict[str, float]:
         ok = sorted(self.ok_latencies)
         return {
@@ -91,13 +101,7 @@ async def _one_connection(port: int, requests: list[bytes], until: float, level:
             writer.write(requests[i % len(requests)])
             i += 1
             status, close = await _read_response(reader)
-            elapsed = time.perf_counter() - started
-            if status == 200:
-                level.ok_latencies.append(elapsed)
-            elif status == 503:
-                level.shed += 1
-            else:
-                level.other += 1
+            level.record(status, time.perf_counter() - started)
             if close:
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -164,15 +168,7 @@ async def _arrival(pool: _Pool, request: bytes, level: Level) -> None:
             level.other += 1
             return
         break
-    elapsed = time.perf_counter() - started
-    if time.monotonic() > level.until:
-        level.late += 1  # answered after the window: counts against goodput, like a timed-out request
-    elif status == 200:
-        level.ok_latencies.append(elapsed)
-    elif status == 503:
-        level.shed += 1
-    else:
-        level.other += 1
+    level.record(status, time.perf_counter() - started)
     if close:
         writer.close()
     else:

@@ -102,9 +102,10 @@ class _Search:
         draws = dict.fromkeys(self.families, 0)
         stalls = 0
         while len(self.trials) < self.max_configs and stalls < 50 and self.elapsed < self.budget_s:
-            family = self._next_family(rng)
-            if family is None:
+            picked = self._next_family(rng)
+            if picked is None:
                 break
+            family = picked
             params = FAMILIES[family].sample(rng)
             signature = (family, repr(sorted(params.items())))
             if signature in seen:

@@ -45,6 +45,7 @@ def split_interactions(data: Interactions, *, seed: int = 0, strategy: str | Non
     keys = data.users.astype(np.int64) * data.n_items + data.items
     position = np.arange(n_rows)
     when = data.timestamps if strategy == LAST_BY_TIME else np.zeros(n_rows)
+    assert when is not None  # a split by time without timestamps was refused above
     # Each (user, item) pair's latest row: sort by pair, then time, then row order; take each run's end.
     order = np.lexsort((position, when, keys))
     sorted_keys = keys[order]

@@ -44,7 +44,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
     """Element-wise ``numerator / denominator`` as floats, NaN where the denominator is 0."""
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)

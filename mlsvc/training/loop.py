@@ -364,7 +364,8 @@ def _ensemble(search: Search, final: list[Trial]) -> tuple[list[Trial], float] |
     if len(members) < 2:
         return None
     y = search._subsample(members[0].rows)[1][members[0].output_idx]
-    averaged = np.mean([m.output for m in members], axis=0)
+    outputs = [m.output for m in members if m.output is not None]  # every finalist has scored its rows
+    averaged = np.mean(outputs, axis=0)
     return members, selection_score(search.data.model_type, y, averaged)
 
 
@@ -389,7 +390,7 @@ def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], flo
             best_by_config[trial.config.key] = trial
     top = max(t.rung for t in search.trials)
     rows = sorted(best_by_config.values(), key=lambda t: (-t.rung, -search.sign * t.score))
-    board = [
+    board: list[dict[str, Any]] = [
         {
             "candidate": t.config.key,
             "family": t.config.family.name,
