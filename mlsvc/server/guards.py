@@ -58,14 +58,12 @@ class ShedLoad:
         self.limit = max(1, limit)
         self.retry_after = str(retry_after_s)
         self.in_flight = 0
-        self.shed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in ALWAYS_ANSWERED:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
-            self.shed += 1
             response = error_response(
                 ErrorCode.UNAVAILABLE,
                 f"the server is at its limit of {self.limit} requests in flight; retry after {self.retry_after} s",

@@ -4,11 +4,11 @@ held-out Evaluation (with the resource fields every Evaluation has)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from mlsvc.metadata.sql import utcnow
 from mlsvc.registry import RegisteredVersion
 from mlsvc.training.evaluation import summary_metrics
 
@@ -71,7 +71,7 @@ def record_evaluation(
 ) -> str:
     """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
     evaluation_id = f"ev-{model['id']}-holdout"
-    now = datetime.now(UTC)
+    now = utcnow()
     record = {
         "id": evaluation_id,
         "name": f"{model['name']} v{version} holdout",
