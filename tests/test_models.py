@@ -157,7 +157,8 @@ def test_a_model_that_is_not_completed_answers_409(idle_api: httpx.Client, idle_
 def test_the_mlflow_registry_holds_the_versions(server: RunningServer, trained: dict[str, Any]) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=server.mlflow_uri)
+    # The registry URI too: another test in this process may have set MLflow's global registry to its own store.
+    client = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
     versions = sorted(int(v.version) for v in client.search_model_versions("name='churn-api'"))
     assert versions == [1, 2]
     assert int(client.get_model_version_by_alias("churn-api", "production").version) == 1
