@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     HOST_NOT_ALLOWED = "host_not_allowed"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    ARTIFACT_INTEGRITY = "artifact_integrity"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -42,6 +43,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.HOST_NOT_ALLOWED: 403,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
+    # The model's stored files are not the ones it was registered with: the server cannot serve it (no retry helps).
+    ErrorCode.ARTIFACT_INTEGRITY: 503,
 }
 
 

@@ -41,5 +41,7 @@ def open_planes(settings: Settings, metadata: SqlMetadataStore | None = None) ->
         queue=SqlJobQueue(store, settings.job_lease_s),
         uris=uris,
         objects=RoutingObjectStore(validator=uris),
-        registry=MlflowRegistry(settings),
+        registry=MlflowRegistry(
+            settings, on_refused=lambda ref, found: store.record_integrity_failure(ref.model_uri, ref.label, found)
+        ),
     )

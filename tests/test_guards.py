@@ -69,7 +69,8 @@ def test_ready_on_a_fresh_service(settings: Settings) -> None:
     with http_client(create_app(settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ready", "checks": {"metadata": "ok", "registry": "ok"}}
+    checks = {"metadata": "ok", "registry": "ok", "artifacts": "ok"}
+    assert response.json() == {"status": "ready", "checks": checks}
 
 
 def test_not_ready_while_a_production_model_cannot_load(settings: Settings) -> None:

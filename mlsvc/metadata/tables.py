@@ -107,6 +107,17 @@ jobs = Table(
     Index("ix_jobs_state_id", "state", "id"),
 )
 
+# Every load refused because a model's files did not match what was recorded at registration, by any process.
+integrity_failures = Table(
+    "integrity_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("model_uri", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("problems", JSON, nullable=False),
+)
+
 RESOURCE_TABLES: dict[str, Table] = {
     "datasource": datasources,
     "model": models,

@@ -54,6 +54,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "leaderboard": outcome.leaderboard,
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
+        **registered.artifact_fields(),
         "evaluation_id": record_evaluation(ctx, model, registered.version, outcome.evaluation, figures),
         "training_rows": len(interactions),
         "holdout_rows": outcome.evaluation.get("rows"),

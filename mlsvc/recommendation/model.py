@@ -96,6 +96,37 @@ class Recommender(BaseEstimator):
             self.catalogue_positions_ = self.items_.get_indexer(attributes.item_ids)  # −1: not in interactions
         return self
 
+    # --- saved state ---
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain arrays instead of pandas indexes, so the model saves in skops' format (which refuses pandas)."""
+        state = dict(super().__getstate__())
+        for name in ("users_", "items_"):
+            if name in state:
+                state[name] = np.asarray(state[name], dtype=str)
+        attributes = state.get("attributes_")
+        if attributes is not None:
+            state["attributes_"] = {
+                "item_ids": np.asarray(attributes.item_ids, dtype=str),
+                "category": attributes.category,
+                "price": attributes.price,
+                "text": attributes.text,
+                "roles": attributes.roles,
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        for name in ("users_", "items_"):
+            if name in state:
+                state[name] = pd.Index(state[name], dtype=object)
+        attributes = state.get("attributes_")
+        if isinstance(attributes, dict):
+            state["attributes_"] = ItemAttributes(
+                **{**attributes, "item_ids": pd.Index(attributes["item_ids"], dtype=object)}
+            )
+        super().__setstate__(state)
+
     # --- answers ---
 
     def recommend(self, user_id: Any, k: int | None = None, exclude_seen: bool | None = None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
@@ -10,11 +11,41 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class RegisteredVersion:
-    """One logged and registered model version."""
+    """One logged and registered model version, with the SHA-256 of each of its files (and their signature)."""
 
     run_id: str
     version: int
     model_uri: str
+    digests: dict[str, str] = field(default_factory=dict)
+    signature: str | None = None
+
+    def artifact_fields(self) -> dict[str, Any]:
+        """The fields a model resource keeps so that every later load can verify the files first."""
+        return {"artifact_digests": self.digests, "artifact_signature": self.signature}
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """What loading a version needs: where its files are, what they were at registration, and a name for messages."""
+
+    model_uri: str
+    label: str
+    digests: Mapping[str, str] | None
+    signature: str | None
+
+    @classmethod
+    def of(cls, model: Mapping[str, Any]) -> ArtifactRef:
+        """The reference of a model resource as the metadata store holds it."""
+        return cls(
+            model_uri=model["model_uri"],
+            label=f"model {model['name']}:{model.get('version')} ({model['id']})",
+            digests=model.get("artifact_digests"),
+            signature=model.get("artifact_signature"),
+        )
+
+
+# Told of every refused load (the reference and what was wrong), so the deployment can count and show it.
+IntegrityListener = Callable[[ArtifactRef, list[str]], None]
 
 
 class ModelRegistry(Protocol):
@@ -34,13 +65,19 @@ class ModelRegistry(Protocol):
         leaderboard: list[dict[str, Any]],
         tags: dict[str, str],
     ) -> RegisteredVersion:
-        """Log a fitted model and register it as the next version of ``name``."""
+        """Log a fitted model and register it as the next version of ``name``, with its files' digests."""
         ...
 
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
 
     def delete_alias(self, name: str, alias: str) -> None: ...
 
-    def load(self, model_uri: str) -> Any:
-        """The fitted model of a registered version."""
+    def verify(self, ref: ArtifactRef) -> None:
+        """Check a version's stored files against the digests recorded for it, reading none of them as a model;
+        raises MlsvcError(ARTIFACT_INTEGRITY) when they do not match."""
+        ...
+
+    def load(self, ref: ArtifactRef) -> Any:
+        """The fitted model of a registered version, once its files match the digests recorded for it; raises
+        MlsvcError(ARTIFACT_INTEGRITY) without deserializing anything when they do not."""
         ...

@@ -12,17 +12,25 @@ from typing import Any
 import pandas as pd
 
 from mlsvc.config import Settings
-from mlsvc.registry import RegisteredVersion
+from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.registry import ArtifactRef, IntegrityListener, RegisteredVersion
+from mlsvc.registry.trusted import TRUSTED_TYPES
+from mlsvc.security.integrity import problems, signature, tree_digests
 
 log = logging.getLogger("mlsvc.registry")
 EXPERIMENT = "mlsvc"
+MODEL_DIR = "model"
+MODEL_FILE = "model.skops"  # the sklearn flavor's name for a model saved in skops' format
+# MLflow writes this file beside a models:/ download on the caller's side; it is never in the store.
+DOWNLOAD_NOTE = "registered_model_meta"
 
 
 class MlflowRegistry:
     """The MLflow tracking server and model registry that mlsvc's settings point at."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_refused: IntegrityListener | None = None) -> None:
         self.settings = settings
+        self.on_refused = on_refused
         self._experiment_id: str | None = None
 
     def _mlflow(self) -> Any:
@@ -65,8 +73,6 @@ class MlflowRegistry:
         """Log the fitted pipeline with its signature in a run (candidates as child runs) and register it
         as the next version of ``name``."""
         mlflow = self._mlflow()
-        import sklearn
-        from mlflow import sklearn as mlflow_sklearn
         from mlflow.models import infer_signature
 
         experiment_id = self.initialize()
@@ -95,18 +101,39 @@ class MlflowRegistry:
                 path = Path(tmp) / "leaderboard.json"
                 path.write_text(json.dumps(leaderboard, indent=2, default=str))
                 mlflow.log_artifact(str(path))
-            info = mlflow_sklearn.log_model(
+            digests = self._log_files(pipeline, signature, input_example)
+        registered = mlflow.register_model(f"runs:/{run.info.run_id}/{MODEL_DIR}", name)
+        version = int(registered.version)
+        model_uri = f"models:/{name}/{version}"
+        seal = _signature(self.settings, model_uri, digests)
+        return RegisteredVersion(run.info.run_id, version, model_uri, digests, seal)
+
+    def _log_files(self, pipeline: Any, model_signature: Any, input_example: pd.DataFrame) -> dict[str, str]:
+        """Save the model in skops' format on local disk, take every file's digest, then upload those very files
+        (so the digests are of what this process wrote, not of what the store holds afterwards)."""
+        import sklearn
+        import skops
+        from mlflow import sklearn as mlflow_sklearn
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / MODEL_DIR
+            mlflow_sklearn.save_model(
                 pipeline,
-                name="model",
-                signature=signature,
+                str(local),
+                signature=model_signature,
                 input_example=input_example.head(3),
-                registered_model_name=name,
-                serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=list(TRUSTED_TYPES),
                 # Naming the requirements skips MLflow's inference, which re-imports the model in a subprocess.
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}"],
+                pip_requirements=[
+                    f"scikit-learn=={sklearn.__version__}",
+                    f"pandas=={pd.__version__}",
+                    f"skops=={skops.__version__}",
+                ],
             )
-        version = int(info.registered_model_version)
-        return RegisteredVersion(run.info.run_id, version, f"models:/{name}/{version}")
+            digests = tree_digests(local)
+            self._mlflow().log_artifacts(str(local), artifact_path=MODEL_DIR)
+        return digests
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._mlflow().MlflowClient().set_registered_model_alias(name, alias, str(version))
@@ -114,12 +141,53 @@ class MlflowRegistry:
     def delete_alias(self, name: str, alias: str) -> None:
         self._mlflow().MlflowClient().delete_registered_model_alias(name, alias)
 
-    def load(self, model_uri: str) -> Any:
-        """The fitted scikit-learn pipeline of a registered version."""
-        self._mlflow()
-        from mlflow import sklearn as mlflow_sklearn
+    def load(self, ref: ArtifactRef) -> Any:
+        """The fitted model of a registered version: its files are downloaded, checked against the digests
+        recorded at registration, and only then read, by skops with mlsvc's explicit list of trusted types."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return self._read(ref, self._verified_copy(ref, Path(tmp)) / MODEL_FILE)
 
-        return mlflow_sklearn.load_model(model_uri)
+    def verify(self, ref: ArtifactRef) -> None:
+        """Check a version's stored files against their digests without reading them as a model."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self._verified_copy(ref, Path(tmp))
+
+    def _verified_copy(self, ref: ArtifactRef, into: Path) -> Path:
+        """The version's files downloaded into ``into``, once each matches its digest (else the load is refused)."""
+        mlflow = self._mlflow()
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.model_uri, dst_path=str(into)))
+        stored = {name: digest for name, digest in tree_digests(local).items() if name != DOWNLOAD_NOTE}
+        found = problems(self.settings.secret_key, ref.model_uri, ref.digests, ref.signature, stored)
+        if found:
+            raise self._refuse(ref, found)
+        return local
+
+    def _read(self, ref: ArtifactRef, path: Path) -> Any:
+        import skops.io
+
+        try:
+            return skops.io.load(path, trusted=list(TRUSTED_TYPES))
+        except skops.io.exceptions.UntrustedTypesFoundException as exc:
+            raise self._refuse(ref, [f"{MODEL_FILE} holds types outside mlsvc's trusted list ({exc})"]) from None
+
+    def _refuse(self, ref: ArtifactRef, found: list[str]) -> MlsvcError:
+        """Log, tell the listener (the deployment's count), and build the error; nothing was deserialized."""
+        log.error("refused to load %s from %s: %s", ref.label, ref.model_uri, "; ".join(found))
+        if self.on_refused is not None:
+            try:
+                self.on_refused(ref, found)
+            except Exception:  # recording the refusal must not hide it
+                log.warning("could not record the refused load of %s", ref.label, exc_info=True)
+        return MlsvcError(
+            ErrorCode.ARTIFACT_INTEGRITY,
+            f"{ref.label} was not loaded: {'; '.join(found)}. Its stored files are not the ones registered; "
+            "restore them from a backup or train the model again.",
+            {"model_uri": ref.model_uri, "problems": found},
+        )
+
+
+def _signature(settings: Settings, model_uri: str, digests: dict[str, str]) -> str | None:
+    return signature(settings.secret_key, model_uri, digests)
 
 
 def _short(value: Any) -> str:

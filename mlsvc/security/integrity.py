@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,3 +35,37 @@ def mismatches(expected: Mapping[str, str], actual: Mapping[str, str]) -> list[s
     """The files whose digest differs, that are missing, or that were added; empty when all match."""
     names = sorted(set(expected) | set(actual))
     return [n for n in names if not hmac.compare_digest(expected.get(n, ""), actual.get(n, ""))]
+
+
+def signature(key: str | None, identity: str, digests: Mapping[str, str]) -> str | None:
+    """HMAC-SHA256 over a version's identity and its files' digests (None without a server key), so a digest
+    rewritten in the metadata store does not match either."""
+    if not key:
+        return None
+    message = json.dumps({"identity": identity, "digests": dict(sorted(digests.items()))}, sort_keys=True)
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def problems(
+    key: str | None,
+    identity: str,
+    recorded: Mapping[str, str] | None,
+    recorded_signature: str | None,
+    actual: Mapping[str, str],
+) -> list[str]:
+    """What is wrong with a version's files against what was recorded at registration; empty when they match."""
+    if not recorded:
+        return ["no digests were recorded for this version (it was registered before mlsvc recorded them)"]
+    if key:
+        expected = signature(key, identity, recorded)
+        if recorded_signature is None or not hmac.compare_digest(expected or "", recorded_signature):
+            return ["the recorded digests do not carry a valid signature for this server's MLSVC_SECRET_KEY"]
+    return [_describe(name, recorded, actual) for name in mismatches(recorded, actual)]
+
+
+def _describe(name: str, recorded: Mapping[str, str], actual: Mapping[str, str]) -> str:
+    if name not in actual:
+        return f"{name} is missing"
+    if name not in recorded:
+        return f"{name} was added"
+    return f"{name} is not the file registered (SHA-256 differs)"

@@ -85,6 +85,12 @@ class StoreCollector(Collector):
         rows = GaugeMetricFamily("mlsvc_batch_rows_scored", "Rows scored by batch predictions, all time.")
         rows.add_metric([], figures.batch_rows_scored)
         yield rows
+        refused = GaugeMetricFamily(
+            "mlsvc_artifact_integrity_failures",
+            "Model loads refused, by any process, because the files did not match their registered digests; all time.",
+        )
+        refused.add_metric([], figures.integrity_failures)
+        yield refused
 
 
 class RequestMetrics:

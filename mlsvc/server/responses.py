@@ -26,6 +26,8 @@ _EXAMPLES: dict[ErrorCode, str] = {
     ErrorCode.HOST_NOT_ALLOWED: "this service answers requests for 127.0.0.1, localhost, not for 'evil.example'",
     ErrorCode.INTERNAL: "internal error; the server log has the details under request id srv-0123456789abcdef",
     ErrorCode.UNAVAILABLE: "the server is at its limit of 64 requests in flight; retry after 1 s",
+    ErrorCode.ARTIFACT_INTEGRITY: "model churn:3 (mdl-1) was not loaded: its file model.skops is not the one "
+    "registered (SHA-256 differs)",
 }
 _DESCRIPTIONS = {
     400: "Bad request",
@@ -36,7 +38,7 @@ _DESCRIPTIONS = {
     413: "Too large",
     422: "Invalid parameters",
     500: "A bug in mlsvc",
-    503: "Overloaded (the answer carries Retry-After)",
+    503: "Overloaded (the answer carries Retry-After), or a model whose stored files fail their integrity check",
 }
 
 # Every /v1 route: bad values (a NUL in an id, a foreign next_token), validation, auth, Host, load, bugs.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from mlsvc.config import Settings
-from mlsvc.metadata.sql import SqlMetadataStore
+from mlsvc.metadata.sql import SqlMetadataStore, utcnow
 from mlsvc.planes import Planes, open_planes
 from mlsvc.service.batch_predictions import BatchPredictions
 from mlsvc.service.common import ListQuery
@@ -17,6 +17,8 @@ from mlsvc.service.evaluations import Evaluations
 from mlsvc.service.models import Models
 from mlsvc.service.predictions import PredictionOutcome, Predictions
 from mlsvc.service.refs import ModelRefs
+
+INTEGRITY_WINDOW_S = 900  # how long a refused load keeps the readiness check failing
 
 __all__ = ["ListQuery", "PredictionOutcome", "Readiness", "Service", "ServiceFigures"]
 
@@ -38,6 +40,7 @@ class ServiceFigures:
 
     jobs_by_state: dict[str, int]
     batch_rows_scored: int
+    integrity_failures: int
 
 
 class Service:
@@ -56,7 +59,8 @@ class Service:
 
     def figures(self) -> ServiceFigures:
         store = self.planes.metadata
-        return ServiceFigures(store.job_counts(), store.batch_rows_scored())
+        refused, _ = store.integrity_failures()
+        return ServiceFigures(store.job_counts(), store.batch_rows_scored(), refused)
 
     def readiness(self) -> Readiness:
         """The metadata store answers, the registry answers, and every ``production`` alias's version loads."""
@@ -65,6 +69,7 @@ class Service:
             "registry": _outcome(self.planes.registry.initialize),
         }
         if checks["metadata"] == "ok":
+            checks["artifacts"] = _outcome(self._no_recent_refusal)
             for name, version in self.planes.metadata.alias_targets("production"):
                 checks[f"model {name}:production"] = _outcome(partial(self._load, name, version))
         return Readiness(checks)
@@ -75,8 +80,21 @@ class Service:
             raise LookupError(f"version {version} is gone")
         self.predictions.warm(model)
 
+    def _no_recent_refusal(self) -> None:
+        """A model whose files failed their check, in any process, in the last INTEGRITY_WINDOW_S: an operator
+        must look (the load that failed will fail everywhere until the files are restored)."""
+        count, last = self.planes.metadata.integrity_failures()
+        if last is not None and (utcnow() - last["at"]).total_seconds() < INTEGRITY_WINDOW_S:
+            raise IntegrityRefusal(
+                f"{count} model load(s) refused; latest: {last['label']}: {'; '.join(last['problems'])}"
+            )
+
     def close(self) -> None:
         self.planes.close()
+
+
+class IntegrityRefusal(Exception):
+    """A model's stored files failed their integrity check recently."""
 
 
 def _outcome(check: Callable[[], object]) -> str:

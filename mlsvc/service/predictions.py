@@ -12,7 +12,7 @@ from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import Document, MetadataStore
 from mlsvc.metadata.sql import utcnow
 from mlsvc.prediction.scorer import ModelCard, RecommenderScorer, Scorer, ScorerCache
-from mlsvc.registry import ModelRegistry
+from mlsvc.registry import ArtifactRef, ModelRegistry
 from mlsvc.resources import ModelType, PredictRequest, Status
 from mlsvc.service.refs import ModelRefs
 
@@ -120,7 +120,7 @@ class Predictions:
         return max([since, *(m["updated_at"] for m in models)])
 
     def _load(self, model: Mapping[str, Any]) -> Scorer | RecommenderScorer:
-        fitted = self.registry.load(model["model_uri"])
+        fitted = self.registry.load(ArtifactRef.of(model))
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             return RecommenderScorer(fitted)
         return Scorer(ModelCard.from_resource(model), fitted)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlsvc.prediction.labels import threshold_or_default
+from mlsvc.registry import ArtifactRef
 from mlsvc.resources import Attribute, ModelType
 from mlsvc.training import data as training_data
 from mlsvc.training.evaluation import evaluate
@@ -35,7 +36,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     else:
         y = training_data.encode_labels(raw_y, model["classes"])
     ctx.progress(0.7, message=f"scoring {len(X)} rows")
-    pipeline = ctx.registry.load(model["model_uri"])
+    pipeline = ctx.registry.load(ArtifactRef.of(model))
     output = predict_output(pipeline, model_type, X, len(model.get("classes") or []))
     insights = evaluate(model_type, y, output, model.get("classes"), threshold_or_default(model.get("score_threshold")))
     return {**evaluation_fields(insights), "model_version": model["version"]}

@@ -15,6 +15,7 @@ from sklearn.inspection import permutation_importance
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import Document
 from mlsvc.prediction.labels import DEFAULT_THRESHOLD
+from mlsvc.registry import ArtifactRef
 from mlsvc.resources import ModelType, Schema
 from mlsvc.training import data as training_data
 from mlsvc.training.evaluation import evaluate, summary_metrics
@@ -94,6 +95,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "importances": importances,
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
+        **registered.artifact_fields(),
         "evaluation_id": record_evaluation(ctx, model, registered.version, insights, figures),
         "training_rows": len(fit.X),
         "holdout_rows": len(holdout.X),
@@ -174,7 +176,7 @@ def _score_incumbent(
         raise ValueError("it is of another model type")
     if data.classes is not None and incumbent.get("classes") != data.classes:
         raise ValueError("it predicts other classes")
-    pipeline = ctx.registry.load(incumbent["model_uri"])
+    pipeline = ctx.registry.load(ArtifactRef.of(incumbent))
     X = holdout.X.copy()
     for feature in incumbent["features"]:
         if feature["attributeName"] not in X.columns:
