@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint openapi data clean
+.PHONY: run test test-fast lint openapi fuzz data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m mlsvc.server.openapi > api/openapi.json
+
+# A longer schemathesis run than the suite's (every phase, stateful included, 200 examples per operation) against
+# the app served with seeded resources, as tests/test_fuzz_api.py serves it; ARGS adds st options (--seed 3, say).
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.test_fuzz_api $(ARGS)
 
 data: $(STAMP)
 	$(BIN)/python datasources/make_churn.py

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import Response as RawResponse
 from starlette.concurrency import run_in_threadpool
 
 from mlsvc.errors import MlsvcError
-from mlsvc.resources import AliasSet, Model, ModelCreate, ModelPage, ModelUpdate, PredictRequest, PredictResponse
+from mlsvc.resources import (
+    ALIAS_PATTERN,
+    AliasSet,
+    Model,
+    ModelCreate,
+    ModelPage,
+    ModelUpdate,
+    PredictRequest,
+    PredictResponse,
+)
 from mlsvc.server.deps import Limit, NamePrefix, NextToken, ServiceDep, StatusFilter, TagFilter
 from mlsvc.server.responses import errors, retried
 from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 INLINE_BYTES = 16 * 1024
+# The aliases the service takes (resources.is_valid_alias), so that the description promises no more than that.
+Alias = Annotated[str, Path(pattern=ALIAS_PATTERN, description="A letter, then letters, digits, '_' or '-'.")]
 
 
 @router.post(
@@ -66,13 +78,13 @@ def delete_model(ref: str, service: ServiceDep) -> Model:
 
 
 @router.put("/{name}/aliases/{alias}", response_model=Model, responses=errors(404, 409, 413))
-def set_alias(name: str, alias: str, body: AliasSet, service: ServiceDep) -> Model:
+def set_alias(name: str, alias: Alias, body: AliasSet, service: ServiceDep) -> Model:
     """Point ``alias`` (e.g. ``production``) at a COMPLETED version of ``name``."""
     return service.models.set_alias(name, alias, body.version)
 
 
 @router.delete("/{name}/aliases/{alias}", response_model=Model, responses=errors(404))
-def delete_alias(name: str, alias: str, service: ServiceDep) -> Model:
+def delete_alias(name: str, alias: Alias, service: ServiceDep) -> Model:
     """Remove ``alias`` from ``name``; predictions by ``name:alias`` then answer 404."""
     return service.models.delete_alias(name, alias)
 
