@@ -1,14 +1,18 @@
-"""The durable job queue: claims, leases, reclaiming a dead worker's job, giving up, and failures as messages."""
+"""The durable job queue: claims, leases, reclaiming a dead worker's job, giving up, failures as messages, and
+deletes that stop jobs (at a progress report, or by replacing the worker process)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,11 +21,13 @@ from sqlalchemy import update
 import mlsvc.metadata as queue_module
 from mlsvc.config import Settings
 from mlsvc.jobs import worker as worker_module
+from mlsvc.jobs.context import JobContext
 from mlsvc.jobs.worker import Worker
-from mlsvc.metadata import Claim, LeaseLost
+from mlsvc.metadata import Claim, JobCancelled, LeaseLost
 from mlsvc.metadata.queue import SqlJobQueue
 from mlsvc.metadata.sql import SqlMetadataStore, utcnow
 from mlsvc.metadata.tables import jobs
+from tests import servers
 from tests.servers import CHURN, RunningServer, run_jobs, wait_done
 
 
@@ -235,3 +241,160 @@ def test_a_job_handed_back_for_a_deleted_resource_is_cancelled(store: SqlMetadat
     queue.release(claim)  # the server shuts down mid-job
     assert store.get("datasource", "a")["status"] == "DELETED"
     assert queue.claim("w2") is None
+
+
+# --- deletes stop jobs ---
+
+
+def report_until_stopped(ctx: JobContext) -> Mapping[str, Any]:
+    """A handler that reports progress often and would never end by itself."""
+    while True:
+        ctx.progress(0.5)
+        time.sleep(0.05)
+
+
+def stuck(ctx: JobContext) -> Mapping[str, Any]:
+    """A handler that never reports (as in a long native fit) and has started a process of its own, whose pid it
+    writes to the file its resource names as data."""
+    helper = subprocess.Popen(["sleep", "600"])
+    Path(ctx.resource["data_uri"]).write_text(str(helper.pid))
+    time.sleep(600)
+    return {}
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for a parent that is not reaping counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_deleting_a_queued_resource_cancels_its_job_at_once(store: SqlMetadataStore) -> None:
+    _enqueue(store, "a", "datasource.create")
+    store.delete("datasource", "a")
+    queue = SqlJobQueue(store, lease_s=60)
+    job = queue.job_of("a")
+    assert job is not None and job["state"] == "CANCELLED" and "deleted before its job ran" in job["error"]
+    assert store.get("datasource", "a")["status"] == "DELETED"
+    assert queue.claim("w1") is None
+
+
+def test_the_heartbeat_and_reports_of_a_running_job_tell_it_its_resource_was_deleted(store: SqlMetadataStore) -> None:
+    _enqueue(store, "a", "datasource.create")
+    queue = SqlJobQueue(store, lease_s=60)
+    claim = queue.claim("w1")
+    assert claim is not None and not queue.cancelled(claim) and queue.heartbeat(claim)
+    store.delete("datasource", "a")
+    assert queue.cancelled(claim)
+    with pytest.raises(JobCancelled):
+        queue.heartbeat(claim)
+    assert queue.claim("w2") is None  # the beat still kept the lease while the worker stops the job
+    with pytest.raises(JobCancelled):
+        queue.report(claim, {"progress": 0.5, "row_count": 3})
+    queue.cancel(claim, "deleted")
+    job = queue.job_of("a")
+    assert job is not None and (job["state"], job["error"]) == ("CANCELLED", "deleted")
+    assert store.get("datasource", "a")["status"] == "DELETED" and "row_count" not in store.get("datasource", "a")
+    with pytest.raises(LeaseLost):
+        queue.cancel(claim, "again")
+
+
+def test_a_running_job_stops_at_its_next_progress_report_once_its_resource_is_deleted(
+    store: SqlMetadataStore, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(worker_module.HANDLERS, "test.report", "tests.test_jobs:report_until_stopped")
+    monkeypatch.setitem(queue_module.RESOURCE_OF_JOB, "test.report", "datasource")
+    _enqueue(store, "a", "test.report")
+    worker = Worker(_settings(store_url, tmp_path, lease_s=3), store)
+    thread = threading.Thread(target=worker.run_once, daemon=True)
+    thread.start()
+    queue = SqlJobQueue(store, lease_s=3)
+    _wait(lambda: store.get("datasource", "a")["status"] == "INPROGRESS", "the job to start")
+    store.delete("datasource", "a")
+    thread.join(60)
+    assert not thread.is_alive(), "the handler ran on after its resource was deleted"
+    job = queue.job_of("a")
+    assert job is not None and job["state"] == "CANCELLED" and "deleted while its job ran" in job["error"]
+    assert store.get("datasource", "a")["status"] == "DELETED"
+    assert queue.claim("w2") is None  # finished, not retried
+
+
+def _stuck_worker(settings: Settings) -> None:
+    """A worker process of its own (as `mlsvc serve` starts them) that knows the test's stuck handler."""
+    worker_module.HANDLERS["test.stuck"] = "tests.test_jobs:stuck"
+    queue_module.RESOURCE_OF_JOB["test.stuck"] = "datasource"
+    Worker(settings, replaceable=True).run_once()
+
+
+def test_a_deleted_job_that_does_not_report_is_stopped_by_ending_its_worker_process(
+    store: SqlMetadataStore, store_url: str, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "helper.pid"
+    now = utcnow()
+    record = {"id": "a", "name": "a", "status": "PENDING", "message": "", "progress": 0.0, "created_at": now}
+    store.create("datasource", {**record, "updated_at": now, "data_uri": str(pid_file)}, "a", {}, "test.stuck")
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_stuck_worker, args=(_settings(store_url, tmp_path, lease_s=3),)
+    )
+    worker.start()
+    try:
+        _wait(lambda: pid_file.exists() and pid_file.read_text() != "", "the stuck job to start", timeout=120)
+        helper = int(pid_file.read_text())
+        store.delete("datasource", "a")
+        worker.join(60)
+        assert worker.exitcode == worker_module.EXIT_REPLACE  # it ended itself, for its supervisor to replace
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    job = SqlJobQueue(store, lease_s=3).job_of("a")
+    assert job is not None and job["state"] == "CANCELLED" and "worker process was replaced" in job["error"]
+    _wait(lambda: _gone(helper), "the process the job started to end")
+
+
+def test_the_queue_tells_which_jobs_it_ended_without_running(store: SqlMetadataStore) -> None:
+    _enqueue(store, "given-up", "datasource.create", max_attempts=1)
+    _enqueue(store, "deleted", "datasource.create")
+    queue = SqlJobQueue(store, lease_s=60)
+    first, second = queue.claim("w1"), queue.claim("w1")
+    assert first is not None and second is not None
+    store.delete("datasource", "deleted")
+    _expire(store, first)
+    _expire(store, second)
+    ended: list[tuple[str, str]] = []
+    assert queue.claim("w2", lambda kind, rid: ended.append((kind, rid))) is None
+    assert ended == [("datasource.create", "given-up"), ("datasource.create", "deleted")]  # to clean up after
+    states = [(job["state"] if job else None) for job in (queue.job_of("given-up"), queue.job_of("deleted"))]
+    assert states == ["FAILED", "CANCELLED"]
+
+
+def test_a_standalone_worker_process_that_dies_is_replaced(
+    idle_server: RunningServer, idle_api: httpx.Client, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in idle_server.env.items() if k != "MLSVC_PORT"}
+    worker = servers._spawn("worker", env, tmp_path / "w.log")
+    store = SqlMetadataStore(idle_server.database_url, run_migrations=False)
+    queue = SqlJobQueue(store, 3)
+    try:
+        first = idle_api.post("/v1/datasources", json={"data_uri": str(CHURN)}).json()
+        assert wait_done(idle_api, f"/v1/datasources/{first['id']}")["status"] == "COMPLETED"
+        job = queue.job_of(first["id"])
+        assert job is not None
+        pid = int(job["owner"].split(":")[1])
+        os.kill(pid, signal.SIGKILL)  # the worker process itself, not `mlsvc worker`, which keeps it running
+        second = idle_api.post("/v1/datasources", json={"data_uri": str(CHURN)}).json()
+        assert wait_done(idle_api, f"/v1/datasources/{second['id']}")["status"] == "COMPLETED"
+        job = queue.job_of(second["id"])
+        assert job is not None and int(job["owner"].split(":")[1]) != pid
+    finally:
+        store.dispose()
+        exit_code = servers._stop(worker)
+    assert exit_code == 0, (tmp_path / "w.log").read_text()
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
+        time.sleep(0.05)

@@ -344,3 +344,34 @@ def test_scan_can_keep_rows_with_invalid_values_for_readers_that_answer_every_ro
     kept = pd.concat(chunks)
     assert kept["id"].tolist() == ["r1", "r2", "r4", "r5", "r6", "r7"]
     assert np.isnan(kept["n"].tolist()[1]) and counts.invalid_rows == 2 and counts.used_rows == 4
+
+
+def _settled(path: Path) -> Schema:
+    """The schema the datasource job settles for one local file without a schema: inferred from its head."""
+    from mlsvc.datasources.job import settle_schema
+
+    objects = RoutingObjectStore()
+    return settle_schema(objects, {"data_uri": str(path)}, objects.list_data_files(str(path)))
+
+
+def test_a_data_row_over_the_record_limit_is_refused_as_too_large_not_as_a_header_only_file(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    with path.open("w") as out:
+        out.write("id,note,label\n")
+        out.write("1," + "x" * (50 * 1024 * 1024) + ",yes\n")  # one 50 MB row
+        out.write("2,short,no\n")
+    with pytest.raises(MlsvcError) as info:
+        _settled(path)
+    message = info.value.message
+    assert info.value.code == ErrorCode.INVALID_DATA
+    assert f"{path} line 2 holds a record larger than the limit of 1048576 bytes (MLSVC_MAX_RECORD_BYTES)" in message
+    assert "raise MLSVC_MAX_RECORD_BYTES" in message and "header" not in message
+    assert info.value.details == {"uri": str(path), "line": 2, "limit": 1024 * 1024}
+
+
+def test_a_first_row_longer_than_the_sampled_head_but_within_the_limit_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("id,note,label\n" + "1," + "x" * (600 * 1024) + ",yes\n2,short,no\n")
+    schema = _settled(path)
+    assert [a.attributeName for a in schema.attributes] == ["id", "note", "label"]
+    assert schema.dataFileContainsHeader

@@ -1,15 +1,22 @@
 """Staged outputs on local files and on S3 (moto's server over loopback HTTP): nothing under a final name before
-publishing, results before the manifest, and earlier attempts' leftovers removed."""
+publishing, results before the manifest, earlier attempts' leftovers removed, and nothing left behind (temporary
+files, unfinished uploads, empty folders) by a job that failed, completed, or was killed and retried."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pandas as pd
 import pytest
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects import ObjectStore, RoutingObjectStore
+from mlsvc.objects.base import MiB
 from mlsvc.objects.staging import StagedOutputs
+from tests.rest import completed
+from tests.servers import CHURN, wait_done
 
 
 @pytest.fixture(params=["local", "file-uri", "s3"])
@@ -104,3 +111,118 @@ def test_only_data_files_under_the_prefix_can_be_staged(objects: ObjectStore, pr
         staged.stage(f"{prefix}-elsewhere/result/a.csv")
     with pytest.raises(ValueError, match=r"not a \.csv or \.csv\.gz under"):
         staged.stage(f"{prefix}/bp-1.manifest")  # the manifest is written by publish, never staged
+
+
+# --- nothing left behind: no temporary files, no unfinished uploads, no empty folders ---
+
+
+def _leftovers(objects: ObjectStore, prefix: str, s3: Any) -> list[str]:
+    """Everything under the staging folder, whatever its name, the folders themselves (local files) and unfinished
+    multipart uploads (S3) included."""
+    root = objects.check_uri(prefix + "/.staging")
+    if root.startswith("s3://"):
+        bucket, key = root.removeprefix("s3://").split("/", 1)
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", [])
+        uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key + "/").get("Uploads", [])
+        return [item["Key"] for item in listed] + [f"upload of {upload['Key']}" for upload in uploads]
+    folder = Path(root)
+    return [str(folder)] + [str(p) for p in folder.rglob("*")] if folder.exists() else []
+
+
+@pytest.fixture
+def s3(request: pytest.FixtureRequest, prefix: str) -> Any:
+    return request.getfixturevalue("s3_client") if prefix.startswith("s3://") else None
+
+
+def _killed_writer(objects: ObjectStore, uri: str) -> None:
+    """What a worker killed mid-write leaves: a sink written to (past one S3 part) and never committed or aborted."""
+    sink = objects.sink(uri)
+    sink.stream.write(b"x" * (5 * MiB + 1))
+    sink.stream.write(b"y")
+    sink.stream.close()  # the process is gone: its files are closed, and nothing else happened
+
+
+def test_publishing_leaves_no_staging_folder_behind(prefix: str, s3: Any) -> None:
+    objects = RoutingObjectStore(s3_part_size=5 * MiB)
+    staged = StagedOutputs(objects, prefix, "bp-1", attempt=1)
+    final = f"{prefix}/result/bp-1-a.csv.gz"
+    _write(objects, staged.stage(final), b"a\n1\n")
+    staged.publish([final], f"{prefix}/bp-1.manifest", b"{}")
+    assert _read(objects, final) == b"a\n1\n"
+    assert _leftovers(objects, prefix, s3) == []
+
+
+def test_a_failed_attempt_leaves_no_temporary_files_uploads_or_folders(prefix: str, s3: Any) -> None:
+    objects = RoutingObjectStore(s3_part_size=5 * MiB)
+    staged = StagedOutputs(objects, prefix, "bp-1", attempt=1)
+    _write(objects, staged.stage(f"{prefix}/result/bp-1-a.csv.gz"), b"whole")
+    _killed_writer(objects, staged.stage(f"{prefix}/result/bp-1-b.csv.gz"))
+    staged.abandon()
+    assert _leftovers(objects, prefix, s3) == []
+
+
+def test_a_retried_attempt_removes_what_a_killed_one_was_writing(prefix: str, s3: Any) -> None:
+    objects = RoutingObjectStore(s3_part_size=5 * MiB)
+    final = f"{prefix}/result/bp-1-a.csv.gz"
+    _killed_writer(objects, StagedOutputs(objects, prefix, "bp-1", attempt=1).stage(final))
+    assert _leftovers(objects, prefix, s3)  # a temporary file, or an upload's parts
+    retry = StagedOutputs(objects, prefix, "bp-1", attempt=2)
+    retry.discard_earlier_attempts()
+    _write(objects, retry.stage(final), b"whole")
+    retry.publish([final], f"{prefix}/bp-1.manifest", b"{}")
+    assert _read(objects, final) == b"whole"
+    assert _leftovers(objects, prefix, s3) == []
+
+
+def test_another_jobs_staging_stays_and_only_staging_areas_can_be_emptied(prefix: str, s3: Any) -> None:
+    from mlsvc.objects.staging import discard_staged
+
+    objects = RoutingObjectStore()
+    other = StagedOutputs(objects, prefix, "bp-2", attempt=1)
+    _write(objects, other.stage(f"{prefix}/result/bp-2-a.csv"), b"other")
+    discard_staged(objects, prefix, "bp-1")  # a job that staged nothing
+    assert _staged(objects, prefix) == ["bp-2/attempt-1/result/bp-2-a.csv"]
+    _write(objects, f"{prefix}/result/kept.csv", b"data")
+    for place in (prefix, f"{prefix}/result", f"{prefix}/.staging"):
+        with pytest.raises(ValueError, match=r"not inside a '\.staging' folder"):
+            objects.delete_staging(place)
+    assert _read(objects, f"{prefix}/result/kept.csv") == b"data"
+
+
+# --- the same through real batch prediction jobs ---
+
+
+@pytest.fixture(scope="module")
+def batch_model(api: httpx.Client) -> dict[str, Any]:
+    ds = completed(api, "/v1/datasources", {"data_uri": str(CHURN)})
+    return completed(api, "/v1/models", {"name": "staging-churn", "datasource_id": ds["id"], "time_budget_s": 3})
+
+
+@pytest.fixture(params=["local", "s3"])
+def output(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "s3":
+        return f"s3://{request.getfixturevalue('s3_bucket')}/out/"
+    return str(tmp_path / "out")
+
+
+def test_batch_jobs_that_fail_or_complete_leave_no_staging_behind(
+    api: httpx.Client, batch_model: dict[str, Any], output: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    s3 = request.getfixturevalue("s3_client") if output.startswith("s3://") else None
+    objects = RoutingObjectStore()
+    prefix = objects.join(output, "batch-prediction")
+    # Failing mid-file, after the first chunks were scored and written: one record is over the size limit.
+    rows = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 20, ignore_index=True)
+    lines = rows.drop(columns=["churned"]).to_csv(index=False).splitlines()
+    lines.insert(60_000, lines[60_000] + "x" * (2 * 1024 * 1024))
+    (tmp_path / "broken.csv").write_text("\n".join(lines) + "\n")
+    body = {"model": batch_model["id"], "data_uri": str(tmp_path / "broken.csv"), "output_uri": output}
+    failed = api.post("/v1/batch-predictions", json=body).json()
+    failed = wait_done(api, f"/v1/batch-predictions/{failed['id']}")
+    assert failed["status"] == "FAILED" and "larger than the limit" in failed["message"]
+    assert failed["rows_scored"] > 0  # it had written some before it failed
+    assert not objects.exists(f"{prefix}/{failed['id']}.manifest")
+    assert _leftovers(objects, prefix, s3) == []
+    done = completed(api, "/v1/batch-predictions", {**body, "data_uri": str(CHURN)})
+    assert objects.exists(f"{prefix}/{done['id']}.manifest")
+    assert _leftovers(objects, prefix, s3) == []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlsvc.datasources.plan import OpenedFiles, ReadPlan, empty_message, read_head, read_layout, splitting_of
-from mlsvc.datasources.reader import header_names, peek_rows
+from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, head_through_first_row, header_names, peek_rows
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan_columns
 from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
@@ -62,10 +63,10 @@ def _first_plan(ctx: JobContext, ds: Mapping[str, Any], files: list[ObjectInfo],
     """How the first pass reads a new datasource: the schema settled, each file's columns checked against it
     exactly, and the rows counted first if the split needs it (``opened`` keeps the first file for that pass)."""
     heads: dict[str, bytes] = {}  # each file's first bytes, read once for inference and for its header
-    schema = settle_schema(ctx.objects, ds, files, heads, opened)
+    limit = ctx.settings.max_record_bytes
+    schema = settle_schema(ctx.objects, ds, files, heads, opened, limit)
     names_by_file = read_layout(ctx.objects, files, schema, exact=True, heads=heads, opened=opened)
     heads.clear()  # not needed by the passes, which read the files again
-    limit = ctx.settings.max_record_bytes
     plan = ReadPlan(files, names_by_file, schema, splitting_of(ds), None, schema.rowId, limit, ds["data_uri"])
     if plan.needs_counting:
         plan = replace(plan, total_rows=count_rows(ctx.objects, plan, opened=opened))
@@ -124,13 +125,14 @@ def settle_schema(
     files: list[ObjectInfo],
     heads: dict[str, bytes] | None = None,
     opened: OpenedFiles | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Schema:
     """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides.
     ``heads`` keeps the first bytes of the files read here, for ``plan.read_layout``; ``opened`` the first file,
     open, for the first pass over it."""
     schema = _given_schema(objects, ds, files)
     if schema is None:
-        schema = _infer(objects, files, ds.get("target"), ds.get("row_id"), heads, opened)
+        schema = _infer(objects, files, ds.get("target"), ds.get("row_id"), heads, opened, max_record_bytes)
     return apply_overrides(
         schema, target=ds.get("target"), row_id=ds.get("row_id"), overrides=ds.get("attribute_types") or None
     )
@@ -187,12 +189,15 @@ def _infer(
     row_id: str | None,
     heads: dict[str, bytes] | None = None,
     opened: OpenedFiles | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Schema:
     """Infer from the first file that has data rows (in a prefix, some parts may be empty or header-only)."""
     rows: list[list[str]] = []
     source = files[0].uri
     for info in files:
         head = read_head(objects, info, heads, opened=opened if info is files[0] else None)
+        # A header or first row longer than the head: read on to its end, or refuse it as over the limit.
+        head = head_through_first_row(partial(objects.open_read, info.uri), head, info.uri, max_record_bytes)
         found = peek_rows(head, limit=INFERENCE_SAMPLE_ROWS, source=info.uri)
         if found and not rows:
             rows, source = found, info.uri

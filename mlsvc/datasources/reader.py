@@ -9,9 +9,9 @@ import io
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,6 @@ DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 _HEAD_BYTES = 256 * 1024
 _READ_PIECE = 1024 * 1024  # the most the reading thread asks of the source at once
-# The head is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
-csv.field_size_limit(max(csv.field_size_limit(), 2 * _HEAD_BYTES))
 _UTF8_HINT = 'save the file as UTF-8 (e.g. "CSV UTF-8" in a spreadsheet\'s Save As) and try again'
 
 
@@ -92,7 +90,7 @@ def peek_rows(head: bytes, limit: int = 50, source: str = "the file") -> list[li
                 {"uri": source},
             )
         text = text[: cut + 1]
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = _csv_reader(text)
     rows: list[list[str]] = []
     try:
         for row in reader:
@@ -110,6 +108,70 @@ def peek_rows(head: bytes, limit: int = 50, source: str = "the file") -> list[li
     if partial and len(rows) <= limit and text.count('"') % 2:
         rows.pop()  # the cut falls inside a quoted value: the last record continues past the head
     return rows[:limit]
+
+
+def _csv_reader(text: str) -> Any:
+    # The text is parsed whole, so let one value fill it (the csv module's default stops at 128 KiB).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    return csv.reader(io.StringIO(text, newline=""))
+
+
+def unfinished_record(head: bytes) -> int | None:
+    """When ``head`` is the start of a longer file (it is ``_HEAD_BYTES`` or more) and fewer than two records end
+    in it, so that a sample of it shows no data row: the line where the record it cuts through begins. None
+    when two records end in it, or it is the whole file."""
+    if len(head) < _HEAD_BYTES:
+        return None
+    cut = head.rfind(b"\n")
+    text = head[: cut + 1].decode("utf-8-sig", "replace")
+    reader = _csv_reader(text)
+    starts: list[int] = []
+    try:
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
+            if any(cell.strip() for cell in row):
+                starts.append(start)
+            if len(starts) > 2:
+                return None
+    except csv.Error:
+        return None  # peek_rows says what is wrong with it
+    if text.count('"') % 2 and starts:
+        return starts[-1]  # the cut falls inside this record's quoted value
+    if len(starts) >= 2:
+        return None
+    return reader.line_num + 1
+
+
+def head_through_first_row(reopen: Callable[[], BinaryIO], head: bytes, source: str, max_record_bytes: int) -> bytes:
+    """``head``, or when it cuts through the header or the first data row (see ``unfinished_record``) the
+    file's first bytes again, through the end of that record if it is within the record-size limit. Raises
+    the record-size error when it is not, rather than let a sample without it say the file has no rows."""
+    line = unfinished_record(head)
+    if line is None:
+        return head
+    wanted = len(head) + max_record_bytes + 1
+    with reopen() as stream:
+        longer = stream.read(wanted)
+    if len(longer) < wanted:  # the whole file: its last record is whole too
+        return longer if longer.endswith(b"\n") else longer + b"\n"
+    if unfinished_record(longer) is None:
+        return longer
+    raise record_too_large(source, line, max_record_bytes)
+
+
+def record_too_large(source: str, line: int, limit: int, size: int | None = None) -> MlsvcError:
+    """The error for a record over the record-size limit: where it is, the limit and its setting, what to do."""
+    measured = f"a record of {size} bytes," if size is not None else "a record"
+    return MlsvcError(
+        ErrorCode.INVALID_DATA,
+        f"{source} line {line} holds {measured} larger than the limit of {limit} bytes (MLSVC_MAX_RECORD_BYTES); "
+        "check the file's quoting (an unclosed quote runs on to the next one), or raise MLSVC_MAX_RECORD_BYTES "
+        "if such records are real",
+        {"uri": source, "line": line, "limit": limit},
+    )
 
 
 def _decode(data: bytes, source: str, partial: bool = False) -> str:
@@ -595,13 +657,7 @@ def _refuse_oversized(source: str, sizes: np.ndarray, lines: np.ndarray, limit: 
     if not len(sizes) or sizes.max() <= limit:
         return
     index = int(np.argmax(sizes > limit))
-    raise MlsvcError(
-        ErrorCode.INVALID_DATA,
-        f"{source} line {lines[index]} holds a record of {sizes[index]} bytes, larger than the limit "
-        f"of {limit} bytes (MLSVC_MAX_RECORD_BYTES); check the file's quoting (an unclosed quote "
-        "runs on to the next one), or raise the limit if such records are real",
-        {"uri": source, "line": int(lines[index]), "limit": limit},
-    )
+    raise record_too_large(source, int(lines[index]), limit, int(sizes[index]))
 
 
 def _translate(source: str, exc: pa.ArrowException, max_record_bytes: int, near_line: int) -> MlsvcError:
@@ -618,7 +674,8 @@ def _translate(source: str, exc: pa.ArrowException, max_record_bytes: int, near_
             ErrorCode.INVALID_DATA,
             f"{source} has a record larger than the limit of {max_record_bytes} bytes "
             f"(MLSVC_MAX_RECORD_BYTES) from about line {near_line}: most likely a quote opened there "
-            "is never closed, so the value runs on; check the file's quoting",
+            "is never closed, so the value runs on; check the file's quoting, or raise MLSVC_MAX_RECORD_BYTES "
+            "if such records are real",
             {"uri": source, "limit": max_record_bytes, "line": near_line},
         )
     return MlsvcError(

@@ -1,14 +1,20 @@
-"""The one table of job kinds and their handlers, each a ``run(ctx) -> fields`` imported on first use."""
+"""The one table of job kinds and their handlers, each a ``run(ctx) -> fields`` imported on first use, and the
+kinds that leave something to clean up when they end without their result."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsvc.jobs.context import JobContext
+from mlsvc.metadata import Document
+
+if TYPE_CHECKING:
+    from mlsvc.objects import ObjectStore
 
 Handler = Callable[[JobContext], Mapping[str, Any]]
+Cleanup = Callable[["ObjectStore", Document], None]
 
 # By "module:function", imported on first use so that a worker only loads (say) MLflow when it trains.
 HANDLERS: dict[str, str] = {
@@ -17,6 +23,12 @@ HANDLERS: dict[str, str] = {
     "recommender.train": "mlsvc.recommendation.job:run",
     "evaluation.run": "mlsvc.training.evaluation_job:run",
     "batch_prediction.run": "mlsvc.prediction.batch_job:run",
+}
+
+# What a job that ended without its result (failed, cancelled by a delete, given up after its worker died) may
+# have left behind, removed by the worker that records the end: "module:function", called with the resource.
+CLEANUPS: dict[str, str] = {
+    "batch_prediction.run": "mlsvc.prediction.batch_job:discard",
 }
 
 
@@ -32,3 +44,11 @@ def load_handler(kind: str) -> Handler:
     module, _, attr = HANDLERS[kind].partition(":")
     handler: Handler = getattr(importlib.import_module(module), attr)
     return handler
+
+
+def load_cleanup(kind: str) -> Cleanup | None:
+    if kind not in CLEANUPS:
+        return None
+    module, _, attr = CLEANUPS[kind].partition(":")
+    cleanup: Cleanup = getattr(importlib.import_module(module), attr)
+    return cleanup

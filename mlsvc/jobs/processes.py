@@ -9,13 +9,14 @@ import threading
 from multiprocessing.process import BaseProcess
 
 from mlsvc.config import Settings
-from mlsvc.jobs.worker import worker_main
+from mlsvc.jobs.worker import EXIT_REPLACE, worker_main
 
 log = logging.getLogger("mlsvc.workers")
 
 
 class WorkerPool:
-    """N worker processes; one that dies (killed, out of memory) is replaced, and its job is reclaimed by lease."""
+    """N worker processes; one that dies (killed, out of memory) is replaced, and its job is reclaimed by lease;
+    one that ended itself to stop a deleted resource's job (``EXIT_REPLACE``) is replaced the same way."""
 
     def __init__(self, settings: Settings, count: int) -> None:
         self.settings = settings
@@ -44,12 +45,15 @@ class WorkerPool:
         while not self._stopping.wait(1.0):
             for i, proc in enumerate(self.processes):
                 if not proc.is_alive() and not self._stopping.is_set():
-                    log.warning(
-                        "worker process %s (pid %s) exited with %s; starting another",
-                        proc.name,
-                        proc.pid,
-                        proc.exitcode,
-                    )
+                    if proc.exitcode == EXIT_REPLACE:
+                        log.info("worker process %s (pid %s) ended to stop a deleted job", proc.name, proc.pid)
+                    else:
+                        log.warning(
+                            "worker process %s (pid %s) exited with %s; starting another",
+                            proc.name,
+                            proc.pid,
+                            proc.exitcode,
+                        )
                     self.processes[i] = self._spawn(i)
 
     def stop(self, timeout_s: float = 10.0) -> None:

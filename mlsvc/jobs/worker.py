@@ -1,38 +1,61 @@
-"""The worker loop: claim a job, run its handler with a heartbeat, record the outcome."""
+"""The worker loop: claim a job, run its handler with a heartbeat, record the outcome; stop a job whose resource
+is deleted while it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
 from mlsvc.jobs.context import JobContext
-from mlsvc.jobs.handlers import HANDLERS, kind_of, load_handler
-from mlsvc.metadata import Claim, JobQueue, LeaseLost
+from mlsvc.jobs.handlers import HANDLERS, kind_of, load_cleanup, load_handler
+from mlsvc.metadata import RESOURCE_OF_JOB, Claim, JobCancelled, JobQueue, LeaseLost
 
 if TYPE_CHECKING:
     from mlsvc.metadata.sql import SqlMetadataStore
 
 # HANDLERS stays importable from here for callers that patch the table through this module.
-__all__ = ["HANDLERS", "Worker", "worker_main"]
+__all__ = ["EXIT_REPLACE", "HANDLERS", "Worker", "worker_main"]
 
 log = logging.getLogger("mlsvc.worker")
 
+# How often a running job's resource is looked at for a delete, and how long the handler then has to stop at a
+# progress report before its worker process is ended instead (work inside a long scikit-learn fit reports nothing).
+CANCEL_CHECK_S = 1.0
+CANCEL_GRACE_S = 3.0
+# The exit code of a worker process that ended itself to stop such a job: its supervisor starts another.
+EXIT_REPLACE = 75
+CANCELLED = "the resource was deleted while its job ran; the job was stopped and nothing of it was published"
+
 
 class Worker:
-    """One worker: a loop that runs jobs one at a time in this process."""
+    """One worker: a loop that runs jobs one at a time in this process.
+
+    ``replaceable``: this process is a worker process of its own, which may end itself (``EXIT_REPLACE``) to stop
+    a job whose resource was deleted and that does not stop at its next progress report. A worker running inside
+    another program (a test, a benchmark) only stops jobs at their progress reports.
+    """
 
     def __init__(
-        self, settings: Settings, store: SqlMetadataStore | None = None, parent_pid: int | None = None
+        self,
+        settings: Settings,
+        store: SqlMetadataStore | None = None,
+        parent_pid: int | None = None,
+        replaceable: bool = False,
     ) -> None:
         self.settings = settings
         self.parent_pid = parent_pid
+        self.replaceable = replaceable
         # Imported here: the planes load pandas, hence numpy, which must wait for _share_cores (worker_main).
         from mlsvc.planes import open_planes
 
@@ -57,21 +80,28 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
-        claim = self.queue.claim(self.owner)
+        claim = self.queue.claim(self.owner, self._clean)
         if claim is None:
             return False
         self._run(claim)
         return True
 
     def _run(self, claim: Claim) -> None:
-        beat = _Heartbeat(self.queue, claim, self.settings.job_lease_s / 3)
+        cancelled = threading.Event()
+        stuck = (lambda: self._replace_process(claim)) if self.replaceable else None
+        beat = _Heartbeat(self.queue, claim, self.settings.job_lease_s / 3, cancelled, stuck)
         beat.start()
         try:
-            ctx = JobContext(self.planes, claim)
-            fields = load_handler(kind_of(claim.kind, ctx.resource))(ctx)
+            try:
+                ctx = JobContext(self.planes, claim, cancelled)
+                fields = load_handler(kind_of(claim.kind, ctx.resource))(ctx)
+            finally:
+                beat.stop()  # the handler is over: no lease left to keep, no job left to stop
             self.queue.complete(claim, fields, ctx.aliases)
             log.info("job %s (%s %s) completed", claim.job_id, claim.kind, claim.resource_id)
             self._after(ctx)
+        except JobCancelled:
+            self._cancel(claim, CANCELLED)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker runs it now", claim.job_id)
         except MlsvcError as exc:
@@ -82,8 +112,6 @@ class Worker:
         except Exception as exc:
             log.exception("job %s failed", claim.job_id)
             self._fail(claim, f"internal error while running the job ({type(exc).__name__}: {exc})")
-        finally:
-            beat.stop()
 
     def _after(self, ctx: JobContext) -> None:
         for hook in ctx.after_complete:
@@ -97,28 +125,145 @@ class Worker:
             self.queue.fail(claim, message)
         except LeaseLost:
             log.warning("job %s lost its lease before its failure was recorded", claim.job_id)
+            return
+        self._clean(claim.kind, claim.resource_id)
+
+    def _cancel(self, claim: Claim, message: str) -> None:
+        try:
+            self.queue.cancel(claim, message)
+        except LeaseLost:
+            log.warning("job %s lost its lease before its cancellation was recorded", claim.job_id)
+            return
+        log.info("job %s (%s %s) cancelled: its resource was deleted", claim.job_id, claim.kind, claim.resource_id)
+        self._clean(claim.kind, claim.resource_id)
+
+    def _clean(self, kind: str, resource_id: str) -> None:
+        """Remove what a job that ended without its result left behind (its staged outputs), best effort."""
+        try:
+            cleanup = load_cleanup(kind)
+            resource = self.store.find(RESOURCE_OF_JOB[kind], resource_id) if cleanup else None
+            if cleanup is not None and resource is not None:
+                cleanup(self.planes.objects, resource)
+        except Exception:
+            log.warning("could not clean up after the %s job of %s", kind, resource_id, exc_info=True)
+
+    def _replace_process(self, claim: Claim) -> None:
+        """Stop a cancelled job that did not stop by itself: end the processes it started, record it cancelled,
+        remove what it staged, and end this process; its supervisor starts another worker in its place."""
+        log.warning(
+            "job %s (%s %s) did not stop within %.0f s of its resource's delete; ending worker process %s to stop it",
+            claim.job_id,
+            claim.kind,
+            claim.resource_id,
+            CANCEL_GRACE_S,
+            os.getpid(),
+        )
+        try:
+            _kill_descendants()
+            self._cancel(claim, CANCELLED + " (its worker process was replaced to stop it)")
+        finally:
+            logging.shutdown()
+            os._exit(EXIT_REPLACE)
 
 
 class _Heartbeat(threading.Thread):
-    """Extends the job's lease while the handler runs, so a live worker keeps its job."""
+    """Extends the job's lease while the handler runs, so a live worker keeps its job, and looks every
+    ``CANCEL_CHECK_S`` whether the job's resource was deleted. Then it sets ``cancelled``, which makes the handler's
+    next progress report raise JobCancelled, and, if the handler has not ended ``CANCEL_GRACE_S`` later, calls
+    ``stuck`` (when given) to stop it the hard way."""
 
-    def __init__(self, queue: JobQueue, claim: Claim, every_s: float) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        claim: Claim,
+        every_s: float,
+        cancelled: threading.Event,
+        stuck: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{claim.job_id}")
         self.queue = queue
         self.claim = claim
         self.every_s = every_s
+        self.cancelled = cancelled
+        self.stuck = stuck
         self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._next_beat = time.monotonic() + every_s
 
     def run(self) -> None:
-        while not self._done.wait(self.every_s):
+        tick = min(CANCEL_CHECK_S, self.every_s)
+        while not self._done.wait(tick):
             try:
-                if not self.queue.heartbeat(self.claim):
-                    return
+                if self._beat_due():
+                    if not self.queue.heartbeat(self.claim):
+                        return  # the lease was lost: the handler's next report raises LeaseLost
+                elif self.queue.cancelled(self.claim):
+                    raise JobCancelled(self.claim.resource_id)
+            except JobCancelled:
+                self._stop_job()
+                return
             except Exception:  # a passing database error must not kill the job; the next beat retries
                 log.warning("heartbeat for job %s failed", self.claim.job_id, exc_info=True)
 
+    def _beat_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_beat:
+            return False
+        self._next_beat = now + self.every_s
+        return True
+
+    def _stop_job(self) -> None:
+        log.info("the resource of job %s was deleted; stopping the job", self.claim.job_id)
+        self.cancelled.set()
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        while not self._done.wait(max(0.0, min(self.every_s, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                break
+            if self._beat_due():  # keep the lease while the handler winds down, so no one else claims the job
+                try:
+                    self.queue.heartbeat(self.claim)
+                except JobCancelled:
+                    pass
+                except Exception:
+                    log.warning("heartbeat for job %s failed", self.claim.job_id, exc_info=True)
+        with self._lock:  # held on: a handler that ends now waits in stop() until this process has ended
+            if not self._done.is_set() and self.stuck is not None:
+                self.stuck()
+
     def stop(self) -> None:
-        self._done.set()
+        with self._lock:
+            self._done.set()
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every process this one started, and theirs (a batch job's scoring processes, joblib's workers)."""
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc (not Linux): the processes multiprocessing started
+        return [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _share_cores(workers: int) -> None:
@@ -129,19 +274,69 @@ def _share_cores(workers: int) -> None:
         os.environ.setdefault(name, share)
 
 
-def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = None) -> None:
-    """Entry point of a worker process (one of ``siblings`` on this host): run jobs until SIGTERM or SIGINT."""
+def _log_setup() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = None) -> None:
+    """Entry point of a worker process (one of ``siblings`` on this host, started by the process ``parent_pid``):
+    run jobs until SIGTERM or SIGINT. Without ``parent_pid`` (`mlsvc worker`), keep one such process running."""
+    if parent_pid is None:
+        _keep_one_worker(settings)
+        return
+    _log_setup()
     _share_cores(siblings)
-    worker = Worker(settings, parent_pid=parent_pid)
+    worker = Worker(settings, parent_pid=parent_pid, replaceable=True)
 
     def _graceful(signum: int, _frame: Any) -> None:
+        # Once: a second signal (the supervisor's SIGTERM after the group's) must not cut the job's hand-back short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
     try:
         worker.run_forever()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         worker.planes.close()
+
+
+def _keep_one_worker(settings: Settings) -> None:
+    """`mlsvc worker`: the worker loop in a process of its own, started again when it ends itself to stop a
+    cancelled job (``EXIT_REPLACE``) or is killed; SIGTERM or SIGINT stop it (it hands its job back) and then this."""
+    _log_setup()
+    spawn = multiprocessing.get_context("spawn")
+    proc: Any = None
+
+    def _graceful(signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    code = 0
+    try:
+        while True:
+            # Not a daemon: a worker's batch job starts processes of its own, which daemons may not.
+            proc = spawn.Process(target=worker_main, args=(settings, 1, os.getpid()), name="mlsvc-worker")
+            proc.start()
+            proc.join()
+            if proc.exitcode != EXIT_REPLACE and proc.exitcode >= 0:
+                code = proc.exitcode
+                break
+            log.warning("worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
+            if proc.exitcode != EXIT_REPLACE:
+                time.sleep(1.0)  # killed: do not spin if whatever killed it kills the next one too
+    except (KeyboardInterrupt, SystemExit):
+        if proc is not None and proc.is_alive():
+            proc.terminate()  # if the signal came to this process only; the worker ignores a second one
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    if code:
+        raise SystemExit(code)

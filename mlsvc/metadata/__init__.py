@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -76,11 +76,19 @@ class MetadataStore(Protocol):
 
     def delete_alias(self, name: str, alias: str) -> None: ...
 
+    def delete(self, kind: ResourceKind, resource_id: str) -> None:
+        """Mark a resource DELETED, and cancel its job if no worker has claimed it yet, in one transaction."""
+        ...
+
     def delete_model(self, model_id: str) -> builtins.list[str]: ...
 
     def job_counts(self) -> dict[str, int]: ...
 
     def batch_rows_scored(self) -> int: ...
+
+    def record_integrity_failure(self, model_uri: str, label: str, problems: builtins.list[str]) -> None: ...
+
+    def integrity_failures(self) -> tuple[int, Document | None]: ...
 
     def dispose(self) -> None: ...
 
@@ -104,12 +112,31 @@ class LeaseLost(Exception):
     """The lease ran out and another worker may hold the job: this worker must stop writing."""
 
 
+class JobCancelled(LeaseLost):
+    """The job's resource was deleted while the job ran: it must stop, publish nothing and free its worker."""
+
+
+# Called by ``JobQueue.claim`` with (job kind, resource id) for each job it ends without running: given up after
+# its last attempt, or cancelled because its resource was deleted (so that what it staged can be removed).
+EndedJob = Callable[[str, str], None]
+
+
 class JobQueue(Protocol):
     """Durable jobs: claimed with a lease, kept by heartbeats, finished in the resource's transaction."""
 
-    def claim(self, owner: str) -> Claim | None: ...
+    def claim(self, owner: str, ended: EndedJob | None = None) -> Claim | None: ...
 
-    def heartbeat(self, claim: Claim) -> bool: ...
+    def heartbeat(self, claim: Claim) -> bool:
+        """Extend the lease; False when it was lost; raises JobCancelled once the resource is deleted."""
+        ...
+
+    def cancelled(self, claim: Claim) -> bool:
+        """Whether the job's resource was deleted (a read, cheap enough to ask every second)."""
+        ...
+
+    def cancel(self, claim: Claim, message: str) -> None:
+        """End a job whose resource was deleted: CANCELLED, never retried; raises LeaseLost if not held."""
+        ...
 
     def report(self, claim: Claim, fields: Mapping[str, Any]) -> None: ...
 

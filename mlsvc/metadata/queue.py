@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, or_, select, update
 
-from mlsvc.metadata import RESOURCE_OF_JOB, Claim, JobQueue, LeaseLost
+from mlsvc.metadata import RESOURCE_OF_JOB, Claim, EndedJob, JobCancelled, JobQueue, LeaseLost
 from mlsvc.metadata.sql import SqlMetadataStore, utcnow
 from mlsvc.metadata.tables import RESOURCE_TABLES, jobs
 
@@ -20,19 +20,27 @@ class SqlJobQueue(JobQueue):
         self.store = store
         self.lease = timedelta(seconds=lease_s)
 
-    def claim(self, owner: str) -> Claim | None:
-        """Take the oldest runnable job: queued, or running with an expired lease (its worker died)."""
+    def claim(self, owner: str, ended: EndedJob | None = None) -> Claim | None:
+        """Take the oldest runnable job: queued, or running with an expired lease (its worker died). Jobs met on
+        the way that end here (given up after their last attempt, or whose resource was deleted) are told to
+        ``ended`` once their end is committed."""
         for _ in range(5):
+            finished: Mapping[str, Any] | None = None
             with self.store.transaction() as conn:
                 row = self._candidate(conn)
                 if row is None:
                     return None
                 if row["state"] == "RUNNING" and row["attempts"] >= row["max_attempts"]:
                     self._give_up(conn, row)
-                    continue
-                claim = self._take(conn, row, owner)
-                if claim is not None:
-                    return claim
+                    finished = row
+                else:
+                    claim = self._take(conn, row, owner)
+                    if isinstance(claim, Claim):
+                        return claim
+                    if claim == "cancelled":
+                        finished = row
+            if finished is not None and ended is not None:
+                ended(finished["kind"], finished["resource_id"])
         return None
 
     def _candidate(self, conn: Connection) -> Mapping[Any, Any] | None:
@@ -47,7 +55,7 @@ class SqlJobQueue(JobQueue):
             query = query.with_for_update(skip_locked=True)
         return conn.execute(query).mappings().first()
 
-    def _take(self, conn: Connection, row: Mapping[str, Any], owner: str) -> Claim | None:
+    def _take(self, conn: Connection, row: Mapping[str, Any], owner: str) -> Claim | Literal["lost", "cancelled"]:
         now = utcnow()
         # Compare-and-set on the attempt count: on SQLite (no row locks) two workers may see the same
         # candidate, and only the one whose update matches the attempt it read wins.
@@ -59,16 +67,25 @@ class SqlJobQueue(JobQueue):
             )
         )
         if result.rowcount != 1:
-            return None
+            return "lost"
         claim = Claim(row["id"], row["kind"], row["resource_id"], row["attempts"] + 1, owner)
         if self._resource_status(conn, claim) == "DELETED":
-            # Deleted before its job ran: nothing to do, and the resource must stay deleted.
+            # Deleted before its job ran (or while a worker that has died ran it): nothing to do, and the
+            # resource must stay deleted.
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == claim.job_id)
-                .values(state="CANCELLED", owner=None, lease_until=None, updated_at=now)
+                .values(
+                    state="CANCELLED",
+                    owner=None,
+                    lease_until=None,
+                    error="the resource was deleted; its job, whose worker had stopped, is not run again"
+                    if row["state"] == "RUNNING"
+                    else "the resource was deleted before its job ran",
+                    updated_at=now,
+                )
             )
-            return None
+            return "cancelled"
         self.store.update(
             claim.resource_kind, claim.resource_id, {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn
         )
@@ -103,21 +120,43 @@ class SqlJobQueue(JobQueue):
         )
 
     def heartbeat(self, claim: Claim) -> bool:
-        """Extend the lease; False when it was lost (another worker took the job)."""
+        """Extend the lease; False when it was lost (another worker took the job). Raises JobCancelled once the
+        resource is deleted: the worker must stop the job and ``cancel`` it."""
         now = utcnow()
         with self.store.transaction() as conn:
             result = conn.execute(
                 update(jobs).where(self._owned(claim)).values(lease_until=now + self.lease, updated_at=now)
             )
-            return result.rowcount == 1
+            deleted = self._resource_status(conn, claim) == "DELETED"
+        if deleted:  # the lease is still extended: the worker keeps the job while it stops it
+            raise self._cancelled_error(claim)
+        return result.rowcount == 1
+
+    def cancelled(self, claim: Claim) -> bool:
+        with self.store.transaction() as conn:
+            return self._resource_status(conn, claim) == "DELETED"
+
+    def cancel(self, claim: Claim, message: str) -> None:
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(claim))
+                .values(state="CANCELLED", error=message, lease_until=None, updated_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+
+    def _cancelled_error(self, claim: Claim) -> JobCancelled:
+        return JobCancelled(f"{claim.resource_kind.replace('_', ' ')} '{claim.resource_id}' was deleted")
 
     def report(self, claim: Claim, fields: Mapping[str, Any]) -> None:
-        """Write progress or partial results to the resource, if this worker still holds the job."""
+        """Write progress or partial results to the resource, if this worker still holds the job; raises
+        JobCancelled once the resource is deleted."""
         with self.store.transaction() as conn:
             if not self._still_owned(conn, claim):
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
             if self._resource_status(conn, claim) == "DELETED":
-                fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
+                raise self._cancelled_error(claim)
             self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
 
     def complete(self, claim: Claim, fields: Mapping[str, Any], aliases: Sequence[tuple[str, str, int]] = ()) -> None:

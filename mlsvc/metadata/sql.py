@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, f
 from sqlalchemy.exc import DataError, IntegrityError
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata import MetadataStore
+from mlsvc.metadata import RESOURCE_OF_JOB, MetadataStore
 from mlsvc.metadata.migrate import migrate
 from mlsvc.metadata.tables import RESOURCE_TABLES, jobs, model_aliases, tags
 
@@ -313,6 +313,23 @@ class SqlMetadataStore(MetadataStore):
                 delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias))
             )
 
+    def delete(self, kind: str, resource_id: str) -> None:
+        """Mark a resource DELETED and cancel its job if it is still queued, in one transaction (a running job
+        learns of the delete from its heartbeat and stops)."""
+        with self.transaction() as conn:
+            self._cancel_queued(conn, kind, resource_id)
+            self.update(kind, resource_id, {"status": "DELETED"}, conn)
+
+    def _cancel_queued(self, conn: Connection, kind: str, resource_id: str) -> None:
+        # The job row first: a worker claiming it at the same moment holds its lock (PostgreSQL), so the two
+        # transactions meet in the same order and the claim sees the delete or the delete sees the claim.
+        kinds = [job_kind for job_kind, of in RESOURCE_OF_JOB.items() if of == kind]
+        conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.resource_id == resource_id, jobs.c.kind.in_(kinds), jobs.c.state == "QUEUED"))
+            .values(state="CANCELLED", error="the resource was deleted before its job ran", updated_at=utcnow())
+        )
+
     def delete_model(self, model_id: str) -> builtins.list[str]:
         """Mark a model DELETED and drop the aliases on its version, in one transaction; the aliases dropped."""
         table = RESOURCE_TABLES["model"]
@@ -321,6 +338,7 @@ class SqlMetadataStore(MetadataStore):
             if row is None:
                 raise MlsvcError(ErrorCode.NOT_FOUND, f"model '{model_id}' not found", {"id": model_id})
             dropped = self.aliases_of(conn, row.name, row.version)
+            self._cancel_queued(conn, "model", model_id)
             if dropped:
                 conn.execute(
                     delete(model_aliases).where(
@@ -354,6 +372,23 @@ class SqlMetadataStore(MetadataStore):
 
         with self.transaction() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(batch_predictions.c.rows_scored), 0))).scalar_one())
+
+    def record_integrity_failure(self, model_uri: str, label: str, problems: builtins.list[str]) -> None:
+        """Keep a refused load (by any process) for /metrics and the readiness check."""
+        from mlsvc.metadata.tables import integrity_failures
+
+        row = {"at": utcnow(), "model_uri": model_uri, "label": label, "problems": problems}
+        with self.transaction() as conn:
+            conn.execute(insert(integrity_failures).values(**row))
+
+    def integrity_failures(self) -> tuple[int, dict[str, Any] | None]:
+        """How many loads were refused, all time, and the latest one."""
+        from mlsvc.metadata.tables import integrity_failures as table
+
+        with self.transaction() as conn:
+            count = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            last = conn.execute(select(table).order_by(table.c.id.desc()).limit(1)).mappings().first()
+        return count, ({**last, "at": _aware(last["at"])} if last is not None else None)
 
     # --- row conversion ---
 

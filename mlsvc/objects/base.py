@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, NoReturn, Protocol, cast
 from urllib.parse import quote
 
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.security.uris import STAGING
 
 DATA_SUFFIXES = (".csv", ".csv.gz")
 MiB = 1024 * 1024
@@ -71,6 +72,20 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, uri: str) -> None:
         """Remove one file or object; nothing happens if it is already gone."""
+
+    def delete_staging(self, uri: str, keep: str | None = None) -> None:
+        """Remove a staging area (a folder or prefix inside a '.staging' folder) and everything in it, whatever
+        the names: staged outputs, the temporary files of a writer that was killed, an S3 upload's parts; and on
+        local files the staging folders this leaves empty. ``keep`` (inside ``uri``) is left as it is. Refuses
+        any other place, so that no bug can empty a folder of data. Nothing happens where nothing is."""
+        name = self.check_uri(uri).replace("\\", "/")
+        if STAGING not in name.rstrip("/").split("/")[:-1]:
+            raise ValueError(f"{uri} is not inside a '{STAGING}' folder")
+        self._delete_tree(uri, keep)
+
+    @abstractmethod
+    def _delete_tree(self, uri: str, keep: str | None) -> None:
+        """``delete_staging``'s work, once the place was checked."""
 
     def exists(self, uri: str) -> bool:
         """Whether the URI names an existing file or object (a directory or bare prefix is not one)."""

@@ -13,7 +13,7 @@ from typing import BinaryIO, NoReturn
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects.base import ObjectInfo, ObjectStore, Sink, is_data_file, raise_nothing_found
-from mlsvc.security.uris import S3Location, UriValidator
+from mlsvc.security.uris import STAGING, S3Location, UriValidator
 
 
 class LocalObjectStore(ObjectStore):
@@ -67,6 +67,38 @@ class LocalObjectStore(ObjectStore):
             if path.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
             path.unlink(missing_ok=True)
+
+    def _delete_tree(self, uri: str, keep: str | None) -> None:
+        root = self._path(uri)
+        kept = self._path(keep) if keep is not None else None
+        with _local_errors(root, "delete"):
+            _remove(root, kept)
+            # Then the staging folders left empty, up to the '.staging' folder itself (another job's keep it).
+            for folder in (root, *root.parents):
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:  # not empty: what is above it is not empty either
+                    break
+                if folder.name == STAGING:
+                    break
+
+
+def _remove(path: Path, kept: Path | None) -> None:
+    """Remove ``path`` and all under it but ``kept``; a file or folder that is already gone is no error."""
+    if kept is not None and kept.is_relative_to(path):
+        if path != kept and path.is_dir() and not path.is_symlink():
+            for child in path.iterdir():
+                _remove(child, kept)
+        return
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:  # removed meanwhile (another attempt cleaning the same area)
+        pass
 
 
 @contextmanager

@@ -67,3 +67,6 @@ class RoutingObjectStore(ObjectStore):
 
     def delete(self, uri: str) -> None:
         self.backend(uri).delete(uri)
+
+    def _delete_tree(self, uri: str, keep: str | None) -> None:
+        self.backend(uri).delete_staging(uri, keep)

@@ -156,6 +156,34 @@ class S3ObjectStore(ObjectStore):
         with _s3_errors(location, "delete"):
             client().delete_object(Bucket=location.bucket, Key=location.key)
 
+    def _delete_tree(self, uri: str, keep: str | None) -> None:
+        location = self._parse(uri)
+        prefix = location.key.rstrip("/") + "/"
+        kept = self._parse(keep).key.rstrip("/") + "/" if keep is not None else None
+
+        def doomed(key: str) -> bool:
+            return kept is None or not key.startswith(kept)
+
+        s3 = client()
+        with _s3_errors(location, "delete"):
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
+            for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", []) if doomed(item["Key"])]
+                if keys:  # a page holds at most 1,000 keys, as many as one DeleteObjects takes
+                    answer = s3.delete_objects(Bucket=location.bucket, Delete={"Objects": keys, "Quiet": True})
+                    if answer.get("Errors"):
+                        error = answer["Errors"][0]
+                        raise ClientError({"Error": error}, "DeleteObjects")
+            # A writer killed mid-upload leaves its parts, unseen by a listing but stored (and paid for).
+            uploads = s3.get_paginator("list_multipart_uploads").paginate(Bucket=location.bucket, Prefix=prefix)
+            for page in uploads:
+                for upload in page.get("Uploads", []):
+                    if doomed(upload["Key"]):
+                        with suppress(ClientError):  # finished or aborted meanwhile
+                            s3.abort_multipart_upload(
+                                Bucket=location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+
 
 def _require_object_name(location: S3Location) -> None:
     if location.is_prefix:

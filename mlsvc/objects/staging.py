@@ -27,13 +27,10 @@ class StagedOutputs:
         self.prefix = prefix.rstrip("/")
         self.root = _join(self.prefix, STAGING, owner_id)
         self.area = _join(self.root, f"attempt-{attempt}")
-        # How this attempt's files are told apart in a listing, whatever form the store lists names in (a local
-        # path, say, where the prefix was a file:// URI).
-        self._marker = f"/{STAGING}/{owner_id}/attempt-{attempt}/"
 
     def stage(self, final_uri: str) -> str:
         """Where to write the output that ``publish`` will move to ``final_uri`` (a .csv or .csv.gz under the
-        prefix: the object store lists only data files, and ``discard_earlier_attempts`` finds them so)."""
+        prefix, the kind of name the object store lists and reads back)."""
         inside = self.prefix + "/"
         if not final_uri.startswith(inside) or not is_data_file(final_uri):
             raise ValueError(f"{final_uri} is not a .csv or .csv.gz under {inside}")
@@ -41,33 +38,38 @@ class StagedOutputs:
 
     def publish(self, final_uris: Sequence[str], manifest_uri: str, manifest: bytes) -> None:
         """Move each staged output to its final name, then write the manifest (itself written atomically), then
-        drop what an earlier attempt may still have staged."""
+        drop the job's staging area: what an earlier attempt may have left, and this one's emptied folders."""
         for final in final_uris:
             self.objects.publish(self.stage(final), final)
         with self.objects.open_write(manifest_uri) as out:
             out.write(manifest)
-        self.discard_earlier_attempts()
+        self.discard()
 
     def discard_earlier_attempts(self) -> None:
-        """A retried job starts clean: whatever other attempts of this job staged is removed (best effort)."""
-        self._discard(self.root, keep=self._marker)
+        """A retried job starts clean: whatever other attempts of this job left is removed, their temporary files
+        and unfinished uploads too (best effort)."""
+        _discard(self.objects, self.root, keep=self.area)
 
     def abandon(self) -> None:
         """Remove what this attempt staged, when it fails (best effort; a later attempt would remove it too)."""
-        self._discard(self.area)
+        _discard(self.objects, self.area)
 
-    def _discard(self, under: str, keep: str | None = None) -> None:
-        try:
-            leftovers = self.objects.list_data_files(under + "/")
-        except MlsvcError:  # nothing there (or nothing that can be listed): nothing to remove
-            return
-        for info in leftovers:
-            if keep is not None and keep in info.uri.replace("\\", "/"):
-                continue
-            try:
-                self.objects.delete(info.uri)
-            except MlsvcError:
-                log.warning("could not remove %s", info.uri)
+    def discard(self) -> None:
+        """Remove the job's whole staging area, every attempt's (once the job has ended, whatever its outcome)."""
+        _discard(self.objects, self.root)
+
+
+def discard_staged(objects: ObjectStore, prefix: str, owner_id: str) -> None:
+    """Remove what any attempt of the job ``owner_id`` staged under ``prefix`` (a job that ended without
+    publishing: failed, cancelled, or given up after its worker died)."""
+    _discard(objects, _join(prefix.rstrip("/"), STAGING, owner_id))
+
+
+def _discard(objects: ObjectStore, under: str, keep: str | None = None) -> None:
+    try:
+        objects.delete_staging(under, keep)
+    except MlsvcError as exc:  # the store refused or failed: the next attempt, or the operator, may clean up
+        log.warning("could not remove the staged files under %s: %s", under, exc.message)
 
 
 def _join(base: str, *parts: str) -> str:

@@ -17,10 +17,11 @@ import pandas as pd
 from mlsvc.config import Settings
 from mlsvc.datasources.plan import ReadPlan, model_schema
 from mlsvc.datasources.scan import ScanCounts, TypedChunk, scan
-from mlsvc.objects.staging import StagedOutputs
+from mlsvc.objects import ObjectStore
+from mlsvc.objects.staging import StagedOutputs, discard_staged
 from mlsvc.prediction.labels import binary_labels
 from mlsvc.prediction.scorer import ModelCard, Scorer
-from mlsvc.registry import ModelRegistry
+from mlsvc.registry import ArtifactRef, ModelRegistry
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
                 outputs.append({"input": info.uri, "output": final, "rows": rows})
         manifest_uri = _join(prefix, f"{bp['id']}.manifest")
         manifest = json.dumps({o["input"]: o["output"] for o in outputs}, indent=2).encode()
+        ctx.progress(0.99)  # the last look before publishing: raises JobCancelled if the resource was deleted
         staged.publish([o["output"] for o in outputs], manifest_uri, manifest)
-    except Exception:
+    except BaseException:  # failed, cancelled, or handed back at shutdown: this attempt's files go
         staged.abandon()
         raise
     return {
@@ -60,6 +62,12 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "outputs": outputs,
         "manifest_uri": manifest_uri,
     }
+
+
+def discard(objects: ObjectStore, bp: Mapping[str, Any]) -> None:
+    """Remove whatever any attempt of this batch prediction staged: the worker calls it once the job ended without
+    its result (failed, cancelled by a delete, or given up after its worker died)."""
+    discard_staged(objects, _join(bp["output_uri"], "batch-prediction"), bp["id"])
 
 
 def _features(model: Mapping[str, Any], card: ModelCard | None) -> list[Attribute]:
@@ -186,7 +194,7 @@ def _init_process(settings: Settings, model: Mapping[str, Any]) -> None:
     from mlsvc.registry.mlflow_registry import MlflowRegistry
 
     global _process_scorer
-    _process_scorer = Scorer(ModelCard.from_resource(model), MlflowRegistry(settings).load(model["model_uri"]))
+    _process_scorer = Scorer(ModelCard.from_resource(model), MlflowRegistry(settings).load(ArtifactRef.of(model)))
 
 
 def _score_in_process(columns: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
@@ -208,9 +216,12 @@ class _Scoring:
         self.recommender: Any = None
         self.user_column: str | None = None
         if card is None:
-            self.recommender = registry.load(model["model_uri"])
+            self.recommender = registry.load(ArtifactRef.of(model))
             self.user_column = model["roles"]["user"]
         elif self.processes > 1:
+            # Each scoring process loads (and verifies) the model itself; checking here first gives a refused
+            # load its own message instead of a broken process pool.
+            registry.verify(ArtifactRef.of(model))
             self.pool = ProcessPoolExecutor(
                 self.processes,
                 mp_context=multiprocessing.get_context("spawn"),
@@ -218,7 +229,7 @@ class _Scoring:
                 initargs=(settings, dict(model)),
             )
         else:
-            self.scorer = Scorer(card, registry.load(model["model_uri"]))
+            self.scorer = Scorer(card, registry.load(ArtifactRef.of(model)))
 
     def __enter__(self) -> _Scoring:
         return self

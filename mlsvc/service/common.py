@@ -102,9 +102,10 @@ def rename_and_tag(
 
 
 def soft_delete(store: MetadataStore, kind: ResourceKind, resource_id: str) -> Document:
-    """DELETED stays readable; deleting again changes nothing."""
+    """DELETED stays readable; deleting again changes nothing. A job not yet started is cancelled with it; a
+    running one sees the delete within a few seconds and stops (see ``jobs.worker``)."""
     store.get(kind, resource_id)
-    store.update(kind, resource_id, {"status": Status.DELETED.value})
+    store.delete(kind, resource_id)
     return store.get(kind, resource_id)
 
 

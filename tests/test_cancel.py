@@ -1,0 +1,107 @@
+"""Deletes stop running jobs, over real HTTP with real worker processes: a model deleted mid-training registers no
+MLflow version, a batch prediction deleted mid-scoring publishes nothing and leaves no staging, each job row ends
+CANCELLED (not retried), and the one worker takes the next job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from mlsvc.metadata.queue import SqlJobQueue
+from mlsvc.metadata.sql import SqlMetadataStore
+from tests.rest import completed
+from tests.servers import CHURN, RunningServer, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One worker process (so the next job can only run once the deleted one's worker is free), whose batch jobs
+    score in processes of their own."""
+    running = start_server(tmp_path_factory.mktemp("cancel-home"), {"MLSVC_BATCH_PROCESSES": "2"}, workers=1)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def queue(server: RunningServer) -> Iterator[SqlJobQueue]:
+    store = SqlMetadataStore(server.database_url, run_migrations=False)
+    yield SqlJobQueue(store, 3)
+    store.dispose()
+
+
+@pytest.fixture(scope="module")
+def churn(api: httpx.Client) -> dict[str, Any]:
+    return completed(api, "/v1/datasources", {"id": "cancel-churn", "data_uri": str(CHURN)})
+
+
+def _until(api: httpx.Client, path: str, ready: Any, what: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = api.get(path).json()
+        if ready(body):
+            return body
+        assert body["status"] in ("PENDING", "INPROGRESS"), body
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never got to {what}")
+
+
+def _ended(queue: SqlJobQueue, resource_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The resource's job row once it is no longer QUEUED or RUNNING."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = queue.job_of(resource_id)
+        if job is not None and job["state"] not in ("QUEUED", "RUNNING"):
+            return dict(job)
+        time.sleep(0.1)
+    raise AssertionError(f"the job of {resource_id} is still {queue.job_of(resource_id)}")
+
+
+def test_deleting_a_model_mid_training_stops_its_job_registers_nothing_and_frees_the_worker(
+    api: httpx.Client, server: RunningServer, queue: SqlJobQueue, churn: dict[str, Any]
+) -> None:
+    from mlflow import MlflowClient
+
+    body = {"name": "cancel-me", "datasource_id": churn["id"], "time_budget_s": 60}
+    model = api.post("/v1/models", json=body).json()
+    path = f"/v1/models/{model['id']}"
+    _until(api, path, lambda m: m["status"] == "INPROGRESS" and m["progress"] > 0.1, "searching")
+    deleted = api.delete(path)
+    assert deleted.status_code == 200 and deleted.json()["status"] == "DELETED"
+    job = _ended(queue, model["id"])
+    assert job["state"] == "CANCELLED" and job["attempts"] == 1, job  # stopped, not run to its end nor retried
+    assert "deleted while its job ran" in job["error"]
+    # The one worker (or the process that replaced it) takes the next job.
+    completed(api, "/v1/datasources", {"data_uri": str(CHURN)})
+    after = api.get(path).json()
+    assert after["status"] == "DELETED" and after["version"] is None
+    client = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
+    assert client.search_model_versions("name='cancel-me'") == []
+
+
+def test_deleting_a_batch_prediction_mid_scoring_publishes_nothing_and_frees_the_worker(
+    api: httpx.Client, queue: SqlJobQueue, churn: dict[str, Any], tmp_path: Path
+) -> None:
+    model = completed(api, "/v1/models", {"name": "cancel-batch", "datasource_id": churn["id"], "time_budget_s": 3})
+    big = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 60, ignore_index=True)
+    big.drop(columns=["churned"]).to_csv(tmp_path / "big.csv", index=False)
+    out = tmp_path / "out"
+    body = {"model": model["id"], "data_uri": str(tmp_path / "big.csv"), "output_uri": str(out)}
+    bp = api.post("/v1/batch-predictions", json=body).json()
+    path = f"/v1/batch-predictions/{bp['id']}"
+    _until(api, path, lambda b: b["status"] == "INPROGRESS" and b["rows_scored"] > 0, "scoring")
+    assert api.delete(path).json()["status"] == "DELETED"
+    job = _ended(queue, bp["id"])
+    assert job["state"] == "CANCELLED" and job["attempts"] == 1, job
+    # Nothing published, nothing staged: no manifest, no result, no staging folder.
+    leftovers = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert leftovers in ([], ["batch-prediction"]), leftovers
+    # The worker takes the next job: a whole batch prediction to the same place.
+    done = completed(api, "/v1/batch-predictions", {**body, "data_uri": str(CHURN)})
+    assert (out / "batch-prediction" / f"{done['id']}.manifest").exists()
+    assert api.get(path).json()["status"] == "DELETED"
