@@ -96,13 +96,13 @@ class Watch:
         original = Search._validate
         watch = self
 
-        def validate(search: Search, config: Any, rung: int, rows: int, last: bool) -> Any:
+        def validate(search: Search, config: Any, rung: int, rows: int, last: bool, deadline: float) -> Any:
             watch.search = search
             per_row = search._seconds_per_row.get(config.family.name)
             folds = search._folds(rows, last)
             estimate = per_row * rows * folds if per_row is not None else None
             started = search.clock.elapsed
-            trial = original(search, config, rung, rows, last)
+            trial = original(search, config, rung, rows, last, deadline)
             watch.spans.append(Span(config.key, rung + 1, rows, folds, started, search.clock.elapsed, estimate))
             return trial
 

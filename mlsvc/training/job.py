@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.inspection import permutation_importance
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import Document
 from mlsvc.prediction.labels import DEFAULT_THRESHOLD
 from mlsvc.registry import ArtifactRef
-from mlsvc.resources import ModelType, Schema
+from mlsvc.resources import ModelType
 from mlsvc.training import data as training_data
+from mlsvc.training.budget import JobClock
 from mlsvc.training.evaluation import evaluate, summary_metrics
-from mlsvc.training.loop import default_budget_s, predict_output, train
+from mlsvc.training.importances import attribute_importances
+from mlsvc.training.loop import Outcome, default_budget_s, predict_output, train
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
 from mlsvc.training.promotion import Challenger, promote
 from mlsvc.training.recipe import default_recipe, merge_recipe
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
 
 HOLDOUT_FRACTION = 0.2
 MIN_ROWS = 20
+# Held-out rows evaluated in full; a larger holdout is sampled down to what its time allows, never below this.
+EVALUATION_ROWS = 50_000
 
 
 def run(ctx: JobContext) -> Mapping[str, Any]:
+    started = time.monotonic()  # the budget covers the whole job, reading the data included
     model = ctx.resource
     ds = ctx.completed("datasource", model["datasource_id"])
     model_type = ModelType(model["model_type"]) if model.get("model_type") else None
@@ -52,9 +56,13 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
             f"only {len(data.X)} rows have a target value; "
             f"at least {MIN_ROWS} are needed to train and evaluate a model",
         )
-    fit, holdout = training_data.split_holdout(data, HOLDOUT_FRACTION, seed)
+    lone = training_data.lone_classes(data, target)
+    fit, held_out = training_data.split_holdout(data, HOLDOUT_FRACTION, seed)
     recipe = merge_recipe(default_recipe(data.features, _cardinality(fit.X)), model.get("recipe"), data.features)
     budget = float(model.get("time_budget_s") or default_budget_s(len(fit.X), len(data.features)))
+    clock = JobClock(budget, started)
+    clock.lap("load")
+    search_budget = clock.search_budget(len(data.features))
     ctx.progress(
         0.1,
         model_type=data.model_type.value,
@@ -62,24 +70,34 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         classes=data.classes,
         recipe=recipe,
         time_budget_s=budget,
-        message=f"searching on {len(fit.X)} rows, {len(holdout.X)} held out",
+        message=f"searching on {len(fit.X)} rows, {len(held_out.X)} held out, for {search_budget:.1f} s",
     )
     outcome = train(
         fit,
         recipe,
         seed=seed,
-        budget_s=budget,
+        budget_s=search_budget,
         n_jobs=_cores(),
         on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
     )
+    clock.notes.extend(outcome.notes)
+    clock.lap("search")
+    phases_end = clock.elapsed + clock.before_registration(len(data.features))
+    holdout = _evaluated_rows(held_out, outcome, (phases_end - clock.elapsed) / 2, seed, clock)
     output = predict_output(outcome.pipeline, data.model_type, holdout.X, len(data.classes or []))
     insights = evaluate(data.model_type, holdout.y, output, data.classes, DEFAULT_THRESHOLD)
+    clock.lap("evaluation")
     ctx.progress(0.88, message="measuring attribute importances on the held-out rows")
-    importances = attribute_importances(outcome.pipeline, data.model_type, holdout, seed)
+    found = attribute_importances(
+        outcome.pipeline, data.model_type, len(data.classes or []), holdout, seed, phases_end - clock.elapsed
+    )
+    clock.notes.extend([found.note] if found.note else [])
+    clock.lap("importances")
     leaderboard = json.loads(json.dumps(outcome.leaderboard, default=str))
     figures = summary_metrics(insights)
     params = {"target": target, "model_type": data.model_type.value, "time_budget_s": budget, "seed": seed}
     registered = register(ctx, model, outcome.pipeline, fit.X.head(5), params, figures, outcome, leaderboard)
+    clock.lap("registration")
     fields = {
         "version": registered.version,
         "model_type": data.model_type.value,
@@ -90,15 +108,16 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "features": [a.model_dump(mode="json") for a in data.features],
         "recipe": recipe,
         "time_budget_s": budget,
-        "metrics": model_metrics(outcome, figures),
+        "metrics": {**model_metrics(outcome, figures), "timings_s": clock.laps},
         "leaderboard": leaderboard,
-        "importances": importances,
+        "importances": found.ranked,
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
         **registered.artifact_fields(),
         "evaluation_id": record_evaluation(ctx, model, registered.version, insights, figures),
         "training_rows": len(fit.X),
-        "holdout_rows": len(holdout.X),
+        "holdout_rows": len(held_out.X),
+        "message": " ".join(m for m in (clock.message(), _lone_message(lone)) if m),
     }
     ctx.progress(0.97, **fields)
     fields["promotion"] = _promote(ctx, model, registered.version, data, holdout, output)
@@ -120,37 +139,40 @@ def _promote(
     return promote(ctx, model, challenger, lambda incumbent: _score_incumbent(ctx, incumbent, data, holdout))
 
 
-IMPORTANCE_ROWS = 2000
-IMPORTANCE_SCORING = {
-    ModelType.BINARY: "roc_auc",
-    ModelType.MULTICLASS: "f1_macro",
-    ModelType.REGRESSION: "neg_root_mean_squared_error",
-}
+def _evaluated_rows(
+    held_out: training_data.TrainingData, outcome: Outcome, allowance_s: float, seed: int, clock: JobClock
+) -> training_data.TrainingData:
+    """The held-out rows the evaluation scores: all of them, unless predicting them all would take longer than
+    ``allowance_s`` at the selected pipeline's pace; then a stratified sample of what fits (at least
+    ``EVALUATION_ROWS``), which the message names."""
+    n = len(held_out.X)
+    affordable = int(allowance_s / outcome.predict_s_per_row) if outcome.predict_s_per_row > 0 else n
+    rows = max(EVALUATION_ROWS, affordable)
+    if rows >= n:
+        return held_out
+    clock.notes.append(f"the holdout evaluation scored a sample of {rows:,} of the {n:,} held-out rows")
+    return training_data.sample(held_out, rows, seed)
 
 
-def attribute_importances(
-    pipeline: Any, model_type: ModelType, holdout: training_data.TrainingData, seed: int
-) -> list[dict[str, Any]]:
-    """How much the held-out score drops when each attribute's values are shuffled, most important first."""
-    n = min(len(holdout.X), IMPORTANCE_ROWS)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(holdout.X), n, replace=False))
-    X, y = holdout.X.iloc[idx], holdout.y[idx]
-    if model_type == ModelType.BINARY and len(np.unique(y)) < 2:
-        return []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = permutation_importance(
-            pipeline, X, y, scoring=IMPORTANCE_SCORING[model_type], n_repeats=3, random_state=seed
+def _lone_message(lone: list[str]) -> str:
+    """What the message says of classes with a single row."""
+    if not lone:
+        return ""
+    shown = ", ".join(f"'{label}'" for label in lone[:5]) + (f" and {len(lone) - 5} more" if len(lone) > 5 else "")
+    if len(lone) == 1:
+        return (
+            f"The class {shown} has a single row: it is trained on, but cannot be held out or stratified, so the "
+            "holdout evaluation does not cover it."
         )
-    ranked = sorted(
-        zip(X.columns, result.importances_mean, result.importances_std, strict=True), key=lambda item: -item[1]
+    return (
+        f"The classes {shown} have a single row each: they are trained on, but cannot be held out or stratified, "
+        "so the holdout evaluation does not cover them."
     )
-    return [{"attribute": str(name), "importance": float(mean), "std": float(std)} for name, mean, std in ranked]
 
 
 def _target(model: Mapping[str, Any], ds: Mapping[str, Any]) -> str:
-    target = model.get("target") or Schema.model_validate(ds["schema"]).targetAttributeName
+    # Read from the stored schema, which was validated when stored: validating 10,000 attributes again costs seconds.
+    target = model.get("target") or (ds.get("schema") or {}).get("targetAttributeName")
     if not target:
         raise MlsvcError(
             ErrorCode.INVALID_REQUEST,
@@ -160,7 +182,8 @@ def _target(model: Mapping[str, Any], ds: Mapping[str, Any]) -> str:
 
 
 def _cardinality(X: Any) -> dict[str, int]:
-    return {c: int(X[c].nunique()) for c in X.columns if X[c].dtype == object}
+    """The distinct values of each categorical (object) column, counted without a Python loop over the columns."""
+    return {str(c): int(n) for c, n in X.select_dtypes(include="object").nunique().items()}
 
 
 def _cores() -> int:

@@ -3,6 +3,7 @@ an optional soft-voting ensemble, and the winner refit on every training row."""
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -11,14 +12,16 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import VotingClassifier, VotingRegressor
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier, VotingRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 
+from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import ModelType
-from mlsvc.training.candidates import Family, Params, families_for
-from mlsvc.training.data import TrainingData
+from mlsvc.training.candidates import BY_NAME, Family, Params, families_for
+from mlsvc.training.data import TrainingData, split_rows
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
 from mlsvc.training.recipe import build_preprocessor
 
@@ -57,6 +60,7 @@ class Trial:
     score_std: float
     fit_s: float
     predict_s: float
+    folds: int = 1  # the folds validated: fewer than planned when the budget ran out between two of them
     # At the last rung: the predictions for the validation rows ``output_idx`` (out-of-fold under k-fold),
     # which is what an ensemble of finalists is scored on without fitting anything again.
     output: np.ndarray | None = None
@@ -74,6 +78,8 @@ class Outcome:
     leaderboard: list[dict[str, Any]]
     search_s: float
     refit_s: float
+    notes: list[str] = field(default_factory=list)  # what the budget made the search leave out, for the message
+    predict_s_per_row: float = 0.0  # the selected pipeline's pace at predicting, as seen in the search
 
 
 @dataclass
@@ -113,11 +119,38 @@ def predict_output(pipeline: Any, model_type: ModelType, X: Any, n_classes: int)
 def fit_quietly(pipeline: Any, X: Any, y: np.ndarray) -> Any:
     """Fit without the warnings that searching provokes by design (bins merged on skewed columns, an
     iteration cap reached by a sampled configuration): the validation score already judges them."""
+    if not _early_stopping_can_stratify(y):
+        _stop_on_training_loss(pipeline)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         return pipeline.fit(X, y)
+
+
+EARLY_STOPPING_FRACTION = 0.1  # what HistGradientBoosting and the MLP hold out of their rows to stop early on
+
+
+def _early_stopping_can_stratify(y: np.ndarray) -> bool:
+    """Whether a stratified early-stopping split of ``y`` is possible: every class has two rows, and each side
+    has a row per class. Regression targets (floats) are not stratified."""
+    if y.dtype.kind not in "iu" or len(y) == 0:
+        return True
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    held = math.ceil(EARLY_STOPPING_FRACTION * len(y))
+    return bool(present.min() >= 2 and min(held, len(y) - held) >= len(present))
+
+
+def _stop_on_training_loss(pipeline: Any) -> None:
+    """HistGradientBoosting and the MLP hold out a stratified share of their rows to stop early, which scikit-learn
+    refuses when a class has a single row; then they stop on their training loss instead (every model in an
+    ensemble too: VotingClassifier fits clones, which copy these parameters)."""
+    for estimator in [pipeline, *pipeline.get_params(deep=True).values()]:
+        if isinstance(estimator, HistGradientBoostingClassifier):
+            estimator.set_params(validation_fraction=None)
+        elif isinstance(estimator, MLPClassifier):
+            estimator.set_params(early_stopping=False)
 
 
 class Search:
@@ -149,7 +182,11 @@ class Search:
         self.max_configs = max_configs
         self.trials: list[Trial] = []
         self.skipped: list[tuple[Config, int, str]] = []
+        self.notes: list[str] = []
+        self.cut_short: list[tuple[str, int, int]] = []  # (config, folds validated, folds planned)
         self._seconds_per_row: dict[str, float] = {}
+        self._predict_s_per_row: dict[str, float] = {}
+        self._last_subsample: tuple[int, Any, np.ndarray] | None = None
 
     # --- the plan ---
 
@@ -206,33 +243,54 @@ class Search:
             if reason:
                 self.skipped.append((config, rung, reason))
                 continue
-            trial = self._validate(config, rung, rows, last)
+            try:
+                trial = self._validate(config, rung, rows, last, deadline)
+            except ValueError as exc:  # a configuration these rows cannot fit (more neighbours than rows, …)
+                self.skipped.append((config, rung, f"failed: {str(exc)[:200]}"))
+                continue
             self.trials.append(trial)
             results.append(trial)
             self._report(rung)
         return results
 
     def _too_costly(self, config: Config, rows: int, last: bool, deadline: float) -> str | None:
+        """Why ``config`` cannot be validated on ``rows`` before ``deadline``, at its family's pace so far (or, for a
+        family not timed yet, a guess from the others': a wide table makes one boosting fit outlast a short
+        budget); None when it can. The first candidate of the search runs whatever it costs: the search needs one."""
+        if not self.trials:
+            return None
         per_row = self._seconds_per_row.get(config.family.name)
+        guessed = per_row is None
         if per_row is None:
-            return None if self.clock.elapsed < deadline or not self.trials else "time budget spent"
-        folds = self._folds(rows, last)
-        estimate = per_row * rows * folds
+            per_row = self._guess_per_row(config.family)
+        estimate = per_row * rows * self._folds(rows, last)
         # The final refit of the winner needs time too: keep what the most expensive candidate would take.
         reserve = per_row * len(self.data.X) if last else 0.0
         if self.clock.elapsed + estimate + reserve > deadline:
-            return f"would not finish within the time budget (about {estimate:.1f} s)"
+            return f"would not finish within the time budget (about {estimate:.1f} s{', a guess' if guessed else ''})"
         return None
+
+    def _guess_per_row(self, family: Family) -> float:
+        """Seconds per fitted row of a family not timed yet: the timed families' pace scaled by the families'
+        relative costs (the least of those guesses, so that a family is not left out on a guess alone)."""
+        return min(
+            per_row * family.relative_cost / BY_NAME[name].relative_cost
+            for name, per_row in self._seconds_per_row.items()
+        )
 
     def _folds(self, rows: int, last: bool) -> int:
         return CV_FOLDS if last and rows <= CV_MAX_ROWS else 1
 
-    def _validate(self, config: Config, rung: int, rows: int, last: bool) -> Trial:
+    def _validate(self, config: Config, rung: int, rows: int, last: bool, deadline: float) -> Trial:
         X, y = self._subsample(rows)
         scores, fit_s, predict_s = [], 0.0, 0.0
-        splits = self._splits(y, last)
+        planned = self._splits(y, last)
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
         outputs: list[np.ndarray] = []
-        for fit_idx, val_idx in splits:
+        for fit_idx, val_idx in planned:
+            if splits and self._no_time_for_another_fold(fit_s + predict_s, splits, last, deadline):
+                break
+            splits.append((fit_idx, val_idx))
             pipeline = make_pipeline(config, self.data, self.recipe, self.seed, self.n_jobs)
             started = time.perf_counter()
             fit_quietly(pipeline, X.iloc[fit_idx], y[fit_idx])
@@ -246,22 +304,46 @@ class Search:
         self._seconds_per_row[config.family.name] = max(
             self._seconds_per_row.get(config.family.name, 0.0) * 0.5, fit_s / max(1, fitted_rows)
         )
+        self._predict_s_per_row[config.family.name] = predict_s / max(1, sum(len(v) for _, v in splits))
         valid = [s for s in scores if np.isfinite(s)]
         score = float(np.mean(valid)) if valid else -self.sign * np.inf
-        trial = Trial(config, rung, rows, score, float(np.std(valid)) if valid else 0.0, fit_s, predict_s)
-        if last:
+        std = float(np.std(valid)) if valid else 0.0
+        trial = Trial(config, rung, rows, score, std, fit_s, predict_s, len(splits))
+        if len(splits) < len(planned):
+            self.cut_short.append((config.key, len(splits), len(planned)))
+        elif last:  # out-of-fold predictions of every row, which an ensemble of finalists is scored on
             trial.output = np.concatenate(outputs)
             trial.output_idx = np.concatenate([v for _, v in splits])
         return trial
+
+    def _no_time_for_another_fold(
+        self, spent: float, done: list[tuple[np.ndarray, np.ndarray]], last: bool, deadline: float
+    ) -> bool:
+        """Whether one more fold, at the pace of those done, would end past ``deadline``; on the last rung the
+        winner's refit on every row must fit too. The first candidate runs whatever it costs (the search needs
+        one), and this is what keeps it from running five folds past the budget."""
+        next_fold = spent / len(done)
+        fitted = sum(len(f) for f, _ in done)
+        refit = next_fold / max(1, fitted / len(done)) * len(self.data.X) if last else 0.0
+        return self.clock.elapsed + next_fold + refit > deadline
+
+    def refit_estimate(self, configs: list[Config]) -> float:
+        """Seconds to refit ``configs`` on every training row, at their families' pace in the search."""
+        return sum(self._seconds_per_row.get(c.family.name, 0.0) for c in configs) * len(self.data.X)
+
+    def predict_estimate(self, configs: list[Config]) -> float:
+        """Seconds per row that ``configs`` (one, or an ensemble's members) take to predict."""
+        return sum(self._predict_s_per_row.get(c.family.name, 0.0) for c in configs)
 
     def _subsample(self, rows: int) -> tuple[Any, np.ndarray]:
         n = len(self.data.X)
         if rows >= n:
             return self.data.X, self.data.y
-        stratify = self.data.y if self._stratifiable(self.data.y) else None
-        idx, _ = train_test_split(np.arange(n), train_size=rows, random_state=self.seed, stratify=stratify)
-        idx = np.sort(idx)
-        return self.data.X.iloc[idx], self.data.y[idx]
+        # Every config of a rung validates on the same rows; a stratified draw from a million rows takes a second.
+        if self._last_subsample is None or self._last_subsample[0] != rows:
+            idx, _ = split_rows(n, self._classes(self.data.y), self.seed, train_size=rows)
+            self._last_subsample = (rows, self.data.X.iloc[idx], self.data.y[idx])
+        return self._last_subsample[1], self._last_subsample[2]
 
     def _splits(self, y: np.ndarray, last: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         idx = np.arange(len(y))
@@ -270,12 +352,13 @@ class Search:
             if classification and self._stratifiable(y, CV_FOLDS):
                 return list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx, y))
             return list(KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx))
-        stratify = y if classification and self._stratifiable(y) else None
-        fit_idx, val_idx = train_test_split(idx, test_size=0.2, random_state=self.seed, stratify=stratify)
-        return [(fit_idx, val_idx)]
+        return [split_rows(len(y), self._classes(y), self.seed, test_size=0.2)]
 
     def _stratifiable(self, y: np.ndarray, per_class: int = 2) -> bool:
         return self.data.model_type != ModelType.REGRESSION and bool(np.bincount(y).min() >= per_class)
+
+    def _classes(self, y: np.ndarray) -> np.ndarray | None:
+        return None if self.data.model_type == ModelType.REGRESSION else y
 
     def _report(self, rung: int) -> None:
         best = max(self.trials, key=lambda t: self.sign * t.score)
@@ -327,22 +410,86 @@ def train(
         max_configs=max_configs,
     )
     trials = search.run()
+    if not trials:
+        raise _nothing_trained(search)
     final = _final_trials(trials)
     best = max(final, key=lambda t: search.sign * t.score)
     ensemble = _ensemble(search, final)
     started = time.perf_counter()
-    if ensemble is not None and search.sign * ensemble[1] > search.sign * best.score:
-        members, score = ensemble
-        pipeline = _voting(members, search)
-        selected, selected_score = "ensemble of " + ", ".join(t.config.key for t in members), score
+    chosen = [best]
+    if (
+        ensemble is not None
+        and search.sign * ensemble[1] > search.sign * best.score
+        and _refit_fits(search, ensemble[0], best)
+    ):
+        chosen, score = ensemble
+        pipeline = _voting(chosen, search)
+        selected, selected_score = "ensemble of " + ", ".join(t.config.key for t in chosen), score
     else:
         pipeline = make_pipeline(best.config, data, recipe, seed, n_jobs)
         selected, selected_score = best.config.key, best.score
-    fit_quietly(pipeline, data.X, data.y)
+    X, y = _refit_rows(search, chosen)
+    fit_quietly(pipeline, X, y)
     refit_s = time.perf_counter() - started
     leaderboard = _leaderboard(search, selected, ensemble)
-    return Outcome(
-        pipeline, search.metric, selected_score, selected, leaderboard, search.clock.elapsed - refit_s, refit_s
+    search_s = search.clock.elapsed - refit_s
+    notes = [*_left_out(search), *search.notes]
+    pace = search.predict_estimate([t.config for t in chosen])
+    return Outcome(pipeline, search.metric, selected_score, selected, leaderboard, search_s, refit_s, notes, pace)
+
+
+def _refit_rows(search: Search, chosen: list[Trial]) -> tuple[Any, np.ndarray]:
+    """The rows the winner is refit on: every training row, unless that would not end within the budget (a search
+    that stopped at an early rung of a large table validated on a sample); then as many as the time left allows,
+    never fewer than it was validated on, which the message names."""
+    n = len(search.data.X)
+    cost = search.refit_estimate([t.config for t in chosen])
+    room = search.clock.left
+    if cost <= room:
+        return search.data.X, search.data.y
+    rows = max(max(t.rows for t in chosen), int(n * max(0.0, room) / cost))
+    if rows >= n:
+        return search.data.X, search.data.y
+    search.notes.append(f"the selected model was refit on a sample of {rows:,} of the {n:,} training rows")
+    return search._subsample(rows)
+
+
+def _refit_fits(search: Search, members: list[Trial], best: Trial) -> bool:
+    """Whether refitting every member of the ensemble keeps the budget. The search kept back the time of one
+    refit, so the best single config is refit whatever is left."""
+    cost = search.refit_estimate([m.config for m in members])
+    room = max(search.clock.left, search.refit_estimate([best.config]))
+    if cost <= room:
+        return True
+    keys = ", ".join(m.config.key for m in members)
+    search.notes.append(
+        f"the ensemble of {keys}, which validated best, was not refit (about {cost:.1f} s, {max(0.0, room):.1f} s "
+        f"were left); {best.config.key} alone was"
+    )
+    return False
+
+
+def _left_out(search: Search) -> list[str]:
+    """What the message says the budget left out of the search: candidates never validated (those that failed to
+    fit are the leaderboard's to tell), and validations cut short."""
+    validated = {t.config.key for t in search.trials}
+    left_out = {c.key for c, _, reason in search.skipped if c.key not in validated and not reason.startswith("failed")}
+    notes = []
+    if left_out:
+        notes.append(f"{len(left_out)} of {search.max_configs} candidates were left out of the search")
+    if len(search.cut_short) == 1:
+        key, done, planned = search.cut_short[0]
+        notes.append(f"{key} was validated on {done} of its {planned} folds")
+    elif search.cut_short:
+        notes.append(f"{len(search.cut_short)} candidates were validated on fewer folds than planned (see 'folds')")
+    return notes
+
+
+def _nothing_trained(search: Search) -> MlsvcError:
+    reasons = sorted({reason for _, _, reason in search.skipped})
+    return MlsvcError(
+        ErrorCode.INVALID_DATA,
+        f"no candidate model could be fitted on these {len(search.data.X)} rows: {'; '.join(reasons[:3])}",
     )
 
 
@@ -398,6 +545,7 @@ def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], flo
             "validation_score": t.score,
             "validation_std": t.score_std,
             "rows": t.rows,
+            "folds": t.folds,
             "rung": t.rung + 1,
             "fit_time_s": round(t.fit_s, 4),
             "predict_time_s": round(t.predict_s, 4),

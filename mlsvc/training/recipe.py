@@ -167,7 +167,9 @@ class SeededFolds:
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
         classes = type_of_target(y) in ("binary", "multiclass")
-        folds = StratifiedKFold if classes else KFold
+        # StratifiedKFold refuses labels where no class has a row for every fold (a few rows of many classes).
+        stratifiable = classes and int(np.unique(y, return_counts=True)[1].max()) >= self.n_splits
+        folds = StratifiedKFold if stratifiable else KFold
         return folds(self.n_splits, shuffle=True, random_state=self.random_state).split(X, y, groups)
 
 
