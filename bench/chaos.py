@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The bench's own helpers, beside this file.
 from http_predict_bench import ROOT, free_port, start, stop
 
-EXAMPLES = {"churn": ("churn.csv", "churned"), "fraud": ("fraud.csv", "is_fraud")}
+EXAMPLES = {"churn": ("churn.csv", "churned"), "fraud": ("fraud.csv.gz", "is_fraud")}
 
 
 def workers_of(pid: int) -> list[int]:

@@ -23,7 +23,8 @@
         ├── InvalidDataError            422 invalid_data
         ├── RateLimitError              429 (after the retries)
         ├── InternalServerError         500 internal
-        └── ServiceUnavailableError     503 unavailable; 502, 504 (after the retries)
+        ├── ServiceUnavailableError     503 unavailable; 502, 504 (after the retries)
+        └── ArtifactIntegrityError      503 artifact_integrity (a model's stored files fail their check)
 
 The class comes from the ``code`` in the server's JSON error body (one class per code of
 ``mlsvc.errors.ErrorCode``); an answer without one (a proxy's page, say) is classed by its HTTP status.
@@ -159,6 +160,10 @@ class HostNotAllowedError(MlsvcAPIError):
     code = "host_not_allowed"
 
 
+class ArtifactIntegrityError(MlsvcAPIError):
+    code = "artifact_integrity"
+
+
 BY_CODE: dict[str, type[MlsvcAPIError]] = {
     cls.code: cls
     for cls in (
@@ -177,6 +182,7 @@ BY_CODE: dict[str, type[MlsvcAPIError]] = {
         HostNotAllowedError,
         InternalServerError,
         ServiceUnavailableError,
+        ArtifactIntegrityError,
     )
 }
 BY_STATUS: dict[int, type[MlsvcAPIError]] = {

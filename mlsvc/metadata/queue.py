@@ -162,7 +162,7 @@ class SqlJobQueue(JobQueue):
     def complete(self, claim: Claim, fields: Mapping[str, Any], aliases: Sequence[tuple[str, str, int]] = ()) -> None:
         """Record the job's result, and point ``aliases`` (name, alias, version) at it in the same transaction,
         so an alias never names a version that is not COMPLETED."""
-        self._finish(claim, "DONE", None, {**fields, "status": "COMPLETED", "progress": 1.0, "message": ""}, aliases)
+        self._finish(claim, "DONE", None, {"message": "", **fields, "status": "COMPLETED", "progress": 1.0}, aliases)
 
     def fail(self, claim: Claim, message: str) -> None:
         self._finish(claim, "FAILED", message, {"status": "FAILED", "message": message})

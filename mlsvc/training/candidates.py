@@ -165,7 +165,9 @@ def _forest_sample(rng: np.random.Generator, model_type: ModelType) -> Params:
 
 def _knn_build(model_type: ModelType, p: Params, seed: int, n_jobs: int) -> BaseEstimator:
     cls = KNeighborsRegressor if model_type == ModelType.REGRESSION else KNeighborsClassifier
-    return cls(n_neighbors=p["n_neighbors"], weights=p["weights"], n_jobs=n_jobs)
+    # Brute force finds the same neighbours as a KD or ball tree, fast enough on the tables k-NN is tried on, and
+    # leaves no tree in the saved model (which skops would have to trust, with its distance metric, to load it).
+    return cls(n_neighbors=p["n_neighbors"], weights=p["weights"], algorithm="brute", n_jobs=n_jobs)
 
 
 def _knn_defaults(model_type: ModelType) -> Params:
