@@ -121,21 +121,21 @@ class Worker:
                 log.warning("a follow-up of job %s failed", ctx.claim.job_id, exc_info=True)
 
     def _fail(self, claim: Claim, message: str) -> None:
-        try:
-            self.queue.fail(claim, message)
-        except LeaseLost:
-            log.warning("job %s lost its lease before its failure was recorded", claim.job_id)
-            return
-        self._clean(claim.kind, claim.resource_id)
+        self._end(claim, self.queue.fail, message, "failure")
 
     def _cancel(self, claim: Claim, message: str) -> None:
+        if self._end(claim, self.queue.cancel, message, "cancellation"):
+            log.info("job %s (%s %s) cancelled: its resource was deleted", claim.job_id, claim.kind, claim.resource_id)
+
+    def _end(self, claim: Claim, record: Callable[[Claim, str], None], message: str, what: str) -> bool:
+        """Record a job's end without its result, then remove what it left behind; False if its lease was lost."""
         try:
-            self.queue.cancel(claim, message)
+            record(claim, message)
         except LeaseLost:
-            log.warning("job %s lost its lease before its cancellation was recorded", claim.job_id)
-            return
-        log.info("job %s (%s %s) cancelled: its resource was deleted", claim.job_id, claim.kind, claim.resource_id)
+            log.warning("job %s lost its lease before its %s was recorded", claim.job_id, what)
+            return False
         self._clean(claim.kind, claim.resource_id)
+        return True
 
     def _clean(self, kind: str, resource_id: str) -> None:
         """Remove what a job that ended without its result left behind (its staged outputs), best effort."""

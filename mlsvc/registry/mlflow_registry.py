@@ -76,7 +76,7 @@ class MlflowRegistry:
         from mlflow.models import infer_signature
 
         experiment_id = self.initialize()
-        signature = infer_signature(input_example, pipeline.predict(input_example))
+        model_signature = infer_signature(input_example, pipeline.predict(input_example))
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-train", tags=tags) as run:
             mlflow.log_params({k: _short(v) for k, v in params.items()})
             mlflow.log_metrics({k: v for k, v in metrics.items() if _finite(v)})
@@ -101,11 +101,11 @@ class MlflowRegistry:
                 path = Path(tmp) / "leaderboard.json"
                 path.write_text(json.dumps(leaderboard, indent=2, default=str))
                 mlflow.log_artifact(str(path))
-            digests = self._log_files(pipeline, signature, input_example)
+            digests = self._log_files(pipeline, model_signature, input_example)
         registered = mlflow.register_model(f"runs:/{run.info.run_id}/{MODEL_DIR}", name)
         version = int(registered.version)
         model_uri = f"models:/{name}/{version}"
-        seal = _signature(self.settings, model_uri, digests)
+        seal = signature(self.settings.secret_key, model_uri, digests)
         return RegisteredVersion(run.info.run_id, version, model_uri, digests, seal)
 
     def _log_files(self, pipeline: Any, model_signature: Any, input_example: pd.DataFrame) -> dict[str, str]:
@@ -184,10 +184,6 @@ class MlflowRegistry:
             "restore them from a backup or train the model again.",
             {"model_uri": ref.model_uri, "problems": found},
         )
-
-
-def _signature(settings: Settings, model_uri: str, digests: dict[str, str]) -> str | None:
-    return signature(settings.secret_key, model_uri, digests)
 
 
 def _short(value: Any) -> str:
