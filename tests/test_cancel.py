@@ -12,9 +12,15 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 
+from mlsvc.jobs.context import JobContext
+from mlsvc.jobs.worker import Worker
 from mlsvc.metadata.queue import SqlJobQueue
 from mlsvc.metadata.sql import SqlMetadataStore
+from mlsvc.server.app import create_app
+from mlsvc.training import job as training_job
+from tests.inprocess import serving, settings_for
 from tests.rest import completed
 from tests.servers import CHURN, RunningServer, start_server, stop_server
 
@@ -105,3 +111,88 @@ def test_deleting_a_batch_prediction_mid_scoring_publishes_nothing_and_frees_the
     done = completed(api, "/v1/batch-predictions", {**body, "data_uri": str(CHURN)})
     assert (out / "batch-prediction" / f"{done['id']}.manifest").exists()
     assert api.get(path).json()["status"] == "DELETED"
+
+
+@pytest.fixture
+def inprocess(tmp_path: Path) -> Iterator[tuple[FastAPI, httpx.Client]]:
+    """The real app in this process (so a test can time a delete against the job's steps), with the churn example's
+    first rows as a COMPLETED datasource; its jobs run with ``_run_one``."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.read_csv(CHURN, nrows=300).to_csv(data / "churn.csv", index=False)
+    app = create_app(settings_for(tmp_path / "home", local_roots=(data.resolve(),)))
+    try:
+        with serving(app) as url, httpx.Client(base_url=url, timeout=60) as api:
+            made = api.post(
+                "/v1/datasources", json={"id": "churn", "data_uri": str(data / "churn.csv"), "target": "churned"}
+            )
+            assert made.status_code == 202, made.text
+            assert _run_one(app) and api.get("/v1/datasources/churn").json()["status"] == "COMPLETED"
+            yield app, api
+    finally:
+        app.state.service.close()
+
+
+def _run_one(app: FastAPI) -> bool:
+    return Worker(app.state.service.settings, app.state.service.planes.metadata).run_once()
+
+
+def _mlflow(app: FastAPI) -> Any:
+    from mlflow import MlflowClient
+
+    settings = app.state.service.settings
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_registry_uri)
+
+
+def test_a_model_deleted_just_after_its_version_was_registered_leaves_no_version_run_or_evaluation(
+    inprocess: tuple[FastAPI, httpx.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, api = inprocess
+    model = api.post("/v1/models", json={"name": "late", "datasource_id": "churn", "time_budget_s": 1}).json()
+    registered = training_job.register
+
+    def register_then_deleted(ctx: JobContext, *args: Any) -> Any:
+        """The user's DELETE lands once MLflow holds the version, and the job sees it before its next report."""
+        version = registered(ctx, *args)
+        assert api.delete(f"/v1/models/{model['id']}").status_code == 200
+        assert ctx.cancelled.wait(10), "the heartbeat never saw the delete"
+        return version
+
+    monkeypatch.setattr(training_job, "register", register_then_deleted)
+    assert _run_one(app)
+    job = app.state.service.planes.queue.job_of(model["id"])
+    assert job is not None and job["state"] == "CANCELLED", job
+    after = api.get(f"/v1/models/{model['id']}").json()
+    assert after["status"] == "DELETED" and after["version"] is None
+    client = _mlflow(app)
+    assert client.search_model_versions("name='late'") == []
+    runs = client.search_runs(["0", *[e.experiment_id for e in client.search_experiments()]], run_view_type=3)
+    assert runs and all(run.info.lifecycle_stage == "deleted" for run in runs)  # the run and its candidates' runs
+    holdout = api.get(f"/v1/evaluations/ev-{model['id']}-holdout")
+    assert holdout.status_code == 200 and holdout.json()["status"] == "DELETED"
+
+
+def test_a_training_run_again_after_its_worker_died_replaces_the_version_the_first_attempt_registered(
+    inprocess: tuple[FastAPI, httpx.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, api = inprocess
+    model = api.post("/v1/models", json={"name": "again", "datasource_id": "churn", "time_budget_s": 1}).json()
+    registered = training_job.register
+    attempts: list[int] = []
+
+    def dies_after_the_first_registration(ctx: JobContext, *args: Any) -> Any:
+        version = registered(ctx, *args)
+        attempts.append(version.version)
+        if len(attempts) == 1:
+            raise KeyboardInterrupt  # the worker stops here; its job goes back to the queue
+        return version
+
+    monkeypatch.setattr(training_job, "register", dies_after_the_first_registration)
+    with pytest.raises(KeyboardInterrupt):
+        _run_one(app)
+    assert _run_one(app)
+    done = api.get(f"/v1/models/{model['id']}").json()
+    assert done["status"] == "COMPLETED" and attempts == [1, 2] and done["version"] == 2, done
+    assert [int(v.version) for v in _mlflow(app).search_model_versions("name='again'")] == [2]
+    served = api.post("/v1/models/again/predict", json={"records": [{"tenure_months": 3}]})
+    assert served.status_code == 200, served.text

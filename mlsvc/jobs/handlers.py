@@ -11,10 +11,10 @@ from mlsvc.jobs.context import JobContext
 from mlsvc.metadata import Document
 
 if TYPE_CHECKING:
-    from mlsvc.objects import ObjectStore
+    from mlsvc.planes import Planes
 
 Handler = Callable[[JobContext], Mapping[str, Any]]
-Cleanup = Callable[["ObjectStore", Document], None]
+Cleanup = Callable[["Planes", Document], None]
 
 # By "module:function", imported on first use so that a worker only loads (say) MLflow when it trains.
 HANDLERS: dict[str, str] = {
@@ -28,6 +28,8 @@ HANDLERS: dict[str, str] = {
 # What a job that ended without its result (failed, cancelled by a delete, given up after its worker died) may
 # have left behind, removed by the worker that records the end: "module:function", called with the resource.
 CLEANUPS: dict[str, str] = {
+    "model.train": "mlsvc.training.results:discard",
+    "recommender.train": "mlsvc.training.results:discard",
     "batch_prediction.run": "mlsvc.prediction.batch_job:discard",
 }
 

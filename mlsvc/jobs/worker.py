@@ -138,12 +138,13 @@ class Worker:
         return True
 
     def _clean(self, kind: str, resource_id: str) -> None:
-        """Remove what a job that ended without its result left behind (its staged outputs), best effort."""
+        """Remove what a job that ended without its result left behind (staged outputs, a registered version), best
+        effort."""
         try:
             cleanup = load_cleanup(kind)
             resource = self.store.find(RESOURCE_OF_JOB[kind], resource_id) if cleanup else None
             if cleanup is not None and resource is not None:
-                cleanup(self.planes.objects, resource)
+                cleanup(self.planes, resource)
         except Exception:
             log.warning("could not clean up after the %s job of %s", kind, resource_id, exc_info=True)
 

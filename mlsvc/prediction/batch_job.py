@@ -17,7 +17,6 @@ import pandas as pd
 from mlsvc.config import Settings
 from mlsvc.datasources.plan import ReadPlan, model_schema
 from mlsvc.datasources.scan import ScanCounts, TypedChunk, scan
-from mlsvc.objects import ObjectStore
 from mlsvc.objects.staging import StagedOutputs, discard_staged
 from mlsvc.prediction.labels import binary_labels
 from mlsvc.prediction.scorer import ModelCard, Scorer
@@ -26,6 +25,7 @@ from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
 
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
+    from mlsvc.planes import Planes
 
 IN_FLIGHT_PER_PROCESS = 2  # chunks queued per scoring process: enough to keep it busy, bounded memory
 
@@ -64,10 +64,10 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     }
 
 
-def discard(objects: ObjectStore, bp: Mapping[str, Any]) -> None:
+def discard(planes: Planes, bp: Mapping[str, Any]) -> None:
     """Remove whatever any attempt of this batch prediction staged: the worker calls it once the job ended without
     its result (failed, cancelled by a delete, or given up after its worker died)."""
-    discard_staged(objects, _join(bp["output_uri"], "batch-prediction"), bp["id"])
+    discard_staged(planes.objects, _join(bp["output_uri"], "batch-prediction"), bp["id"])
 
 
 def _features(model: Mapping[str, Any], card: ModelCard | None) -> list[Attribute]:

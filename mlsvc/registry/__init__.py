@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+MODEL_ID_TAG = "mlsvc.model_id"  # on the run of every version: which mlsvc model it was trained for
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:
@@ -71,6 +73,12 @@ class ModelRegistry(Protocol):
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
 
     def delete_alias(self, name: str, alias: str) -> None: ...
+
+    def discard_versions(self, name: str, model_id: str) -> list[int]:
+        """Delete every version of ``name`` logged for the mlsvc model ``model_id``, with its runs: what a training
+        job that ended without its result (or an earlier attempt of one that is running again) registered. The
+        versions deleted."""
+        ...
 
     def verify(self, ref: ArtifactRef) -> None:
         """Check a version's stored files against the digests recorded for it, reading none of them as a model;

@@ -13,7 +13,7 @@ import pandas as pd
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.registry import ArtifactRef, IntegrityListener, RegisteredVersion
+from mlsvc.registry import MODEL_ID_TAG, ArtifactRef, IntegrityListener, RegisteredVersion
 from mlsvc.registry.trusted import TRUSTED_TYPES
 from mlsvc.security.integrity import problems, signature, tree_digests
 
@@ -140,6 +140,26 @@ class MlflowRegistry:
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._mlflow().MlflowClient().delete_registered_model_alias(name, alias)
+
+    def discard_versions(self, name: str, model_id: str) -> list[int]:
+        if "'" in model_id:  # ids follow ID_PATTERN, which has no quote; a filter string cannot escape one
+            raise ValueError(f"not a model id: {model_id!r}")
+        client = self._mlflow().MlflowClient()
+        deleted: list[int] = []
+        for run in client.search_runs([self.initialize()], filter_string=f"tags.`{MODEL_ID_TAG}` = '{model_id}'"):
+            for found in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+                if found.name == name:
+                    client.delete_model_version(name, found.version)
+                    deleted.append(int(found.version))
+            children = client.search_runs(
+                [self.initialize()], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+            )
+            for child in children:
+                client.delete_run(child.info.run_id)
+            client.delete_run(run.info.run_id)
+        if deleted:
+            log.info("deleted version(s) %s of %s, registered for model %s", deleted, name, model_id)
+        return sorted(deleted)
 
     def load(self, ref: ArtifactRef) -> Any:
         """The fitted model of a registered version: its files are downloaded, checked against the digests

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from mlsvc.metadata.sql import utcnow
-from mlsvc.registry import RegisteredVersion
+from mlsvc.registry import MODEL_ID_TAG, RegisteredVersion
 from mlsvc.training.evaluation import summary_metrics
 
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
+    from mlsvc.planes import Planes
 
 
 class SearchOutcome(Protocol):
@@ -38,6 +39,8 @@ def register(
 ) -> RegisteredVersion:
     """Log the fitted model as the next version of the model's name, with its parameters and holdout figures."""
     ctx.progress(0.9, message="registering the model in MLflow")
+    # An earlier attempt of this job (its worker died) may have registered a version already: one model, one version.
+    ctx.registry.discard_versions(model["name"], model["id"])
     identity = {"model_id": model["id"], "datasource_id": model["datasource_id"]}
     return ctx.registry.log_model(
         model["name"],
@@ -46,8 +49,21 @@ def register(
         params={**identity, **params, "selected": outcome.selected},
         metrics={**figures, "validation_score": outcome.validation_score},
         leaderboard=leaderboard,
-        tags={"mlsvc.model_id": model["id"]},
+        tags={MODEL_ID_TAG: model["id"]},
     )
+
+
+def discard(planes: Planes, model: Mapping[str, Any]) -> None:
+    """Remove what a training job that ended without its result (failed, cancelled by a delete, or given up after
+    its worker died) published: the MLflow version and runs logged for the model, and its holdout evaluation."""
+    planes.registry.discard_versions(model["name"], model["id"])
+    holdout = planes.metadata.find("evaluation", holdout_id(model["id"]))
+    if holdout is not None and holdout["status"] != "DELETED":
+        planes.metadata.update("evaluation", holdout["id"], {"status": "DELETED"})
+
+
+def holdout_id(model_id: str) -> str:
+    return f"ev-{model_id}-holdout"
 
 
 def model_metrics(outcome: SearchOutcome, figures: Mapping[str, float]) -> dict[str, Any]:
@@ -70,7 +86,7 @@ def record_evaluation(
     figures: dict[str, float],
 ) -> str:
     """The evaluation on the held-out rows, stored as a COMPLETED Evaluation resource of its own."""
-    evaluation_id = f"ev-{model['id']}-holdout"
+    evaluation_id = holdout_id(model["id"])
     now = utcnow()
     record = {
         "id": evaluation_id,
