@@ -170,6 +170,18 @@ class DataSource(Resource):
     statistics: dict[str, Any] | None = None
 
 
+FamilyName = Literal["linear", "hist_gradient_boosting", "random_forest", "extra_trees", "knn", "mlp"]
+
+
+class Candidate(_Strict):
+    """One configuration to train as it is: a model family and parameters over that family's defaults."""
+
+    family: FamilyName
+    params: dict[str, Any] = Field(
+        default_factory=dict, description='Over the family\'s defaults, e.g. {"max_iter": 300} (mlsvc extension).'
+    )
+
+
 class Model(Resource):
     version: int | None = None
     model_type: ModelType | None = None
@@ -177,6 +189,7 @@ class Model(Resource):
     target: str | None = None
     time_budget_s: float | None = None
     recipe: dict[str, Any] | None = None
+    candidates: list[Candidate] | None = None
     seed: int = 0
     promote: Literal["auto", "never"] = "auto"
     score_threshold: float | None = None
@@ -288,6 +301,13 @@ class ModelCreate(_Strict):
     model_type: ModelType | None = None
     time_budget_s: float | None = Field(None, gt=0, le=24 * 3600, strict=True, allow_inf_nan=False)
     recipe: dict[str, Any] | None = None
+    candidates: list[Candidate] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="Train exactly these configurations instead of searching the families (for experts and "
+        "benchmarks); the best on validation is selected as usual. mlsvc extension.",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
     roles: dict[Literal["user", "item", "rating", "timestamp"], str | None] | None = Field(

@@ -218,3 +218,26 @@ def test_moving_production_under_load_fails_no_request(
             t.join()
     assert failures == []
     assert api.post("/v1/models/churn-api:live/predict", json={"record": {}}).json()["version"] == 2
+
+
+def test_candidates_train_exactly_the_configurations_given(
+    api: httpx.Client, trained: dict[str, Any], server: RunningServer
+) -> None:
+    body = {
+        "name": "churn-fixed",
+        "datasource_id": trained["ds"]["id"],
+        "time_budget_s": BUDGET_S,
+        "candidates": [{"family": "hist_gradient_boosting", "params": {"max_iter": 40, "early_stopping": False}}],
+    }
+    model = completed(api, "/v1/models", body)
+    assert [row["candidate"] for row in model["leaderboard"]] == ["hist_gradient_boosting#0"]
+    assert model["metrics"]["selected"] == "hist_gradient_boosting#0"
+    assert model["leaderboard"][0]["params"]["max_iter"] == 40
+    records = churn_records(40)
+    answer = api.post(f"/v1/models/{model['id']}/predict", json={"records": records}).json()
+    assert_served_as_registered(registered_pipeline(server, model), model, records, answer["predictions"])
+    bad = {**body, "candidates": [{"family": "linear", "params": {"trees": 3}}]}
+    message = error(api.post("/v1/models", json=bad), 422, "validation_error")
+    assert "['trees']" in message and "takes ['C', 'alpha', 'class_weight', 'numeric']" in message
+    unknown = {**body, "candidates": [{"family": "xgboost"}]}
+    assert api.post("/v1/models", json=unknown).status_code == 422

@@ -11,6 +11,7 @@ from mlsvc.registry import ModelRegistry
 from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
 from mlsvc.service.common import Creator, ListQuery, list_page, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
+from mlsvc.training.candidates import BY_NAME
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
 log = logging.getLogger("mlsvc.service")
@@ -80,8 +81,21 @@ class Models(Creator[Model]):
         if req.recipe is not None:
             features = schema.feature_attributes()
             merge_recipe(default_recipe(features), req.recipe, features)
+        for i, candidate in enumerate(req.candidates or []):
+            known = BY_NAME[candidate.family].parameter_names()
+            unknown = sorted(set(candidate.params) - known)
+            if unknown:
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"candidates[{i}] ({candidate.family}) has parameters it does not take: {unknown}; "
+                    f"it takes {sorted(known)}",
+                )
 
     def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
+        if req.candidates:
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR, "candidates name supervised model families; a RECOMMENDATION model has none"
+            )
         names = [a.attributeName for a in schema.attributes]
         unknown = {role: column for role, column in (req.roles or {}).items() if column and column not in names}
         if unknown:

@@ -44,6 +44,13 @@ class Family:
     # Seconds per fitted row relative to the linear family's with the defaults, roughly (measured on 1,000 and 4,000
     # rows of the churn and fraud examples): what a family's first fit is guessed to cost before it has been timed.
     relative_cost: float = 1.0
+    # Parameters a caller may set that neither the defaults nor the search ever change.
+    options: tuple[str, ...] = ()
+
+    def parameter_names(self) -> set[str]:
+        """Every parameter a caller's candidate may give this family."""
+        kinds = (ModelType.BINARY, ModelType.MULTICLASS, ModelType.REGRESSION)
+        return {name for kind in kinds for name in self.defaults(kind)} | set(self.options)
 
 
 def _pick(rng: np.random.Generator, options: list[Any]) -> Any:
@@ -90,7 +97,7 @@ def _boosting_build(model_type: ModelType, p: Params, seed: int, n_jobs: int) ->
         "min_samples_leaf": p["min_samples_leaf"],
         "l2_regularization": p["l2_regularization"],
         "max_iter": p["max_iter"],
-        "early_stopping": True,
+        "early_stopping": p.get("early_stopping", True),
         "validation_fraction": 0.1,
         "n_iter_no_change": 15,
         "random_state": seed,
@@ -209,6 +216,7 @@ FAMILIES: list[Family] = [
         dense_input=True,
         weight=4,
         relative_cost=3.0,
+        options=("early_stopping",),
     ),
     Family(
         "random_forest", _forest_build("rf"), _forest_defaults, _forest_sample, dense_input=True, relative_cost=15.0

@@ -79,6 +79,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         budget_s=search_budget,
         n_jobs=_cores(),
         on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
+        fixed=[(c["family"], c.get("params") or {}) for c in model.get("candidates") or []] or None,
     )
     clock.notes.extend(outcome.notes)
     clock.lap("search")

@@ -168,6 +168,7 @@ class Search:
         families: list[str] | None,
         on_progress: Progress,
         max_configs: int = MAX_CONFIGS,
+        fixed: list[tuple[str, Params]] | None = None,
     ) -> None:
         self.data = data
         self.recipe = recipe
@@ -177,7 +178,8 @@ class Search:
         self.sign = 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
         self.clock = _Clock(budget_s)
         self.on_progress = on_progress
-        self.families = families_for(len(data.X), families)
+        self.fixed = fixed
+        self.families = families_for(len(data.X), [name for name, _ in fixed] if fixed else families)
         self.n_classes = len(data.classes or [])
         self.max_configs = max_configs
         self.trials: list[Trial] = []
@@ -201,8 +203,13 @@ class Search:
 
     def configs(self) -> list[Config]:
         """The defaults of every family first, then draws from each family's space, interleaved by weight."""
-        rng = np.random.default_rng(self.seed)
         model_type = self.data.model_type
+        if self.fixed:  # the caller's own configurations, and nothing else
+            return [
+                Config(f"{name}#{i}", BY_NAME[name], BY_NAME[name].defaults(model_type) | params)
+                for i, (name, params) in enumerate(self.fixed)
+            ]
+        rng = np.random.default_rng(self.seed)
         configs = [Config(f"{f.name}#0", f, f.defaults(model_type)) for f in self.families]
         draws = {f.name: 0 for f in self.families}
         while len(configs) < self.max_configs:
@@ -397,6 +404,7 @@ def train(
     families: list[str] | None = None,
     on_progress: Progress | None = None,
     max_configs: int = MAX_CONFIGS,
+    fixed: list[tuple[str, Params]] | None = None,
 ) -> Outcome:
     """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``."""
     search = Search(
@@ -408,6 +416,7 @@ def train(
         families=families,
         on_progress=on_progress or (lambda f, m: None),
         max_configs=max_configs,
+        fixed=fixed,
     )
     trials = search.run()
     if not trials:
