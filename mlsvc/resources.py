@@ -148,6 +148,8 @@ class Resource(BaseModel):
     progress: float = Field(0.0, ge=0.0, le=1.0)
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = Field(None, description="When the job's latest attempt started running.")
+    finished_at: datetime | None = Field(None, description="When the job ended: COMPLETED, FAILED or stopped.")
     tags: dict[str, str] = Field(default_factory=dict)
 
 

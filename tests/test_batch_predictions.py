@@ -22,6 +22,7 @@ from mlsvc.metadata.queue import SqlJobQueue
 from mlsvc.metadata.sql import SqlMetadataStore
 from tests.datasets import IRIS_CLASSES, iris_frame
 from tests.rest import completed, error
+from tests.scoring import pipeline_output, registered_pipeline
 from tests.servers import REPO, RunningServer, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
@@ -160,8 +161,8 @@ def test_bad_batch_requests(api: httpx.Client, churn: dict[str, Any], tmp_path: 
 def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
     api: httpx.Client, churn: dict[str, Any], server: RunningServer, tmp_path: Path
 ) -> None:
-    big = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 60, ignore_index=True)
-    big.drop(columns=["churned"]).to_csv(tmp_path / "big.csv", index=False)
+    # Long enough (2,000,000 rows) that the worker is still scoring when it is killed.
+    rows = _repeated_churn(tmp_path / "big.csv", 400)
     out = tmp_path / "out"
     created = api.post(
         "/v1/batch-predictions",
@@ -182,8 +183,20 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
         assert again is not None and again["attempts"] == 2 and int(again["owner"].split(":")[1]) != pid
     finally:
         store.dispose()
-    assert len(pd.read_csv(final)) == len(big) == done["rows_scored"]
+    with gzip.open(final, "rb") as scored:
+        assert sum(1 for _ in scored) - 1 == rows == done["rows_scored"]
     assert not list((out / "batch-prediction" / ".staging").rglob("*.gz"))
+
+
+def _repeated_churn(path: Path, times: int) -> int:
+    """The churn example's rows ``times`` over, without the target, as a CSV at ``path``; how many rows."""
+    frame = pd.read_csv(CHURN, dtype=str, keep_default_na=False).drop(columns=["churned"])
+    header, body = frame.to_csv(index=False).encode().split(b"\n", 1)
+    with path.open("wb") as out:
+        out.write(header + b"\n")
+        for _ in range(times):
+            out.write(body)
+    return len(frame) * times
 
 
 def _claimed_and_scoring(api: httpx.Client, queue: SqlJobQueue, resource_id: str) -> dict[str, Any]:
@@ -211,3 +224,97 @@ def test_metrics_count_requests_predictions_and_batch_rows(api: httpx.Client, ch
     rows = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("mlsvc_batch_rows_scored ")))
     listed = api.get("/v1/batch-predictions", params={"limit": 1000}).json()["items"]
     assert rows == sum(bp["rows_scored"] for bp in listed)
+
+
+def _scores(frame: pd.DataFrame, model: dict[str, Any]) -> np.ndarray:
+    """The scores of a batch output in the order ``pipeline_output`` gives them."""
+    if model["model_type"] == "BINARY":
+        return frame["score"].to_numpy()
+    if model["model_type"] == "MULTICLASS":
+        return frame[model["classes"]].to_numpy()
+    return frame["score"].to_numpy()
+
+
+def test_batch_output_is_the_registered_pipelines_row_for_row_across_chunks_files_and_a_split(
+    api: httpx.Client, churn: dict[str, Any], server: RunningServer, tmp_path: Path
+) -> None:
+    boosted = {
+        "name": "churn-batch-hgb",
+        "datasource_id": churn["ds"]["id"],
+        "candidates": [{"family": "hist_gradient_boosting", "params": {"max_iter": 60, "early_stopping": False}}],
+    }
+    models = [churn["model"], completed(api, "/v1/models", boosted)]
+    source = pd.read_csv(CHURN, dtype=str, keep_default_na=False).drop(columns=["churned"])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _repeated_churn(folder / "a-many-chunks.csv", 12)  # 60,000 rows, 5.4 MB: more than one 4 MB chunk
+    source.head(7).to_csv(folder / "b-small.csv", index=False)
+    with gzip.open(folder / "c-packed.csv.gz", "wt") as packed:
+        source.iloc[100:2100].to_csv(packed, index=False)
+    inputs = {
+        "a-many-chunks.csv": pd.concat([source] * 12, ignore_index=True),
+        "b-small.csv": source.head(7),
+        "c-packed.csv.gz": source.iloc[100:2100].reset_index(drop=True),
+    }
+    for model in models:
+        pipeline = registered_pipeline(server, model)
+        body = {"model": model["id"], "data_uri": str(folder), "row_id": "customer_id", "output_uri": str(tmp_path)}
+        bp = completed(api, "/v1/batch-predictions", body)
+        assert [Path(o["input"]).name for o in bp["outputs"]] == list(inputs)
+        for output in bp["outputs"]:
+            expected_rows = inputs[Path(output["input"]).name]
+            scored = pd.read_csv(output["output"], dtype={"customer_id": str, "bestAnswer": str})
+            assert list(scored["customer_id"]) == list(expected_rows["customer_id"])
+            expected = pipeline_output(pipeline, model, expected_rows.to_dict("records"))[:, 1]
+            np.testing.assert_allclose(scored["score"].to_numpy(), expected, rtol=0, atol=1e-9)
+            labels = np.where(expected >= model["score_threshold"], "yes", "no")
+            assert (scored["bestAnswer"].to_numpy() == labels).all()
+
+    # A datasource that takes a random 70 % of the rows: its batch scores exactly those, each as the pipeline does.
+    split = {"splitting": {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "randomSeed": "s"}}
+    ds = completed(api, "/v1/datasources", {"data_uri": str(CHURN), "rearrangement": split})
+    model = models[1]
+    bp = completed(
+        api,
+        "/v1/batch-predictions",
+        {"model": model["id"], "datasource_id": ds["id"], "output_uri": str(tmp_path / "split")},
+    )
+    scored = pd.read_csv(bp["outputs"][0]["output"], dtype={"customer_id": str})
+    assert len(scored) == bp["rows_scored"] and 3300 < len(scored) < 3700
+    chosen = source.set_index("customer_id").loc[scored["customer_id"]].reset_index()
+    expected = pipeline_output(registered_pipeline(server, model), model, chosen.to_dict("records"))[:, 1]
+    np.testing.assert_allclose(scored["score"].to_numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_a_long_batch_reports_its_progress_as_it_scores(
+    api: httpx.Client, churn: dict[str, Any], tmp_path: Path
+) -> None:
+    # k-NN scores slowly (every row against every training row): 500,000 rows keep the job going for a while.
+    knn = {"name": "churn-batch-knn", "datasource_id": churn["ds"]["id"], "candidates": [{"family": "knn"}]}
+    model = completed(api, "/v1/models", knn)
+    rows = _repeated_churn(tmp_path / "long.csv", 100)
+    body = {"model": model["id"], "data_uri": str(tmp_path / "long.csv"), "output_uri": str(tmp_path / "out")}
+    path = f"/v1/batch-predictions/{api.post('/v1/batch-predictions', json=body).json()['id']}"
+    seen: list[tuple[float, int]] = []
+    deadline = time.monotonic() + 240
+    while (bp := api.get(path).json())["status"] in ("PENDING", "INPROGRESS") and time.monotonic() < deadline:
+        if bp["status"] == "INPROGRESS" and (not seen or seen[-1] != (bp["progress"], bp["rows_scored"])):
+            seen.append((bp["progress"], bp["rows_scored"]))
+        time.sleep(0.05)
+    assert bp["status"] == "COMPLETED" and bp["rows_scored"] == rows, bp
+    moving = [(p, n) for p, n in seen if 0 < n < rows]
+    assert len(moving) >= 3, seen  # reported while it ran, not only at its end
+    assert moving == sorted(moving) and all(0 < p < 1 for p, _ in moving)
+    assert bp["started_at"] is not None and bp["created_at"] <= bp["started_at"] <= bp["finished_at"]
+
+
+def test_an_output_it_cannot_write_fails_before_any_row_is_scored(api: httpx.Client, churn: dict[str, Any]) -> None:
+    body = {"model": "churn-batch", "datasource_id": churn["ds"]["id"], "output_uri": "s3://no-such-bucket-mlsvc/out/"}
+    created = api.post("/v1/batch-predictions", json=body)
+    assert created.status_code == 202, created.text
+    failed = wait_done(api, f"/v1/batch-predictions/{created.json()['id']}")
+    assert failed["status"] == "FAILED" and failed["rows_scored"] == 0, failed
+    assert (
+        "s3://no-such-bucket-mlsvc/out/batch-prediction/ cannot be written, so nothing was scored" in failed["message"]
+    )
+    assert "no-such-bucket-mlsvc" in failed["message"] and failed["finished_at"] is not None

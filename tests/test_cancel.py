@@ -93,7 +93,9 @@ def test_deleting_a_model_mid_training_stops_its_job_registers_nothing_and_frees
 def test_deleting_a_batch_prediction_mid_scoring_publishes_nothing_and_frees_the_worker(
     api: httpx.Client, queue: SqlJobQueue, churn: dict[str, Any], tmp_path: Path
 ) -> None:
-    model = completed(api, "/v1/models", {"name": "cancel-batch", "datasource_id": churn["id"], "time_budget_s": 3})
+    # k-NN scores slowly (every row against every training row): the job is still scoring when it is deleted.
+    knn = {"name": "cancel-batch", "datasource_id": churn["id"], "candidates": [{"family": "knn"}]}
+    model = completed(api, "/v1/models", knn)
     big = pd.concat([pd.read_csv(CHURN, dtype=str, keep_default_na=False)] * 60, ignore_index=True)
     big.drop(columns=["churned"]).to_csv(tmp_path / "big.csv", index=False)
     out = tmp_path / "out"

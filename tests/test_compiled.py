@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -141,6 +142,20 @@ def _columns(X: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: X[c].to_numpy(dtype=object if TYPES[c] in text else np.float64) for c in X.columns}
 
 
+def _arrow_columns(X: pd.DataFrame) -> dict[str, Any]:
+    """Typed columns as a batch job's scan hands them over (``values.coerce_array``): float64 for numbers and
+    flags, a dictionary array for CATEGORICAL, a string array for TEXT, null where missing."""
+    out: dict[str, Any] = {}
+    for column, kind in TYPES.items():
+        if kind == AttributeType.CATEGORICAL:
+            out[column] = pa.array(X[column].tolist(), type=pa.string()).dictionary_encode()
+        elif kind == AttributeType.TEXT:
+            out[column] = pa.array(X[column].tolist(), type=pa.string())
+        else:
+            out[column] = X[column].to_numpy(dtype=np.float64)
+    return out
+
+
 def _n_classes(model_type: ModelType) -> int:
     return {ModelType.BINARY: 2, ModelType.MULTICLASS: 3}.get(model_type, 0)
 
@@ -154,6 +169,8 @@ def _check(pipeline: Any, model_type: ModelType) -> None:
 
     batch = compiled.predict(columns, N_HELD)
     _assert_close(batch, expected)
+    # A batch job's columns: arrow, as its scan types them (categories dictionary-encoded, one lookup per level).
+    _assert_close(compiled.predict(_arrow_columns(held), N_HELD), expected)
 
     one_by_one = np.array(
         [compiled.predict({c: v[i : i + 1] for c, v in columns.items()}, 1)[0] for i in range(ONE_BY_ONE)]

@@ -45,6 +45,7 @@ class RawChunk:
     batch: pa.RecordBatch
     line_numbers: np.ndarray
     ordinals: np.ndarray
+    nbytes: int = 0  # about the bytes of the file the chunk's rows were read from (for progress)
 
     def __len__(self) -> int:
         return self.batch.num_rows
@@ -621,7 +622,8 @@ def _chunk(
     if blank.any():
         keep = ~blank
         texts, lines, ordinals = texts.filter(pa.array(keep)), lines[keep], ordinals[keep]
-    return RawChunk(source, texts, lines, ordinals) if texts.num_rows else None
+    nbytes = int(ends[-1] - ends[0]) + rows * len(names)  # the values and a separator or line break after each
+    return RawChunk(source, texts, lines, ordinals, nbytes) if texts.num_rows else None
 
 
 def _refuse_runaway_quote(source: str, last_record: tuple[int, str] | None, ends_with_quote: bool) -> None:

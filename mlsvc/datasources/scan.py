@@ -38,6 +38,7 @@ class ColumnChunk:
     rows: int
     positions: np.ndarray
     raw_target: pa.Array | None
+    nbytes: int = 0  # about the bytes of the file its raw chunk was read from (for progress)
 
     def typed_chunk(self) -> TypedChunk:
         """As the object contract has it (``values.coerce_frame``'s typed and invalid frames)."""
@@ -239,7 +240,7 @@ def _typed(
         positions = positions[good]
         raw_target = raw_target.filter(mask) if raw_target is not None else None
         rows = len(positions)
-    return ColumnChunk(columns, invalid, rows, positions, raw_target)
+    return ColumnChunk(columns, invalid, rows, positions, raw_target, raw.nbytes)
 
 
 def _rows_of(column: np.ndarray | pa.Array, keep: np.ndarray, mask: pa.Array) -> np.ndarray | pa.Array:

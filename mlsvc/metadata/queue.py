@@ -86,9 +86,8 @@ class SqlJobQueue(JobQueue):
                 )
             )
             return "cancelled"
-        self.store.update(
-            claim.resource_kind, claim.resource_id, {"status": "INPROGRESS", "progress": 0.0, "message": ""}, conn
-        )
+        started = {"status": "INPROGRESS", "progress": 0.0, "message": "", "started_at": now, "finished_at": None}
+        self.store.update(claim.resource_kind, claim.resource_id, started, conn)
         return claim
 
     def _resource_status(self, conn: Connection, claim: Claim) -> str | None:
@@ -109,7 +108,9 @@ class SqlJobQueue(JobQueue):
         table = RESOURCE_TABLES[kind]
         status = conn.execute(select(table.c.status).where(table.c.id == row["resource_id"])).scalar_one_or_none()
         if status != "DELETED":
-            self.store.update(kind, row["resource_id"], {"status": "FAILED", "message": message}, conn)
+            self.store.update(
+                kind, row["resource_id"], {"status": "FAILED", "message": message, "finished_at": utcnow()}, conn
+            )
 
     def _owned(self, claim: Claim) -> Any:
         return and_(
@@ -145,6 +146,7 @@ class SqlJobQueue(JobQueue):
             )
             if result.rowcount != 1:
                 raise LeaseLost(f"job {claim.job_id} is no longer held by {claim.owner}")
+            self.store.update(claim.resource_kind, claim.resource_id, {"finished_at": utcnow()}, conn)
 
     def _cancelled_error(self, claim: Claim) -> JobCancelled:
         return JobCancelled(f"{claim.resource_kind.replace('_', ' ')} '{claim.resource_id}' was deleted")
@@ -187,7 +189,7 @@ class SqlJobQueue(JobQueue):
                 # Deleted while its job ran: keep what the job made, but never bring the resource back.
                 fields = {k: v for k, v in fields.items() if k not in ("status", "message")}
                 aliases = ()
-            self.store.update(claim.resource_kind, claim.resource_id, fields, conn)
+            self.store.update(claim.resource_kind, claim.resource_id, {**fields, "finished_at": utcnow()}, conn)
             for name, alias, version in aliases:
                 self.store.set_alias(name, alias, version, conn)
 

@@ -119,9 +119,10 @@ class ObjectStore(ABC):
         return data
 
     @contextmanager
-    def open_write(self, uri: str) -> Iterator[BinaryIO]:
-        """A binary writer that appears under ``uri`` only on a clean exit; names ending in .gz are gzipped."""
-        gzipped = self.check_uri(uri).lower().endswith(".gz")
+    def open_write(self, uri: str, compressed: bool = False) -> Iterator[BinaryIO]:
+        """A binary writer that appears under ``uri`` only on a clean exit; names ending in .gz are gzipped, unless
+        the caller writes gzip itself (``compressed``: members of its own, compressed where it has the cores)."""
+        gzipped = self.check_uri(uri).lower().endswith(".gz") and not compressed
         sink = self.sink(uri)
         try:
             # mtime=0 so the same rows always give the same bytes (and the same ETag).

@@ -36,6 +36,21 @@ class StagedOutputs:
             raise ValueError(f"{final_uri} is not a .csv or .csv.gz under {inside}")
         return _join(self.area, final_uri[len(inside) :])
 
+    def probe(self) -> None:
+        """Write and remove a small file in this attempt's staging area: a job checks it can write its output (its
+        credentials, the bucket, the folder's permissions) before it does any work."""
+        probe = _join(self.area, "probe.csv")
+        try:
+            with self.objects.open_write(probe) as out:
+                out.write(b"probe\n")
+            self.objects.delete(probe)
+        except MlsvcError as exc:
+            raise MlsvcError(
+                exc.code,
+                f"the output location {self.prefix}/ cannot be written, so nothing was scored: {exc.message}",
+                exc.details,
+            ) from exc
+
     def publish(self, final_uris: Sequence[str], manifest_uri: str, manifest: bytes) -> None:
         """Move each staged output to its final name, then write the manifest (itself written atomically), then
         drop the job's staging area: what an earlier attempt may have left, and this one's emptied folders."""

@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 from scipy import sparse
 from scipy.special import expit
@@ -48,10 +49,13 @@ from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotE
 from sklearn.utils.extmath import softmax
 from threadpoolctl import ThreadpoolController
 
+from mlsvc.datasources.values import objects
 from mlsvc.resources import ModelType
 from mlsvc.training.recipe import CappedSVD, CrossFeatures, categorical_as_text, cross_name, fill_text
 
-Columns = Mapping[str, np.ndarray]
+# NUMERIC and BINARY columns are float64 arrays; CATEGORICAL and TEXT ones object arrays, or arrow arrays as a
+# scan reads them (a batch job's columns: dictionary-encoded categories are then looked up once per level).
+Columns = Mapping[str, Any]
 Floats = NDArray[np.float64]
 Ints = NDArray[np.intp]
 
@@ -114,7 +118,8 @@ class _Cross:
         return np.array([f"{x}×{y}" for x, y in zip(left, right, strict=True)], dtype=object)
 
 
-def _levels(values: np.ndarray, edges: Floats | None) -> list[str]:
+def _levels(values: Any, edges: Floats | None) -> list[str]:
+    values = as_objects(values)
     if edges is not None:
         numbers = np.asarray(values, dtype=np.float64)
         bins = np.searchsorted(edges, numbers, side="right").tolist()
@@ -287,9 +292,20 @@ class _Target:
             at += per
 
 
-def _codes(values: np.ndarray, lookup: dict[str, int], default: int) -> Ints:
+def _codes(values: Any, lookup: dict[str, int], default: int) -> Ints:
     """Each category's code in ``lookup`` (``default`` for a category it does not hold)."""
+    if isinstance(values, pa.DictionaryArray):  # each level looked up once, then spread to the rows
+        levels = [*values.dictionary.to_pylist(), None]  # the last one: missing
+        by_level = np.fromiter((lookup.get(_category(v), default) for v in levels), dtype=np.intp, count=len(levels))
+        indices = values.indices.fill_null(len(levels) - 1) if values.null_count else values.indices
+        return by_level[np.asarray(indices.to_numpy(zero_copy_only=False))]
+    values = as_objects(values)
     return np.fromiter((lookup.get(_category(v), default) for v in values), dtype=np.intp, count=len(values))
+
+
+def as_objects(values: Any) -> np.ndarray:
+    """A CATEGORICAL or TEXT column as an object array of ``str``, None where missing."""
+    return objects(values) if isinstance(values, pa.Array) else np.asarray(values)
 
 
 @dataclass(frozen=True)
@@ -304,7 +320,7 @@ class _Text:
     width: int
 
     def tfidf(self, columns: Columns) -> sparse.csr_matrix:
-        return self.vectorizer.transform(fill_text(columns[self.names[0]]))
+        return self.vectorizer.transform(fill_text(as_objects(columns[self.names[0]])))
 
     def write(self, columns: Columns, X: Floats) -> None:
         assert self.components_t is not None
@@ -559,6 +575,19 @@ class _Trees:
         return np.asarray(node)
 
 
+# From this many rows, trees are walked by the fitted estimator's own predictor (sklearn's compiled loop, row by row
+# through each tree) on the compiled feature matrix: the same comparisons and the same sums in the same order, and
+# far faster on a batch than walking every tree level by level over (rows × trees) arrays, which wins for a few
+# rows (measured on churn, 300 trees: about 200 µs a row level by level against 5 µs natively at 50,000 rows).
+NATIVE_ROWS = 256
+
+
+def _native_scores(estimator: Any, X: Floats) -> Floats:
+    """What the estimator's predict_proba (a classifier) or predict (a regressor) gives for the feature matrix."""
+    score = estimator.predict_proba if hasattr(estimator, "predict_proba") else estimator.predict
+    return np.asarray(score(X), dtype=np.float64)
+
+
 def _sequential_sum(values: Floats) -> Floats:
     """The sum over axis 1, added one term after another as sklearn accumulates its trees (numpy's sum would add
     pairwise, which differs in the last bits)."""
@@ -591,8 +620,11 @@ class _Boosting:
     value: Floats
     baseline: Floats  # (1, n_trees_per_iteration)
     link: str  # "binary", "multinomial" or "identity"
+    native: Any = None  # the fitted estimator, for batches (see NATIVE_ROWS)
 
     def scores(self, X: Floats, texts: list[sparse.csr_matrix]) -> Floats:
+        if self.native is not None and X.shape[0] >= NATIVE_ROWS:
+            return _native_scores(self.native, X)
         leaves = self.trees.leaves(X)
         n_rows, per_iteration = X.shape[0], self.baseline.shape[1]
         values = self.value[leaves].reshape(n_rows, -1, per_iteration)
@@ -634,7 +666,7 @@ def _compile_boosting(estimator: Any) -> _Boosting:
     baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(1, -1)
     if baseline.shape[1] != estimator.n_trees_per_iteration_:
         raise NotCompilable("HistGradientBoosting baseline does not match its trees per iteration")
-    return _Boosting(_stack_trees(trees, depth), value, baseline, links[loss])
+    return _Boosting(_stack_trees(trees, depth), value, baseline, links[loss], estimator)
 
 
 @dataclass(frozen=True)
@@ -644,8 +676,11 @@ class _Forest:
 
     trees: _Trees
     value: Floats  # (n_nodes, n_classes) or (n_nodes,)
+    native: Any = None  # the fitted estimator, for batches (see NATIVE_ROWS)
 
     def scores(self, X: Floats, texts: list[sparse.csr_matrix]) -> Floats:
+        if self.native is not None and X.shape[0] >= NATIVE_ROWS:
+            return _native_scores(self.native, X)
         leaves = self.trees.leaves(X.astype(np.float32))
         return _sequential_sum(self.value[leaves]) / len(self.trees.roots)
 
@@ -670,7 +705,7 @@ def _compile_forest(estimator: Any, classifier: bool) -> _Forest:
         value = np.concatenate([t.value[:, 0, : estimator.n_classes_] for t in fitted]).astype(np.float64)
     else:
         value = np.concatenate([t.value[:, 0, 0] for t in fitted]).astype(np.float64)
-    return _Forest(_stack_trees(trees, depth), value)
+    return _Forest(_stack_trees(trees, depth), value, estimator)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsvc.prediction.compiled import CompiledModel, NotCompilable, compile_pipeline
+from mlsvc.prediction.compiled import CompiledModel, NotCompilable, as_objects, compile_pipeline
 from mlsvc.prediction.labels import binary_labels
 from mlsvc.prediction.records import RecordParser
 from mlsvc.resources import Attribute, ModelType
@@ -65,11 +65,11 @@ class Scorer:
     def path(self) -> str:
         return "compiled" if self.compiled is not None else "pipeline"
 
-    def outputs(self, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+    def outputs(self, columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
         """P(positive), class probabilities or values for typed columns."""
         if self.compiled is not None:
             return self.compiled.predict(columns, n_rows)
-        frame = pd.DataFrame({name: columns[name] for name in self.parser.names})
+        frame = pd.DataFrame({name: _column(columns[name]) for name in self.parser.names})
         return predict_output(self.pipeline, self.card.model_type, frame, self.n_classes)
 
     def predict(
@@ -100,6 +100,11 @@ class Scorer:
             }
             for row, w in zip(output, warnings, strict=True)
         ]
+
+
+def _column(values: Any) -> np.ndarray:
+    """A column as the pipeline reads it: arrow columns (a batch job's) as object arrays of str and None."""
+    return values if isinstance(values, np.ndarray) else as_objects(values)
 
 
 @dataclass
