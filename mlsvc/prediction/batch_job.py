@@ -9,7 +9,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 from mlsvc.config import Settings
 from mlsvc.datasources.plan import ReadPlan, model_schema
 from mlsvc.datasources.scan import ColumnChunk, ScanCounts, TypedChunk, scan, scan_columns
+from mlsvc.errors import MlsvcError
 from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
 from mlsvc.prediction.labels import threshold_or_default
@@ -153,6 +154,7 @@ class _Progress:
         self.done_bytes = 0.0
         self._lock = threading.Lock()
         self._last = 0.0
+        self._reported = False  # whether rows scored were written yet
 
     def scored(self, rows: int, nbytes: float) -> None:
         with self._lock:
@@ -165,12 +167,14 @@ class _Progress:
             self.bytes = 0.0
 
     def report(self, force: bool = False) -> None:
+        """Write the figures if ``REPORT_EVERY_S`` has passed, or if these are the first rows scored."""
         now = time.monotonic()
-        if not force and now - self._last < REPORT_EVERY_S:
-            return
-        self._last = now
         with self._lock:
             rows, done = self.rows, self.done_bytes + self.bytes
+        if not force and now - self._last < REPORT_EVERY_S and (self._reported or not rows):
+            return
+        self._last = now
+        self._reported = self._reported or rows > 0
         if self.total_rows:
             fraction = rows / self.total_rows
         else:
@@ -285,12 +289,17 @@ class _Scoring:
         """Each chunk's rows as a gzip member of CSV rows, and how many rows it holds, in the chunks' order."""
         assert self.pool is not None
         pending: deque[Future[tuple[bytes, int]]] = deque()
-        for chunk in chunks:
-            pending.append(self.pool.submit(self._encode, chunk, row_id, progress))
-            del chunk
-            while pending and (len(pending) >= self.threads * IN_FLIGHT_PER_THREAD or pending[0].done()):
-                yield _result(pending.popleft(), progress)
-            progress.report()
+        try:
+            for chunk in chunks:
+                pending.append(self.pool.submit(self._encode, chunk, row_id, progress))
+                del chunk
+                while pending and (len(pending) >= self.threads * IN_FLIGHT_PER_THREAD or pending[0].done()):
+                    yield _result(pending.popleft(), progress)
+                progress.report()
+        except MlsvcError:  # the data is bad further on: the resource still says how far the job got
+            wait(pending)
+            progress.report(force=True)
+            raise
         while pending:
             yield _result(pending.popleft(), progress)
         progress.report(force=True)
