@@ -4,6 +4,7 @@ is deleted while it runs."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -288,6 +289,7 @@ def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = 
     _log_setup()
     _share_cores(siblings)
     worker = Worker(settings, parent_pid=parent_pid, replaceable=True)
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
 
     def _graceful(signum: int, _frame: Any) -> None:
         # Once: a second signal (the supervisor's SIGTERM after the group's) must not cut the job's hand-back short.
@@ -303,6 +305,19 @@ def worker_main(settings: Settings, siblings: int = 1, parent_pid: int | None = 
         pass
     finally:
         worker.planes.close()
+
+
+# What a model job imports on first use (scikit-learn, MLflow, skops: several seconds): imported while the worker
+# waits for its first job, so that a job's time budget is not spent on them.
+WARM_MODULES = ("mlsvc.training.job", "mlsvc.prediction.batch_job", "mlflow", "mlflow.sklearn", "skops.io")
+
+
+def _warm_up() -> None:
+    for module in WARM_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception:  # the job that needs it will say what is wrong
+            log.warning("could not import %s ahead of the first job", module, exc_info=True)
 
 
 def _keep_one_worker(settings: Settings) -> None:
