@@ -55,7 +55,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The bench's own helpers, beside this file.
+from http_predict_bench import Target, free_port, start, stop, wait_completed
 
 ROOT = Path(__file__).resolve().parents[1]
 CHURN = ROOT / "datasources" / "churn.csv"
@@ -314,27 +318,9 @@ def s3_delete_prefix(s3: S3, prefix: str) -> None:
 # --- the server and its models ---
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def mlflow_uri(self) -> str:
-        return f"sqlite:///{self.home / 'mlflow.db'}"  # MLSVC_MLFLOW_TRACKING_URI's default (mlsvc/config.py)
-
-
-def start_mlsvc(home: Path, s3: S3 | None, timeout_s: float = 120) -> Server:
-    """``mlsvc serve`` in a session of its own (so that it and its children are signalled together), as
-    tests/servers.py starts it: one job worker, any local path allowed, the loopback S3 endpoint if any."""
+def start_mlsvc(home: Path, s3: S3 | None) -> Target:
+    """``mlsvc serve`` (with http_predict_bench's ``start``, in a session of its own) as tests/servers.py starts it:
+    one job worker, any local path allowed, the loopback S3 endpoint if any."""
     port = free_port()
     env = {
         **clean_env(),
@@ -345,56 +331,11 @@ def start_mlsvc(home: Path, s3: S3 | None, timeout_s: float = 120) -> Server:
         "MLSVC_LOCAL_ROOTS": "/",
     }
     home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "server.log"
-    with log_path.open("ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlsvc.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", home, process, log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlsvc serve exited with {process.returncode}:\n{server_log(server)}")
-        try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"mlsvc serve did not answer within {timeout_s:.0f} s:\n{server_log(server)}")
+    return start("mlsvc", [sys.executable, "-m", "mlsvc.cli", "serve"], env, port, "", "/healthz", home)
 
 
-def server_log(server: Server) -> str:
-    return server.log.read_text(errors="replace")[-3000:]
-
-
-def stop_server(server: Server, grace_s: float = 30) -> None:
-    """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(5)
-
-
-def wait_done(api: httpx.Client, path: str, timeout_s: float, every_s: float = 0.5) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        resource: dict[str, Any] = api.get(path).json()
-        if resource["status"] == "FAILED":
-            raise RuntimeError(f"{path} FAILED: {resource['message']}")
-        if resource["status"] == "COMPLETED":
-            return resource
-        time.sleep(every_s)
-    raise RuntimeError(f"{path} not COMPLETED within {timeout_s:.0f} s")
+def mlflow_uri(home: Path) -> str:
+    return f"sqlite:///{home / 'mlflow.db'}"  # MLSVC_MLFLOW_TRACKING_URI's default (mlsvc/config.py)
 
 
 @dataclass
@@ -419,7 +360,7 @@ def build_models(api: httpx.Client, keys: list[str]) -> dict[str, BuiltModel]:
     """A datasource on churn.csv, then the models asked for, trained one after the other by the one worker."""
     created = api.post("/v1/datasources", json={"name": "churn", "data_uri": str(CHURN), "target": TARGET})
     created.raise_for_status()
-    ds = wait_done(api, f"/v1/datasources/{created.json()['id']}", 300)
+    ds = wait_completed(api, f"/v1/datasources/{created.json()['id']}", 300)
     started = time.perf_counter()
     posted = {}
     for key in keys:
@@ -430,7 +371,7 @@ def build_models(api: httpx.Client, keys: list[str]) -> dict[str, BuiltModel]:
         posted[key] = response.json()["id"]
     built = {}
     for key, model_id in posted.items():
-        model = wait_done(api, f"/v1/models/{model_id}", 900)
+        model = wait_completed(api, f"/v1/models/{model_id}", 900)
         if model["model_type"] != "BINARY":
             raise RuntimeError(f"model {key} is {model['model_type']}, not BINARY")
         selected = (model.get("metrics") or {}).get("selected") or _selected(model)
@@ -551,7 +492,7 @@ class JobRun:
 
 def run_job(
     api: httpx.Client,
-    server: Server,
+    server: Target,
     model: BuiltModel,
     data_uri: str,
     output_uri: str,
@@ -673,12 +614,12 @@ class ScriptRun:
 
 
 def run_script(
-    script: Path, model: BuiltModel, server: Server, data_uri: str, scratch: Path, n: int, rows: int, s3: S3 | None
+    script: Path, model: BuiltModel, server: Target, data_uri: str, scratch: Path, n: int, rows: int, s3: S3 | None
 ) -> ScriptRun:
     output = scratch / f"script-{n}.csv"
     result = scratch / f"script-{n}.json"
     cfg = {
-        "tracking_uri": server.mlflow_uri,
+        "tracking_uri": mlflow_uri(server.log.parent),
         "model_uri": model.mlflow_uri,
         "input": data_uri,
         "output": str(output),
@@ -721,7 +662,7 @@ class Cell:
 def measure(
     args: argparse.Namespace,
     api: httpx.Client,
-    server: Server,
+    server: Target,
     models: dict[str, BuiltModel],
     inputs: dict[tuple[int, str], str],
     scratch: Path,
@@ -851,7 +792,7 @@ def code_state() -> str:
 def run(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="mlsvc-batch-run-"))
     s3: S3 | None = None
-    server: Server | None = None
+    server: Target | None = None
     try:
         inputs: dict[tuple[int, str], str] = {}
         for rows in args.rows:
@@ -871,7 +812,7 @@ def run(args: argparse.Namespace) -> None:
         report(args, cells, models)
     finally:
         if server is not None:
-            stop_server(server)
+            stop(server)
         if s3 is not None:
             stop_process(s3.process)
         if args.keep:

@@ -578,7 +578,7 @@ class _Trees:
 # From this many rows, trees are walked by the fitted estimator's own predictor (sklearn's compiled loop, row by row
 # through each tree) on the compiled feature matrix: the same comparisons and the same sums in the same order, and
 # far faster on a batch than walking every tree level by level over (rows × trees) arrays, which wins for a few
-# rows (measured on churn, 300 trees: about 200 µs a row level by level against 5 µs natively at 50,000 rows).
+# rows (measured on churn, 300 trees, one core: about 210 µs a row level by level against 11 µs natively).
 NATIVE_ROWS = 256
 
 

@@ -69,7 +69,7 @@ class Scorer:
         """P(positive), class probabilities or values for typed columns."""
         if self.compiled is not None:
             return self.compiled.predict(columns, n_rows)
-        frame = pd.DataFrame({name: _column(columns[name]) for name in self.parser.names})
+        frame = pd.DataFrame({name: as_objects(columns[name]) for name in self.parser.names})
         return predict_output(self.pipeline, self.card.model_type, frame, self.n_classes)
 
     def predict(
@@ -100,11 +100,6 @@ class Scorer:
             }
             for row, w in zip(output, warnings, strict=True)
         ]
-
-
-def _column(values: Any) -> np.ndarray:
-    """A column as the pipeline reads it: arrow columns (a batch job's) as object arrays of str and None."""
-    return values if isinstance(values, np.ndarray) else as_objects(values)
 
 
 @dataclass
