@@ -205,7 +205,7 @@ def worker() -> None:
     from mlsvc.jobs.worker import worker_main
 
     settings = Settings.from_env()
-    print(settings.describe(), flush=True)
+    print(settings.describe("job worker: claims jobs from the metadata store; no API here"), flush=True)
     worker_main(settings)
 
 

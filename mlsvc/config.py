@@ -103,17 +103,19 @@ class Settings:
             "data, train and delete. Set MLSVC_API_KEY, or MLSVC_ALLOW_ANONYMOUS=1 to serve without one on purpose"
         )
 
-    def describe(self) -> str:
-        """The lines printed at start-up so a person knows where their data lives."""
+    def describe(self, role: str) -> str:
+        """The lines printed at start-up so a person knows what this process is and where its data lives."""
         roots = ", ".join(str(r) for r in self.local_roots) or "any local path"
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS (default)"
         return "\n".join(
             [
+                f"role             {role}",
                 f"mlsvc home       {self.home}",
                 f"metadata store   {_redact(self.database_url)}",
                 f"mlflow tracking  {_redact(self.mlflow_tracking_uri)}",
                 f"mlflow artifacts {self.mlflow_artifact_root}",
+                f"s3 endpoint      {endpoint}",
                 f"local data roots {roots}",
-                f"job workers      {self.workers}",
                 f"authentication   {self.auth_mode()}",
                 f"allowed hosts    {', '.join(self.allowed_hosts)}",
                 f"model digests    {'signed with MLSVC_SECRET_KEY' if self.secret_key else 'not signed'}",

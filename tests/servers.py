@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mlsvc.metadata.queue import SqlJobQueue
+
 REPO = Path(__file__).resolve().parent.parent
 CHURN = REPO / "datasources" / "churn.csv"
 
@@ -187,3 +189,16 @@ def idle_api(idle_server: RunningServer) -> Iterator[httpx.Client]:
         for kind in ("models", "evaluations", "batch-predictions", "datasources"):
             for item in client.get(f"/v1/{kind}", params={"status": "PENDING", "limit": 1000}).json()["items"]:
                 client.delete(f"/v1/{kind}/{item['id']}").raise_for_status()
+
+
+def claimed_and_scoring(api: httpx.Client, queue: SqlJobQueue, resource_id: str) -> dict[str, Any]:
+    """The job of a batch prediction once a worker holds it (first attempt) and has reported rows scored."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = queue.job_of(resource_id)
+        running = job is not None and job["state"] == "RUNNING"
+        if running and api.get(f"/v1/batch-predictions/{resource_id}").json()["rows_scored"] > 0:
+            assert job is not None and job["attempts"] == 1, job
+            return dict(job)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker was seen scoring {resource_id}: its job is {queue.job_of(resource_id)}")

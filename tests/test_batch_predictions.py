@@ -23,7 +23,7 @@ from mlsvc.metadata.sql import SqlMetadataStore
 from tests.datasets import IRIS_CLASSES, iris_frame
 from tests.rest import completed, error
 from tests.scoring import pipeline_output, registered_pipeline
-from tests.servers import REPO, RunningServer, start_server, stop_server, wait_done
+from tests.servers import REPO, RunningServer, claimed_and_scoring, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
 
@@ -171,7 +171,7 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
     store = SqlMetadataStore(server.database_url, run_migrations=False)
     queue = SqlJobQueue(store, 3)
     try:
-        job = _claimed_and_scoring(api, queue, created["id"])
+        job = claimed_and_scoring(api, queue, created["id"])
         pid = int(job["owner"].split(":")[1])
         assert os.getpgid(pid) == server.process.pid  # one of this server's worker processes
         os.kill(pid, signal.SIGKILL)
@@ -197,19 +197,6 @@ def _repeated_churn(path: Path, times: int) -> int:
         for _ in range(times):
             out.write(body)
     return len(frame) * times
-
-
-def _claimed_and_scoring(api: httpx.Client, queue: SqlJobQueue, resource_id: str) -> dict[str, Any]:
-    """The job of a batch prediction once a worker holds it (first attempt) and has reported rows scored."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = queue.job_of(resource_id)
-        running = job is not None and job["state"] == "RUNNING"
-        if running and api.get(f"/v1/batch-predictions/{resource_id}").json()["rows_scored"] > 0:
-            assert job is not None and job["attempts"] == 1, job
-            return dict(job)
-        time.sleep(0.05)
-    raise AssertionError(f"no worker was seen scoring {resource_id}: its job is {queue.job_of(resource_id)}")
 
 
 def test_metrics_count_requests_predictions_and_batch_rows(api: httpx.Client, churn: dict[str, Any]) -> None:

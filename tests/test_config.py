@@ -28,7 +28,7 @@ def test_embedded_defaults_live_under_the_home(monkeypatch: pytest.MonkeyPatch, 
         str(home / "mlsvc.db"),
         str(home / "mlflow.db"),
     )
-    assert "mlsvc home" in settings.describe()
+    assert "mlsvc home" in settings.describe("a test")
 
 
 def test_roots_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -36,7 +36,8 @@ def test_roots_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("MLSVC_DATABASE_URL", "postgresql://mlsvc:s3cret@db:5432/mlsvc")
     settings = Settings.from_env()
     assert settings.local_roots == (tmp_path, Path("/srv/data"))
-    assert "s3cret" not in settings.describe() and "mlsvc:***@db" in settings.describe()
+    described = settings.describe("a test")
+    assert "s3cret" not in described and "mlsvc:***@db" in described
 
 
 def test_own_files_at_scale_are_the_artifact_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -143,6 +143,6 @@ def test_serve_refuses_other_hosts_without_a_key(tmp_path: Path) -> None:
 def test_settings_say_when_anonymous_access_was_asked_for(settings: Settings) -> None:
     open_settings = Settings(**{**settings.__dict__, "host": "0.0.0.0", "allow_anonymous": True})
     assert open_settings.refusal_to_serve() is None
-    assert "anyone who can reach the port" in open_settings.describe()
+    assert "anyone who can reach the port" in open_settings.describe("a test")
     assert Settings(**{**settings.__dict__, "host": "0.0.0.0"}).refusal_to_serve() is not None
     assert Settings(**{**settings.__dict__, "host": "0.0.0.0", "api_key": "k"}).refusal_to_serve() is None

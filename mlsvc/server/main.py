@@ -17,8 +17,8 @@ def serve(settings: Settings, workers: int | None = None) -> None:
     refusal = settings.refusal_to_serve()
     if refusal:
         raise SystemExit(refusal)
-    print(settings.describe(), flush=True)
     runtime = Runtime(settings, workers)
+    print(settings.describe(_role(runtime.workers)), flush=True)
     runtime.start()
     print(f"API docs at http://{settings.host}:{settings.port}/docs", flush=True)
     try:
@@ -31,3 +31,9 @@ def serve(settings: Settings, workers: int | None = None) -> None:
         )
     finally:
         runtime.stop()
+
+
+def _role(workers: int) -> str:
+    if workers == 0:
+        return "API replica: no job workers here; `mlsvc worker` processes on this metadata store run the jobs"
+    return f"API and {workers} job worker process{'es' if workers > 1 else ''} (MLSVC_WORKERS)"

@@ -8,14 +8,17 @@ from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import Document, MetadataStore
 
 MAX_VERSION = 2**31 - 1
+# How long a process may answer from a resolved reference: an alias moved (or a version deleted) through another
+# API replica is followed by this one within this time.
+ALIAS_FOLLOW_S = 1.0
 
 
 class ModelRefs:
-    """Resolves references against the store; ``cached`` answers from the last second, so a predict does not
+    """Resolves references against the store; ``cached`` answers from the last ``ttl_s``, so a predict does not
     query the store every time. Changes made through this process are seen at once (``clear``), changes made
     elsewhere within ``ttl_s``."""
 
-    def __init__(self, metadata: MetadataStore, ttl_s: float = 1.0) -> None:
+    def __init__(self, metadata: MetadataStore, ttl_s: float = ALIAS_FOLLOW_S) -> None:
         self.metadata = metadata
         self.ttl_s = ttl_s
         self._items: dict[str, tuple[float, Document]] = {}
