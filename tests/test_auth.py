@@ -75,6 +75,16 @@ def test_a_missing_or_wrong_key_is_401_on_every_route(keyed: RunningServer, head
             assert response.headers["x-request-id"]
 
 
+def test_a_valid_predict_body_still_needs_the_key(keyed: RunningServer) -> None:
+    # A valid body takes predict's fast lane (mlsvc.server.models.PredictLane), which checks the key itself.
+    body = {"record": {"tenure_months": 3}}
+    with httpx.Client(base_url=keyed.url, timeout=30) as api:
+        response = api.post("/v1/models/churn/predict", json=body)
+        assert "API key" in error(response, 401, "unauthenticated")
+        assert response.headers["www-authenticate"] == 'Bearer realm="mlsvc"' and response.headers["x-request-id"]
+        error(api.post("/v1/models/churn/predict", json=body, headers={"X-API-Key": KEY}), 404, "not_found")
+
+
 def test_liveness_needs_no_key(keyed: RunningServer) -> None:
     assert httpx.get(f"{keyed.url}/healthz").json() == {"status": "ok"}
 

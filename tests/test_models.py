@@ -117,6 +117,37 @@ def test_bad_prediction_requests(
     error(api.post("/v1/models/churn-api/predict", json=body), status, code)
 
 
+# Bodies predict's fast lane (mlsvc.server.models.PredictLane) answers itself or hands on to FastAPI.
+LANE_BODIES = [
+    b'{"record": {"tenure_months": 3, "contract": "one-year"}}',
+    b'{"records": [{}, {"tenure_months": "soon", "contract": ["x"], "colour": "red"}]}',
+    b'{"record": {"tenure_months": NaN, "monthly_charges": 1e400}}',
+    b'{"record": {"tenure_months": 1}, "record": {"tenure_months": 40}}',
+    b'{"record": {"contract": "\\ud800"}}',
+    b'{"record": {}, "k": 5.0}',
+    b'{"records": [' + b",".join([b"{}"] * 1001) + b"]}",
+    b'\xef\xbb\xbf{"record": {}}',
+    b'{"record": {}} x',
+    b'{"record": {"contract": "\xff"}}',
+    b'{"record": {}, "extra": 1}',
+    b'{"records": []}',
+    b"[]",
+    b"",
+]
+
+
+@pytest.mark.parametrize("ref", ["churn-api", "no-such-model"])
+@pytest.mark.parametrize("body", LANE_BODIES)
+def test_the_fast_lane_answers_as_fastapi_does(
+    api: httpx.Client, trained: dict[str, Any], ref: str, body: bytes
+) -> None:
+    # Sent as application/json a body may take the lane; with a charset it always goes through FastAPI's handler.
+    path = f"/v1/models/{ref}/predict"
+    lane = api.post(path, content=body, headers={"content-type": "application/json"})
+    fastapi = api.post(path, content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert (lane.status_code, lane.json()) == (fastapi.status_code, fastapi.json())
+
+
 def test_threshold_patch_changes_labels(api: httpx.Client, trained: dict[str, Any]) -> None:
     record = {"record": {"tenure_months": 12, "contract": "one-year"}}
     ref = "churn-api:2"

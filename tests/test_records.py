@@ -50,6 +50,15 @@ VALUES = [
     "0x10",
     "٣",
     1e-300,
+    # Numbers and booleans the parser reads without their token (as JSON gives them): the same answers.
+    1.0,
+    0.0,
+    -0.0,
+    2.0,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    10**30,
 ]
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -14,7 +12,8 @@ def threshold_or_default(threshold: float | None) -> float:
     return DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
 
-def binary_labels(scores: np.ndarray, classes: Sequence[str], threshold: float | None) -> np.ndarray:
-    """Each score's label: ``classes`` are (negative, positive), as a BINARY model records them."""
+def binary_label(score: float, classes: Sequence[str], threshold: float | None) -> str:
+    """A score's label: ``classes`` are (negative, positive), as a BINARY model records them. A score at a time,
+    as a real-time answer is built: through a numpy array of strings, one record's label cost three times more."""
     negative, positive = classes
-    return np.where(np.asarray(scores) >= threshold_or_default(threshold), positive, negative)
+    return positive if score >= threshold_or_default(threshold) else negative

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlsvc.prediction.compiled import CompiledModel, NotCompilable, as_objects, compile_pipeline
-from mlsvc.prediction.labels import binary_labels
+from mlsvc.prediction.labels import binary_label
 from mlsvc.prediction.records import RecordParser
 from mlsvc.resources import Attribute, ModelType
 from mlsvc.training.loop import predict_output
@@ -83,14 +83,13 @@ class Scorer:
         classes = self.card.classes or []
         if self.card.model_type == ModelType.BINARY:
             negative, positive = classes
-            labels = binary_labels(output, classes, score_threshold).tolist()
             return [
                 {
-                    "predicted_label": label,
-                    "predicted_scores": {negative: 1.0 - float(p), positive: float(p)},
+                    "predicted_label": binary_label(p, classes, score_threshold),
+                    "predicted_scores": {negative: 1.0 - p, positive: p},
                     "warnings": w,
                 }
-                for label, p, w in zip(labels, output, warnings, strict=True)
+                for p, w in zip(output.tolist(), warnings, strict=True)
             ]
         return [
             {

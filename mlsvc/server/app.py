@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 
 import orjson
 from fastapi import Depends, FastAPI
@@ -15,7 +15,7 @@ from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
 from mlsvc.server import batch_predictions, datasources, errors, evaluations, models
 from mlsvc.server.deps import require_api_key
-from mlsvc.server.guards import HostCheck, ShedLoad
+from mlsvc.server.guards import HostCheck, ShedLoad, header
 from mlsvc.server.metrics import Metrics, RequestMetrics
 from mlsvc.server.responses import EVERY
 from mlsvc.server.responses import errors as error_answers
@@ -33,8 +33,9 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers", [])).get(b"x-request-id", b"")
-        request_id = given[:128] if given else f"srv-{secrets.token_hex(8)}".encode()
+        given = header(scope, b"x-request-id")
+        # Unique, not secret: the random module's generator, which asks the kernel for nothing per request.
+        request_id = given[:128] if given else f"srv-{random.getrandbits(64):016x}".encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
 
         async def tagged(message: Message) -> None:
@@ -57,11 +58,15 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", []))
-        if _JSON_UNLESS.match(headers.get(b"content-type", b"")):
+        content_type, length = b"", None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value
+            elif key == b"content-length":
+                length = value
+        if content_type != b"application/json" and _JSON_UNLESS.match(content_type):
             kept = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
-        length = headers.get(b"content-length")
         if length is not None and length.isdigit():
             if int(length) > self.max_bytes:
                 await self._too_large(scope, receive, send)
@@ -145,6 +150,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         """Prometheus text exposition."""
         return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    # Added first, so innermost: a predict meets the guards, the request id and the metrics before the lane.
+    app.add_middleware(models.PredictLane)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ShedLoad, limit=settings.max_in_flight)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)

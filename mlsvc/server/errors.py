@@ -33,10 +33,14 @@ def error_response(
     )
 
 
+def mlsvc_error_response(exc: MlsvcError) -> Response:
+    return error_response(exc.code, exc.message, exc.details)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(MlsvcError)
     async def _mlsvc(_: Request, exc: MlsvcError) -> Response:
-        return error_response(exc.code, exc.message, exc.details)
+        return mlsvc_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -25,13 +25,21 @@ class HostCheck:
         self.app = app
         self.allowed = frozenset(h.lower() for h in allowed)
         self.any = "*" in self.allowed
+        # The Host headers seen and allowed: a handful, read once each rather than on every request.
+        self.seen: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.any:
             await self.app(scope, receive, send)
             return
-        host = _host_name(dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1"))
+        raw = header(scope, b"host")
+        if raw in self.seen:
+            await self.app(scope, receive, send)
+            return
+        host = _host_name(raw.decode("latin-1"))
         if host in self.allowed:
+            if len(self.seen) < 64:  # bounded: the spellings of a few names and ports
+                self.seen.add(raw)
             await self.app(scope, receive, send)
             return
         response = error_response(
@@ -42,12 +50,22 @@ class HostCheck:
         await response(scope, receive, send)
 
 
-def _host_name(header: str) -> str:
+def header(scope: Scope, name: bytes) -> bytes:
+    """The request header ``name`` (lower case), the last one if it is repeated, or b"": one pass over the list,
+    where a dict of all the headers would be built for the one value."""
+    found = b""
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found
+
+
+def _host_name(value: str) -> str:
     """The name part of a Host header: 'localhost:8080' → 'localhost', '[::1]:8080' → '::1'."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
 class ShedLoad:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -59,12 +60,36 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(figures))
+        # Each label set's child, looked up once: ``labels()`` checks and locks on every call. Bounded as the label
+        # sets are (routes, methods, statuses; models, versions and paths).
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._prediction_children: dict[tuple[str, int, str], tuple[Any, Any, Any]] = {}
 
     def observe_prediction(self, outcome: PredictionOutcome, seconds: float) -> None:
-        self.predictions.labels(outcome.model_id, str(outcome.version), outcome.path).inc(outcome.count)
-        if outcome.path == "pipeline":
-            self.fallbacks.labels(outcome.model_id).inc(outcome.count)
-        self.predict_latency.labels(outcome.model_id).observe(seconds)
+        key = (outcome.model_id, outcome.version, outcome.path)
+        children = self._prediction_children.get(key)
+        if children is None:
+            children = self._prediction_children[key] = (
+                self.predictions.labels(outcome.model_id, str(outcome.version), outcome.path),
+                self.fallbacks.labels(outcome.model_id) if outcome.path == "pipeline" else None,
+                self.predict_latency.labels(outcome.model_id),
+            )
+        counted, fallbacks, latency = children
+        counted.inc(outcome.count)
+        if fallbacks is not None:
+            fallbacks.inc(outcome.count)
+        latency.observe(seconds)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -117,5 +142,4 @@ class RequestMetrics:
             await self.app(scope, receive, recorded)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
