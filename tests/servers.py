@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from mlsvc.metadata.queue import SqlJobQueue
+from mlsvc.metadata.sql import SqlMetadataStore
 
 REPO = Path(__file__).resolve().parent.parent
 CHURN = REPO / "datasources" / "churn.csv"
@@ -202,3 +204,19 @@ def claimed_and_scoring(api: httpx.Client, queue: SqlJobQueue, resource_id: str)
             return dict(job)
         time.sleep(0.05)
     raise AssertionError(f"no worker was seen scoring {resource_id}: its job is {queue.job_of(resource_id)}")
+
+
+@contextmanager
+def job_queue(database_url: str) -> Iterator[SqlJobQueue]:
+    """The job queue of a running server's metadata store, to see which worker holds a job."""
+    store = SqlMetadataStore(database_url, run_migrations=False)
+    try:
+        yield SqlJobQueue(store, 3)
+    finally:
+        store.dispose()
+
+
+def assert_taken_over(queue: SqlJobQueue, resource_id: str, killed_pid: int) -> None:
+    """The resource's job ran a second time, in another worker process than the one killed."""
+    job = queue.job_of(resource_id)
+    assert job is not None and job["attempts"] == 2 and int(job["owner"].split(":")[1]) != killed_pid, job

@@ -18,12 +18,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsvc.metadata.queue import SqlJobQueue
-from mlsvc.metadata.sql import SqlMetadataStore
 from tests.datasets import IRIS_CLASSES, iris_frame
 from tests.rest import completed, error
 from tests.scoring import pipeline_output, registered_pipeline
-from tests.servers import REPO, RunningServer, claimed_and_scoring, start_server, stop_server, wait_done
+from tests.servers import (
+    REPO,
+    RunningServer,
+    assert_taken_over,
+    claimed_and_scoring,
+    job_queue,
+    start_server,
+    stop_server,
+    wait_done,
+)
 
 CHURN = REPO / "datasources" / "churn.csv"
 
@@ -168,9 +175,7 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
         "/v1/batch-predictions",
         json={"model": "churn-batch", "data_uri": str(tmp_path / "big.csv"), "output_uri": str(out)},
     ).json()
-    store = SqlMetadataStore(server.database_url, run_migrations=False)
-    queue = SqlJobQueue(store, 3)
-    try:
+    with job_queue(server.database_url) as queue:
         job = claimed_and_scoring(api, queue, created["id"])
         pid = int(job["owner"].split(":")[1])
         assert os.getpgid(pid) == server.process.pid  # one of this server's worker processes
@@ -179,10 +184,7 @@ def test_a_killed_worker_leaves_no_partial_output_and_the_job_completes(
         assert not final.exists()  # mid-job, nothing is under its final name
         done = wait_done(api, f"/v1/batch-predictions/{created['id']}", timeout=240)
         assert done["status"] == "COMPLETED", done["message"]
-        again = queue.job_of(created["id"])
-        assert again is not None and again["attempts"] == 2 and int(again["owner"].split(":")[1]) != pid
-    finally:
-        store.dispose()
+        assert_taken_over(queue, created["id"], pid)
     with gzip.open(final, "rb") as scored:
         assert sum(1 for _ in scored) - 1 == rows == done["rows_scored"]
     assert not list((out / "batch-prediction" / ".staging").rglob("*.gz"))

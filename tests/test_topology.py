@@ -17,15 +17,15 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlsvc.metadata.queue import SqlJobQueue
-from mlsvc.metadata.sql import SqlMetadataStore
 from mlsvc.service.refs import ALIAS_FOLLOW_S
 from tests.servers import (
     CHURN,
     RunningServer,
     _spawn,
     _stop,
+    assert_taken_over,
     claimed_and_scoring,
+    job_queue,
     start_server,
     stop_server,
     wait_done,
@@ -157,9 +157,7 @@ def test_a_worker_killed_mid_job_loses_nothing(topology: Topology, s3_client: An
         "/v1/batch-predictions",
         json={"model": "topo-knn", "data_uri": f"s3://{topology.bucket}/data/big.csv", "output_uri": out},
     ).json()
-    store = SqlMetadataStore(topology.database_url, run_migrations=False)
-    queue = SqlJobQueue(store, 3)
-    try:
+    with job_queue(topology.database_url) as queue:
         job = claimed_and_scoring(b, queue, created["id"])
         pid = int(job["owner"].split(":")[1])
         holder = next(w for w in topology.workers if os.getpgid(pid) == w.process.pid)
@@ -167,10 +165,7 @@ def test_a_worker_killed_mid_job_loses_nothing(topology: Topology, s3_client: An
         holder.process.wait(10)
         done = wait_done(a, f"/v1/batch-predictions/{created['id']}", timeout=400)
         assert done["status"] == "COMPLETED", done["message"]
-        again = queue.job_of(created["id"])
-        assert again is not None and again["attempts"] == 2 and int(again["owner"].split(":")[1]) != pid
-    finally:
-        store.dispose()
+        assert_taken_over(queue, created["id"], pid)
     assert done["rows_scored"] == len(frame) * 40
     (result,) = done["outputs"]
     bucket, key = result["output"].removeprefix("s3://").split("/", 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -621,8 +621,12 @@ class _Boosting:
     value: Floats
     baseline: Floats  # (1, n_trees_per_iteration)
     link: str  # "binary", "multinomial" or "identity"
-    native: Any = None  # the fitted estimator, for batches its trees do not fit in bitvectors (see NATIVE_ROWS)
-    bitvectors: Bitvectors | None = None  # for batches
+    native: Any = None  # the fitted estimator, for batches (see NATIVE_ROWS)
+
+    @cached_property
+    def bitvectors(self) -> Bitvectors | None:
+        """Built on a first batch, not at load: a real-time model never needs them (tens of ms, a few MB)."""
+        return None if self.native is None else compile_bitvectors(_boosting_trees(self.native))
 
     def scores(self, X: Floats, texts: list[sparse.csr_matrix]) -> Floats:
         if X.shape[0] >= NATIVE_ROWS and self.bitvectors is not None:
@@ -658,25 +662,27 @@ def _compile_boosting(estimator: Any) -> _Boosting:
     nodes = [p.nodes for iteration in estimator._predictors for p in iteration]
     if any(n["is_categorical"].any() for n in nodes):
         raise NotCompilable("HistGradientBoosting with categorical splits")
-    trees = [
+    depth = max(int(n["depth"].max()) for n in nodes)
+    value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
+    baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(1, -1)
+    if baseline.shape[1] != estimator.n_trees_per_iteration_:
+        raise NotCompilable("HistGradientBoosting baseline does not match its trees per iteration")
+    return _Boosting(_stack_trees(_boosting_trees(estimator), depth), value, baseline, links[loss], estimator)
+
+
+def _boosting_trees(estimator: Any) -> list[dict[str, np.ndarray]]:
+    """Each tree of a fitted HistGradientBoosting as node arrays, iteration after iteration."""
+    nodes = [p.nodes for iteration in estimator._predictors for p in iteration]
+    fields = {"feature": "feature_idx", "threshold": "num_threshold", "left": "left", "right": "right"}
+    return [
         {
-            "feature": n["feature_idx"],
-            "threshold": n["num_threshold"],
-            "left": n["left"],
-            "right": n["right"],
+            **{k: n[f] for k, f in fields.items()},
             "missing_left": n["missing_go_to_left"],
             "leaf": n["is_leaf"],
             "value": n["value"],
         }
         for n in nodes
     ]
-    depth = max(int(n["depth"].max()) for n in nodes)
-    value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
-    baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(1, -1)
-    if baseline.shape[1] != estimator.n_trees_per_iteration_:
-        raise NotCompilable("HistGradientBoosting baseline does not match its trees per iteration")
-    bitvectors = compile_bitvectors(trees)
-    return _Boosting(_stack_trees(trees, depth), value, baseline, links[loss], estimator, bitvectors)
 
 
 @dataclass(frozen=True)
