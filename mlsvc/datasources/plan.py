@@ -35,14 +35,15 @@ class ReadPlan:
         ds: Mapping[str, Any],
         schema: Schema,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        opened: OpenedFiles | None = None,
     ) -> ReadPlan:
         """A COMPLETED datasource's files read with ``schema``: the rows its rearrangement takes, placed by the
-        row count its job recorded."""
+        row count its job recorded. The first file is left open in ``opened`` for the pass to read on."""
         files = [objects.stat(uri) for uri in ds["files"]]
         splitting = splitting_of(ds)
         return cls(
             files,
-            read_layout(objects, files, schema),
+            read_layout(objects, files, schema, opened=opened),
             schema,
             splitting,
             ds.get("row_count") if needs_row_count(splitting) else None,
@@ -59,14 +60,17 @@ class ReadPlan:
         attributes: list[Attribute],
         row_id: str | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        opened: OpenedFiles | None = None,
     ) -> ReadPlan:
         """Every row of the data files at a bare URI (no datasource, so no schema of its own): ``attributes``
-        typed as given, and the ``row_id`` column carried along as it is."""
+        typed as given, and the ``row_id`` column carried along as it is. The first file is left open in
+        ``opened`` for the pass to read on."""
         names = {a.attributeName for a in attributes}
         extra = [Attribute(attributeName=row_id, attributeType=AttributeType.CATEGORICAL)] if row_id else []
         schema = Schema(attributes=[*attributes, *[a for a in extra if a.attributeName not in names]], rowId=row_id)
         files = objects.list_data_files(data_uri)
-        return cls(files, read_layout(objects, files, schema), schema, None, None, row_id, max_record_bytes, data_uri)
+        layout = read_layout(objects, files, schema, opened=opened)
+        return cls(files, layout, schema, None, None, row_id, max_record_bytes, data_uri)
 
     @property
     def needs_counting(self) -> bool:

@@ -94,6 +94,16 @@ class ScanCounts:
         considered = self.kept_rows + self.bad_rows.count
         return self.all_invalid / considered if considered else 0.0
 
+    def add(self, other: ScanCounts) -> None:
+        """Add what typing one chunk counted (its rows kept, used and invalid, and the first invalid values)."""
+        self.kept_rows += other.kept_rows
+        self.used_rows += other.used_rows
+        self.invalid_rows += other.invalid_rows
+        self.invalid_by_column.update(other.invalid_by_column)
+        for column, found in other.invalid_examples.items():
+            examples = self.invalid_examples.setdefault(column, [])
+            examples.extend(found[: EXAMPLES - len(examples)])
+
     def note_invalid(self, source: str, raw: pa.RecordBatch, invalid: dict[str, np.ndarray], lines: np.ndarray) -> None:
         """Count the invalid values of a chunk's columns, keeping the first few with their file and line."""
         for column, flags in invalid.items():
@@ -150,6 +160,7 @@ def scan(
     counts: ScanCounts,
     on_progress: Callable[[float], None] | None = None,
     keep_invalid: bool = False,
+    opened: OpenedFiles | None = None,
 ) -> Iterator[TypedChunk]:
     """Yield the kept, valid rows of every file of the plan in order, counting what was seen in ``counts``.
 
@@ -157,7 +168,7 @@ def scan(
     ``typed`` and flagged in ``invalid``), for readers that must answer for every row, such as batch scoring;
     they are still counted in ``counts.invalid_rows``, but not in ``counts.used_rows``.
     """
-    for chunk in scan_columns(objects, plan, counts, on_progress, keep_invalid):
+    for chunk in scan_columns(objects, plan, counts, on_progress, keep_invalid, opened):
         typed = chunk.typed_chunk()
         del chunk
         yield typed
@@ -175,9 +186,48 @@ def scan_columns(
     """``scan``, yielding ``ColumnChunk`` s: for readers that can work on arrow and numpy columns (statistics),
     so no cell becomes a Python object. A consumer should drop each chunk before asking for the next. A file
     held in ``opened`` is read from there rather than fetched again."""
+    for piece in read_untyped(objects, plan, counts, on_progress, opened):
+        chunk, seen = piece.typed(keep_invalid)
+        del piece
+        counts.add(seen)
+        if chunk is not None:
+            yield chunk
+        del chunk
+        # Arrow's default allocator (mimalloc) keeps the pages a chunk's arrays freed; handing them back
+        # after each chunk keeps the peak some 30 MB lower for a cost too small to measure.
+        _ARROW_POOL.release_unused()
+
+
+@dataclass
+class Untyped:
+    """A raw chunk read, placed and counted as seen, still to be typed: by the reading thread (``scan_columns``)
+    or, in order, by threads of its own (batch scoring), whose ``ScanCounts`` are then added in the chunks'
+    order so that counts and examples are those of one pass."""
+
+    raw: RawChunk
+    source: str
+    file_start: int
+    wanted: list[str]
+    plan: ReadPlan
+
+    def typed(self, keep_invalid: bool) -> tuple[ColumnChunk | None, ScanCounts]:
+        """The rows the split keeps, typed; and what typing them counted, to ``ScanCounts.add`` to the pass's."""
+        seen = ScanCounts(types=_types(self.plan))
+        return _typed(self.raw, self.source, self.file_start, self.wanted, self.plan, seen, keep_invalid), seen
+
+
+def read_untyped(
+    objects: ObjectStore,
+    plan: ReadPlan,
+    counts: ScanCounts,
+    on_progress: Callable[[float], None] | None = None,
+    opened: OpenedFiles | None = None,
+) -> Iterator[Untyped]:
+    """Every raw chunk of the plan's files in order, counted in ``counts.total_rows`` (and ragged rows in its
+    ``bad_rows``) as it is read, so a split's ordinals run on across files whenever the chunks are typed."""
     total_bytes = sum(f.size for f in plan.files) or 1
     done_bytes = 0
-    counts.types = {a.attributeName: a.attributeType.value for a in plan.schema.attributes}
+    counts.types = _types(plan)
     attributes = {a.attributeName for a in plan.schema.attributes}
     for info in plan.files:
         file_start = counts.seen_rows  # ordinals are per file; the split needs them datasource-wide
@@ -185,17 +235,16 @@ def scan_columns(
         # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
         wanted = [n for n in names if n in attributes]
         for raw in _raw_chunks(objects, plan, info, counts.bad_rows, opened):
-            chunk = _typed(raw, info.uri, file_start, wanted, plan, counts, keep_invalid)
+            counts.total_rows += raw.batch.num_rows
+            yield Untyped(raw, info.uri, file_start, wanted, plan)
             del raw
-            if chunk is not None:
-                yield chunk
-            del chunk
-            # Arrow's default allocator (mimalloc) keeps the pages a chunk's arrays freed; handing them back
-            # after each chunk keeps the peak some 30 MB lower for a cost too small to measure.
-            _ARROW_POOL.release_unused()
         done_bytes += info.size
         if on_progress:
             on_progress(done_bytes / total_bytes)
+
+
+def _types(plan: ReadPlan) -> dict[str, str]:
+    return {a.attributeName: a.attributeType.value for a in plan.schema.attributes}
 
 
 def _typed(
@@ -209,7 +258,6 @@ def _typed(
 ) -> ColumnChunk | None:
     """One raw chunk's rows the split keeps, typed and counted; None when none is left to yield."""
     batch, lines = raw.batch, raw.line_numbers
-    counts.total_rows += batch.num_rows
     keep = select_rows(batch, file_start + raw.ordinals, plan.total_rows, plan.splitting)
     if not keep.any():
         return None
