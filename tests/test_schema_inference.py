@@ -529,6 +529,35 @@ def test_coerce_array_reads_arrow_tokens_as_the_token_by_token_path_does(seed: i
             assert bad is None and list(objects(texts)) == parse_text(series).tolist()
 
 
+@pytest.mark.parametrize(
+    ("pair", "later"),
+    [
+        (("yes", "no"), None),
+        (("1", "0"), None),
+        (("True", "False"), None),
+        (("yes",), None),
+        (("no",), None),
+        (("yes", "no"), "maybe"),  # an invalid token past the first rows the flags are told from
+        (("yes", "no"), " yes"),
+        (("yes", "no"), "YES"),
+        (("yes", "no"), "NA"),
+        (("yes", "no"), ""),
+        (("y", "n"), "yes"),
+    ],
+)
+def test_binary_columns_of_two_plain_flags_read_as_every_token_is(pair: tuple[str, ...], later: str | None) -> None:
+    """The two-comparison path for a column of two flags as written agrees with normalising every token, also
+    when a token past the rows the flags were told from is another flag, a missing word, blank or invalid."""
+    rng = np.random.default_rng(len(pair))
+    tokens = [str(t) for t in rng.choice(pair, size=300)]
+    if later is not None:
+        tokens[200] = later
+    flags, bad = coerce_array(pa.array(tokens, type=pa.string()), BINARY)
+    expected, expected_bad = parse_binary(pd.Series(tokens, dtype=object))
+    np.testing.assert_array_equal(flags, expected)
+    np.testing.assert_array_equal(bad, expected_bad)
+
+
 def test_coerce_frame_subset_of_json_like_values() -> None:
     """Prediction-time records: any subset of attributes, values as JSON decoders produce them."""
     schema = infer_schema(roundtrip(churn_frame(200)), target="churned")
