@@ -54,7 +54,8 @@ def test_every_row_reaches_sklearns_leaf(estimator: object) -> None:
 
 def test_blocks_and_a_batch_score_as_the_estimator(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows in blocks that do not divide the batch; the compiled model takes this path from NATIVE_ROWS rows."""
-    monkeypatch.setattr(bitvectors, "BLOCK_ROWS", 97)
+    monkeypatch.setattr(bitvectors, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(bitvectors, "MIN_BLOCK_ROWS", 97)
     classifier = HistGradientBoostingClassifier(max_iter=50, early_stopping=False, random_state=1)
     classifier.fit(TRAIN, SIGNAL > 0.5)
     compiled = _compile_boosting(classifier)
