@@ -9,8 +9,9 @@ from sklearn.datasets import load_diabetes, load_iris
 
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import Attribute, AttributeType, ModelType
+from mlsvc.training.candidates import BY_NAME
 from mlsvc.training.data import TrainingData, _encode_target, split_holdout
-from mlsvc.training.loop import Search, default_budget_s, predict_output, train
+from mlsvc.training.loop import Config, Option, Search, Trial, default_budget_s, predict_output, select, train
 from mlsvc.training.metrics import selection_score
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
@@ -121,15 +122,41 @@ def test_an_ensemble_is_scored_on_the_finalists_out_of_fold_predictions() -> Non
         families=["linear", "extra_trees", "knn"],
         max_configs=6,
     )
-    ensemble = next(row for row in outcome.leaderboard if row["candidate"] == "ensemble")
-    assert len(ensemble["params"]["members"]) == 3
-    best_single = max(
-        row["validation_score"]
-        for row in outcome.leaderboard
-        if row["status"] == "finalist" and row["candidate"] != "ensemble"
-    )
+    ensembles = [row for row in outcome.leaderboard if row["candidate"] == "ensemble"]
+    # every two or three of the three families' best: four ensembles, each scored without a fit of its own
+    assert sorted(len(row["params"]["members"]) for row in ensembles) == [2, 2, 2, 3]
+    options = [row for row in outcome.leaderboard if row["status"] == "finalist"]
     selected = next(row for row in outcome.leaderboard if row["selected"])
-    assert selected["validation_score"] == max(best_single, ensemble["validation_score"])
+    best = max(row["validation_score"] for row in options)
+    assert selected in options
+    if selected["validation_score"] != best:
+        assert any("slower than" in note for note in outcome.notes)  # passed over for its cost, and told so
+
+
+def _option(score: float, s_per_row: float, *families: str) -> Option:
+    trials = tuple(Trial(Config(f"{f}#0", BY_NAME[f], {}), 0, 1000, score, 0.0, 0.1, 0.01) for f in families)
+    return Option(trials, score, s_per_row)
+
+
+def test_a_model_much_slower_to_predict_must_validate_clearly_better() -> None:
+    linear = _option(0.8440, 2e-6, "linear")
+    mlp = _option(0.8420, 5e-6, "mlp")
+    pair = _option(0.8452, 7e-6, "linear", "mlp")  # 3.5x linear: any gain pays for it
+    with_knn = _option(0.8460, 60e-6, "linear", "mlp", "knn")  # 30x linear, 0.09 % better than the pair
+    notes: list[str] = []
+    assert select([linear, mlp, pair, with_knn], 1.0, notes) is pair
+    assert notes and "ensemble of linear#0, mlp#0, knn#0 validated 0.8460" in notes[0] and "linear#0, mlp#0" in notes[0]
+    clearly = _option(0.8600, 60e-6, "linear", "mlp", "knn")  # 1.7 % better than the pair: worth its cost
+    assert select([linear, mlp, pair, clearly], 1.0) is clearly
+    assert select([linear], 1.0) is linear
+
+
+def test_the_cost_rule_reads_a_lower_rmse_as_better() -> None:
+    cheap = _option(10.00, 1e-6, "linear")
+    slow_and_close = _option(9.99, 50e-6, "knn")  # 0.1 % lower RMSE
+    slow_and_better = _option(9.50, 50e-6, "knn")  # 5 % lower
+    assert select([cheap, slow_and_close], -1.0) is cheap
+    assert select([cheap, slow_and_better], -1.0) is slow_and_better
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import urllib.request
 from collections.abc import Iterator
@@ -408,6 +409,23 @@ def test_s3_failed_write_leaves_nothing(storage: RoutingObjectStore, s3_client: 
     assert not storage.exists(uri)
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert s3_client.list_objects_v2(Bucket=s3_bucket)["KeyCount"] == 0
+
+
+def test_s3_part_that_fails_in_the_background_fails_the_write(
+    storage: RoutingObjectStore, s3_client: Any, s3_bucket: str
+) -> None:
+    """Parts go up in a thread of their own; one that S3 refuses still fails the write, in the writer's thread."""
+    uri = f"s3://{s3_bucket}/out/big.csv"
+    with pytest.raises(MlsvcError), storage.open_write(uri) as writer:
+        blocks = _blocks(40 * MiB)
+        for block in itertools.islice(blocks, 9):  # past the first part: an upload is under way
+            writer.write(block)
+        (upload,) = s3_client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+        s3_client.abort_multipart_upload(Bucket=s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for block in blocks:  # the parts after this are refused (no such upload)
+            writer.write(block)
+    assert not storage.exists(uri)
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 
 def test_s3_small_gzip_write(storage: RoutingObjectStore, s3_client: Any, s3_bucket: str) -> None:

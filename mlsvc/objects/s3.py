@@ -6,7 +6,9 @@ import difflib
 import io
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, BinaryIO, cast
 
@@ -29,6 +31,8 @@ from mlsvc.security.uris import S3Location, UriValidator
 # S3's limits: CopyObject handles at most 5 GiB, an upload has at most 10,000 parts, parts but the last >= 5 MiB.
 COPY_OBJECT_LIMIT = 5 * 1024 * MiB
 _MAX_PARTS = 10_000
+# Parts being sent while the writer fills the next one: memory stays (1 + this) parts.
+PARTS_IN_FLIGHT = 2
 _READ_RESUMES = 3
 _ACCESS_CODES = {
     "403",
@@ -248,9 +252,6 @@ def _new_client(endpoint: str | None) -> Any:
 # -- S3 errors ----------------------------------------------------------------------------------------
 
 
-# -- S3 errors ----------------------------------------------------------------------------------------
-
-
 @contextmanager
 def _s3_errors(location: S3Location, action: str) -> Iterator[None]:
     """Turn any boto error raised inside into an MlsvcError that says what to check."""
@@ -431,7 +432,9 @@ class _S3Reader(io.RawIOBase):
 
 
 class _S3Upload(io.BufferedIOBase):
-    """Buffers one part in memory; small outputs become one PutObject, larger ones a multipart upload."""
+    """Buffers one part in memory; small outputs become one PutObject, larger ones a multipart upload whose parts
+    go up in a thread of their own (at most ``PARTS_IN_FLIGHT`` at a time), so that the writer (a batch job's
+    reading thread) does not wait for each part's round trip."""
 
     def __init__(self, client: Any, location: S3Location, part_size: int) -> None:
         super().__init__()
@@ -440,7 +443,10 @@ class _S3Upload(io.BufferedIOBase):
         self._part_size = part_size
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts = 0
+        self._in_flight: deque[Future[dict[str, Any]]] = deque()
+        self._done: list[dict[str, Any]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def stream(self) -> BinaryIO:
@@ -455,48 +461,64 @@ class _S3Upload(io.BufferedIOBase):
         view = memoryview(data).cast("B")
         self._buffer += view
         if len(self._buffer) >= self._current_part_size():
-            self._upload_part()
+            self._send_part()
         return len(view)
 
     def _current_part_size(self) -> int:
-        # Grow the parts every 1,000 so 10,000 parts reach ~440 GB at 8 MiB, while memory stays one part.
-        return self._part_size * (1 + len(self._parts) // 1000)
+        # Grow the parts every 1,000 so 10,000 parts reach ~440 GB at 8 MiB, while memory stays a few parts.
+        return self._part_size * (1 + self._parts // 1000)
 
-    def _upload_part(self) -> None:
-        with _s3_errors(self._location, "write"):
-            if self._upload_id is None:
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            with _s3_errors(self._location, "write"):
                 created = self._client.create_multipart_upload(Bucket=self._location.bucket, Key=self._location.key)
-                self._upload_id = created["UploadId"]
-            if len(self._parts) >= _MAX_PARTS:
-                raise MlsvcError(ErrorCode.INVALID_DATA, f"{self._location.uri} would exceed S3's 10,000 parts")
-            number = len(self._parts) + 1
+            self._upload_id = created["UploadId"]
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-upload")
+        if self._parts >= _MAX_PARTS:
+            raise MlsvcError(ErrorCode.INVALID_DATA, f"{self._location.uri} would exceed S3's 10,000 parts")
+        while len(self._in_flight) >= PARTS_IN_FLIGHT:
+            self._done.append(self._in_flight.popleft().result())  # raises the part's error here, in the writer
+        self._parts += 1
+        assert self._pool is not None
+        self._in_flight.append(self._pool.submit(self._upload_part, self._parts, bytes(self._buffer)))
+        self._buffer = bytearray()
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        with _s3_errors(self._location, "write"):
             response = self._client.upload_part(
                 Bucket=self._location.bucket,
                 Key=self._location.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=bytes(self._buffer),
+                Body=body,
             )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
-        self._buffer = bytearray()
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
     def commit(self) -> None:
-        with _s3_errors(self._location, "write"):
-            if self._upload_id is None:
+        if self._upload_id is None:
+            with _s3_errors(self._location, "write"):
                 self._client.put_object(Bucket=self._location.bucket, Key=self._location.key, Body=bytes(self._buffer))
-                return
-            if self._buffer:
-                self._upload_part()
+            return
+        if self._buffer:
+            self._send_part()
+        while self._in_flight:
+            self._done.append(self._in_flight.popleft().result())
+        with _s3_errors(self._location, "write"):
             self._client.complete_multipart_upload(
                 Bucket=self._location.bucket,
                 Key=self._location.key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
+                MultipartUpload={"Parts": self._done},
             )
         self._upload_id = None
+        self._stop_pool()
 
     def abort(self) -> None:
         self._buffer = bytearray()
+        for future in self._in_flight:
+            future.cancel()
+        self._stop_pool()  # waits for a part being sent, so that the abort below removes it too
+        self._in_flight.clear()
         if self._upload_id is None:
             return
         # The caller's error matters more than a failed abort; a bucket lifecycle rule for incomplete uploads
@@ -506,3 +528,8 @@ class _S3Upload(io.BufferedIOBase):
                 Bucket=self._location.bucket, Key=self._location.key, UploadId=self._upload_id
             )
         self._upload_id = None
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

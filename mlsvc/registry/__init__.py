@@ -57,6 +57,10 @@ class ModelRegistry(Protocol):
         """Create the registry's backing store if it is not there yet; the experiment's id."""
         ...
 
+    def warm(self) -> None:
+        """Connect to the backing stores now rather than on the first load (a worker does it while idle)."""
+        ...
+
     def log_model(
         self,
         name: str,

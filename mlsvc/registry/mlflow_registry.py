@@ -42,6 +42,12 @@ class MlflowRegistry:
         mlflow.set_registry_uri(self.settings.mlflow_registry_uri)
         return mlflow
 
+    def warm(self) -> None:
+        """MLflow builds its tracking and registry stores (an engine and its schema check: half a second) on
+        their first use: here, not in a job."""
+        mlflow = self._mlflow()
+        mlflow.MlflowClient().search_registered_models(max_results=1)
+
     def initialize(self) -> str:
         """Create the tracking database and mlsvc's experiment if they are not there yet."""
         if self._experiment_id is None:

@@ -3,6 +3,7 @@ an optional soft-voting ensemble, and the winner refit on every training row."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -31,6 +32,12 @@ FIRST_RUNG_ROWS = (1_000, 20_000)  # the first rung's subsample: at least, at mo
 ETA = 3  # successive halving keeps the best 1/ETA of each rung and gives them ETA times the rows
 MAX_CONFIGS = 36
 ENSEMBLE_SIZE = 3
+# A model that predicts more than SLOWER_TO_PREDICT times slower than another option must validate at least
+# MIN_RELATIVE_GAIN better than it (relative to its score) to be selected over it: every batch row and every
+# real-time request pays for the difference, and a gain within validation noise does not (a k-NN member, tens of µs
+# a row, made the default churn ensemble score 10M rows no faster than a script did).
+SLOWER_TO_PREDICT = 4.0
+MIN_RELATIVE_GAIN = 0.003
 
 Progress = Callable[[float, str], None]
 
@@ -65,6 +72,21 @@ class Trial:
     # which is what an ensemble of finalists is scored on without fitting anything again.
     output: np.ndarray | None = None
     output_idx: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    """What may be selected: one finalist, or a soft-voting ensemble of finalists of different families, with its
+    validation score and its models' cost to predict a row (features aside)."""
+
+    members: tuple[Trial, ...]
+    score: float
+    model_s_per_row: float
+
+    @property
+    def key(self) -> str:
+        keys = [m.config.key for m in self.members]
+        return keys[0] if len(keys) == 1 else "ensemble of " + ", ".join(keys)
 
 
 @dataclass
@@ -188,6 +210,7 @@ class Search:
         self.cut_short: list[tuple[str, int, int]] = []  # (config, folds validated, folds planned)
         self._seconds_per_row: dict[str, float] = {}
         self._predict_s_per_row: dict[str, float] = {}
+        self._model_s_per_row: dict[str, float] = {}
         self._last_subsample: tuple[int, Any, np.ndarray] | None = None
 
     # --- the plan ---
@@ -290,7 +313,7 @@ class Search:
 
     def _validate(self, config: Config, rung: int, rows: int, last: bool, deadline: float) -> Trial:
         X, y = self._subsample(rows)
-        scores, fit_s, predict_s = [], 0.0, 0.0
+        scores, fit_s, predict_s, model_s = [], 0.0, 0.0, 0.0
         planned = self._splits(y, last)
         splits: list[tuple[np.ndarray, np.ndarray]] = []
         outputs: list[np.ndarray] = []
@@ -303,7 +326,10 @@ class Search:
             fit_quietly(pipeline, X.iloc[fit_idx], y[fit_idx])
             fit_s += time.perf_counter() - started
             started = time.perf_counter()
-            out = predict_output(pipeline, self.data.model_type, X.iloc[val_idx], self.n_classes)
+            features = pipeline[:-1].transform(X.iloc[val_idx])
+            modelled = time.perf_counter()
+            out = predict_output(pipeline[-1], self.data.model_type, features, self.n_classes)
+            model_s += time.perf_counter() - modelled
             predict_s += time.perf_counter() - started
             scores.append(selection_score(self.data.model_type, y[val_idx], out))
             outputs.append(out)
@@ -311,7 +337,9 @@ class Search:
         self._seconds_per_row[config.family.name] = max(
             self._seconds_per_row.get(config.family.name, 0.0) * 0.5, fit_s / max(1, fitted_rows)
         )
-        self._predict_s_per_row[config.family.name] = predict_s / max(1, sum(len(v) for _, v in splits))
+        validated_rows = max(1, sum(len(v) for _, v in splits))
+        self._predict_s_per_row[config.family.name] = predict_s / validated_rows
+        self._model_s_per_row[config.family.name] = model_s / validated_rows
         valid = [s for s in scores if np.isfinite(s)]
         score = float(np.mean(valid)) if valid else -self.sign * np.inf
         std = float(np.std(valid)) if valid else 0.0
@@ -341,6 +369,12 @@ class Search:
     def predict_estimate(self, configs: list[Config]) -> float:
         """Seconds per row that ``configs`` (one, or an ensemble's members) take to predict."""
         return sum(self._predict_s_per_row.get(c.family.name, 0.0) for c in configs)
+
+    def model_estimate(self, configs: list[Config]) -> float:
+        """Seconds per row that the models of ``configs`` take on features already computed: what sets one
+        option's cost to predict apart from another's (the features are the same columns for all; timed through
+        sklearn's transformers, they would hide a k-NN's cost behind a linear model's)."""
+        return sum(self._model_s_per_row.get(c.family.name, 0.0) for c in configs)
 
     def _subsample(self, rows: int) -> tuple[Any, np.ndarray]:
         n = len(self.data.X)
@@ -422,25 +456,21 @@ def train(
     if not trials:
         raise _nothing_trained(search)
     final = _final_trials(trials)
-    best = max(final, key=lambda t: search.sign * t.score)
-    ensemble = _ensemble(search, final)
+    options = _options(search, final)
+    choice = select(options, search.sign, search.notes)
+    if len(choice.members) > 1 and not _refit_fits(search, list(choice.members), _best_single(options, search)):
+        choice = select([o for o in options if len(o.members) == 1], search.sign, search.notes)
     started = time.perf_counter()
-    chosen = [best]
-    if (
-        ensemble is not None
-        and search.sign * ensemble[1] > search.sign * best.score
-        and _refit_fits(search, ensemble[0], best)
-    ):
-        chosen, score = ensemble
+    chosen = list(choice.members)
+    if len(chosen) > 1:
         pipeline = _voting(chosen, search)
-        selected, selected_score = "ensemble of " + ", ".join(t.config.key for t in chosen), score
     else:
-        pipeline = make_pipeline(best.config, data, recipe, seed, n_jobs)
-        selected, selected_score = best.config.key, best.score
+        pipeline = make_pipeline(chosen[0].config, data, recipe, seed, n_jobs)
+    selected, selected_score = choice.key, choice.score
     X, y = _refit_rows(search, chosen)
     fit_quietly(pipeline, X, y)
     refit_s = time.perf_counter() - started
-    leaderboard = _leaderboard(search, selected, ensemble)
+    leaderboard = _leaderboard(search, selected, [o for o in options if len(o.members) > 1])
     search_s = search.clock.elapsed - refit_s
     notes = [*_left_out(search), *search.notes]
     pace = search.predict_estimate([t.config for t in chosen])
@@ -472,7 +502,7 @@ def _refit_fits(search: Search, members: list[Trial], best: Trial) -> bool:
         return True
     keys = ", ".join(m.config.key for m in members)
     search.notes.append(
-        f"the ensemble of {keys}, which validated best, was not refit (about {cost:.1f} s, {max(0.0, room):.1f} s "
+        f"the ensemble of {keys}, which was selected, was not refit (about {cost:.1f} s, {max(0.0, room):.1f} s "
         f"were left); {best.config.key} alone was"
     )
     return False
@@ -508,21 +538,58 @@ def _final_trials(trials: list[Trial]) -> list[Trial]:
     return [t for t in trials if t.rung == top]
 
 
-def _ensemble(search: Search, final: list[Trial]) -> tuple[list[Trial], float] | None:
-    """Soft voting of the best config of up to three families, scored on the same out-of-fold predictions."""
-    with_output = sorted([t for t in final if t.output is not None], key=lambda t: -search.sign * t.score)
-    members: list[Trial] = []
-    for trial in with_output:
-        if trial.config.family.name not in {m.config.family.name for m in members}:
-            members.append(trial)
-        if len(members) == ENSEMBLE_SIZE:
-            break
-    if len(members) < 2:
-        return None
-    y = search._subsample(members[0].rows)[1][members[0].output_idx]
-    outputs = [m.output for m in members if m.output is not None]  # every finalist has scored its rows
-    averaged = np.mean(outputs, axis=0)
-    return members, selection_score(search.data.model_type, y, averaged)
+def _options(search: Search, final: list[Trial]) -> list[Option]:
+    """The best finalist of each family alone, and soft voting of every two or more of the best of up to three
+    families, scored on the same out-of-fold predictions (nothing is fitted again)."""
+    ranked = sorted(final, key=lambda t: -search.sign * t.score)
+    best_of_family: list[Trial] = []
+    for trial in ranked:
+        if trial.config.family.name not in {m.config.family.name for m in best_of_family}:
+            best_of_family.append(trial)
+    options = [Option((t,), t.score, search.model_estimate([t.config])) for t in best_of_family]
+    members = [t for t in best_of_family if t.output is not None][:ENSEMBLE_SIZE]
+    for size in range(2, len(members) + 1):
+        for group in itertools.combinations(members, size):
+            y = search._subsample(group[0].rows)[1][group[0].output_idx]
+            averaged = np.mean([m.output for m in group if m.output is not None], axis=0)
+            score = selection_score(search.data.model_type, y, averaged)
+            options.append(Option(group, score, search.model_estimate([m.config for m in group])))
+    return options
+
+
+def select(options: list[Option], sign: float, notes: list[str] | None = None) -> Option:
+    """The best-scoring option that pays for its cost to predict: against every cheaper option it is at most
+    SLOWER_TO_PREDICT times slower, or it validates at least MIN_RELATIVE_GAIN better. The cheapest option always
+    qualifies. When the best-scoring one is passed over, ``notes`` says why."""
+    by_score = sorted(options, key=lambda o: -sign * o.score)
+    for option in by_score:
+        cheaper = [o for o in options if o.model_s_per_row < option.model_s_per_row]
+        passed_over = next((o for o in cheaper if not _pays_for(option, o, sign)), None)
+        if passed_over is None:
+            if option is not by_score[0] and notes is not None:
+                notes.append(_passed_over_note(by_score[0], option))
+            return option
+    raise AssertionError("the cheapest option always pays for itself")  # pragma: no cover
+
+
+def _pays_for(option: Option, cheaper: Option, sign: float) -> bool:
+    if option.model_s_per_row <= SLOWER_TO_PREDICT * cheaper.model_s_per_row:
+        return True
+    gain = sign * (option.score - cheaper.score) / max(abs(cheaper.score), 1e-12)
+    return gain >= MIN_RELATIVE_GAIN
+
+
+def _passed_over_note(best: Option, chosen: Option) -> str:
+    slower = best.model_s_per_row / max(chosen.model_s_per_row, 1e-12)
+    return (
+        f"{best.key} validated {best.score:.4f} but predicts {slower:.0f}x slower than {chosen.key} "
+        f"({chosen.score:.4f}), which was selected: a model {SLOWER_TO_PREDICT:g}x slower to predict must validate "
+        f"{MIN_RELATIVE_GAIN:.1%} better"
+    )
+
+
+def _best_single(options: list[Option], search: Search) -> Trial:
+    return max((o for o in options if len(o.members) == 1), key=lambda o: search.sign * o.score).members[0]
 
 
 def _voting(members: list[Trial], search: Search) -> BaseEstimator:
@@ -538,8 +605,9 @@ def _voting(members: list[Trial], search: Search) -> BaseEstimator:
     return VotingClassifier(estimators, voting="soft")
 
 
-def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], float] | None) -> list[dict[str, Any]]:
-    """Every config at the highest rung it reached, best first; then the ones the budget left out."""
+def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list[dict[str, Any]]:
+    """Every config at the highest rung it reached, and every ensemble of finalists, best first; then the ones the
+    budget left out."""
     best_by_config: dict[str, Trial] = {}
     for trial in search.trials:
         if trial.config.key not in best_by_config or trial.rung >= best_by_config[trial.config.key].rung:
@@ -558,26 +626,28 @@ def _leaderboard(search: Search, selected: str, ensemble: tuple[list[Trial], flo
             "rung": t.rung + 1,
             "fit_time_s": round(t.fit_s, 4),
             "predict_time_s": round(t.predict_s, 4),
+            "model_us_per_row": round(search.model_estimate([t.config]) * 1e6, 3),
             "status": "finalist" if t.rung == top else f"stopped after rung {t.rung + 1}",
             "selected": t.config.key == selected,
         }
         for t in rows
     ]
-    if ensemble is not None:
-        members, score = ensemble
+    for option in ensembles:
+        members = option.members
         board.append(
             {
                 "candidate": "ensemble",
                 "family": "soft_voting",
                 "params": {"members": [m.config.key for m in members]},
-                "validation_score": score,
+                "validation_score": option.score,
                 "validation_std": None,
                 "rows": members[0].rows,
                 "rung": top + 1,
                 "fit_time_s": round(sum(m.fit_s for m in members), 4),
                 "predict_time_s": round(sum(m.predict_s for m in members), 4),
+                "model_us_per_row": round(option.model_s_per_row * 1e6, 3),
                 "status": "finalist",
-                "selected": selected.startswith("ensemble"),
+                "selected": option.key == selected,
             }
         )
     board.sort(key=lambda row: (-row["rung"], -search.sign * row["validation_score"]))
