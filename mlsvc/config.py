@@ -31,7 +31,7 @@ class Settings:
     workers: int = 2
     job_lease_s: float = 60.0
     job_max_attempts: int = 3
-    job_poll_s: float = 0.5
+    job_poll_s: float = 0.1  # an idle worker's look for a job: one indexed SELECT, no lock taken
     local_roots: tuple[Path, ...] = field(default_factory=tuple)
     api_key: str | None = None
     max_predict_records: int = 1000
@@ -64,7 +64,7 @@ class Settings:
             workers=int(_env("MLSVC_WORKERS", "2")),
             job_lease_s=float(_env("MLSVC_JOB_LEASE_S", "60")),
             job_max_attempts=int(_env("MLSVC_JOB_MAX_ATTEMPTS", "3")),
-            job_poll_s=float(_env("MLSVC_JOB_POLL_S", "0.5")),
+            job_poll_s=float(_env("MLSVC_JOB_POLL_S", "0.1")),
             local_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p.strip()),
             api_key=os.environ.get("MLSVC_API_KEY") or None,
             max_predict_records=int(_env("MLSVC_MAX_PREDICT_RECORDS", "1000")),

@@ -28,7 +28,7 @@ from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
 from mlsvc.prediction.labels import threshold_or_default
 from mlsvc.prediction.scorer import ModelCard, Scorer
-from mlsvc.registry import ArtifactRef, ModelRegistry
+from mlsvc.registry import ArtifactRef
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
 
 if TYPE_CHECKING:
@@ -58,16 +58,21 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
 
 def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, opened: OpenedFiles) -> Mapping[str, Any]:
     bp = ctx.resource
-    plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's, before any work
-    prefix = _join(bp["output_uri"], "batch-prediction")
-    staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt)
-    staged.discard_earlier_attempts()
-    staged.probe()  # the output can be written (credentials, bucket, permissions), before any row is scored
+    # The model loads while the input's first bytes come and the output is checked (from S3, each waits on a
+    # round trip); it is only used once both checks have passed.
+    with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loader:
+        fitted = loader.submit(ctx.registry.load, ArtifactRef.of(model))
+        plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's, first
+        prefix = _join(bp["output_uri"], "batch-prediction")
+        staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt)
+        staged.discard_earlier_attempts()
+        staged.probe()  # the output can be written (credentials, bucket, permissions), before any row is scored
+        loaded = fitted.result()
     counts = ScanCounts()
     progress = _Progress(ctx, plan, counts)
     outputs: list[dict[str, Any]] = []
     try:
-        with _Scoring(ctx.settings, ctx.registry, model, card) as scoring:
+        with _Scoring(ctx.settings, loaded, model, card) as scoring:
             for info in plan.files:
                 final = _join(prefix, "result", f"{bp['id']}-{_base(info.uri)}.gz")
                 rows = _write_file(ctx, scoring, plan.only(info), counts, staged.stage(final), progress, opened)
@@ -277,9 +282,7 @@ class _Scoring:
     scoring, formatting and compressing run in numpy, sklearn's compiled predictors, arrow and ISA-L, which let go
     of the interpreter while they work. A recommender answers whole chunks of users itself."""
 
-    def __init__(
-        self, settings: Settings, registry: ModelRegistry, model: Mapping[str, Any], card: ModelCard | None
-    ) -> None:
+    def __init__(self, settings: Settings, fitted: Any, model: Mapping[str, Any], card: ModelCard | None) -> None:
         self.card = card
         self.threads = max(1, settings.batch_processes)
         self.scorer: Scorer | None = None
@@ -287,10 +290,10 @@ class _Scoring:
         self.user_column: str | None = None
         self.pool: ThreadPoolExecutor | None = None
         if card is None:
-            self.recommender = registry.load(ArtifactRef.of(model))
+            self.recommender = fitted
             self.user_column = model["roles"]["user"]
             return
-        self.scorer = Scorer(card, registry.load(ArtifactRef.of(model)))
+        self.scorer = Scorer(card, fitted)
         # One OpenMP thread per scoring thread: the threads are the parallelism (sklearn's tree predictors
         # would otherwise each start a team as large as the machine).
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batch-score", initializer=_one_openmp_thread)
