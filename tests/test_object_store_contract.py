@@ -78,6 +78,18 @@ def test_gz_names_are_compressed_on_write_and_decompressed_on_read(backend: Back
         assert gzip.decompress(raw.read()) == b"a\n" * 1000
 
 
+def test_a_range_reads_just_its_bytes(backend: Backend) -> None:
+    uri = backend.uri("r.csv")
+    data = bytes(range(256)) * 4000  # past one read buffer
+    _write(backend, uri, data)
+    for start, end in [(0, len(data)), (5, 9), (100_000, 900_000), (len(data) - 3, len(data)), (7, 7)]:
+        with backend.store.open_range(uri, start, end) as reader:
+            assert reader.read() == data[start:end]
+    with backend.store.open_range(uri, 10, 10**9) as reader:  # past the end: up to the end
+        assert reader.read() == data[10:]
+    assert _code(lambda: backend.store.open_range(backend.uri("missing.csv"), 0, 5)) == ErrorCode.DATA_NOT_FOUND
+
+
 def test_a_failed_write_leaves_nothing_under_the_name(backend: Backend) -> None:
     uri = backend.uri("never.csv")
     with pytest.raises(RuntimeError), backend.store.open_write(uri) as out:

@@ -62,6 +62,10 @@ class ObjectStore(ABC):
         """A streamed reader of the bytes as they are stored (no decompression)."""
 
     @abstractmethod
+    def open_range(self, uri: str, start: int, end: int) -> BinaryIO:
+        """A streamed reader of the stored bytes ``[start, end)`` of one file or object (a partition of it)."""
+
+    @abstractmethod
     def sink(self, uri: str) -> Sink:
         """Where the bytes of a new file or object go until they are committed under ``uri``."""
 

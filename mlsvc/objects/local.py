@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn, cast
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.objects.base import ObjectInfo, ObjectStore, Sink, is_data_file, raise_nothing_found
+from mlsvc.objects.base import READ_BUFFER, ObjectInfo, ObjectStore, Sink, is_data_file, raise_nothing_found
 from mlsvc.security.uris import STAGING, S3Location, UriValidator
 
 
@@ -52,6 +53,13 @@ class LocalObjectStore(ObjectStore):
         path = self._path(uri)
         with _local_errors(path, "read"):
             return path.open("rb")
+
+    def open_range(self, uri: str, start: int, end: int) -> BinaryIO:
+        path = self._path(uri)
+        with _local_errors(path, "read"):
+            raw = path.open("rb", buffering=0)
+        raw.seek(start)
+        return cast(BinaryIO, io.BufferedReader(_Window(raw, max(0, end - start)), READ_BUFFER))
 
     def sink(self, uri: str) -> Sink:
         return _LocalAtomicFile(self._path(uri))
@@ -198,3 +206,26 @@ def _local_publish(src: Path, dst: Path) -> None:
             finally:
                 temp.unlink(missing_ok=True)
             src.unlink()
+
+
+class _Window(io.RawIOBase):
+    """The next ``length`` bytes of an open file, then its end."""
+
+    def __init__(self, raw: BinaryIO, length: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        n = self._raw.readinto(view) if view else 0  # type: ignore[attr-defined]
+        self._left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()

@@ -52,6 +52,9 @@ class RoutingObjectStore(ObjectStore):
     def open_raw(self, uri: str) -> BinaryIO:
         return self.backend(uri).open_raw(uri)
 
+    def open_range(self, uri: str, start: int, end: int) -> BinaryIO:
+        return self.backend(uri).open_range(uri, start, end)
+
     def sink(self, uri: str) -> Sink:
         return self.backend(uri).sink(uri)
 

@@ -130,6 +130,11 @@ class S3ObjectStore(ObjectStore):
         _require_object_name(location)
         return cast(BinaryIO, io.BufferedReader(_S3Reader(client(), location), READ_BUFFER))
 
+    def open_range(self, uri: str, start: int, end: int) -> BinaryIO:
+        location = self._parse(uri)
+        _require_object_name(location)
+        return cast(BinaryIO, io.BufferedReader(_S3Reader(client(), location, start, end), READ_BUFFER))
+
     def sink(self, uri: str) -> Sink:
         location = self._parse(uri)
         _require_object_name(location)
@@ -374,16 +379,29 @@ def _etag(item: dict[str, Any]) -> str | None:
 class _S3Reader(io.RawIOBase):
     """GetObject's body as a raw stream; a dropped connection resumes at the same byte of the same version."""
 
-    def __init__(self, client: Any, location: S3Location) -> None:
+    def __init__(self, client: Any, location: S3Location, start: int = 0, end: int | None = None) -> None:
         super().__init__()
         self._client = client
         self._location = location
+        self._start, self._end = start, end
         self._position = 0
+        self._etag: str | None = None
+        self._size = 0
+        if end is not None and end <= start:  # an empty range: S3 would refuse it as unsatisfiable
+            self._body: Any = io.BytesIO()
+            return
         with _s3_errors(location, "read"):
-            response = client.get_object(Bucket=location.bucket, Key=location.key)
+            response = client.get_object(Bucket=location.bucket, Key=location.key, **self._range(start))
         self._size = int(response["ContentLength"])
         self._etag = response.get("ETag")
         self._body = response["Body"]
+
+    def _range(self, offset: int) -> dict[str, str]:
+        """GetObject's Range from ``offset`` to the end of this reader's range (none for a whole object)."""
+        if offset == 0 and self._end is None:
+            return {}
+        last = "" if self._end is None else str(self._end - 1)
+        return {"Range": f"bytes={offset}-{last}"}
 
     def readable(self) -> bool:
         return True
@@ -421,7 +439,10 @@ class _S3Reader(io.RawIOBase):
         extra = {"IfMatch": self._etag} if self._etag else {}
         with _s3_errors(self._location, "read"):
             response = self._client.get_object(
-                Bucket=self._location.bucket, Key=self._location.key, Range=f"bytes={self._position}-", **extra
+                Bucket=self._location.bucket,
+                Key=self._location.key,
+                **self._range(self._start + self._position),
+                **extra,
             )
         self._body = response["Body"]
 
