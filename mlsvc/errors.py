@@ -57,6 +57,10 @@ class MlsvcError(Exception):
         self.message = message
         self.details = details or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As it was raised, through pickle: a Dask task's error reaches the job that waits on it.
+        return (type(self), (self.code, self.message, self.details))
+
     @property
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]

@@ -64,6 +64,13 @@ class BadRows:
     examples: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
 
+    def extend(self, other: BadRows) -> None:
+        """Add the ragged rows of the next part of the data."""
+        self.count += other.count
+        room = 5 - len(self.examples)
+        self.examples.extend(other.examples[:room])
+        self.lines.extend(other.lines[: max(0, 5 - len(self.lines))])
+
     def add(self, source: str, line: int | None, expected: int, actual: int) -> None:
         self.count += 1
         if len(self.examples) < 5:
@@ -536,8 +543,11 @@ def iter_chunks(
     bad_rows: BadRows,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    first_line: int | None = None,
 ) -> Iterator[RawChunk]:
     """Stream a CSV file as chunks of string columns named ``names``; ragged rows are counted in ``bad_rows``.
+    ``first_line``: the file's line number of the stream's first record, when the stream is a partition of it
+    (its line numbers then run on from there; otherwise 1, or 2 after a header).
 
     Blank lines are skipped (as are rows of only separators, which hold no value either), never counted.
     """
@@ -550,6 +560,8 @@ def iter_chunks(
         use_threads=False,  # in order, and with the record numbers of rejected rows
     )
     places = _Places(source, bad_rows, first_record=2 if has_header else 1)
+    if first_line is not None:
+        places.extra_lines = first_line - places.next_record
     parse_options = pacsv.ParseOptions(
         newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=places.reject
     )

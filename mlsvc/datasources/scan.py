@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from mlsvc.datasources.plan import OpenedFiles, ReadPlan
 from mlsvc.datasources.reader import BadRows, RawChunk, iter_chunks, open_with_head
-from mlsvc.datasources.rearrangement import select_rows
+from mlsvc.datasources.rearrangement import needs_row_count, select_rows
 from mlsvc.datasources.values import Column, coerce_columns, objects
 from mlsvc.objects import ObjectInfo, ObjectStore
 
@@ -103,6 +103,12 @@ class ScanCounts:
         for column, found in other.invalid_examples.items():
             examples = self.invalid_examples.setdefault(column, [])
             examples.extend(found[: EXAMPLES - len(examples)])
+
+    def add_pass(self, other: ScanCounts) -> None:
+        """Add what a pass over the next part of the data counted: its rows read and ragged rows too."""
+        self.total_rows += other.total_rows
+        self.bad_rows.extend(other.bad_rows)
+        self.add(other)
 
     def note_invalid(self, source: str, raw: pa.RecordBatch, invalid: dict[str, np.ndarray], lines: np.ndarray) -> None:
         """Count the invalid values of a chunk's columns, keeping the first few with their file and line."""
@@ -241,6 +247,34 @@ def read_untyped(
         done_bytes += info.size
         if on_progress:
             on_progress(done_bytes / total_bytes)
+
+
+def read_range_untyped(
+    objects: ObjectStore, plan: ReadPlan, info: ObjectInfo, start: int, end: int, first_line: int, counts: ScanCounts
+) -> Iterator[Untyped]:
+    """The raw chunks of the whole records in bytes ``[start, end)`` of one of the plan's files (a partition cut by
+    ``mlsvc.datasources.partitions``, the header not in it), their line numbers the file's from ``first_line``.
+    Only for plans whose split places rows without their position in the datasource (no split, or a random one)."""
+    if needs_row_count(plan.splitting):
+        raise ValueError("a sequential split places rows by position: read such a plan from the start")
+    counts.types = _types(plan)
+    attributes = {a.attributeName for a in plan.schema.attributes}
+    names = plan.names_by_file[info.uri]
+    wanted = [n for n in names if n in attributes]
+    with objects.open_range(info.uri, start, end) as stream:
+        chunks = iter_chunks(
+            info.uri,
+            stream,
+            names,
+            has_header=False,
+            bad_rows=counts.bad_rows,
+            max_record_bytes=plan.max_record_bytes,
+            first_line=first_line,
+        )
+        for raw in chunks:
+            counts.total_rows += raw.batch.num_rows
+            yield Untyped(raw, info.uri, 0, wanted, plan)
+            del raw
 
 
 def _types(plan: ReadPlan) -> dict[str, str]:

@@ -4,21 +4,17 @@ share of the cores, and write gzipped CSV in Amazon ML's layout as staged output
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-from isal import isal_zlib
 
 from mlsvc.config import Settings
 from mlsvc.datasources.plan import OpenedFiles, ReadPlan, model_schema
@@ -26,7 +22,7 @@ from mlsvc.datasources.scan import ScanCounts, TypedChunk, Untyped, read_untyped
 from mlsvc.errors import MlsvcError
 from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
-from mlsvc.prediction.labels import threshold_or_default
+from mlsvc.prediction.output import Encoded, encode, header_member
 from mlsvc.prediction.scorer import ModelCard, Scorer
 from mlsvc.registry import ArtifactRef
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
@@ -35,13 +31,10 @@ if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
     from mlsvc.planes import Planes
 
+log = logging.getLogger("mlsvc.batch")
 _ARROW_POOL = pa.default_memory_pool()
 IN_FLIGHT_PER_THREAD = 2  # chunks queued per scoring thread: enough to keep it busy, bounded memory
-SLICE_ROWS = 8192  # rows scored at a time within a chunk
 REPORT_EVERY_S = 1.0  # how often a running job's progress is written at most
-# ISA-L's deflate at level 1: on churn's output 2.5 ns a byte against zlib's 7.2 at its level 1 (and 1.24 s a
-# million rows at zlib's default 6), for a slightly smaller file.
-GZIP_LEVEL = 1
 GZIP_RATIO_GUESS = 4.0  # a gzipped CSV's size against its text, for progress by bytes
 
 
@@ -72,12 +65,12 @@ def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, open
     progress = _Progress(ctx, plan, counts)
     outputs: list[dict[str, Any]] = []
     try:
-        with _Scoring(ctx.settings, loaded, model, card) as scoring:
-            for info in plan.files:
-                final = _join(prefix, "result", f"{bp['id']}-{_base(info.uri)}.gz")
-                rows = _write_file(ctx, scoring, plan.only(info), counts, staged.stage(final), progress, opened)
-                outputs.append({"input": info.uri, "output": final, "rows": rows})
-                progress.file_done(info)
+        if ctx.settings.dask_scheduler and card is not None and _partitionable(plan):
+            from mlsvc.prediction.partitioned import score_on_cluster
+
+            outputs = score_on_cluster(ctx, model, card, plan, staged, counts, progress)
+        else:
+            outputs = _score_here(ctx, loaded, model, card, plan, staged, counts, progress, opened)
         manifest_uri = _join(prefix, f"{bp['id']}.manifest")
         manifest = json.dumps({o["input"]: o["output"] for o in outputs}, indent=2).encode()
         ctx.progress(0.99)  # the last look before publishing: raises JobCancelled if the resource was deleted
@@ -94,6 +87,40 @@ def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, open
         "outputs": outputs,
         "manifest_uri": manifest_uri,
     }
+
+
+def _score_here(
+    ctx: JobContext,
+    loaded: Any,
+    model: Mapping[str, Any],
+    card: ModelCard | None,
+    plan: ReadPlan,
+    staged: StagedOutputs,
+    counts: ScanCounts,
+    progress: _Progress,
+    opened: OpenedFiles,
+) -> list[dict[str, Any]]:
+    """Score every file of the plan in this worker's threads, each file's result staged whole."""
+    outputs = []
+    prefix = staged.prefix
+    with _Scoring(ctx.settings, loaded, model, card) as scoring:
+        for info in plan.files:
+            final = _join(prefix, "result", f"{ctx.resource['id']}-{_base(info.uri)}.gz")
+            rows = _write_file(ctx, scoring, plan.only(info), counts, staged.stage(final), progress, opened)
+            outputs.append({"input": info.uri, "output": final, "rows": rows})
+            progress.file_done(info)
+    return outputs
+
+
+def _partitionable(plan: ReadPlan) -> bool:
+    """Whether the plan's rows can be scored in parts: not when a sequential split places them by position (such
+    a job is scored here, and its log says why)."""
+    from mlsvc.prediction.partitioned import can_partition
+
+    if can_partition(plan):
+        return True
+    log.info("a sequential split places rows by their position: this batch is scored in the worker, not on Dask")
+    return False
 
 
 def discard(planes: Planes, bp: Mapping[str, Any]) -> None:
@@ -135,7 +162,7 @@ def _write_file(
     # Each chunk is gzipped by the thread that scored it, as a gzip member of its own: a file of members one after
     # another is one gzip file to every reader.
     with ctx.objects.open_write(temporary, compressed=True) as out:
-        out.write(gzip_member(_header(scoring.card, plan.row_id).encode()))
+        out.write(header_member(scoring.card, plan.row_id))
         rows = 0
         pieces = read_untyped(ctx.objects, plan, counts, opened=opened)
         for piece, n in scoring.map(pieces, plan.row_id, counts, progress):
@@ -215,54 +242,6 @@ def _text_bytes(info: ObjectInfo) -> float:
     return info.size * (GZIP_RATIO_GUESS if info.uri.lower().endswith(".gz") else 1.0)
 
 
-def _header(card: ModelCard, row_id: str | None) -> str:
-    first = [row_id] if row_id else []
-    if card.model_type == ModelType.BINARY:
-        columns = ["bestAnswer", "score"]
-    elif card.model_type == ModelType.MULTICLASS:
-        columns = list(card.classes or [])
-    else:
-        columns = ["score"]
-    return pd.DataFrame(columns=[*first, *columns]).to_csv(index=False)
-
-
-def _table(card: ModelCard, row_ids: pa.Array | None, output: np.ndarray) -> pa.Table:
-    """Amazon ML's layout: BINARY bestAnswer,score; MULTICLASS a score per class; REGRESSION score; after the row id
-    when there is one. Scores keep every digit (the shortest text that reads back as the same double)."""
-    columns: dict[str, pa.Array] = {}
-    if row_ids is not None:
-        columns["row_id"] = row_ids
-    if card.model_type == ModelType.BINARY:
-        positive = output >= threshold_or_default(card.score_threshold)
-        columns["bestAnswer"] = pa.DictionaryArray.from_arrays(
-            pa.array(positive.astype(np.int8)), pa.array(card.classes or ["0", "1"])
-        )
-        columns["score"] = pa.array(output)
-    elif card.model_type == ModelType.MULTICLASS:
-        for i in range(output.shape[1]):
-            columns[f"c{i}"] = pa.array(np.ascontiguousarray(output[:, i]))
-    else:
-        columns["score"] = pa.array(output)
-    return pa.table(columns)
-
-
-def csv_bytes(table: pa.Table) -> bytes:
-    """The rows as CSV without a header, quoting only where a value needs it."""
-    sink = pa.BufferOutputStream()
-    try:
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    except pa.ArrowInvalid:  # a value holds a comma, a quote or a line break
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    return sink.getvalue().to_pybytes()
-
-
-def gzip_member(data: bytes) -> bytes:
-    """``data`` as one whole gzip member (header, deflate stream, trailer)."""
-    compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
-
-
 def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
@@ -311,7 +290,7 @@ class _Scoring:
         """Each chunk's rows as a gzip member of CSV rows, and how many rows it holds, in the chunks' order; what
         typing each chunk counted is added to ``counts`` in that order too."""
         assert self.pool is not None
-        pending: deque[Future[_Encoded]] = deque()
+        pending: deque[Future[Encoded]] = deque()
         try:
             for piece in pieces:
                 pending.append(self.pool.submit(self._encode, piece, row_id, progress))
@@ -327,36 +306,12 @@ class _Scoring:
             raise
         progress.report(force=True)
 
-    def _encode(self, piece: Untyped, row_id: str | None, progress: _Progress) -> _Encoded:
-        """Type the chunk, then score it a slice at a time (so progress moves within a slow model's chunk), as
-        CSV, gzipped."""
+    def _encode(self, piece: Untyped, row_id: str | None, progress: _Progress) -> Encoded:
         assert self.scorer is not None and self.card is not None
-        chunk, seen = piece.typed(keep_invalid=True)
-        del piece
-        if chunk is None:
-            return _Encoded(b"", 0, seen)
-        names = self.scorer.parser.names
-        per_row = chunk.nbytes / chunk.rows if chunk.rows else 0.0
-        parts: list[bytes] = []
-        for start in range(0, chunk.rows, SLICE_ROWS):
-            n = min(SLICE_ROWS, chunk.rows - start)
-            columns = {name: _rows(chunk.columns[name], start, n) for name in names}
-            ids = _ids(chunk.columns[row_id], start, n) if row_id else None
-            parts.append(csv_bytes(_table(self.card, ids, self.scorer.outputs(columns, n))))
-            progress.scored(n, n * per_row)
-        return _Encoded(gzip_member(b"".join(parts)), chunk.rows, seen)
+        return encode(self.scorer, piece, row_id, progress.scored)
 
 
-@dataclass
-class _Encoded:
-    """One chunk's output: its gzip member, its rows, and what typing it counted."""
-
-    member: bytes
-    rows: int
-    seen: ScanCounts
-
-
-def _result(future: Future[_Encoded], counts: ScanCounts, progress: _Progress) -> tuple[bytes, int]:
+def _result(future: Future[Encoded], counts: ScanCounts, progress: _Progress) -> tuple[bytes, int]:
     """The future's member and rows, reporting progress every ``REPORT_EVERY_S`` while it is not there yet."""
     while True:
         try:
@@ -367,17 +322,6 @@ def _result(future: Future[_Encoded], counts: ScanCounts, progress: _Progress) -
         counts.add(encoded.seen)
         _ARROW_POOL.release_unused()  # see scan_columns
         return encoded.member, encoded.rows
-
-
-def _rows(column: Any, start: int, n: int) -> Any:
-    """Rows ``start`` to ``start + n`` of a numpy or arrow column, without a copy."""
-    return column[start : start + n] if isinstance(column, np.ndarray) else column.slice(start, n)
-
-
-def _ids(column: Any, start: int, n: int) -> pa.Array:
-    """The row id column's slice as arrow strings (a number read as NUMERIC is written as the file had it)."""
-    ids = _rows(column, start, n)
-    return pa.array(ids) if isinstance(ids, np.ndarray) else ids
 
 
 def _one_openmp_thread() -> None:
