@@ -19,7 +19,7 @@ def _services() -> dict[str, Any]:
 
 def test_the_topology_is_replicas_workers_postgres_and_s3() -> None:
     services = _services()
-    assert {"postgres", "minio", "buckets", "api", "worker", "proxy"} <= set(services)
+    assert {"postgres", "minio", "buckets", "api", "worker", "proxy", "dask-scheduler", "dask-worker"} <= set(services)
     assert services["api"]["command"] == ["serve"] and services["api"]["environment"]["MLSVC_WORKERS"] == "0"
     assert services["worker"]["command"] == ["worker"]
     assert services["api"]["deploy"]["replicas"] == 2 and services["worker"]["deploy"]["replicas"] == 2
@@ -29,6 +29,12 @@ def test_the_topology_is_replicas_workers_postgres_and_s3() -> None:
         assert env["MLSVC_MLFLOW_TRACKING_URI"].startswith("postgresql://")
         assert env["MLSVC_MLFLOW_ARTIFACT_ROOT"].startswith("s3://")
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert services["worker"]["environment"]["MLSVC_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
+    assert services["dask-worker"]["entrypoint"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    # a Dask worker opens the same stores as a job worker and verifies models with the same key
+    shared = ("MLSVC_DATABASE_URL", "MLSVC_MLFLOW_TRACKING_URI", "MLSVC_MLFLOW_ARTIFACT_ROOT", "MLSVC_SECRET_KEY")
+    for key in (*shared, "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"):
+        assert services["dask-worker"]["environment"][key] == services["worker"]["environment"][key], key
     for mounted in ("nginx.conf", "postgres-init.sql"):
         assert (COMPOSE.parent / mounted).is_file()
 
