@@ -5,6 +5,7 @@ the same rows, scores and line numbers as one pass, and a Dask worker killed mid
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import signal
 import subprocess
@@ -163,3 +164,18 @@ def test_a_dask_worker_killed_mid_batch_only_loses_its_parts(
     assert "Remove worker" in cluster.log.read_text(errors="replace")  # the scheduler saw it go
     with gzip.open(done["outputs"][0]["output"], "rt") as scored_file:
         assert sum(1 for _ in scored_file) - 1 == len(frame)
+
+
+def test_parts_are_read_from_s3_and_written_back_by_the_dask_workers(
+    dask_api: httpx.Client, model: dict[str, Any], tmp_path: Path, s3_client: Any, s3_bucket: str
+) -> None:
+    data = tmp_path / "s3.csv"
+    frame = _awkward_input(data, 3)  # 15,000 rows: several parts, each read by its byte range
+    s3_client.upload_file(str(data), s3_bucket, "in/s3.csv")
+    body = {"model": model["id"], "data_uri": f"s3://{s3_bucket}/in/s3.csv", "output_uri": f"s3://{s3_bucket}/out/"}
+    bp = completed(dask_api, "/v1/batch-predictions", body)
+    key = bp["outputs"][0]["output"].removeprefix(f"s3://{s3_bucket}/")
+    scored = pd.read_csv(io.BytesIO(gzip.decompress(s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())))
+    assert len(scored) == bp["rows_scored"] == len(frame)
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]
+    assert not [o["Key"] for o in listed if "/.staging/" in o["Key"]]  # the parts went with the staging area
