@@ -22,7 +22,7 @@ import pytest
 
 from tests.rest import completed
 from tests.scoring import pipeline_output, registered_pipeline
-from tests.servers import REPO, RunningServer, free_port, start_server, stop_server, wait_done
+from tests.servers import REPO, RunningServer, _stop, free_port, start_server, stop_server, wait_done
 
 CHURN = REPO / "datasources" / "churn.csv"
 
@@ -32,16 +32,6 @@ def _dask(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(
             [sys.executable, "-m", *args], env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 class Cluster:
@@ -172,10 +162,16 @@ def test_parts_are_read_from_s3_and_written_back_by_the_dask_workers(
     data = tmp_path / "s3.csv"
     frame = _awkward_input(data, 3)  # 15,000 rows: several parts, each read by its byte range
     s3_client.upload_file(str(data), s3_bucket, "in/s3.csv")
-    body = {"model": model["id"], "data_uri": f"s3://{s3_bucket}/in/s3.csv", "output_uri": f"s3://{s3_bucket}/out/"}
+    packed = gzip.compress(frame.head(500).to_csv(index=False).encode())  # a gzipped file: one part, read whole
+    s3_client.put_object(Bucket=s3_bucket, Key="in/t.csv.gz", Body=packed)
+    body = {"model": model["id"], "data_uri": f"s3://{s3_bucket}/in/", "output_uri": f"s3://{s3_bucket}/out/"}
     bp = completed(dask_api, "/v1/batch-predictions", body)
-    key = bp["outputs"][0]["output"].removeprefix(f"s3://{s3_bucket}/")
-    scored = pd.read_csv(io.BytesIO(gzip.decompress(s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())))
-    assert len(scored) == bp["rows_scored"] == len(frame)
+    result = f"s3://{s3_bucket}/out/batch-prediction/result/{bp['id']}"
+    assert [o["output"] for o in bp["outputs"]] == [f"{result}-s3.csv.gz", f"{result}-t.csv.gz"]  # as the local path
+    rows = []
+    for output in bp["outputs"]:
+        body_bytes = s3_client.get_object(Bucket=s3_bucket, Key=output["output"].removeprefix(f"s3://{s3_bucket}/"))
+        rows.append(len(pd.read_csv(io.BytesIO(gzip.decompress(body_bytes["Body"].read())))))
+    assert rows == [len(frame), 500] and bp["rows_scored"] == len(frame) + 500
     listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]
     assert not [o["Key"] for o in listed if "/.staging/" in o["Key"]]  # the parts went with the staging area

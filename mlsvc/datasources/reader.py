@@ -56,6 +56,9 @@ class RawChunk:
         return self.batch.to_pandas().astype(object)
 
 
+BAD_ROW_EXAMPLES = 5  # ragged rows described by line, of however many there are
+
+
 @dataclass
 class BadRows:
     """Rows the parser could not split into the header's columns (ragged rows)."""
@@ -67,13 +70,12 @@ class BadRows:
     def extend(self, other: BadRows) -> None:
         """Add the ragged rows of the next part of the data."""
         self.count += other.count
-        room = 5 - len(self.examples)
-        self.examples.extend(other.examples[:room])
-        self.lines.extend(other.lines[: max(0, 5 - len(self.lines))])
+        self.examples.extend(other.examples[: max(0, BAD_ROW_EXAMPLES - len(self.examples))])
+        self.lines.extend(other.lines[: max(0, BAD_ROW_EXAMPLES - len(self.lines))])
 
     def add(self, source: str, line: int | None, expected: int, actual: int) -> None:
         self.count += 1
-        if len(self.examples) < 5:
+        if len(self.examples) < BAD_ROW_EXAMPLES:
             where = f"{source} line {line}" if line is not None else source
             self.examples.append(f"{where}: {actual} fields where the header has {expected}")
             if line is not None:

@@ -234,12 +234,9 @@ def read_untyped(
     total_bytes = sum(f.size for f in plan.files) or 1
     done_bytes = 0
     counts.types = _types(plan)
-    attributes = {a.attributeName for a in plan.schema.attributes}
     for info in plan.files:
         file_start = counts.seen_rows  # ordinals are per file; the split needs them datasource-wide
-        names = plan.names_by_file[info.uri]
-        # A reader may want only some of the columns (a model's features); the split still hashes whole rows.
-        wanted = [n for n in names if n in attributes]
+        wanted = _wanted(plan, info)
         for raw in _raw_chunks(objects, plan, info, counts.bad_rows, opened):
             counts.total_rows += raw.batch.num_rows
             yield Untyped(raw, info.uri, file_start, wanted, plan)
@@ -258,14 +255,12 @@ def read_range_untyped(
     if needs_row_count(plan.splitting):
         raise ValueError("a sequential split places rows by position: read such a plan from the start")
     counts.types = _types(plan)
-    attributes = {a.attributeName for a in plan.schema.attributes}
-    names = plan.names_by_file[info.uri]
-    wanted = [n for n in names if n in attributes]
+    wanted = _wanted(plan, info)
     with objects.open_range(info.uri, start, end) as stream:
         chunks = iter_chunks(
             info.uri,
             stream,
-            names,
+            plan.names_by_file[info.uri],
             has_header=False,
             bad_rows=counts.bad_rows,
             max_record_bytes=plan.max_record_bytes,
@@ -275,6 +270,13 @@ def read_range_untyped(
             counts.total_rows += raw.batch.num_rows
             yield Untyped(raw, info.uri, 0, wanted, plan)
             del raw
+
+
+def _wanted(plan: ReadPlan, info: ObjectInfo) -> list[str]:
+    """The file's columns the plan's schema reads, in the file's order. A reader may want only some of them (a
+    model's features); the split still hashes whole rows."""
+    attributes = {a.attributeName for a in plan.schema.attributes}
+    return [n for n in plan.names_by_file[info.uri] if n in attributes]
 
 
 def _types(plan: ReadPlan) -> dict[str, str]:

@@ -464,7 +464,6 @@ class _S3Upload(io.BufferedIOBase):
         self._part_size = part_size
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts = 0
         self._in_flight: deque[Future[dict[str, Any]]] = deque()
         self._done: list[dict[str, Any]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -485,6 +484,11 @@ class _S3Upload(io.BufferedIOBase):
             self._send_part()
         return len(view)
 
+    @property
+    def _parts(self) -> int:
+        """Parts sent so far (done or on their way)."""
+        return len(self._done) + len(self._in_flight)
+
     def _current_part_size(self) -> int:
         # Grow the parts every 1,000 so 10,000 parts reach ~440 GB at 8 MiB, while memory stays a few parts.
         return self._part_size * (1 + self._parts // 1000)
@@ -499,9 +503,8 @@ class _S3Upload(io.BufferedIOBase):
             raise MlsvcError(ErrorCode.INVALID_DATA, f"{self._location.uri} would exceed S3's 10,000 parts")
         while len(self._in_flight) >= PARTS_IN_FLIGHT:
             self._done.append(self._in_flight.popleft().result())  # raises the part's error here, in the writer
-        self._parts += 1
         assert self._pool is not None
-        self._in_flight.append(self._pool.submit(self._upload_part, self._parts, bytes(self._buffer)))
+        self._in_flight.append(self._pool.submit(self._upload_part, self._parts + 1, bytes(self._buffer)))
         self._buffer = bytearray()
 
     def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:

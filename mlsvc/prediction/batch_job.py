@@ -11,18 +11,18 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 
 from mlsvc.config import Settings
 from mlsvc.datasources.plan import OpenedFiles, ReadPlan, model_schema
+from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, TypedChunk, Untyped, read_untyped, scan
 from mlsvc.errors import MlsvcError
 from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
-from mlsvc.prediction.output import Encoded, encode, header_member
+from mlsvc.prediction.output import Encoded, encode, header_member, result_uri
 from mlsvc.prediction.scorer import ModelCard, Scorer
 from mlsvc.registry import ArtifactRef
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
@@ -51,10 +51,13 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
 
 def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, opened: OpenedFiles) -> Mapping[str, Any]:
     bp = ctx.resource
-    # The model loads while the input's first bytes come and the output is checked (from S3, each waits on a
-    # round trip); it is only used once both checks have passed.
+    ref = ArtifactRef.of(model)
+    # On Dask the parts' workers load the model; this worker only checks its files (no deserializing) up front.
+    on_cluster = bool(ctx.settings.dask_scheduler) and card is not None
+    # The model loads (or is checked) while the input's first bytes come and the output is probed (from S3, each
+    # waits on a round trip); it is only used once both checks have passed.
     with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loader:
-        fitted = loader.submit(ctx.registry.load, ArtifactRef.of(model))
+        fitted = loader.submit(ctx.registry.verify if on_cluster else ctx.registry.load, ref)
         plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's, first
         prefix = _join(bp["output_uri"], "batch-prediction")
         staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt)
@@ -65,12 +68,14 @@ def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, open
     progress = _Progress(ctx, plan, counts)
     outputs: list[dict[str, Any]] = []
     try:
-        if ctx.settings.dask_scheduler and card is not None and _partitionable(plan):
+        if on_cluster and _partitionable(plan):
             from mlsvc.prediction.partitioned import score_on_cluster
 
+            assert card is not None
             outputs = score_on_cluster(ctx, model, card, plan, staged, counts, progress)
         else:
-            outputs = _score_here(ctx, loaded, model, card, plan, staged, counts, progress, opened)
+            fitted_model = ctx.registry.load(ref) if on_cluster else loaded
+            outputs = _score_here(ctx, fitted_model, model, card, plan, staged, counts, progress, opened)
         manifest_uri = _join(prefix, f"{bp['id']}.manifest")
         manifest = json.dumps({o["input"]: o["output"] for o in outputs}, indent=2).encode()
         ctx.progress(0.99)  # the last look before publishing: raises JobCancelled if the resource was deleted
@@ -105,7 +110,7 @@ def _score_here(
     prefix = staged.prefix
     with _Scoring(ctx.settings, loaded, model, card) as scoring:
         for info in plan.files:
-            final = _join(prefix, "result", f"{ctx.resource['id']}-{_base(info.uri)}.gz")
+            final = result_uri(prefix, ctx.resource["id"], info.uri)
             rows = _write_file(ctx, scoring, plan.only(info), counts, staged.stage(final), progress, opened)
             outputs.append({"input": info.uri, "output": final, "rows": rows})
             progress.file_done(info)
@@ -115,9 +120,7 @@ def _score_here(
 def _partitionable(plan: ReadPlan) -> bool:
     """Whether the plan's rows can be scored in parts: not when a sequential split places them by position (such
     a job is scored here, and its log says why)."""
-    from mlsvc.prediction.partitioned import can_partition
-
-    if can_partition(plan):
+    if not needs_row_count(plan.splitting):
         return True
     log.info("a sequential split places rows by their position: this batch is scored in the worker, not on Dask")
     return False
@@ -244,11 +247,6 @@ def _text_bytes(info: ObjectInfo) -> float:
 
 def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
-
-
-def _base(uri: str) -> str:
-    name = PurePosixPath(uri.rstrip("/")).name
-    return name[:-3] if name.endswith(".gz") else name
 
 
 # --- scoring, in threads ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -115,3 +116,11 @@ def _ids(column: Any, start: int, n: int) -> pa.Array:
     """The row id column's slice as arrow strings (a number read as NUMERIC is written as the file had it)."""
     ids = _rows(column, start, n)
     return pa.array(ids) if isinstance(ids, np.ndarray) else ids
+
+
+def result_uri(prefix: str, batch_id: str, input_uri: str) -> str:
+    """Where the result of one input file goes under the job's ``prefix``: ``result/<id>-<input name>.gz`` (an
+    input's own .gz dropped, so it is never doubled)."""
+    name = PurePosixPath(input_uri.rstrip("/")).name
+    name = name[:-3] if name.endswith(".gz") else name
+    return f"{prefix.rstrip('/')}/result/{batch_id}-{name}.gz"

@@ -13,21 +13,18 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlsvc.config import Settings
 from mlsvc.datasources.partitions import cut, nominal_ranges, summarise
 from mlsvc.datasources.plan import ReadPlan
-from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, read_range_untyped, read_untyped
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.objects import ObjectInfo
-from mlsvc.prediction.output import encode, header_member
-from mlsvc.prediction.scorer import ModelCard, Scorer
+from mlsvc.prediction.output import encode, header_member, result_uri
+from mlsvc.prediction.scorer import ModelCard, Scorer, ScorerCache
 from mlsvc.registry import ArtifactRef
 
 if TYPE_CHECKING:
@@ -71,11 +68,6 @@ class Task:
     plan: ReadPlan
     row_id: str | None
     part: Part
-
-
-def can_partition(plan: ReadPlan) -> bool:
-    """Whether the plan's rows can be read in parts: not when a sequential split places rows by position."""
-    return not needs_row_count(plan.splitting)
 
 
 def connect(settings: Settings) -> Any:
@@ -136,7 +128,7 @@ def _summary(uri: str, span: tuple[int, int]) -> Any:
 def score_part(task: Task) -> PartResult:
     """On a Dask worker: the part's rows typed, scored and written as gzip members to its staged name."""
     planes = _worker_planes()
-    scorer = _scorer(planes, task.model)
+    scorer = _scorers.get(task.model)
     part, plan = task.part, task.plan
     counts = ScanCounts()
     if part.end is None:
@@ -192,7 +184,7 @@ def score_on_cluster(
         outputs = []
         for file_index, info in enumerate(plan.files):
             own = [i for i, p in enumerate(parts) if p.file_index == file_index]
-            final = f"{prefix}/result/{bp['id']}-{PurePosixPath(info.uri).name}.gz"
+            final = result_uri(prefix, bp["id"], info.uri)
             with ctx.objects.open_write(staged.stage(final), compressed=True) as out:
                 join_parts(ctx.objects, [parts[i] for i in own], header_member(card, plan.row_id), out)
             outputs.append({"input": info.uri, "output": final, "rows": sum(results[i].rows for i in own)})
@@ -236,7 +228,6 @@ def _part_bytes(part: Part) -> float:
 
 _lock = threading.Lock()
 _planes: Planes | None = None
-_scorers: OrderedDict[str, Scorer] = OrderedDict()
 SCORERS_KEPT = 4
 
 
@@ -251,17 +242,10 @@ def _worker_planes() -> Planes:
         return _planes
 
 
-def _scorer(planes: Planes, model: Mapping[str, Any]) -> Scorer:
-    """The model's scorer, loaded once its files match their digests, and kept for the next parts."""
-    ref = ArtifactRef.of(model)
-    key = f"{model['id']}:{ref.model_uri}"
-    with _lock:
-        if key in _scorers:
-            _scorers.move_to_end(key)
-            return _scorers[key]
-    scorer = Scorer(ModelCard.from_resource(model), planes.registry.load(ref))
-    with _lock:
-        _scorers[key] = scorer
-        while len(_scorers) > SCORERS_KEPT:
-            _scorers.popitem(last=False)
-    return scorer
+def _load_scorer(model: Mapping[str, Any]) -> Scorer:
+    """The model's scorer, once its files match their signed digests."""
+    return Scorer(ModelCard.from_resource(model), _worker_planes().registry.load(ArtifactRef.of(model)))
+
+
+# The models this Dask worker has loaded, kept for the next parts (of this batch, and of the next).
+_scorers = ScorerCache(_load_scorer, capacity=SCORERS_KEPT)
