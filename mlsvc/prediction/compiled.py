@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -135,7 +135,7 @@ def _compile_crosses(step: CrossFeatures) -> list[_Cross]:
     return [_Cross(a, b, (edges.get(a), edges.get(b))) for a, b in step.pairs]
 
 
-# --- column groups: each writes its block of the feature matrix ---
+# --- column groups: each writes its block of the feature matrix, or its share of a linear model's decision ---
 
 
 class _Block(Protocol):
@@ -147,7 +147,43 @@ class _Block(Protocol):
     @property
     def width(self) -> int: ...
 
+    @property
+    def start(self) -> int:
+        """Its first column in the feature matrix."""
+        ...
+
     def write(self, columns: Columns, X: Floats) -> None: ...
+
+
+class _Valued(_Block, Protocol):
+    """A group whose columns are values: its block of the matrix, on its own."""
+
+    def values(self, columns: Columns, n_rows: int) -> Floats: ...
+
+
+class _OneHotted(_Block, Protocol):
+    """A group of one-hot columns: for each column it reads, the matrix column each row sets (-1 for none)."""
+
+    def hits(self, columns: Columns, n_rows: int) -> list[Ints]: ...
+
+
+def _write_hits(hits: list[Ints], X: Floats) -> None:
+    rows = np.arange(X.shape[0])
+    for index in hits:
+        hit = index >= 0
+        X[rows[hit], index[hit]] = 1.0
+
+
+def _decision(block: _Block, columns: Columns, n_rows: int, coef: Floats) -> Floats:
+    """The group's columns times their coefficients ``coef`` (one row per output), (n_rows, outputs), without
+    its block of the matrix: a one-hot group's as the coefficients of the columns it sets, looked up."""
+    if not isinstance(block, _OneHot | _Binned):
+        return cast(_Valued, block).values(columns, n_rows) @ coef.T
+    padded = np.vstack([coef.T, np.zeros((1, coef.shape[0]))])  # the last row: no column set
+    total = np.zeros((n_rows, coef.shape[0]))
+    for index in block.hits(columns, n_rows):
+        total += padded[np.where(index >= 0, index - block.start, block.width)]
+    return total
 
 
 @dataclass(frozen=True)
@@ -195,8 +231,11 @@ class _Imputed:
     def width(self) -> int:
         return self.imputation.width
 
+    def values(self, columns: Columns, n_rows: int) -> Floats:
+        return self.imputation.apply(_numbers(columns, self.names, n_rows))
+
     def write(self, columns: Columns, X: Floats) -> None:
-        X[:, self.start : self.start + self.width] = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
+        X[:, self.start : self.start + self.width] = self.values(columns, X.shape[0])
 
 
 @dataclass(frozen=True)
@@ -211,9 +250,11 @@ class _Indicated:
     def width(self) -> int:
         return len(self.features)
 
+    def values(self, columns: Columns, n_rows: int) -> Floats:
+        return np.isnan(_numbers(columns, self.names, n_rows))[:, self.features].astype(np.float64)
+
     def write(self, columns: Columns, X: Floats) -> None:
-        missing = np.isnan(_numbers(columns, self.names, X.shape[0]))
-        X[:, self.start : self.start + self.width] = missing[:, self.features]
+        X[:, self.start : self.start + self.width] = self.values(columns, X.shape[0])
 
 
 @dataclass(frozen=True)
@@ -230,11 +271,14 @@ class _Scaled:
     def width(self) -> int:
         return self.imputation.width
 
-    def write(self, columns: Columns, X: Floats) -> None:
-        x = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
+    def values(self, columns: Columns, n_rows: int) -> Floats:
+        x = self.imputation.apply(_numbers(columns, self.names, n_rows))
         x -= self.mean
         x /= self.scale
-        X[:, self.start : self.start + self.width] = x
+        return x
+
+    def write(self, columns: Columns, X: Floats) -> None:
+        X[:, self.start : self.start + self.width] = self.values(columns, X.shape[0])
 
 
 @dataclass(frozen=True)
@@ -248,12 +292,15 @@ class _Binned:
     start: int
     width: int
 
+    def hits(self, columns: Columns, n_rows: int) -> list[Ints]:
+        x = self.imputation.apply(_numbers(columns, self.names, n_rows))
+        return [
+            self.start + self.offsets[j] + np.searchsorted(edges, x[:, j], side="right")
+            for j, edges in enumerate(self.inner_edges)
+        ]
+
     def write(self, columns: Columns, X: Floats) -> None:
-        x = self.imputation.apply(_numbers(columns, self.names, X.shape[0]))
-        bins = np.empty(x.shape, dtype=np.intp)
-        for j, edges in enumerate(self.inner_edges):
-            bins[:, j] = np.searchsorted(edges, x[:, j], side="right")
-        X[np.arange(X.shape[0])[:, None], self.start + self.offsets + bins] = 1.0
+        _write_hits(self.hits(columns, X.shape[0]), X)
 
 
 @dataclass(frozen=True)
@@ -264,14 +311,17 @@ class _OneHot:
     names: list[str]
     lookups: list[dict[str, int]]  # absolute column in the feature matrix
     unknown: list[int]  # absolute column, or -1 for none
+    start: int
     width: int
 
+    def hits(self, columns: Columns, n_rows: int) -> list[Ints]:
+        return [
+            _codes(columns[name], lookup, unknown)
+            for name, lookup, unknown in zip(self.names, self.lookups, self.unknown, strict=True)
+        ]
+
     def write(self, columns: Columns, X: Floats) -> None:
-        rows = np.arange(X.shape[0])
-        for name, lookup, unknown in zip(self.names, self.lookups, self.unknown, strict=True):
-            index = _codes(columns[name], lookup, unknown)
-            hit = index >= 0
-            X[rows[hit], index[hit]] = 1.0
+        _write_hits(self.hits(columns, X.shape[0]), X)
 
 
 @dataclass(frozen=True)
@@ -285,12 +335,15 @@ class _Target:
     start: int
     width: int
 
+    def values(self, columns: Columns, n_rows: int) -> Floats:
+        parts = [
+            table[_codes(columns[name], lookup, len(table) - 1)]
+            for name, lookup, table in zip(self.names, self.lookups, self.tables, strict=True)
+        ]
+        return np.hstack(parts) if parts else np.zeros((n_rows, 0))
+
     def write(self, columns: Columns, X: Floats) -> None:
-        at = self.start
-        for name, lookup, table in zip(self.names, self.lookups, self.tables, strict=True):
-            per = table.shape[1]
-            X[:, at : at + per] = table[_codes(columns[name], lookup, len(table) - 1)]
-            at += per
+        X[:, self.start : self.start + self.width] = self.values(columns, X.shape[0])
 
 
 def _codes(values: Any, lookup: dict[str, int], default: int) -> Ints:
@@ -323,9 +376,12 @@ class _Text:
     def tfidf(self, columns: Columns) -> sparse.csr_matrix:
         return self.vectorizer.transform(fill_text(as_objects(columns[self.names[0]])))
 
-    def write(self, columns: Columns, X: Floats) -> None:
+    def values(self, columns: Columns, n_rows: int) -> Floats:
         assert self.components_t is not None
-        X[:, self.start : self.start + self.width] = self.tfidf(columns) @ self.components_t
+        return np.asarray(self.tfidf(columns) @ self.components_t)
+
+    def write(self, columns: Columns, X: Floats) -> None:
+        X[:, self.start : self.start + self.width] = self.values(columns, X.shape[0])
 
 
 def _steps(transformer: Any) -> list[Any]:
@@ -406,7 +462,7 @@ def _compile_one_hot(names: list[str], encoder: OneHotEncoder, start: int) -> _O
         else:
             unknowns.append(-1)
         offset += int(encoder._n_features_outs[i])
-    return _OneHot(names, lookups, unknowns, offset - start)
+    return _OneHot(names, lookups, unknowns, start, offset - start)
 
 
 def _compile_target(names: list[str], encoder: TargetEncoder, start: int) -> _Target:
@@ -456,14 +512,30 @@ class _Features:
     dense_index: Ints
 
     def transform(self, columns: Columns, n_rows: int) -> tuple[Floats, list[sparse.csr_matrix]]:
-        if self.crosses:
-            columns = dict(columns)
-            for cross in self.crosses:
-                columns[cross.name] = cross.values(columns)
+        columns = self._crossed(columns)
         X = np.zeros((n_rows, self.width))
         for block in self.blocks:
             block.write(columns, X)
         return X, [text.tfidf(columns) for _, text in self.sparse_blocks]
+
+    def decision(self, columns: Columns, n_rows: int, coef: Floats, text_coefs: list[Floats]) -> Floats:
+        """The matrix times ``coef`` (outputs, width) plus the TF-IDF rows times ``text_coefs``, group by group,
+        without making the matrix (most of it a one-hot group's zeros): (n_rows, outputs)."""
+        columns = self._crossed(columns)
+        total = np.zeros((n_rows, coef.shape[0]))
+        for block in self.blocks:
+            total += _decision(block, columns, n_rows, coef[:, block.start : block.start + block.width])
+        for (_, text), text_coef in zip(self.sparse_blocks, text_coefs, strict=True):
+            total += np.asarray(text.tfidf(columns) @ text_coef.T)
+        return total
+
+    def _crossed(self, columns: Columns) -> Columns:
+        if not self.crosses:
+            return columns
+        columns = dict(columns)
+        for cross in self.crosses:
+            columns[cross.name] = cross.values(columns)
+        return columns
 
 
 def _compile_features(step: Any) -> _Features:
@@ -522,6 +594,15 @@ class _Linear:
         decision = X @ self.coef.T
         for tfidf, coef in zip(texts, self.text_coefs, strict=True):
             decision = decision + tfidf @ coef.T
+        return self._linked(decision)
+
+    def scores_columns(self, features: _Features, columns: Columns, n_rows: int) -> Floats:
+        """``scores`` of the features' matrix, computed without making it (``_Features.decision``)."""
+        texts = [np.atleast_2d(c) for c in self.text_coefs]
+        decision = features.decision(columns, n_rows, np.atleast_2d(self.coef), texts)
+        return self._linked(decision.reshape(-1) if self.coef.ndim == 1 else decision)
+
+    def _linked(self, decision: Floats) -> Floats:
         decision = decision + self.intercept
         if self.link == "identity":
             return decision
@@ -817,6 +898,8 @@ class _Pipeline:
     model: _Model
 
     def scores(self, columns: Columns, n_rows: int) -> Floats:
+        if isinstance(self.model, _Linear):
+            return self.model.scores_columns(self.features, columns, n_rows)
         X, texts = self.features.transform(columns, n_rows)
         return self.model.scores(X, texts)
 
