@@ -161,12 +161,6 @@ class _Valued(_Block, Protocol):
     def values(self, columns: Columns, n_rows: int) -> Floats: ...
 
 
-class _OneHotted(_Block, Protocol):
-    """A group of one-hot columns: for each column it reads, the matrix column each row sets (-1 for none)."""
-
-    def hits(self, columns: Columns, n_rows: int) -> list[Ints]: ...
-
-
 def _write_hits(hits: list[Ints], X: Floats) -> None:
     rows = np.arange(X.shape[0])
     for index in hits:
@@ -174,16 +168,22 @@ def _write_hits(hits: list[Ints], X: Floats) -> None:
         X[rows[hit], index[hit]] = 1.0
 
 
-def _decision(block: _Block, columns: Columns, n_rows: int, coef: Floats) -> Floats:
-    """The group's columns times their coefficients ``coef`` (one row per output), (n_rows, outputs), without
-    its block of the matrix: a one-hot group's as the coefficients of the columns it sets, looked up."""
+def _coefficients(block: _Block, coef: Floats) -> Floats:
+    """The group's coefficients as ``_share`` reads them, (width, outputs) from ``coef`` (outputs, width): with a
+    row of zeros after them for a one-hot group, for the rows that set none of its columns."""
+    table = coef[:, block.start : block.start + block.width].T
+    if isinstance(block, _OneHot | _Binned):
+        return np.vstack([table, np.zeros((1, table.shape[1]))])
+    return np.ascontiguousarray(table)
+
+
+def _share(block: _Block, table: Floats, columns: Columns, n_rows: int) -> Floats:
+    """The group's columns times their coefficients, (n_rows, outputs), without its block of the matrix: a
+    one-hot group's as the coefficients of the columns it sets, looked up."""
     if not isinstance(block, _OneHot | _Binned):
-        return cast(_Valued, block).values(columns, n_rows) @ coef.T
-    padded = np.vstack([coef.T, np.zeros((1, coef.shape[0]))])  # the last row: no column set
-    total = np.zeros((n_rows, coef.shape[0]))
-    for index in block.hits(columns, n_rows):
-        total += padded[np.where(index >= 0, index - block.start, block.width)]
-    return total
+        return cast(_Valued, block).values(columns, n_rows) @ table
+    index = np.stack(block.hits(columns, n_rows))  # (columns read, n_rows)
+    return table[np.where(index >= 0, index - block.start, block.width)].sum(axis=0)
 
 
 @dataclass(frozen=True)
@@ -512,24 +512,14 @@ class _Features:
     dense_index: Ints
 
     def transform(self, columns: Columns, n_rows: int) -> tuple[Floats, list[sparse.csr_matrix]]:
-        columns = self._crossed(columns)
+        columns = self.crossed(columns)
         X = np.zeros((n_rows, self.width))
         for block in self.blocks:
             block.write(columns, X)
         return X, [text.tfidf(columns) for _, text in self.sparse_blocks]
 
-    def decision(self, columns: Columns, n_rows: int, coef: Floats, text_coefs: list[Floats]) -> Floats:
-        """The matrix times ``coef`` (outputs, width) plus the TF-IDF rows times ``text_coefs``, group by group,
-        without making the matrix (most of it a one-hot group's zeros): (n_rows, outputs)."""
-        columns = self._crossed(columns)
-        total = np.zeros((n_rows, coef.shape[0]))
-        for block in self.blocks:
-            total += _decision(block, columns, n_rows, coef[:, block.start : block.start + block.width])
-        for (_, text), text_coef in zip(self.sparse_blocks, text_coefs, strict=True):
-            total += np.asarray(text.tfidf(columns) @ text_coef.T)
-        return total
-
-    def _crossed(self, columns: Columns) -> Columns:
+    def crossed(self, columns: Columns) -> Columns:
+        """The typed columns with the crosses the groups read added."""
         if not self.crosses:
             return columns
         columns = dict(columns)
@@ -583,29 +573,26 @@ class _Model(Protocol):
 
 @dataclass(frozen=True)
 class _Linear:
-    """LogisticRegression (binary: expit; multiclass: softmax of the decision function) or Ridge."""
+    """LogisticRegression (binary: expit; multiclass: softmax of the decision function) or Ridge, scored from the
+    typed columns group by group, without the feature matrix (most of it a one-hot group's zeros): each group's
+    share of the decision is its values times its coefficients, or for a one-hot group the coefficients of the
+    columns it sets, looked up."""
 
-    coef: Floats  # (n_dense,) for Ridge, (n_classes or 1, n_dense) for LogisticRegression
-    text_coefs: list[Floats]
+    shares: list[tuple[_Block, Floats]]  # each dense group and its ``_coefficients``
+    texts: list[tuple[_Text, Floats]]  # each sparse TF-IDF group and its coefficients, (outputs, vocabulary)
     intercept: Floats | float
-    link: str  # "binary", "multinomial" or "identity"
+    link: str  # "binary", "multinomial" or "identity" (Ridge: one value a row)
 
-    def scores(self, X: Floats, texts: list[sparse.csr_matrix]) -> Floats:
-        decision = X @ self.coef.T
-        for tfidf, coef in zip(texts, self.text_coefs, strict=True):
-            decision = decision + tfidf @ coef.T
-        return self._linked(decision)
-
-    def scores_columns(self, features: _Features, columns: Columns, n_rows: int) -> Floats:
-        """``scores`` of the features' matrix, computed without making it (``_Features.decision``)."""
-        texts = [np.atleast_2d(c) for c in self.text_coefs]
-        decision = features.decision(columns, n_rows, np.atleast_2d(self.coef), texts)
-        return self._linked(decision.reshape(-1) if self.coef.ndim == 1 else decision)
-
-    def _linked(self, decision: Floats) -> Floats:
-        decision = decision + self.intercept
+    def scores(self, columns: Columns, n_rows: int) -> Floats:
+        """From columns the features' crosses were added to (``_Features.crossed``)."""
+        decision = np.zeros((n_rows, len(np.atleast_1d(self.intercept))))
+        for block, table in self.shares:
+            decision += _share(block, table, columns, n_rows)
+        for text, coef in self.texts:
+            decision += np.asarray(text.tfidf(columns) @ coef.T)
         if self.link == "identity":
-            return decision
+            return decision.reshape(-1) + self.intercept
+        decision += self.intercept
         if self.link == "multinomial":
             return softmax(decision, copy=False)
         p = expit(decision.reshape(-1))
@@ -622,8 +609,11 @@ def _compile_linear(estimator: Any, features: _Features) -> _Linear:
         link = "identity"
     else:
         link = "binary" if len(estimator.classes_) <= 2 else "multinomial"
-    texts = [coef[..., out] for out, _ in features.sparse_blocks]
-    return _Linear(coef[..., features.dense_index], texts, estimator.intercept_, link)
+    coef = np.atleast_2d(coef)
+    dense = coef[:, features.dense_index]
+    shares = [(block, _coefficients(block, dense)) for block in features.blocks]
+    texts = [(text, coef[:, out]) for out, text in features.sparse_blocks]
+    return _Linear(shares, texts, estimator.intercept_, link)
 
 
 @dataclass(frozen=True)
@@ -864,7 +854,7 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _compile_model(estimator: Any, features: _Features) -> _Model:
+def _compile_model(estimator: Any, features: _Features) -> _Model | _Linear:
     kind = type(estimator)
     if kind in (LogisticRegression, Ridge):
         return _compile_linear(estimator, features)
@@ -895,11 +885,11 @@ class _Scorer(Protocol):
 @dataclass(frozen=True)
 class _Pipeline:
     features: _Features
-    model: _Model
+    model: _Model | _Linear
 
     def scores(self, columns: Columns, n_rows: int) -> Floats:
         if isinstance(self.model, _Linear):
-            return self.model.scores_columns(self.features, columns, n_rows)
+            return self.model.scores(self.features.crossed(columns), n_rows)
         X, texts = self.features.transform(columns, n_rows)
         return self.model.scores(X, texts)
 
