@@ -63,6 +63,22 @@ def test_blocks_and_a_batch_score_as_the_estimator(monkeypatch: pytest.MonkeyPat
     np.testing.assert_allclose(compiled.scores(HELD, []), classifier.predict_proba(HELD), rtol=0, atol=1e-12)
 
 
+def test_one_hot_columns_are_keyed_as_a_group() -> None:
+    """Columns split at one threshold each (one-hot, flags) share a table, keyed in a few calls for the group."""
+    X = RNG.integers(0, 2, size=(3000, 7)).astype(np.float64)
+    X[:, 6] = RNG.normal(size=3000)
+    X[RNG.random(X.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2]) + np.isnan(X[:, 3])) > 0.5
+    classifier = HistGradientBoostingClassifier(max_iter=40, early_stopping=False, random_state=2).fit(X, y)
+    compiled = _compile_boosting(classifier)
+    assert compiled.bitvectors is not None
+    grouped = [g for g in compiled.bitvectors.groups if g.cuts is not None]
+    assert grouped and max(len(g.features) for g in grouped) >= 3
+    held = np.vstack([X, np.full((1, 7), np.nan)])
+    raw = compiled.bitvectors.raw(held, compiled.baseline)
+    np.testing.assert_allclose(raw, classifier._raw_predict(held), rtol=0, atol=1e-12)
+
+
 def test_trees_wider_than_64_leaves_are_left_to_the_estimator() -> None:
     wide = HistGradientBoostingRegressor(max_iter=5, max_leaf_nodes=100, min_samples_leaf=2, random_state=0)
     wide.fit(TRAIN, SIGNAL)
