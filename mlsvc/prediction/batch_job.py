@@ -22,6 +22,8 @@ from mlsvc.datasources.scan import ScanCounts, TypedChunk, Untyped, read_untyped
 from mlsvc.errors import MlsvcError
 from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
+from mlsvc.prediction.bitvectors import evaluate_in
+from mlsvc.prediction.helpers import HelperPool
 from mlsvc.prediction.output import Encoded, encode, header_member, result_uri
 from mlsvc.prediction.scorer import ModelCard, Scorer
 from mlsvc.registry import ArtifactRef
@@ -271,9 +273,10 @@ class _Scoring:
             self.user_column = model["roles"]["user"]
             return
         self.scorer = Scorer(card, fitted)
-        # One OpenMP thread per scoring thread: the threads are the parallelism (sklearn's tree predictors
-        # would otherwise each start a team as large as the machine).
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batch-score", initializer=_one_openmp_thread)
+        self.helpers = HelperPool()  # tree ensembles' bitvectors are evaluated in helper processes
+        self.pool = ThreadPoolExecutor(
+            self.threads, thread_name_prefix="batch-score", initializer=_scoring_thread, initargs=(self.helpers,)
+        )
 
     def __enter__(self) -> _Scoring:
         return self
@@ -281,6 +284,7 @@ class _Scoring:
     def __exit__(self, *_: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.helpers.close()
 
     def map(
         self, pieces: Iterator[Untyped], row_id: str | None, counts: ScanCounts, progress: _Progress
@@ -322,7 +326,10 @@ def _result(future: Future[Encoded], counts: ScanCounts, progress: _Progress) ->
         return encoded.member, encoded.rows
 
 
-def _one_openmp_thread() -> None:
+def _scoring_thread(helpers: HelperPool) -> None:
     from threadpoolctl import threadpool_limits
 
+    # One OpenMP thread per scoring thread: the threads are the parallelism (sklearn's tree predictors would
+    # otherwise each start a team as large as the machine).
     threadpool_limits(limits=1, user_api="openmp")
+    evaluate_in(helpers)

@@ -14,10 +14,11 @@ the same leaf as in the trees.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,21 @@ BLOCK_BYTES = 384 * 2**10
 FEW_THRESHOLDS = 4  # a group whose features have at most this many thresholds each is keyed in a few calls
 MIN_BLOCK_ROWS = 128  # below this numpy's per-call cost takes over
 MAX_TABLE_BYTES = 64 * 2**20  # beyond this an ensemble is left to the row-by-row walk
+
+
+class Helpers(Protocol):
+    """Where a thread's bitvectors are evaluated instead of in process (``mlsvc.prediction.helpers``)."""
+
+    def raw(self, bitvectors: Bitvectors, X: Floats, baseline: Floats) -> Floats: ...
+
+
+_THREAD = threading.local()
+HELPED_ROWS = 1024  # fewer rows than this are evaluated in process: a round trip to a helper costs tens of µs
+
+
+def evaluate_in(helpers: Helpers | None) -> None:
+    """Evaluate this thread's bitvectors in ``helpers`` from now on (None: in process again)."""
+    _THREAD.helpers = helpers
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,15 @@ class Bitvectors:
     def raw(self, X: Floats, baseline: Floats) -> Floats:
         """(n_rows, n_outputs): ``baseline`` (1, n_outputs) plus the leaf value each row reaches in each tree (trees
         of the same iteration are consecutive, one per output). Summed pairwise, not one tree after another as
-        scikit-learn adds them: the same to within a few units in the last place, at a fraction of the cost."""
+        scikit-learn adds them: the same to within a few units in the last place, at a fraction of the cost. In a
+        thread given helper processes (``evaluate_in``), evaluated by its helper."""
+        helpers = getattr(_THREAD, "helpers", None)
+        if helpers is not None and X.shape[0] >= HELPED_ROWS:
+            return helpers.raw(self, X, baseline)
+        return self.raw_here(X, baseline)
+
+    def raw_here(self, X: Floats, baseline: Floats) -> Floats:
+        """``raw``, in this thread."""
         X = np.asfortranarray(X, dtype=np.float64)
         keys = [g.keys(X) for g in self.groups]
         n_rows, n_outputs = X.shape[0], baseline.shape[1]
