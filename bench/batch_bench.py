@@ -24,8 +24,9 @@ What it does:
     ``s3://bucket/out-<n>/``) and GET every 0.1 s until COMPLETED; the time is POST to the poll that saw COMPLETED.
     Meanwhile a thread samples every 0.05 s the RSS of the whole server process tree (the serve process and all its
     descendants: the job worker and the job's scoring processes), summing VmRSS from /proc (pages shared between
-    processes count once per process). It reports the tree's RSS just before the POST, its peak during the job and
-    the growth, and the longest gap between two polls in which ``rows_scored`` moved.
+    processes count once per process; a child between vfork and exec, whose VmRSS is its parent's, is left out).
+    It reports the tree's RSS just before the POST, its peak during the job and the growth, and the longest gap
+    between two polls in which ``rows_scored`` moved.
   - ``script``: a fresh ``python`` process running the script in BASELINE_SCRIPT below: it loads
     ``models:/<name>/<version>`` from the server's MLflow store (sqlite:///<home>/mlflow.db), reads the CSV with
     ``pd.read_csv(chunksize=100_000)`` typed as the model's signature asks (strings as str, doubles as float64 with
@@ -47,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import ctypes
 import gzip
 import io
 import itertools
@@ -404,15 +406,30 @@ def _selected(model: dict[str, Any]) -> str:
 
 
 def tree_pids(root: int) -> list[int]:
-    """``root`` and every descendant, from /proc/<pid>/task/*/children."""
+    """``root`` and every descendant, from /proc/<pid>/task/*/children; a child still sharing its parent's address
+    space (between vfork and exec, as subprocess starts a program) is left out, since its VmRSS is its parent's."""
     found, stack = [], [root]
     while stack:
         pid = stack.pop()
         found.append(pid)
         for children in Path(f"/proc/{pid}/task").glob("*/children"):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                stack.extend(int(c) for c in children.read_text().split())
+                stack.extend(int(c) for c in children.read_text().split() if not shares_memory(pid, int(c)))
     return found
+
+
+_SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+_KCMP_VM = 1
+
+
+def shares_memory(parent: int, child: int) -> bool:
+    """Whether the two processes have one address space (kcmp(2) with KCMP_VM; False where it cannot tell)."""
+    if _SYS_KCMP is None:
+        return False
+    return bool(_LIBC.syscall(_SYS_KCMP, parent, child, _KCMP_VM, 0, 0) == 0)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def rss_kib(pid: int) -> int:
