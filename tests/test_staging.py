@@ -189,6 +189,72 @@ def test_another_jobs_staging_stays_and_only_staging_areas_can_be_emptied(prefix
     assert _read(objects, f"{prefix}/result/kept.csv") == b"data"
 
 
+# --- outputs held under their final names (an S3 multipart upload completed at publish, staged files elsewhere) ---
+
+
+def _key(uri: str) -> str:
+    return uri.removeprefix("s3://").split("/", 1)[1]
+
+
+def _unfinished_uploads(s3: Any, uri: str) -> list[str]:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])]
+
+
+@pytest.mark.parametrize("size", [5, 11 * MiB + 3], ids=["one-put", "multipart"])
+def test_a_held_output_is_seen_only_once_published_and_whole(prefix: str, s3: Any, size: int) -> None:
+    objects = RoutingObjectStore(s3_part_size=5 * MiB)
+    held_under = f"{prefix}/result/bp-1-"
+    staged = StagedOutputs(objects, prefix, "bp-1", attempt=1, held_under=held_under)
+    final = f"{prefix}/result/bp-1-a.csv.gz"
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    held = staged.hold(final)
+    held.stream.write(data[: size // 2])
+    held.stream.write(data[size // 2 :])
+    held.finish()
+    assert not objects.exists(final)
+    if s3 is not None:  # written to its final key directly, unseen until the upload is completed: nothing to copy
+        assert _staged(objects, prefix) == []
+        assert _unfinished_uploads(s3, final) == ([_key(final)] if size > 5 * MiB else [])
+    staged.publish([final], f"{prefix}/bp-1.manifest", b"{}")
+    with objects.open_raw(final) as reader:
+        assert reader.read() == data
+    assert _leftovers(objects, prefix, s3) == []
+    if s3 is not None:
+        assert _unfinished_uploads(s3, held_under) == []
+
+
+def test_a_held_output_of_a_failed_or_killed_attempt_is_dropped(prefix: str, s3: Any) -> None:
+    from mlsvc.objects.staging import discard_staged
+
+    objects = RoutingObjectStore(s3_part_size=5 * MiB)
+    held_under = f"{prefix}/result/bp-1-"
+    failed = StagedOutputs(objects, prefix, "bp-1", attempt=1, held_under=held_under)
+    failed.hold(f"{prefix}/result/bp-1-a.csv.gz").stream.write(b"x" * (6 * MiB))
+    failed.abandon()
+    killed = StagedOutputs(objects, prefix, "bp-1", attempt=2, held_under=held_under)
+    dead = killed.hold(f"{prefix}/result/bp-1-b.csv.gz")
+    dead.stream.write(b"y" * (6 * MiB))
+    dead.stream.close()  # its worker died: its files are closed, and nothing else happened
+    other = StagedOutputs(objects, prefix, "bp-10", attempt=1, held_under=f"{prefix}/result/bp-10-")
+    running = other.hold(f"{prefix}/result/bp-10-a.csv.gz")  # another job's, still being written
+    running.stream.write(b"z" * (6 * MiB))
+    if s3 is not None:
+        assert _unfinished_uploads(s3, held_under) == [
+            objects.check_uri(f"{prefix}/result/bp-1-b.csv.gz")[5:].split("/", 1)[1]
+        ]
+    discard_staged(objects, prefix, "bp-1", held_under)
+    if s3 is not None:
+        assert _unfinished_uploads(s3, f"{prefix}/result/") == [
+            objects.check_uri(f"{prefix}/result/bp-10-a.csv.gz")[5:].split("/", 1)[1]
+        ]
+    assert not objects.exists(f"{prefix}/result/bp-1-a.csv.gz")
+    assert not objects.exists(f"{prefix}/result/bp-1-b.csv.gz")
+    with pytest.raises(ValueError, match="is not under"):
+        killed.hold(f"{prefix}/result/bp-2-a.csv.gz")
+    running.abort()
+
+
 # --- the same through real batch prediction jobs ---
 
 

@@ -41,6 +41,46 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
+class Held(Protocol):
+    """An output written under its final name that readers see only once ``publish`` is called: ``finish``
+    stores the last bytes, ``abort`` drops everything (before or after ``finish``)."""
+
+    @property
+    def stream(self) -> BinaryIO: ...
+
+    def finish(self) -> None: ...
+
+    def publish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class _StagedHold:
+    """``Held`` where a store has nothing better: the bytes committed under a staged name, then moved."""
+
+    def __init__(self, objects: ObjectStore, staged_uri: str, final_uri: str) -> None:
+        self._objects, self._staged, self._final = objects, staged_uri, final_uri
+        self._sink = objects.sink(staged_uri)
+        self._finished = False
+
+    @property
+    def stream(self) -> BinaryIO:
+        return self._sink.stream
+
+    def finish(self) -> None:
+        self._sink.commit()
+        self._finished = True
+
+    def publish(self) -> None:
+        self._objects.publish(self._staged, self._final)
+
+    def abort(self) -> None:
+        if self._finished:
+            self._objects.delete(self._staged)
+        else:
+            self._sink.abort()
+
+
 class ObjectStore(ABC):
     """Streams bytes to and from one kind of storage. A backend implements the primitives; reading and writing
     gzip by name, existence and small whole reads are the same for every backend."""
@@ -68,6 +108,17 @@ class ObjectStore(ABC):
     @abstractmethod
     def sink(self, uri: str) -> Sink:
         """Where the bytes of a new file or object go until they are committed under ``uri``."""
+
+    def hold(self, final_uri: str, staged_uri: str) -> Held:
+        """A writer of ``final_uri`` whose bytes readers see only once published; by default they are committed
+        under ``staged_uri`` (a name inside a staging folder) and moved at publish. Its unfinished remains, if its
+        writer dies, are under ``staged_uri`` or found by ``abort_unfinished``."""
+        return _StagedHold(self, staged_uri, final_uri)
+
+    def abort_unfinished(self, uri: str) -> None:
+        """Drop what unfinished ``hold`` writers left under names starting with ``uri`` (best effort; nothing on
+        stores whose holds are staged files)."""
+        return None
 
     @abstractmethod
     def publish(self, src_uri: str, dst_uri: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.objects.base import MiB, ObjectInfo, ObjectStore, Sink
+from mlsvc.objects.base import Held, MiB, ObjectInfo, ObjectStore, Sink
 from mlsvc.objects.local import LocalObjectStore
 from mlsvc.objects.s3 import COPY_OBJECT_LIMIT, S3ObjectStore
 from mlsvc.security.uris import S3Location, UriValidator
@@ -57,6 +57,12 @@ class RoutingObjectStore(ObjectStore):
 
     def sink(self, uri: str) -> Sink:
         return self.backend(uri).sink(uri)
+
+    def hold(self, final_uri: str, staged_uri: str) -> Held:
+        return self.backend(final_uri).hold(final_uri, staged_uri)
+
+    def abort_unfinished(self, uri: str) -> None:
+        self.backend(uri).abort_unfinished(uri)
 
     def publish(self, src_uri: str, dst_uri: str) -> None:
         source, target = self.backend(src_uri), self.backend(dst_uri)

@@ -24,7 +24,7 @@ from mlsvc.objects import ObjectInfo
 from mlsvc.objects.staging import StagedOutputs, discard_staged
 from mlsvc.prediction.bitvectors import evaluate_in
 from mlsvc.prediction.helpers import HelperPool
-from mlsvc.prediction.output import Encoded, encode, header_member, result_uri
+from mlsvc.prediction.output import Encoded, encode, header_member, result_prefix, result_uri
 from mlsvc.prediction.scorer import ModelCard, Scorer
 from mlsvc.registry import ArtifactRef
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
@@ -62,7 +62,7 @@ def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, open
         fitted = loader.submit(ctx.registry.verify if on_cluster else ctx.registry.load, ref)
         plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's, first
         prefix = _join(bp["output_uri"], "batch-prediction")
-        staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt)
+        staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt, result_prefix(prefix, bp["id"]))
         staged.discard_earlier_attempts()
         staged.probe()  # the output can be written (credentials, bucket, permissions), before any row is scored
         loaded = fitted.result()
@@ -113,7 +113,7 @@ def _score_here(
     with _Scoring(ctx.settings, loaded, model, card) as scoring:
         for info in plan.files:
             final = result_uri(prefix, ctx.resource["id"], info.uri)
-            rows = _write_file(ctx, scoring, plan.only(info), counts, staged.stage(final), progress, opened)
+            rows = _write_file(ctx, scoring, plan.only(info), counts, staged, final, progress, opened)
             outputs.append({"input": info.uri, "output": final, "rows": rows})
             progress.file_done(info)
     return outputs
@@ -131,7 +131,8 @@ def _partitionable(plan: ReadPlan) -> bool:
 def discard(planes: Planes, bp: Mapping[str, Any]) -> None:
     """Remove whatever any attempt of this batch prediction staged: the worker calls it once the job ended without
     its result (failed, cancelled by a delete, or given up after its worker died)."""
-    discard_staged(planes.objects, _join(bp["output_uri"], "batch-prediction"), bp["id"])
+    prefix = _join(bp["output_uri"], "batch-prediction")
+    discard_staged(planes.objects, prefix, bp["id"], result_prefix(prefix, bp["id"]))
 
 
 def _features(model: Mapping[str, Any], card: ModelCard | None) -> list[Attribute]:
@@ -155,25 +156,34 @@ def _write_file(
     scoring: _Scoring,
     plan: ReadPlan,
     counts: ScanCounts,
-    temporary: str,
+    staged: StagedOutputs,
+    final: str,
     progress: _Progress,
     opened: OpenedFiles,
 ) -> int:
-    """Score the plan's one file into ``temporary``: the rows it wrote (for a recommender, the users it answered)."""
+    """Score the plan's one file into the output ``staged`` publishes as ``final``: the rows it wrote (for a
+    recommender, the users it answered)."""
     if scoring.card is None:
-        with ctx.objects.open_write(temporary) as out:
+        with ctx.objects.open_write(staged.stage(final)) as out:
             chunks = scan(ctx.objects, plan, counts, keep_invalid=True, opened=opened)
             return _recommend(scoring, chunks, out, progress)
     # Each chunk is gzipped by the thread that scored it, as a gzip member of its own: a file of members one after
-    # another is one gzip file to every reader.
-    with ctx.objects.open_write(temporary, compressed=True) as out:
+    # another is one gzip file to every reader. The file is written under its final name where the store can
+    # keep it unseen until published (no copy then), else staged.
+    held = staged.hold(final)
+    try:
+        out = held.stream
         out.write(header_member(scoring.card, plan.row_id))
         rows = 0
         pieces = read_untyped(ctx.objects, plan, counts, opened=opened)
         for piece, n in scoring.map(pieces, plan.row_id, counts, progress):
             out.write(piece)
             rows += n
-        return rows
+        held.finish()
+    except BaseException:
+        held.abort()
+        raise
+    return rows
 
 
 def _recommend(scoring: _Scoring, chunks: Iterator[TypedChunk], out: BinaryIO, progress: _Progress) -> int:

@@ -123,4 +123,9 @@ def result_uri(prefix: str, batch_id: str, input_uri: str) -> str:
     input's own .gz dropped, so it is never doubled)."""
     name = PurePosixPath(input_uri.rstrip("/")).name
     name = name[:-3] if name.endswith(".gz") else name
-    return f"{prefix.rstrip('/')}/result/{batch_id}-{name}.gz"
+    return f"{result_prefix(prefix, batch_id)}{name}.gz"
+
+
+def result_prefix(prefix: str, batch_id: str) -> str:
+    """What the names of one job's results, and only that job's, begin with."""
+    return f"{prefix.rstrip('/')}/result/{batch_id}-"
