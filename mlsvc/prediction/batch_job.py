@@ -56,15 +56,15 @@ def _run(ctx: JobContext, model: Mapping[str, Any], card: ModelCard | None, open
     ref = ArtifactRef.of(model)
     # On Dask the parts' workers load the model; this worker only checks its files (no deserializing) up front.
     on_cluster = bool(ctx.settings.dask_scheduler) and card is not None
-    # The model loads (or is checked) while the input's first bytes come and the output is probed (from S3, each
-    # waits on a round trip); it is only used once both checks have passed.
-    with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loader:
-        fitted = loader.submit(ctx.registry.verify if on_cluster else ctx.registry.load, ref)
-        plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's, first
-        prefix = _join(bp["output_uri"], "batch-prediction")
-        staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt, result_prefix(prefix, bp["id"]))
-        staged.discard_earlier_attempts()
-        staged.probe()  # the output can be written (credentials, bucket, permissions), before any row is scored
+    prefix = _join(bp["output_uri"], "batch-prediction")
+    staged = StagedOutputs(ctx.objects, prefix, bp["id"], ctx.claim.attempt, result_prefix(prefix, bp["id"]))
+    # The model loads (or is checked) and the output is readied while the input's first bytes come (from S3, each
+    # waits on round trips); the model is only used once every check has passed, the input's reported first.
+    with ThreadPoolExecutor(2, thread_name_prefix="batch-start") as starting:
+        fitted = starting.submit(ctx.registry.verify if on_cluster else ctx.registry.load, ref)
+        ready = starting.submit(_ready_output, staged)
+        plan = _plan(ctx, bp, _features(model, card), opened)  # the input's columns against the model's
+        ready.result()
         loaded = fitted.result()
     counts = ScanCounts()
     progress = _Progress(ctx, plan, counts)
@@ -117,6 +117,13 @@ def _score_here(
             outputs.append({"input": info.uri, "output": final, "rows": rows})
             progress.file_done(info)
     return outputs
+
+
+def _ready_output(staged: StagedOutputs) -> None:
+    """What earlier attempts left is removed, and the output is probed: it can be written (credentials, bucket,
+    permissions) before any row is scored."""
+    staged.discard_earlier_attempts()
+    staged.probe()
 
 
 def _partitionable(plan: ReadPlan) -> bool:
