@@ -276,7 +276,9 @@ class _Scoring:
     chunks in flight, while the job's own thread reads and parses the next ones. The threads share the one loaded
     model and the chunks' columns as they are (no copy, no pickling): reading, parsing and typing are arrow's, and
     scoring, formatting and compressing run in numpy, sklearn's compiled predictors, arrow and ISA-L, which let go
-    of the interpreter while they work. A recommender answers whole chunks of users itself."""
+    of the interpreter while they work; a tree ensemble's bitvectors, dozens of numpy calls a block, are evaluated
+    in a helper process per thread (``mlsvc.prediction.helpers``). A recommender answers whole chunks of users
+    itself."""
 
     def __init__(self, settings: Settings, fitted: Any, model: Mapping[str, Any], card: ModelCard | None) -> None:
         self.card = card
