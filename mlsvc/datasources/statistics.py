@@ -1,4 +1,4 @@
-"""Data insights for a datasource, computed in one streaming pass over typed chunks.
+"""Data insights for a datasource, computed in one streaming pass over typed chunks, or per partition and merged.
 
 `StatisticsAccumulator.update` is called once per typed chunk (see `values.coerce_frame`): NUMERIC and
 BINARY columns are float64 with NaN, CATEGORICAL and TEXT columns hold `str` or None.
@@ -7,14 +7,26 @@ numpy, and arrow string or dictionary arrays with nulls, so counting never makes
 cell. Memory stays bounded whatever the number of rows:
 
 - mean, std, min and max are exact: each chunk's moments are merged with Chan et al.'s parallel
-  algorithm, which is numerically stable; the Pearson correlation with a numeric target merges
-  co-moments the same way;
+  algorithm, which is numerically stable, with each mean held as two floats so that a large offset
+  costs no precision and where the chunks were cut does not matter; the Pearson correlation with a
+  numeric target merges co-moments the same way;
 - one uniform reservoir of whole rows (Algorithm R, vectorised, seeded) backs the quantiles and
   histograms (exact while the rows fit in it) and the mutual information with the target;
 - value counts are exact while an attribute has at most `distinct_cap` distinct values; past that
   they become a mergeable Misra-Gries summary holding `distinct_cap` counters: every reported count
   is then an under-count by at most `count_error_bound` (<= rows / (distinct_cap + 1)), and the
   distinct count is a lower bound, with a k-minimum-values estimate beside it.
+
+Accumulators merge: one per partition of the data (a contiguous run of rows: a file, or a byte range of
+one), each built with the same schema and settings, folded together in the partitions' order by
+`StatisticsAccumulator.merge`. The merge gives what one pass over all the rows gives wherever that pass
+is exact: counts of rows, missing, invalid, zeros and ones, text lengths and tokens, min and max, and
+value counts while under `distinct_cap`, exactly; the moments and co-moments to rounding (Chan et al.'s
+pairwise combination, as between chunks); and, while all the rows fit in the reservoir, the very sample
+one pass holds, in stream order, hence the same quantiles, histograms and mutual information. Past those
+limits the merge keeps the single pass's guarantees: Misra-Gries summaries merge within the same error
+bound (Agarwal et al.), distinct sketches as their union, and reservoirs as a uniform sample of the union
+of their rows (if each partition's accumulator has a seed of its own).
 
 Association with the target (rows whose target is missing left out): Pearson's r, exact, whenever
 both sides are NUMERIC or BINARY (with a BINARY side it is the point-biserial r); and, for every
@@ -33,7 +45,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -70,25 +82,69 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 # --- exact moments ---
 
 
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """a + b rounded, and what the rounding lost (Knuth's TwoSum): the two add up to a + b exactly."""
+    total = a + b
+    b_part = total - a
+    return total, (a - (total - b_part)) + (b - b_part)
+
+
+def _chunk_mean(values: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """A chunk's mean as a float and what its rounding left out, and the values' deviations from that float."""
+    high = float(values.mean())
+    deviations = values - high  # exact for values near their mean (Sterbenz), so their mean is what was lost
+    return high, float(deviations.mean()), deviations
+
+
+def _difference(mean: float, low: float, other_mean: float, other_low: float) -> float:
+    """(other_mean + other_low) - (mean + low), to the precision of the difference itself, however large the two."""
+    high, error = _two_sum(other_mean, -mean)
+    return high + (error + (other_low - low))
+
+
+def _moved(mean: float, low: float, step: float) -> tuple[float, float]:
+    """The mean held as mean + low, moved by `step`, renormalised."""
+    high, error = _two_sum(mean, step)
+    return _two_sum(high, low + error)
+
+
 @dataclass
 class _Moments:
-    """Count, mean and sum of squared deviations, merged chunk by chunk (Chan et al.)."""
+    """Count, mean and sum of squared deviations, merged chunk by chunk and partition by partition (Chan et al.).
+
+    The mean is held as a float and what its rounding left out (`mean_low`). Far from zero (1e9 give or take 1,
+    say) one float's rounding of the mean is a sizeable part of the deviation between two means that each merge
+    adds in; the std would then be good to 1e-9 only, and would depend on where chunks and partitions were cut.
+    """
 
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
+    mean_low: float = 0.0
 
     def add(self, values: np.ndarray) -> None:
-        n_b = len(values)
-        if n_b == 0:
+        if len(values) == 0:
             return
-        mean_b = float(values.mean())
-        m2_b = float(np.square(values - mean_b).sum())
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * n_b / n
-        self.m2 += m2_b + delta * delta * self.n * n_b / n
+        high, low, deviations = _chunk_mean(values)
+        m2 = max(0.0, float(np.square(deviations).sum()) - len(values) * low * low)  # about high + low, not high
+        self.merge(_Moments(len(values), high, m2, low))
+
+    def merge(self, other: _Moments) -> None:
+        """Fold in the moments of other values (Chan et al.'s pairwise combination)."""
+        if other.n == 0:
+            return
+        if self.n == 0:  # copied, not combined: the step to other's mean would round its low part away
+            vars(self).update(vars(other))
+            return
+        n = self.n + other.n
+        delta = _difference(self.mean, self.mean_low, other.mean, other.mean_low)
+        self.mean, self.mean_low = _moved(self.mean, self.mean_low, delta * other.n / n)
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
         self.n = n
+
+    def value(self) -> float:
+        """The mean, rounded once."""
+        return self.mean + self.mean_low
 
     def std(self) -> float | None:
         return _float(np.sqrt(self.m2 / (self.n - 1))) if self.n > 1 else None
@@ -96,7 +152,8 @@ class _Moments:
 
 @dataclass
 class _CoMoments:
-    """Pairwise-complete co-moments of two columns, merged chunk by chunk, for Pearson's r."""
+    """Pairwise-complete co-moments of two columns, merged chunk by chunk and partition by partition, for
+    Pearson's r; the means are held as `_Moments` holds its mean."""
 
     n: int = 0
     mean_x: float = 0.0
@@ -104,6 +161,8 @@ class _CoMoments:
     m2_x: float = 0.0
     m2_y: float = 0.0
     c_xy: float = 0.0
+    low_x: float = 0.0
+    low_y: float = 0.0
 
     def add(self, x: np.ndarray, y: np.ndarray, y_missing: np.ndarray | None = None) -> None:
         """Fold in a chunk's pairs; ``y_missing`` is ``np.isnan(y)``, when the caller has it already."""
@@ -114,18 +173,30 @@ class _CoMoments:
         n_b = len(x)
         if n_b == 0:
             return
-        mx, my = float(x.mean()), float(y.mean())
-        dx_b, dy_b = x - mx, y - my
-        n = self.n + n_b
-        dx, dy = mx - self.mean_x, my - self.mean_y
-        weight = self.n * n_b / n
+        (mx, lx, dx_b), (my, ly, dy_b) = _chunk_mean(x), _chunk_mean(y)
         # einsum, not np.dot: these 1-D sums must not go to BLAS, whose threads can make each call take
         # milliseconds instead of microseconds on a busy machine.
-        self.m2_x += float(np.einsum("i,i->", dx_b, dx_b)) + dx * dx * weight
-        self.m2_y += float(np.einsum("i,i->", dy_b, dy_b)) + dy * dy * weight
-        self.c_xy += float(np.einsum("i,i->", dx_b, dy_b)) + dx * dy * weight
-        self.mean_x += dx * n_b / n
-        self.mean_y += dy * n_b / n
+        m2_x = max(0.0, float(np.einsum("i,i->", dx_b, dx_b)) - n_b * lx * lx)
+        m2_y = max(0.0, float(np.einsum("i,i->", dy_b, dy_b)) - n_b * ly * ly)
+        c_xy = float(np.einsum("i,i->", dx_b, dy_b)) - n_b * lx * ly
+        self.merge(_CoMoments(n_b, mx, my, m2_x, m2_y, c_xy, lx, ly))
+
+    def merge(self, other: _CoMoments) -> None:
+        """Fold in the co-moments of other pairs (Chan et al.'s pairwise combination)."""
+        if other.n == 0:
+            return
+        if self.n == 0:  # copied, as in `_Moments.merge`
+            vars(self).update(vars(other))
+            return
+        n = self.n + other.n
+        dx = _difference(self.mean_x, self.low_x, other.mean_x, other.low_x)
+        dy = _difference(self.mean_y, self.low_y, other.mean_y, other.low_y)
+        weight = self.n * other.n / n
+        self.m2_x += other.m2_x + dx * dx * weight
+        self.m2_y += other.m2_y + dy * dy * weight
+        self.c_xy += other.c_xy + dx * dy * weight
+        self.mean_x, self.low_x = _moved(self.mean_x, self.low_x, dx * other.n / n)
+        self.mean_y, self.low_y = _moved(self.mean_y, self.low_y, dy * other.n / n)
         self.n = n
 
     def pearson(self) -> float | None:
@@ -195,6 +266,24 @@ class _FrequencyCounter:
         if self._pending_entries >= self.capacity:
             self._merge()
 
+    def merge(self, other: _FrequencyCounter) -> None:
+        """Fold in the counts of a counter of the same capacity (Agarwal et al.'s merge of Misra-Gries summaries)."""
+        if other.capacity != self.capacity:
+            raise ValueError(f"cannot merge value counts of capacity {other.capacity} into capacity {self.capacity}")
+        self._merge()
+        keys, counts = other.keys, other.counts.copy()  # a copy: the held counts must not alias other's
+        if other._sketching:
+            if not self._sketching:  # still exact, so the values held are all the values seen
+                self._add_hashes(self._keys)
+                self._sketching = True
+            self._add_hash_values(other._hashes)
+        elif self._sketching:  # other is exact: its values held are all the values it saw
+            self._add_hashes(keys)
+        self._error_bound += other._error_bound
+        self._max_distinct = max(self._max_distinct, other._max_distinct)
+        if len(keys):
+            self._combine([(keys, counts)])
+
     def _merge(self) -> None:
         if not self._pending:
             return
@@ -202,6 +291,10 @@ class _FrequencyCounter:
         if self._sketching:
             for keys, _ in pending:
                 self._add_hashes(keys)
+        self._combine(pending)
+
+    def _combine(self, pending: list[tuple[pa.Array, np.ndarray]]) -> None:
+        """Add counts (not empty) to those held; past capacity, reduce to a Misra-Gries summary."""
         parts = ([(self._keys, self._counts)] if len(self._keys) else []) + pending
         if len(parts) == 1:
             keys, counts = parts[0]
@@ -224,7 +317,10 @@ class _FrequencyCounter:
         self._keys, self._counts = keys, counts
 
     def _add_hashes(self, keys: pa.Array) -> None:
-        hashes = _string_hashes(keys)
+        self._add_hash_values(_string_hashes(keys))
+
+    def _add_hash_values(self, hashes: np.ndarray) -> None:
+        """Keep the KMV_SIZE smallest distinct hashes of those held and `hashes` (so sketches merge as a union)."""
         if len(self._hashes) == KMV_SIZE:
             hashes = hashes[hashes < self._hashes[-1]]
         self._hashes = _sorted_unique(np.concatenate([self._hashes, hashes]))[:KMV_SIZE]
@@ -438,6 +534,14 @@ class _AttributeStats:
             self.invalid += int(np.count_nonzero(invalid))
         return None
 
+    def merge(self, other: Self) -> None:
+        """Fold in the statistics of the same attribute over other rows."""
+        if type(other) is not type(self) or other.kind is not self.kind:
+            raise ValueError(f"cannot merge {other.kind.value} statistics into {self.kind.value} ones")
+        self.count += other.count
+        self.missing += other.missing
+        self.invalid += other.invalid
+
     def _count_missing(self, missing: np.ndarray, invalid: np.ndarray | None) -> None:
         """Missing cells are the empty ones that were not invalid (the typed value of both is NaN or null)."""
         if invalid is None:
@@ -483,12 +587,21 @@ class _NumericStats(_AttributeStats):
             self.max = max(self.max, float(present.max()))
         return values
 
+    def merge(self, other: Self) -> None:
+        """Fold in the counts, moments and range of other rows."""
+        if other.histogram_bins != self.histogram_bins:  # checked first, so a refused merge changes nothing
+            raise ValueError(f"cannot merge {other.histogram_bins} histogram bins into {self.histogram_bins}")
+        super().merge(other)
+        self.moments.merge(other.moments)
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
     def numbers(self) -> dict[str, Any]:
         present = self.moments.n > 0
         return {
             "min": self.min if present else None,
             "max": self.max if present else None,
-            "mean": _float(self.moments.mean) if present else None,
+            "mean": _float(self.moments.value()) if present else None,
             "std": self.moments.std(),
         }
 
@@ -538,6 +651,12 @@ class _BinaryStats(_AttributeStats):
         self.ones += int(np.count_nonzero(ones))
         return values
 
+    def merge(self, other: Self) -> None:
+        """Fold in the counts of other rows."""
+        super().merge(other)
+        self.zeros += other.zeros
+        self.ones += other.ones
+
     def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         return {
             **super().summary(sample, approximate, top_k),
@@ -560,6 +679,11 @@ class _CategoricalStats(_TextLikeStats):
         seen = counts > 0
         levels = encoded.dictionary if seen.all() else encoded.dictionary.filter(pa.array(seen))
         self.counter.add(levels, counts[seen])
+
+    def merge(self, other: Self) -> None:
+        """Fold in the counts and value counts of other rows."""
+        super().merge(other)
+        self.counter.merge(other.counter)
 
     def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         return {**super().summary(sample, approximate, top_k), **self.counter.summary(top_k)}
@@ -596,6 +720,17 @@ class _TextStats(_TextLikeStats):
         self.token_max = max(self.token_max, int(token_counts.max()))
         self.tokens.add(vocabulary, counts)
 
+    def merge(self, other: Self) -> None:
+        """Fold in the lengths and token counts of other rows."""
+        super().merge(other)
+        self.values += other.values
+        self.length_sum += other.length_sum
+        self.length_min = _least(self.length_min, other.length_min)
+        self.length_max = _greatest(self.length_max, other.length_max)
+        self.token_sum += other.token_sum
+        self.token_max = max(self.token_max, other.token_max)
+        self.tokens.merge(other.tokens)
+
     def summary(self, sample: np.ndarray | None, approximate: bool, top_k: int) -> dict[str, Any]:
         vocabulary = self.tokens.summary(top_k, key="token")
         return {
@@ -612,6 +747,16 @@ class _TextStats(_TextLikeStats):
             "top_token_counts_exact": vocabulary["top_counts_exact"],
             "token_count_error_bound": vocabulary["count_error_bound"],
         }
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional ints (None: nothing seen)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: int | None, b: int | None) -> int | None:
+    """The larger of two optional ints (None: nothing seen)."""
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _attribute_stats(kind: AttributeType, histogram_bins: int, distinct_cap: int) -> _AttributeStats:
@@ -648,6 +793,37 @@ class _RowReservoir:
         if fill < rows:
             self._store(columns, *self._replacements(fill, rows))
         self.seen += rows
+
+    def merge(self, other: _RowReservoir) -> None:
+        """Fold in the sample of the rows that follow: all of them while every row fits, else a uniform sample."""
+        if other.size != self.size or other._names != self._names:
+            raise ValueError("cannot merge reservoirs of other sizes or attributes")
+        seen = self.seen + other.seen
+        if seen <= self.size:  # each holds every row it saw, in stream order: keep them all, as one pass would
+            kept, taken = np.arange(self.filled), np.arange(other.filled)
+        else:
+            # In a uniform sample of the union, how many rows come from this side is hypergeometric; a uniform
+            # subset of each side's uniform sample is then a uniform sample of that side. (The two samples must be
+            # independent: partitions' accumulators need seeds of their own, or they draw the same replacements.)
+            mine = _hypergeometric(self._rng, self.seen, other.seen, self.size)
+            kept = _subset(self._rng, self.filled, mine)
+            taken = _subset(self._rng, other.filled, self.size - mine)
+        filled = len(kept) + len(taken)
+        for name, values in self._numbers.items():
+            values[:filled] = np.concatenate([values[kept], other._numbers[name][taken]])
+        self._texts.merge(other._texts, kept, taken)
+        self.seen, self.filled = seen, filled
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state without the slots never filled: reservoirs are shipped between processes."""
+        state = self.__dict__.copy()
+        state["_numbers"] = {name: values[: self.filled] for name, values in self._numbers.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the state, with room for every slot again."""
+        self.__dict__.update(state)
+        self._numbers = {name: _padded(values, self.size) for name, values in state["_numbers"].items()}
 
     def _replacements(self, start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Row i of the stream (1-based) replaces slot j, j uniform in [0, i), when j < size; last one wins."""
@@ -686,6 +862,31 @@ class _RowReservoir:
         )
 
 
+_HYPERGEOMETRIC_LIMIT = 10**9  # numpy's hypergeometric takes fewer good and bad items than this
+
+
+def _hypergeometric(rng: np.random.Generator, good: int, bad: int, draws: int) -> int:
+    """How many of `draws` items taken uniformly without replacement from `good` + `bad` ones are good."""
+    if good < _HYPERGEOMETRIC_LIMIT and bad < _HYPERGEOMETRIC_LIMIT:
+        return int(rng.hypergeometric(good, bad, draws))
+    # Past numpy's limit, draw the positions themselves: the same distribution, in O(draws).
+    return int(np.count_nonzero(rng.choice(good + bad, draws, replace=False, shuffle=False) < good))
+
+
+def _subset(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """k of the positions 0..n-1, uniformly without replacement, ascending; all of them without a draw if k == n."""
+    if k == n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, k, replace=False, shuffle=False))
+
+
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    """`values` at the start of a new array of `size` elements (the others uninitialised, as never read)."""
+    out = np.empty(size, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
 class _TextSlots:
     """The text columns of the reservoir, kept in arrow: the pieces of chunks that entered it, and for each
     slot the piece and row that hold its values (the same for every column, since whole rows are sampled).
@@ -716,6 +917,31 @@ class _TextSlots:
         self._used = max(self._used, int(slots.max()) + 1)
         if self._held > self._size * 3 // 2:
             self._compact()
+
+    def merge(self, other: _TextSlots, kept: np.ndarray, taken: np.ndarray) -> None:
+        """Hold this one's slots `kept`, then `other`'s slots `taken`, as slots 0, 1, ... of this one."""
+        count = len(kept) + len(taken)
+        if self._pieces:
+            offset = len(next(iter(self._pieces.values())))
+            for name, pieces in self._pieces.items():
+                pieces.extend(other._pieces[name])  # shared, not copied: arrow arrays are immutable
+            self._piece[:count] = np.concatenate([self._piece[kept], other._piece[taken] + offset])
+            self._row[:count] = np.concatenate([self._row[kept], other._row[taken]])
+            self._held += other._held
+        self._used = count
+        if self._held > self._size * 3 // 2:
+            self._compact()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state without the slots never used: reservoirs are shipped between processes."""
+        state = self.__dict__.copy()
+        state["_piece"], state["_row"] = self._piece[: self._used], self._row[: self._used]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the state, with room for every slot again."""
+        self.__dict__.update(state)
+        self._piece, self._row = _padded(state["_piece"], self._size), _padded(state["_row"], self._size)
 
     def _compact(self) -> None:
         pieces = next(iter(self._pieces.values()), [])
@@ -852,6 +1078,12 @@ class StatisticsAccumulator:
             raise ValueError("sample_size, top_k, histogram_bins and distinct_cap must be positive")
         self.schema = schema
         self.top_k = top_k
+        self._settings = {
+            "sample_size": sample_size,
+            "top_k": top_k,
+            "histogram_bins": histogram_bins,
+            "distinct_cap": distinct_cap,
+        }
         self.kinds = {a.attributeName: a.attributeType for a in schema.attributes}
         self.target = schema.targetAttributeName
         self.rows = 0
@@ -909,6 +1141,24 @@ class StatisticsAccumulator:
                 co.add(cleaned[name], y, y_missing)
         self._reservoir.offer(cleaned, rows)
         self.rows += rows
+
+    def merge(self, other: StatisticsAccumulator) -> None:
+        """Fold in, in place, an accumulator of the same schema and settings over the rows that follow these."""
+        if other is self:
+            raise ValueError("an accumulator cannot be merged into itself")
+        if other.schema != self.schema:
+            raise ValueError("cannot merge the statistics of another schema")
+        differ = {
+            key: (value, other._settings[key]) for key, value in self._settings.items() if other._settings[key] != value
+        }
+        if differ:
+            raise ValueError(f"cannot merge statistics of other settings (this one's, the other's): {differ}")
+        for name, stats in self._stats.items():
+            stats.merge(other._stats[name])
+        for name, co in self._pearson.items():
+            co.merge(other._pearson[name])
+        self._reservoir.merge(other._reservoir)
+        self.rows += other.rows
 
     def result(self) -> dict[str, Any]:
         reservoir = self._reservoir
