@@ -1,6 +1,7 @@
-"""Batch predictions on a real Dask cluster (a `dask scheduler` and `dask worker` processes on loopback): a large
-file cut into parts on record boundaries (quoted line breaks inside), scored on the Dask workers, joined in order;
-the same rows, scores and line numbers as one pass, and a Dask worker killed mid-batch only re-runs its parts."""
+"""Batch predictions and datasource passes on a real Dask cluster (a `dask scheduler` and `dask worker` processes on
+loopback): a large file cut into parts on record boundaries (quoted line breaks inside), scored on the Dask workers
+and joined in order, to the same rows, scores and line numbers as one pass; a Dask worker killed mid-batch only
+re-runs its parts; a datasource's statistics computed per part and merged, to the local pass's."""
 
 from __future__ import annotations
 
@@ -175,3 +176,46 @@ def test_parts_are_read_from_s3_and_written_back_by_the_dask_workers(
     assert rows == [len(frame), 500] and bp["rows_scored"] == len(frame) + 500
     listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]
     assert not [o["Key"] for o in listed if "/.staging/" in o["Key"]]  # the parts went with the staging area
+
+
+# --- datasource passes ---
+
+
+def _close(found: Any, expected: Any, where: str = "statistics") -> None:
+    """``found`` equals ``expected``, floats to 1e-9 of each other (the merge adds partitions' moments in another
+    order than one pass adds chunks')."""
+    if isinstance(expected, dict):
+        assert isinstance(found, dict) and found.keys() == expected.keys(), where
+        for key in expected:
+            _close(found[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(found, list) and len(found) == len(expected), where
+        for i, (f, e) in enumerate(zip(found, expected, strict=True)):
+            _close(f, e, f"{where}[{i}]")
+    elif isinstance(expected, float) and not isinstance(found, bool):
+        assert found == pytest.approx(expected, rel=1e-9, abs=1e-12), where
+    else:
+        assert found == expected, where
+
+
+def test_a_datasources_pass_runs_in_parts_on_the_cluster_to_the_local_statistics(
+    dask_api: httpx.Client, api: httpx.Client, cluster_server: tuple[RunningServer, Cluster], tmp_path: Path
+) -> None:
+    source = pd.read_csv(CHURN, dtype=str, keep_default_na=False)
+    frame = pd.concat([source] * 3, ignore_index=True)  # 15,000 rows, 1.4 MB: several parts of 256 KiB
+    frame["customer_id"] = [f"C{i:07d}" for i in range(len(frame))]
+    frame.loc[np.arange(0, len(frame), 499), "payment_method"] = 'mailed\ncheck, "paper"'  # across two lines
+    frame.loc[np.arange(7, len(frame), 1009), "tenure_months"] = "twelve"  # invalid NUMERIC values
+    data = tmp_path / "stats.csv"
+    frame.to_csv(data, index=False)
+    with data.open("a") as out:
+        out.write("C9999998,12,month-to-month\n")  # ragged
+    body = {"data_uri": str(data), "target": "churned", "row_id": "customer_id"}
+    on_cluster = completed(dask_api, "/v1/datasources", body)
+    here = completed(api, "/v1/datasources", body)
+    for field in ("row_count", "used_row_count", "invalid_row_count", "schema"):
+        assert on_cluster[field] == here[field], field
+    _close(on_cluster["statistics"], here["statistics"])
+    log = cluster_server[0].log_text().splitlines()
+    parts = [line for line in log if str(data) in line and "parts on the Dask cluster" in line]
+    assert parts and int(parts[0].split(" in ")[1].split()[0]) >= 4, parts

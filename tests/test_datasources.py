@@ -807,7 +807,10 @@ def test_the_job_fetches_a_file_once_for_inference_and_its_pass(tmp_path: Path, 
     objects = _CountingStorage()
     ds = {"data_uri": str(path), "target": "churned", "rearrangement": rearrangement}
     ctx = SimpleNamespace(
-        resource=ds, objects=objects, settings=SimpleNamespace(max_record_bytes=1 << 20), progress=lambda *_, **__: None
+        resource=ds,
+        objects=objects,
+        settings=SimpleNamespace(max_record_bytes=1 << 20, dask_scheduler=None),
+        progress=lambda *_, **__: None,
     )
     result = job.run(ctx)  # type: ignore[arg-type]
     assert objects.opened == {str(path): reads}

@@ -1,8 +1,10 @@
-"""The datasource job: find the files, settle the schema, and take one streaming pass for counts and statistics."""
+"""The datasource job: find the files, settle the schema, and take one streaming pass for counts and statistics (in
+this worker, or in parts on a Dask cluster when one is configured)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,7 @@ import pandas as pd
 
 from mlsvc.datasources.plan import OpenedFiles, ReadPlan, empty_message, read_head, read_layout, splitting_of
 from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, head_through_first_row, header_names, peek_rows
+from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan_columns
 from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
 from mlsvc.datasources.statistics import StatisticsAccumulator
@@ -21,6 +24,7 @@ from mlsvc.resources import Schema
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
 
+log = logging.getLogger("mlsvc.datasources")
 SCHEMA_FILE_LIMIT = 1024 * 1024
 INFERENCE_SAMPLE_ROWS = 20_000
 
@@ -34,15 +38,18 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     try:
         plan = _first_plan(ctx, ds, files, opened)
         counts = ScanCounts()
-        stats = StatisticsAccumulator(plan.schema) if ds.get("compute_statistics", True) else None
-        # Chunks stay arrow and numpy columns from the parser to the statistics, and each is dropped before the
-        # next is read, so memory holds a few blocks of the file, whatever its size.
-        for chunk in scan_columns(
-            ctx.objects, plan, counts, on_progress=lambda f: ctx.progress(0.05 + 0.9 * f), opened=opened
-        ):
-            if stats is not None:
-                stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
-            del chunk
+        wanted = bool(ds.get("compute_statistics", True))
+
+        def progress(fraction: float) -> None:
+            ctx.progress(0.05 + 0.9 * fraction)
+
+        if _on_cluster(ctx, plan):
+            opened.close()  # the Dask workers read the data themselves
+            from mlsvc.datasources.partitioned import pass_on_cluster
+
+            stats = pass_on_cluster(ctx.settings, ctx.objects, plan, counts, wanted, progress)
+        else:
+            stats = _pass_here(ctx, plan, counts, wanted, opened, progress)
     finally:
         opened.close()
     schema = plan.schema
@@ -57,6 +64,35 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "invalid_row_count": counts.all_invalid,
         "statistics": _statistics(stats, counts),
     }
+
+
+def _pass_here(
+    ctx: JobContext,
+    plan: ReadPlan,
+    counts: ScanCounts,
+    wanted: bool,
+    opened: OpenedFiles,
+    on_progress: Callable[[float], None],
+) -> StatisticsAccumulator | None:
+    """The pass in this worker. Chunks stay arrow and numpy columns from the parser to the statistics, and each
+    is dropped before the next is read, so memory holds a few blocks of the file, whatever its size."""
+    stats = StatisticsAccumulator(plan.schema) if wanted else None
+    for chunk in scan_columns(ctx.objects, plan, counts, on_progress=on_progress, opened=opened):
+        if stats is not None:
+            stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
+        del chunk
+    return stats
+
+
+def _on_cluster(ctx: JobContext, plan: ReadPlan) -> bool:
+    """Whether the pass runs in parts on Dask: when a scheduler is configured, unless a sequential split places
+    rows by their position (such a pass runs here, and the log says why)."""
+    if not ctx.settings.dask_scheduler:
+        return False
+    if needs_row_count(plan.splitting):
+        log.info("a sequential split places rows by their position: this datasource's pass runs in the worker")
+        return False
+    return True
 
 
 def _first_plan(ctx: JobContext, ds: Mapping[str, Any], files: list[ObjectInfo], opened: OpenedFiles) -> ReadPlan:
