@@ -219,3 +219,42 @@ def test_a_datasources_pass_runs_in_parts_on_the_cluster_to_the_local_statistics
     log = cluster_server[0].log_text().splitlines()
     parts = [line for line in log if str(data) in line and "parts on the Dask cluster" in line]
     assert parts and int(parts[0].split(" in ")[1].split()[0]) >= 4, parts
+
+
+# --- training ---
+
+
+def _trials(model: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What the search found, without its timings: each candidate's rung, rows, folds and validation score."""
+    return [
+        (row["candidate"], row.get("rung"), row.get("rows"), row.get("folds"), row["validation_score"], row["status"])
+        for row in model["leaderboard"]
+    ]
+
+
+def test_a_search_fans_its_rungs_out_to_the_cluster_to_the_local_leaderboard(
+    dask_api: httpx.Client, api: httpx.Client, cluster_server: tuple[RunningServer, Cluster]
+) -> None:
+    # A budget no candidate comes near, so that no decision rests on how fast either machine fits: the budget's
+    # cuts are the same code on both paths, but they read the clock.
+    candidates = [
+        {"family": "linear"},
+        {"family": "linear", "params": {"C": 0.05}},
+        {"family": "random_forest", "params": {"n_estimators": 40}},
+        {"family": "hist_gradient_boosting", "params": {"max_iter": 40, "early_stopping": False}},
+    ]
+    models = []
+    for client in (dask_api, api):
+        ds = completed(client, "/v1/datasources", {"data_uri": str(CHURN), "target": "churned"})
+        body = {"name": f"churn-search-{len(models)}", "datasource_id": ds["id"], "candidates": candidates}
+        models.append(completed(client, "/v1/models", body | {"seed": 7, "time_budget_s": 600}))
+    on_cluster, here = models
+    assert _trials(on_cluster) == _trials(here)
+    assert len({row["candidate"] for row in on_cluster["leaderboard"]}) >= 4
+    # Which option is selected also weighs how fast each predicts, as measured on each machine (a model 4x slower
+    # must validate 0.3 % better), so the two may pick differently among the same options; each picked one of them.
+    for m in models:
+        picked = [row for row in m["leaderboard"] if row["selected"]]
+        assert len(picked) == 1 and picked[0]["validation_score"] == m["metrics"]["validation_score"]
+    log = cluster_server[0].log_text()
+    assert "candidates validated on the Dask cluster" in log

@@ -93,10 +93,10 @@ def test_same_data_seed_and_budget_give_the_same_leaderboard() -> None:
 
 def test_small_and_large_data_are_validated_differently() -> None:
     small = Search(_churnish(500), {}, seed=0, budget_s=1, n_jobs=1, families=None, on_progress=lambda f, m: None)
-    assert small.rung_rows()[-1] == 500 and small._folds(500, last=True) == 5
+    assert small.rung_rows()[-1] == 500 and small.validator.folds(500, last=True) == 5
     assert {f.name for f in small.families} >= {"knn", "mlp"}
     big = Search(_churnish(30_000), {}, seed=0, budget_s=1, n_jobs=1, families=None, on_progress=lambda f, m: None)
-    assert big._folds(30_000, last=True) == 1  # one holdout above the k-fold limit
+    assert big.validator.folds(30_000, last=True) == 1  # one holdout above the k-fold limit
     assert "knn" not in {f.name for f in big.families}
     assert big.rung_rows() == [3_333, 9_999, 30_000]  # no near-duplicate last rung
 

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.jobs.cluster import connect
 from mlsvc.metadata import Document
 from mlsvc.prediction.labels import DEFAULT_THRESHOLD
 from mlsvc.registry import ArtifactRef
 from mlsvc.resources import ModelType
 from mlsvc.training import data as training_data
 from mlsvc.training.budget import JobClock
+from mlsvc.training.distributed import ClusterFanOut
 from mlsvc.training.evaluation import evaluate, summary_metrics
 from mlsvc.training.importances import attribute_importances
 from mlsvc.training.loop import Outcome, default_budget_s, predict_output, train
@@ -72,15 +74,21 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         time_budget_s=budget,
         message=f"searching on {len(fit.X)} rows, {len(held_out.X)} held out, for {search_budget:.1f} s",
     )
-    outcome = train(
-        fit,
-        recipe,
-        seed=seed,
-        budget_s=search_budget,
-        n_jobs=_cores(),
-        on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
-        fixed=[(c["family"], c.get("params") or {}) for c in model.get("candidates") or []] or None,
-    )
+    client = connect(ctx.settings) if ctx.settings.dask_scheduler else None
+    try:
+        outcome = train(
+            fit,
+            recipe,
+            seed=seed,
+            budget_s=search_budget,
+            n_jobs=_cores(),
+            on_progress=lambda f, message: ctx.progress(0.1 + 0.75 * f, message=message),
+            fixed=[(c["family"], c.get("params") or {}) for c in model.get("candidates") or []] or None,
+            fan_out=ClusterFanOut(client) if client is not None else None,
+        )
+    finally:
+        if client is not None:
+            client.close()
     clock.notes.extend(outcome.notes)
     clock.lap("search")
     phases_end = clock.elapsed + clock.before_registration(len(data.features))

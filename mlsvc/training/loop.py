@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -175,6 +175,116 @@ def _stop_on_training_loss(pipeline: Any) -> None:
             estimator.set_params(early_stopping=False)
 
 
+@dataclass
+class Validated:
+    """A candidate's validation, and what the search learns of its family's pace from it."""
+
+    trial: Trial
+    model_s: float
+    planned_folds: int
+    fitted_rows: int
+    validated_rows: int
+
+
+@dataclass
+class Validator:
+    """One candidate validated on a rung's rows, the same wherever it runs (in the search's process, or on a Dask
+    worker): the training data, the recipe, the seed, and the threads one fit may use."""
+
+    data: TrainingData
+    recipe: dict[str, Any]
+    seed: int
+    n_jobs: int
+    _last_subsample: tuple[int, Any, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.data.classes or [])
+
+    def folds(self, rows: int, last: bool) -> int:
+        return CV_FOLDS if last and rows <= CV_MAX_ROWS else 1
+
+    def run(self, config: Config, rung: int, rows: int, last: bool, deadline_at: float) -> Validated:
+        """Validate ``config`` on ``rows`` rows; folds stop once another would end past ``deadline_at`` (wall
+        clock, ``time.time()``: the same instant on every machine of a cluster)."""
+        X, y = self.subsample(rows)
+        scores, fit_s, predict_s, model_s = [], 0.0, 0.0, 0.0
+        planned = self.splits(y, last)
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
+        outputs: list[np.ndarray] = []
+        for fit_idx, val_idx in planned:
+            if splits and self._no_time_for_another_fold(fit_s + predict_s, splits, last, deadline_at):
+                break
+            splits.append((fit_idx, val_idx))
+            pipeline = make_pipeline(config, self.data, self.recipe, self.seed, self.n_jobs)
+            started = time.perf_counter()
+            fit_quietly(pipeline, X.iloc[fit_idx], y[fit_idx])
+            fit_s += time.perf_counter() - started
+            started = time.perf_counter()
+            features = pipeline[:-1].transform(X.iloc[val_idx])
+            modelled = time.perf_counter()
+            out = predict_output(pipeline[-1], self.data.model_type, features, self.n_classes)
+            model_s += time.perf_counter() - modelled
+            predict_s += time.perf_counter() - started
+            scores.append(selection_score(self.data.model_type, y[val_idx], out))
+            outputs.append(out)
+        sign = 1.0 if HIGHER_IS_BETTER[SELECTION_METRIC[self.data.model_type]] else -1.0
+        valid = [s for s in scores if np.isfinite(s)]
+        score = float(np.mean(valid)) if valid else -sign * np.inf
+        std = float(np.std(valid)) if valid else 0.0
+        trial = Trial(config, rung, rows, score, std, fit_s, predict_s, len(splits))
+        if len(splits) == len(planned) and last:  # out-of-fold predictions of every row, for ensembles
+            trial.output = np.concatenate(outputs)
+            trial.output_idx = np.concatenate([v for _, v in splits])
+        fitted = sum(len(f) for f, _ in splits)
+        validated = sum(len(v) for _, v in splits)
+        return Validated(trial, model_s, len(planned), fitted, validated)
+
+    def _no_time_for_another_fold(
+        self, spent: float, done: list[tuple[np.ndarray, np.ndarray]], last: bool, deadline_at: float
+    ) -> bool:
+        """Whether one more fold, at the pace of those done, would end past ``deadline_at``; on the last rung the
+        winner's refit on every row must fit too. The first fold runs whatever it costs (the search needs a
+        candidate), and this is what keeps it from running five folds past the budget."""
+        next_fold = spent / len(done)
+        fitted = sum(len(f) for f, _ in done)
+        refit = next_fold / max(1, fitted / len(done)) * len(self.data.X) if last else 0.0
+        return time.time() + next_fold + refit > deadline_at
+
+    def subsample(self, rows: int) -> tuple[Any, np.ndarray]:
+        n = len(self.data.X)
+        if rows >= n:
+            return self.data.X, self.data.y
+        # Every config of a rung validates on the same rows; a stratified draw from a million rows takes a second.
+        if self._last_subsample is None or self._last_subsample[0] != rows:
+            idx, _ = split_rows(n, self._classes(self.data.y), self.seed, train_size=rows)
+            self._last_subsample = (rows, self.data.X.iloc[idx], self.data.y[idx])
+        return self._last_subsample[1], self._last_subsample[2]
+
+    def splits(self, y: np.ndarray, last: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        idx = np.arange(len(y))
+        classification = self.data.model_type != ModelType.REGRESSION
+        if self.folds(len(y), last) > 1:
+            if classification and self._stratifiable(y, CV_FOLDS):
+                return list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx, y))
+            return list(KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx))
+        return [split_rows(len(y), self._classes(y), self.seed, test_size=0.2)]
+
+    def _stratifiable(self, y: np.ndarray, per_class: int = 2) -> bool:
+        return self.data.model_type != ModelType.REGRESSION and bool(np.bincount(y).min() >= per_class)
+
+    def _classes(self, y: np.ndarray) -> np.ndarray | None:
+        return None if self.data.model_type == ModelType.REGRESSION else y
+
+
+class FanOut(Protocol):
+    """Validates a rung's configs somewhere else (a Dask cluster), as ``Search`` would one after another."""
+
+    def __call__(
+        self, search: Search, configs: list[Config], rung: int, rows: int, last: bool, deadline: float
+    ) -> list[Trial]: ...
+
+
 class Search:
     """Successive halving: every config on a small subsample, the best third on three times the rows, and so on
     until the last rung validates on every training row (k-fold for small tables, a holdout for large ones)."""
@@ -191,8 +301,11 @@ class Search:
         on_progress: Progress,
         max_configs: int = MAX_CONFIGS,
         fixed: list[tuple[str, Params]] | None = None,
+        fan_out: FanOut | None = None,
     ) -> None:
         self.data = data
+        self.validator = Validator(data, recipe, seed, n_jobs)
+        self.fan_out = fan_out
         self.recipe = recipe
         self.seed = seed
         self.n_jobs = n_jobs
@@ -211,7 +324,6 @@ class Search:
         self._seconds_per_row: dict[str, float] = {}
         self._predict_s_per_row: dict[str, float] = {}
         self._model_s_per_row: dict[str, float] = {}
-        self._last_subsample: tuple[int, Any, np.ndarray] | None = None
 
     # --- the plan ---
 
@@ -267,9 +379,11 @@ class Search:
         return self.trials
 
     def _run_rung(self, configs: list[Config], rung: int, rows: int, last: bool, deadline: float) -> list[Trial]:
+        if self.fan_out is not None:
+            return self.fan_out(self, configs, rung, rows, last, deadline)
         results: list[Trial] = []
         for config in configs:
-            reason = self._too_costly(config, rows, last, deadline)
+            reason = self.too_costly(config, rows, last, deadline)
             if reason:
                 self.skipped.append((config, rung, reason))
                 continue
@@ -280,25 +394,38 @@ class Search:
                 continue
             self.trials.append(trial)
             results.append(trial)
-            self._report(rung)
+            self.report(rung)
         return results
 
-    def _too_costly(self, config: Config, rows: int, last: bool, deadline: float) -> str | None:
+    def too_costly(self, config: Config, rows: int, last: bool, deadline: float, ahead: float = 0.0) -> str | None:
         """Why ``config`` cannot be validated on ``rows`` before ``deadline``, at its family's pace so far (or, for a
         family not timed yet, a guess from the others': a wide table makes one boosting fit outlast a short
-        budget); None when it can. The first candidate of the search runs whatever it costs: the search needs one."""
+        budget), once ``ahead`` seconds of work queued before it are done; None when it can. The first candidate
+        of the search runs whatever it costs: the search needs one."""
         if not self.trials:
             return None
-        per_row = self._seconds_per_row.get(config.family.name)
-        guessed = per_row is None
-        if per_row is None:
-            per_row = self._guess_per_row(config.family)
-        estimate = per_row * rows * self._folds(rows, last)
+        per_row, guessed = self._pace(config)
+        estimate = self.estimate(config, rows, last)
         # The final refit of the winner needs time too: keep what the most expensive candidate would take.
         reserve = per_row * len(self.data.X) if last else 0.0
-        if self.clock.elapsed + estimate + reserve > deadline:
+        if self.clock.elapsed + ahead + estimate + reserve > deadline:
             return f"would not finish within the time budget (about {estimate:.1f} s{', a guess' if guessed else ''})"
         return None
+
+    def _pace(self, config: Config) -> tuple[float, bool]:
+        """Seconds per fitted row of the config's family, and whether that is a guess (no fit of it timed yet)."""
+        per_row = self._seconds_per_row.get(config.family.name)
+        if per_row is not None:
+            return per_row, False
+        return (self._guess_per_row(config.family), True) if self._seconds_per_row else (0.0, True)
+
+    def estimate(self, config: Config, rows: int, last: bool) -> float:
+        """Seconds to validate ``config`` on ``rows``, at its family's pace so far (0 before anything was timed)."""
+        return self._pace(config)[0] * rows * self.validator.folds(rows, last)
+
+    def wall_deadline(self, deadline: float) -> float:
+        """The search's ``deadline`` (seconds into the search) as a time.time() instant."""
+        return time.time() + deadline - self.clock.elapsed
 
     def _guess_per_row(self, family: Family) -> float:
         """Seconds per fitted row of a family not timed yet: the timed families' pace scaled by the families'
@@ -308,59 +435,21 @@ class Search:
             for name, per_row in self._seconds_per_row.items()
         )
 
-    def _folds(self, rows: int, last: bool) -> int:
-        return CV_FOLDS if last and rows <= CV_MAX_ROWS else 1
-
     def _validate(self, config: Config, rung: int, rows: int, last: bool, deadline: float) -> Trial:
-        X, y = self._subsample(rows)
-        scores, fit_s, predict_s, model_s = [], 0.0, 0.0, 0.0
-        planned = self._splits(y, last)
-        splits: list[tuple[np.ndarray, np.ndarray]] = []
-        outputs: list[np.ndarray] = []
-        for fit_idx, val_idx in planned:
-            if splits and self._no_time_for_another_fold(fit_s + predict_s, splits, last, deadline):
-                break
-            splits.append((fit_idx, val_idx))
-            pipeline = make_pipeline(config, self.data, self.recipe, self.seed, self.n_jobs)
-            started = time.perf_counter()
-            fit_quietly(pipeline, X.iloc[fit_idx], y[fit_idx])
-            fit_s += time.perf_counter() - started
-            started = time.perf_counter()
-            features = pipeline[:-1].transform(X.iloc[val_idx])
-            modelled = time.perf_counter()
-            out = predict_output(pipeline[-1], self.data.model_type, features, self.n_classes)
-            model_s += time.perf_counter() - modelled
-            predict_s += time.perf_counter() - started
-            scores.append(selection_score(self.data.model_type, y[val_idx], out))
-            outputs.append(out)
-        fitted_rows = sum(len(f) for f, _ in splits)
-        self._seconds_per_row[config.family.name] = max(
-            self._seconds_per_row.get(config.family.name, 0.0) * 0.5, fit_s / max(1, fitted_rows)
-        )
-        validated_rows = max(1, sum(len(v) for _, v in splits))
-        self._predict_s_per_row[config.family.name] = predict_s / validated_rows
-        self._model_s_per_row[config.family.name] = model_s / validated_rows
-        valid = [s for s in scores if np.isfinite(s)]
-        score = float(np.mean(valid)) if valid else -self.sign * np.inf
-        std = float(np.std(valid)) if valid else 0.0
-        trial = Trial(config, rung, rows, score, std, fit_s, predict_s, len(splits))
-        if len(splits) < len(planned):
-            self.cut_short.append((config.key, len(splits), len(planned)))
-        elif last:  # out-of-fold predictions of every row, which an ensemble of finalists is scored on
-            trial.output = np.concatenate(outputs)
-            trial.output_idx = np.concatenate([v for _, v in splits])
-        return trial
+        return self.noted(self.validator.run(config, rung, rows, last, self.wall_deadline(deadline)))
 
-    def _no_time_for_another_fold(
-        self, spent: float, done: list[tuple[np.ndarray, np.ndarray]], last: bool, deadline: float
-    ) -> bool:
-        """Whether one more fold, at the pace of those done, would end past ``deadline``; on the last rung the
-        winner's refit on every row must fit too. The first candidate runs whatever it costs (the search needs
-        one), and this is what keeps it from running five folds past the budget."""
-        next_fold = spent / len(done)
-        fitted = sum(len(f) for f, _ in done)
-        refit = next_fold / max(1, fitted / len(done)) * len(self.data.X) if last else 0.0
-        return self.clock.elapsed + next_fold + refit > deadline
+    def noted(self, validated: Validated) -> Trial:
+        """A validation's trial, its family's pace taken in (one after another, in the configs' order)."""
+        trial = validated.trial
+        family = trial.config.family.name
+        pace = trial.fit_s / max(1, validated.fitted_rows)
+        self._seconds_per_row[family] = max(self._seconds_per_row.get(family, 0.0) * 0.5, pace)
+        validated_rows = max(1, validated.validated_rows)
+        self._predict_s_per_row[family] = trial.predict_s / validated_rows
+        self._model_s_per_row[family] = validated.model_s / validated_rows
+        if trial.folds < validated.planned_folds:
+            self.cut_short.append((trial.config.key, trial.folds, validated.planned_folds))
+        return trial
 
     def refit_estimate(self, configs: list[Config]) -> float:
         """Seconds to refit ``configs`` on every training row, at their families' pace in the search."""
@@ -377,31 +466,9 @@ class Search:
         return sum(self._model_s_per_row.get(c.family.name, 0.0) for c in configs)
 
     def _subsample(self, rows: int) -> tuple[Any, np.ndarray]:
-        n = len(self.data.X)
-        if rows >= n:
-            return self.data.X, self.data.y
-        # Every config of a rung validates on the same rows; a stratified draw from a million rows takes a second.
-        if self._last_subsample is None or self._last_subsample[0] != rows:
-            idx, _ = split_rows(n, self._classes(self.data.y), self.seed, train_size=rows)
-            self._last_subsample = (rows, self.data.X.iloc[idx], self.data.y[idx])
-        return self._last_subsample[1], self._last_subsample[2]
+        return self.validator.subsample(rows)
 
-    def _splits(self, y: np.ndarray, last: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-        idx = np.arange(len(y))
-        classification = self.data.model_type != ModelType.REGRESSION
-        if self._folds(len(y), last) > 1:
-            if classification and self._stratifiable(y, CV_FOLDS):
-                return list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx, y))
-            return list(KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(idx))
-        return [split_rows(len(y), self._classes(y), self.seed, test_size=0.2)]
-
-    def _stratifiable(self, y: np.ndarray, per_class: int = 2) -> bool:
-        return self.data.model_type != ModelType.REGRESSION and bool(np.bincount(y).min() >= per_class)
-
-    def _classes(self, y: np.ndarray) -> np.ndarray | None:
-        return None if self.data.model_type == ModelType.REGRESSION else y
-
-    def _report(self, rung: int) -> None:
+    def report(self, rung: int) -> None:
         best = max(self.trials, key=lambda t: self.sign * t.score)
         fraction = min(0.99, self.clock.elapsed / max(self.clock.budget_s, 1e-9))
         self.on_progress(
@@ -439,8 +506,10 @@ def train(
     on_progress: Progress | None = None,
     max_configs: int = MAX_CONFIGS,
     fixed: list[tuple[str, Params]] | None = None,
+    fan_out: FanOut | None = None,
 ) -> Outcome:
-    """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``."""
+    """Search, select (a single config or a soft-voting ensemble), and refit the winner on every row of ``data``;
+    with ``fan_out``, each rung's validations run there (a Dask cluster), the refit here."""
     search = Search(
         data,
         recipe,
@@ -451,6 +520,7 @@ def train(
         on_progress=on_progress or (lambda f, m: None),
         max_configs=max_configs,
         fixed=fixed,
+        fan_out=fan_out,
     )
     trials = search.run()
     if not trials:
