@@ -1,8 +1,9 @@
 """A search's rungs fanned out to a Dask cluster: the configs of each successive-halving rung are validated at once
 on the Dask workers (one fit a worker thread) by the same ``Validator`` the local search uses, then taken in, in
-the configs' order, so that the same seed gives the same trials, and the same leaderboard, as the local path. Which
-configs a rung runs is decided before it starts, from the families' pace so far and the work queued ahead of each
-on the cluster's threads; each validation stops between folds at the rung's deadline, on the wall clock."""
+the configs' order, so that the same seed gives the same trials, and the same leaderboard, as the local path. A
+candidate is sent when a thread is free, if at the pace known so far it would end before the rung's deadline (as
+the local search starts one only then), and each validation stops between folds at that deadline, on the wall
+clock; until a first fit is timed, the first candidate of each thread runs whatever it costs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from mlsvc.jobs.cluster import gather_in_order
 from mlsvc.training.loop import Config, Search, Trial, Validated, Validator
 
 log = logging.getLogger("mlsvc.training")
@@ -30,42 +30,47 @@ class ClusterFanOut:
     def __call__(
         self, search: Search, configs: list[Config], rung: int, rows: int, last: bool, deadline: float
     ) -> list[Trial]:
+        from distributed import wait
+
         threads = self.threads()
-        planned: list[Config] = []
-        ahead = 0.0
-        for config in configs:
-            reason = search.too_costly(config, rows, last, deadline, ahead)
-            if reason:
-                search.skipped.append((config, rung, reason))
-                continue
-            planned.append(config)
-            ahead += search.estimate(config, rows, last) / threads
-        if not planned:
-            return []
-        log.info("rung %d: %d candidates validated on the Dask cluster (%d threads)", rung + 1, len(planned), threads)
         validator = self._scattered(search.validator)
         at = search.wall_deadline(deadline)
-        futures = [self.client.submit(_validate, validator, c, rung, rows, last, at, pure=False) for c in planned]
-        done = [0]
-
-        def arrived(index: int, _: Validated | str) -> None:
-            done[0] += 1
-            fraction = min(0.99, search.clock.elapsed / max(search.clock.budget_s, 1e-9))
-            search.on_progress(fraction, f"rung {rung + 1}: {done[0]} of {len(planned)} candidates validated")
-
+        waiting = list(enumerate(configs))
+        running: dict[Any, int] = {}
+        answers: dict[int, Validated] = {}
         try:
-            answers = gather_in_order(self.client, futures, arrived, lambda: None)
+            while waiting or running:
+                # As many as the cluster has threads, each let through as the local search would start it: at the
+                # pace known so far, it must end before the rung's deadline.
+                while waiting and len(running) < threads:
+                    index, config = waiting.pop(0)
+                    reason = search.too_costly(config, rows, last, deadline)
+                    if reason:
+                        search.skipped.append((config, rung, reason))
+                        continue
+                    future = self.client.submit(_validate, validator, config, rung, rows, last, at, pure=False)
+                    running[future] = index
+                if not running:
+                    break
+                with self.client.as_current():
+                    done, _ = wait(list(running), return_when="FIRST_COMPLETED")
+                for future in done:
+                    index = running.pop(future)
+                    answer = future.result()
+                    if isinstance(answer, str):  # a configuration these rows cannot fit, skipped as locally
+                        search.skipped.append((configs[index], rung, answer))
+                        continue
+                    search.learn_pace(answer)
+                    answers[index] = answer
+                search.on_progress(
+                    min(0.99, search.clock.elapsed / max(search.clock.budget_s, 1e-9)),
+                    f"rung {rung + 1}: {len(answers)} of {len(configs)} candidates validated on the cluster",
+                )
         except BaseException:
-            self.client.cancel(futures)
+            self.client.cancel(list(running))
             raise
-        results: list[Trial] = []
-        for config, answer in zip(planned, answers, strict=True):
-            if isinstance(answer, str):  # a configuration these rows cannot fit, as the local search skips it
-                search.skipped.append((config, rung, answer))
-                continue
-            trial = search.noted(answer)
-            search.trials.append(trial)
-            results.append(trial)
+        log.info("rung %d: %d candidates validated on the Dask cluster (%d threads)", rung + 1, len(answers), threads)
+        results = [search.take(answers[i]) for i in sorted(answers)]  # in the configs' order, as locally
         if results:
             search.report(rung)
         return results

@@ -392,23 +392,22 @@ class Search:
             except ValueError as exc:  # a configuration these rows cannot fit (more neighbours than rows, …)
                 self.skipped.append((config, rung, f"failed: {str(exc)[:200]}"))
                 continue
-            self.trials.append(trial)
             results.append(trial)
             self.report(rung)
         return results
 
-    def too_costly(self, config: Config, rows: int, last: bool, deadline: float, ahead: float = 0.0) -> str | None:
-        """Why ``config`` cannot be validated on ``rows`` before ``deadline``, at its family's pace so far (or, for a
-        family not timed yet, a guess from the others': a wide table makes one boosting fit outlast a short
-        budget), once ``ahead`` seconds of work queued before it are done; None when it can. The first candidate
-        of the search runs whatever it costs: the search needs one."""
-        if not self.trials:
+    def too_costly(self, config: Config, rows: int, last: bool, deadline: float) -> str | None:
+        """Why ``config``, started now, cannot be validated on ``rows`` before ``deadline``, at its family's pace so
+        far (or, for a family not timed yet, a guess from the others': a wide table makes one boosting fit outlast
+        a short budget); None when it can. Until a first fit is timed, candidates run whatever they cost: the
+        search needs one (on a cluster, the first of each of its threads)."""
+        if not self._seconds_per_row:  # nothing timed yet
             return None
         per_row, guessed = self._pace(config)
         estimate = self.estimate(config, rows, last)
         # The final refit of the winner needs time too: keep what the most expensive candidate would take.
         reserve = per_row * len(self.data.X) if last else 0.0
-        if self.clock.elapsed + ahead + estimate + reserve > deadline:
+        if self.clock.elapsed + estimate + reserve > deadline:
             return f"would not finish within the time budget (about {estimate:.1f} s{', a guess' if guessed else ''})"
         return None
 
@@ -440,6 +439,11 @@ class Search:
 
     def noted(self, validated: Validated) -> Trial:
         """A validation's trial, its family's pace taken in (one after another, in the configs' order)."""
+        self.learn_pace(validated)
+        return self.take(validated)
+
+    def learn_pace(self, validated: Validated) -> None:
+        """What a validation tells of its family's pace at fitting and predicting."""
         trial = validated.trial
         family = trial.config.family.name
         pace = trial.fit_s / max(1, validated.fitted_rows)
@@ -447,8 +451,13 @@ class Search:
         validated_rows = max(1, validated.validated_rows)
         self._predict_s_per_row[family] = trial.predict_s / validated_rows
         self._model_s_per_row[family] = validated.model_s / validated_rows
+
+    def take(self, validated: Validated) -> Trial:
+        """The validation's trial, added to the search's (noting a validation the budget cut short)."""
+        trial = validated.trial
         if trial.folds < validated.planned_folds:
             self.cut_short.append((trial.config.key, trial.folds, validated.planned_folds))
+        self.trials.append(trial)
         return trial
 
     def refit_estimate(self, configs: list[Config]) -> float:
