@@ -172,12 +172,11 @@ def measure(
     # A first small batch loads the model where it is scored (on each Dask worker, from the registry): a one-off
     # cost of a worker's first job, not of scoring.
     files = len(s3.client().list_objects_v2(Bucket="mlsvc-batch-bench", Prefix="warm/")["Contents"])
+    output_base = "s3://mlsvc-batch-bench/" if data_uri.startswith("s3://") else f"{Path(data_uri).parent}/out-"
     out = f"s3://mlsvc-batch-bench/warm-{name}-{round_}/"
     run_job(api, server, model, warm_uri, out, WARM_ROWS * files, 600, Outputs(s3))
     before = tree_cpu_s(pids)
-    job = run_job(
-        api, server, model, data_uri, f"s3://mlsvc-batch-bench/dask-{name}-{round_}/", rows, 3600, Outputs(s3)
-    )
+    job = run_job(api, server, model, data_uri, output_base + f"dask-{name}-{round_}/", rows, 3600, Outputs(s3))
     cpu = tree_cpu_s(pids) - before
     found = [
         line
@@ -215,7 +214,8 @@ def run(args: argparse.Namespace) -> list[Run]:
     runs: list[Run] = []
     try:
         s3.client().create_bucket(Bucket="mlsvc-batch-bench")
-        data_uri = upload(s3, input_csv(args.cache, args.rows))
+        data = input_csv(args.cache, args.rows)
+        data_uri = upload(s3, data) if args.source == "s3" else str(data)
         warm = warm_prefix(s3, input_csv(args.cache, WARM_ROWS), max(args.workers))
         local = serve(home, server_env(home, s3, {}), "mlsvc-local")
         try:
@@ -284,8 +284,9 @@ def run(args: argparse.Namespace) -> list[Run]:
 
 def report(runs: list[Run], args: argparse.Namespace) -> None:
     cores = os.cpu_count()
+    where = "loopback S3 to S3" if args.source == "s3" else "a local file to local files"
     print(
-        f"\n{args.rows:,} rows from loopback S3 to S3; training: the default search at {args.budget:.0f} s on churn; "
+        f"\n{args.rows:,} rows from {where}; training: the default search at {args.budget:.0f} s on churn; "
         f"{cores} cores shared by every process\n"
     )
     columns = ["run", "batch s", "rows/s", "parts", "CPU s", "cores busy", "train s", "candidates validated"]
@@ -302,6 +303,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--source", choices=["s3", "local"], default="s3", help="the input and output: S3 or files")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--budget", type=float, default=30.0, help="the training runs' time budget, seconds")
     parser.add_argument("--partition-mib", type=int, default=64)
