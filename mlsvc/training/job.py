@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.jobs.cluster import connect
 from mlsvc.metadata import Document
 from mlsvc.prediction.labels import DEFAULT_THRESHOLD
 from mlsvc.registry import ArtifactRef
@@ -74,7 +73,11 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         time_budget_s=budget,
         message=f"searching on {len(fit.X)} rows, {len(held_out.X)} held out, for {search_budget:.1f} s",
     )
-    client = connect(ctx.settings) if ctx.settings.dask_scheduler else None
+    client = None
+    if ctx.settings.dask_scheduler:
+        from mlsvc.jobs.cluster import connect
+
+        client = connect(ctx.settings)
     try:
         outcome = train(
             fit,
