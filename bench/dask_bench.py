@@ -155,28 +155,31 @@ def completed(api: httpx.Client, path: str, body: dict[str, Any], timeout_s: flo
     raise RuntimeError(f"{path} did not complete within {timeout_s} s")
 
 
-def measure(
-    name: str,
-    api: httpx.Client,
-    server: Target,
-    pids: list[int],
-    model: BuiltModel,
-    data_uri: str,
-    warm_uri: str,
-    s3: S3,
-    rows: int,
-    datasource: str,
-    budget: float,
-    round_: int,
-) -> Run:
+@dataclass(frozen=True)
+class Workload:
+    """What every run does: the same batch (after the same warm-up batch) and the same training."""
+
+    model: BuiltModel
+    data_uri: str
+    rows: int
+    warm_uri: str
+    warm_rows: int
+    datasource: str
+    budget: float
+    s3: S3
+
+
+def measure(name: str, api: httpx.Client, server: Target, pids: list[int], work: Workload) -> Run:
     # A first small batch loads the model where it is scored (on each Dask worker, from the registry): a one-off
     # cost of a worker's first job, not of scoring.
-    files = len(s3.client().list_objects_v2(Bucket="mlsvc-batch-bench", Prefix="warm/")["Contents"])
-    output_base = "s3://mlsvc-batch-bench/" if data_uri.startswith("s3://") else f"{Path(data_uri).parent}/out-"
-    out = f"s3://mlsvc-batch-bench/warm-{name}-{round_}/"
-    run_job(api, server, model, warm_uri, out, WARM_ROWS * files, 600, Outputs(s3))
+    outputs = Outputs(work.s3)
+    run_job(
+        api, server, work.model, work.warm_uri, f"s3://mlsvc-batch-bench/warm-{name}/", work.warm_rows, 600, outputs
+    )
+    local = not work.data_uri.startswith("s3://")
+    output_uri = f"{Path(work.data_uri).parent}/out-{name}/" if local else f"s3://mlsvc-batch-bench/out-{name}/"
     before = tree_cpu_s(pids)
-    job = run_job(api, server, model, data_uri, output_base + f"dask-{name}-{round_}/", rows, 3600, Outputs(s3))
+    job = run_job(api, server, work.model, work.data_uri, output_uri, work.rows, 3600, outputs)
     cpu = tree_cpu_s(pids) - before
     found = [
         line
@@ -186,7 +189,7 @@ def measure(
     parts = int(re.search(r" in (\d+) parts", found[0]).group(1)) if found else None  # type: ignore[union-attr]
     started = time.perf_counter()
     trained = completed(
-        api, "/v1/models", {"name": f"bench-{name}-{round_}", "datasource_id": datasource, "time_budget_s": budget}
+        api, "/v1/models", {"name": f"bench-{name}", "datasource_id": work.datasource, "time_budget_s": work.budget}
     )
     train_s = time.perf_counter() - started
     validated = [
@@ -196,7 +199,7 @@ def measure(
     return Run(
         name,
         job.seconds,
-        rows,
+        work.rows,
         parts,
         cpu,
         train_s,
@@ -217,6 +220,7 @@ def run(args: argparse.Namespace) -> list[Run]:
         data = input_csv(args.cache, args.rows)
         data_uri = upload(s3, data) if args.source == "s3" else str(data)
         warm = warm_prefix(s3, input_csv(args.cache, WARM_ROWS), max(args.workers))
+        warm_rows = WARM_ROWS * max(args.workers)
         local = serve(home, server_env(home, s3, {}), "mlsvc-local")
         try:
             with httpx.Client(base_url=local.url, timeout=120) as api:
@@ -229,22 +233,8 @@ def run(args: argparse.Namespace) -> list[Run]:
                         "target": "churned",
                     },
                 )["id"]
-                runs.append(
-                    measure(
-                        "local",
-                        api,
-                        local,
-                        [local.process.pid],
-                        model,
-                        data_uri,
-                        warm,
-                        s3,
-                        args.rows,
-                        datasource,
-                        args.budget,
-                        0,
-                    )
-                )
+                work = Workload(model, data_uri, args.rows, warm, warm_rows, datasource, args.budget, s3)
+                runs.append(measure("local", api, local, [local.process.pid], work))
         finally:
             stop(local)
         for n in args.workers:
@@ -256,22 +246,7 @@ def run(args: argparse.Namespace) -> list[Run]:
                 try:
                     with httpx.Client(base_url=server.url, timeout=120) as api:
                         pids = [server.process.pid] + [p.pid for p in cluster.processes]
-                        runs.append(
-                            measure(
-                                f"dask-{n}",
-                                api,
-                                server,
-                                pids,
-                                model,
-                                data_uri,
-                                warm,
-                                s3,
-                                args.rows,
-                                datasource,
-                                args.budget,
-                                n,
-                            )
-                        )
+                        runs.append(measure(f"dask-{n}", api, server, pids, work))
                 finally:
                     stop(server)
             finally:

@@ -49,7 +49,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
 
             stats = pass_on_cluster(ctx.settings, ctx.objects, plan, counts, wanted, progress)
         else:
-            stats = _pass_here(ctx, plan, counts, wanted, opened, progress)
+            stats = _pass_here(ctx.objects, plan, counts, wanted, opened, progress)
     finally:
         opened.close()
     schema = plan.schema
@@ -67,7 +67,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
 
 
 def _pass_here(
-    ctx: JobContext,
+    objects: ObjectStore,
     plan: ReadPlan,
     counts: ScanCounts,
     wanted: bool,
@@ -77,7 +77,7 @@ def _pass_here(
     """The pass in this worker. Chunks stay arrow and numpy columns from the parser to the statistics, and each
     is dropped before the next is read, so memory holds a few blocks of the file, whatever its size."""
     stats = StatisticsAccumulator(plan.schema) if wanted else None
-    for chunk in scan_columns(ctx.objects, plan, counts, on_progress=on_progress, opened=opened):
+    for chunk in scan_columns(objects, plan, counts, on_progress=on_progress, opened=opened):
         if stats is not None:
             stats.update_columns(chunk.columns, chunk.invalid, chunk.rows)
         del chunk
