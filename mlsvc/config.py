@@ -42,6 +42,9 @@ class Settings:
     max_in_flight: int = 32
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     allow_anonymous: bool = False
+    # One line per request (method, path, status, duration, request id) in the API's log; MLSVC_ACCESS_LOG=0 turns
+    # it off (behind a proxy that logs them already, or on a hot predict path).
+    access_log: bool = True
     # A Dask scheduler (tcp://host:8786) to score batch partitions on; None: the worker's own threads.
     dask_scheduler: str | None = None
     partition_bytes: int = 64 * 1024 * 1024  # a large input file is cut into parts of about this size for Dask
@@ -79,6 +82,7 @@ class Settings:
             max_in_flight=int(_env("MLSVC_MAX_IN_FLIGHT", "32")),
             allowed_hosts=_allowed_hosts(os.environ.get("MLSVC_ALLOWED_HOSTS", ""), _env("MLSVC_HOST", "127.0.0.1")),
             allow_anonymous=_env("MLSVC_ALLOW_ANONYMOUS", "0") == "1",
+            access_log=_env("MLSVC_ACCESS_LOG", "1") != "0",
             dask_scheduler=os.environ.get("MLSVC_DASK_SCHEDULER", "").strip() or None,
             partition_bytes=int(_env("MLSVC_PARTITION_BYTES", str(64 * 1024 * 1024))),
             secret_key=os.environ.get("MLSVC_SECRET_KEY") or None,
@@ -123,6 +127,7 @@ class Settings:
                 f"local data roots {roots}",
                 f"authentication   {self.auth_mode()}",
                 f"allowed hosts    {', '.join(self.allowed_hosts)}",
+                f"access log       {'a line per request' if self.access_log else 'off (MLSVC_ACCESS_LOG=0)'}",
                 f"model digests    {'signed with MLSVC_SECRET_KEY' if self.secret_key else 'not signed'}",
                 f"batch scoring    {_redact(self.dask_scheduler) if self.dask_scheduler else 'this worker (threads)'}"
                 + (f", in parts of {self.partition_bytes // 2**20} MiB" if self.dask_scheduler else ""),

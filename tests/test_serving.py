@@ -70,10 +70,10 @@ def test_a_model_the_compiler_refuses_is_scored_by_its_pipeline(
     assert_served_as_registered(registered_pipeline(server, iris), iris, RECORDS, compiled["predictions"])
     assert [p["warnings"] for p in answer["predictions"]] == [p["warnings"] for p in compiled["predictions"]]
     # Each process counts how it scored: the test's by the pipeline, the server's compiled.
-    labels = {"model": iris["id"], "version": "1"}
-    assert _metric(local_metrics, "mlsvc_scoring_fallback_total", model=iris["id"]) == len(RECORDS)
+    labels = {"model": iris["name"], "version": "1"}
+    assert _metric(local_metrics, "mlsvc_scoring_fallback_total", **labels) == len(RECORDS)
     assert _metric(local_metrics, "mlsvc_predictions_total", path="pipeline", **labels) == len(RECORDS)
     assert _metric(local_metrics, "mlsvc_predictions_total", path="compiled", **labels) == 0
     server_metrics = api.get("/metrics").text
     assert _metric(server_metrics, "mlsvc_predictions_total", path="compiled", **labels) >= len(RECORDS)
-    assert _metric(server_metrics, "mlsvc_scoring_fallback_total", model=iris["id"]) == 0
+    assert _metric(server_metrics, "mlsvc_scoring_fallback_total", **labels) == 0

@@ -20,7 +20,7 @@ from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
 from mlsvc.jobs.context import JobContext
 from mlsvc.jobs.handlers import HANDLERS, kind_of, load_cleanup, load_handler
-from mlsvc.metadata import RESOURCE_OF_JOB, Claim, JobCancelled, JobQueue, LeaseLost
+from mlsvc.metadata import RESOURCE_OF_JOB, Claim, Document, JobCancelled, JobQueue, LeaseLost, ResourceKind
 
 if TYPE_CHECKING:
     from mlsvc.metadata.sql import SqlMetadataStore
@@ -82,13 +82,14 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
-        claim = self.queue.claim(self.owner, self._clean)
+        claim = self.queue.claim(self.owner, self._ended_unrun)
         if claim is None:
             return False
         self._run(claim)
         return True
 
     def _run(self, claim: Claim) -> None:
+        started = time.monotonic()
         cancelled = threading.Event()
         stuck = (lambda: self._replace_process(claim)) if self.replaceable else None
         beat = _Heartbeat(self.queue, claim, self.settings.job_lease_s / 3, cancelled, stuck)
@@ -100,20 +101,20 @@ class Worker:
             finally:
                 beat.stop()  # the handler is over: no lease left to keep, no job left to stop
             self.queue.complete(claim, fields, ctx.aliases)
-            log.info("job %s (%s %s) completed", claim.job_id, claim.kind, claim.resource_id)
+            self._log_end(claim, "COMPLETED", started)
             self._after(ctx)
         except JobCancelled:
-            self._cancel(claim, CANCELLED)
+            self._cancel(claim, CANCELLED, started)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker runs it now", claim.job_id)
         except MlsvcError as exc:
-            self._fail(claim, exc.message)
+            self._fail(claim, exc.message, started)
         except (KeyboardInterrupt, SystemExit):
             self.queue.release(claim)
             raise
         except Exception as exc:
-            log.exception("job %s failed", claim.job_id)
-            self._fail(claim, f"internal error while running the job ({type(exc).__name__}: {exc})")
+            log.exception("job %s (%s %s) raised", claim.job_id, claim.kind, claim.resource_id)
+            self._fail(claim, f"internal error while running the job ({type(exc).__name__}: {exc})", started)
 
     def _after(self, ctx: JobContext) -> None:
         for hook in ctx.after_complete:
@@ -122,12 +123,35 @@ class Worker:
             except Exception:  # the result is recorded; a mirror that failed is logged, not fatal
                 log.warning("a follow-up of job %s failed", ctx.claim.job_id, exc_info=True)
 
-    def _fail(self, claim: Claim, message: str) -> None:
-        self._end(claim, self.queue.fail, message, "failure")
+    def _fail(self, claim: Claim, message: str, started: float) -> None:
+        if self._end(claim, self.queue.fail, message, "failure"):
+            self._log_end(claim, "FAILED", started, message)
 
-    def _cancel(self, claim: Claim, message: str) -> None:
+    def _cancel(self, claim: Claim, message: str, started: float | None = None) -> None:
         if self._end(claim, self.queue.cancel, message, "cancellation"):
-            log.info("job %s (%s %s) cancelled: its resource was deleted", claim.job_id, claim.kind, claim.resource_id)
+            self._log_end(claim, "cancelled", started, message)
+
+    def _log_end(self, claim: Claim, ended: str, started: float | None, message: str | None = None) -> None:
+        took = f"after {time.monotonic() - started:.1f} s, " if started is not None else ""
+        how = f"{took}job {claim.job_id}, attempt {claim.attempt}"
+        resource = self._resource(claim.resource_kind, claim.resource_id)
+        _log_job_end(claim.resource_kind, claim.resource_id, resource, ended, how, message)
+
+    def _ended_unrun(self, kind: str, resource_id: str) -> None:
+        """A job the queue ended without running it: given up after its last attempt, or its resource deleted."""
+        resource_kind = RESOURCE_OF_JOB[kind]
+        resource = self._resource(resource_kind, resource_id)
+        given_up = resource is not None and resource.get("status") == "FAILED"
+        ended, how = ("FAILED", "given up by the queue") if given_up else ("cancelled", "deleted before it ran")
+        _log_job_end(resource_kind, resource_id, resource, ended, how)
+        self._clean(kind, resource_id)
+
+    def _resource(self, kind: ResourceKind, resource_id: str) -> Document | None:
+        try:
+            return self.store.find(kind, resource_id)
+        except Exception:  # the log line must not cost the job its end; it says less instead
+            log.warning("could not read %s %s for its log line", kind, resource_id, exc_info=True)
+            return None
 
     def _end(self, claim: Claim, record: Callable[[Claim, str], None], message: str, what: str) -> bool:
         """Record a job's end without its result, then remove what it left behind; False if its lease was lost."""
@@ -167,6 +191,34 @@ class Worker:
         finally:
             logging.shutdown()
             os._exit(EXIT_REPLACE)
+
+
+def _log_job_end(
+    kind: ResourceKind,
+    resource_id: str,
+    resource: Document | None,
+    ended: str,
+    how: str,
+    message: str | None = None,
+) -> None:
+    """The one line a job's end gets, in the terms its user reads on the resource: its kind, id and name, how it
+    ended (COMPLETED, FAILED or cancelled), and the message (the resource's own, unless given); FAILED at WARNING.
+    E.g. ``datasource ds-1 'churn' FAILED (after 0.4 s, job 7, attempt 1): churn.csv has no data rows``."""
+    resource = resource or {}
+    name = f" '{resource['name']}'" if resource.get("name") else ""
+    if resource.get("version") is not None:
+        name += f" v{resource['version']}"
+    said = message if message is not None else resource.get("message") or ""
+    log.log(
+        logging.WARNING if ended == "FAILED" else logging.INFO,
+        "%s %s%s %s (%s)%s",
+        kind.replace("_", " "),
+        resource_id,
+        name,
+        ended,
+        how,
+        f": {said}" if said else "",
+    )
 
 
 class _Heartbeat(threading.Thread):

@@ -1,4 +1,5 @@
-"""Building the FastAPI app over a Service: routers, the error handler, the body limit and auth."""
+"""Building the FastAPI app over a Service: routers, the error handler, the body limit, auth, the access log and
+the documentation pages."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
-from mlsvc.server import batch_predictions, datasources, errors, evaluations, models
+from mlsvc.server import batch_predictions, datasources, docs, errors, evaluations, models
+from mlsvc.server.access_log import AccessLog
 from mlsvc.server.deps import require_api_key
 from mlsvc.server.guards import HostCheck, ShedLoad, header
-from mlsvc.server.metrics import Metrics, RequestMetrics
+from mlsvc.server.metrics import Metrics, ModelLabels, RequestMetrics
 from mlsvc.server.responses import EVERY
 from mlsvc.server.responses import errors as error_answers
 from mlsvc.service import Service
@@ -120,16 +122,21 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         title="mlsvc",
         version="1.0",
         description="A self-hosted machine-learning prediction service: datasources, models, predictions.",
+        docs_url=None,  # docs.install serves them, with their assets
+        redoc_url=None,
     )
     app.state.service = service or Service(settings)
-    app.state.metrics = Metrics(app.state.service.figures)
+    app.state.metrics = Metrics(app.state.service.figures, ModelLabels(app.state.service.predictions.refs))
     errors.install(app)
+    docs.install(app)
     auth = [Depends(require_api_key)]
     for router in (datasources.router, models.router, evaluations.router, batch_predictions.router):
         app.include_router(router, dependencies=auth, responses=error_answers(*EVERY))
 
     @app.get("/healthz", tags=["health"], responses=error_answers(403, 500))
     def healthz() -> dict[str, str]:
+        """Liveness: answers 200 ``{"status": "ok"}`` while the process serves; needs no API key. For whether it
+        can do its work (store, registry, models), see ``/readyz``."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], dependencies=auth, responses={**error_answers(401, 403, 500), 503: _NOT_READY})
@@ -147,7 +154,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         responses=error_answers(401, 403, 500),
     )
     def metrics() -> PlainTextResponse:
-        """Prometheus text exposition."""
+        """Prometheus text: requests by route, method and status; real-time predictions, their latency and errors by
+        model name and version; records scored by the pipeline fallback; batch rows scored; jobs by state."""
         return PlainTextResponse(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     # Added first, so innermost: a predict meets the guards, the request id and the metrics before the lane.
@@ -156,5 +164,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_middleware(ShedLoad, limit=settings.max_in_flight)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     app.add_middleware(RequestId)
     return app

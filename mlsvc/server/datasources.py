@@ -28,12 +28,16 @@ def create_datasource(body: DataSourceCreate, service: ServiceDep, response: Res
 
 @router.get("", response_model=DataSourcePage)
 def list_datasources(service: ServiceDep, query: ListQueryDep) -> DataSourcePage:
+    """A page of datasources, newest first, filtered by ``status``, ``name_prefix`` or ``tag``; DELETED ones only
+    when ``status=DELETED`` asks for them. Pass ``next_token`` from one page to get the next."""
     items, token = service.datasources.list(query)
     return DataSourcePage(items=items, next_token=token)
 
 
 @router.get("/{datasource_id}", response_model=DataSource, responses=errors(404))
 def get_datasource(datasource_id: str, service: ServiceDep) -> DataSource:
+    """A datasource: its status, progress and message while its job runs; then its schema, row counts and
+    statistics per attribute."""
     return service.datasources.get(datasource_id)
 
 
@@ -50,9 +54,12 @@ def download_schema(datasource_id: str, service: ServiceDep) -> Response:
 
 @router.patch("/{datasource_id}", response_model=DataSource, responses=errors(404, 413))
 def update_datasource(datasource_id: str, body: DataSourceUpdate, service: ServiceDep) -> DataSource:
+    """Rename a datasource or change its tags (merged in; a tag set to null is removed)."""
     return service.datasources.update(datasource_id, body)
 
 
 @router.delete("/{datasource_id}", response_model=DataSource, responses=errors(404))
 def delete_datasource(datasource_id: str, service: ServiceDep) -> DataSource:
+    """Delete a datasource (soft: it stays readable as DELETED; deleting again changes nothing). Its job, if still
+    queued, is cancelled; a running one stops within seconds and publishes nothing."""
     return service.datasources.delete(datasource_id)

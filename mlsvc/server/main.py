@@ -27,7 +27,7 @@ def serve(settings: Settings, workers: int | None = None) -> None:
             host=settings.host,
             port=settings.port,
             log_level="info",
-            access_log=False,
+            access_log=False,  # the app's own access log (server.access_log) names each request's id
         )
     finally:
         runtime.stop()
