@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from typing import Any
 
@@ -67,3 +68,10 @@ class MlsvcError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"code": self.code.value, "message": self.message, "details": self.details}}
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """ " (did you mean 'x'?)" for a name close to a known one (a typo, another case), else ""."""
+    by_fold = {k.casefold(): k for k in known}
+    close = by_fold.get(name.casefold()) or next(iter(difflib.get_close_matches(name, known, n=1)), None)
+    return f" (did you mean '{close}'?)" if close else ""

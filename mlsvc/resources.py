@@ -66,11 +66,44 @@ class _Strict(BaseModel):
 # --- Amazon ML schema and rearrangement (camelCase, as in Amazon ML's own files) ---
 
 
+MissingToken = Annotated[str, Field(max_length=64)]
+# The tokens read as missing unless a datasource says otherwise, besides a blank cell (compared stripped and
+# lower-cased; ``mlsvc.datasources.values.MISSING_TOKENS`` says why these).
+DEFAULT_MISSING_VALUES: tuple[str, ...] = (
+    "na",
+    "n/a",
+    "#n/a",
+    "#n/a n/a",
+    "#na",
+    "<na>",
+    "nan",
+    "-nan",
+    "null",
+    "none",
+    "1.#ind",
+    "-1.#ind",
+    "1.#qnan",
+    "-1.#qnan",
+    "?",
+    "-",
+    "--",
+)
+
+
 class Attribute(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attributeName: str = Field(min_length=1)
     attributeType: AttributeType
+    missingValues: list[MissingToken] | None = Field(
+        default=None,
+        max_length=100,
+        exclude_if=lambda v: v is None,
+        description="The tokens read as missing in this column, compared stripped and in any case; a blank cell "
+        "always is. Absent: the default tokens. The datasource job writes it where a column reads otherwise "
+        "(the datasource's missing_values, or a default token kept as a frequent level); a model's features "
+        "carry it, so every reading of the column agrees. mlsvc extension.",
+    )
 
 
 class Schema(BaseModel):
@@ -165,6 +198,9 @@ class DataSource(Resource):
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
     max_invalid_fraction: float = 0.1
+    missing_values: list[str] | None = Field(
+        default=None, description="The missing-value tokens asked for at create; null: the defaults (mlsvc extension)."
+    )
     files: list[str] = Field(default_factory=list)
     row_count: int | None = None
     used_row_count: int | None = None
@@ -216,6 +252,14 @@ class Model(Resource):
     items_datasource_id: str | None = None
 
 
+class TrainingOverlap(BaseModel):
+    """An evaluation's datasource shares rows with the model's training data: its metrics are optimistic."""
+
+    datasource_id: str = Field(description="The datasource the model was trained on.")
+    fraction_trained_on: float = Field(ge=0, le=1, description="The share of the rows evaluated that trained it.")
+    note: str
+
+
 class Evaluation(Resource):
     """A model's metrics and insights on labelled data (a datasource, or the rows held out at training)."""
 
@@ -232,6 +276,9 @@ class Evaluation(Resource):
     metrics: dict[str, Any] = Field(default_factory=dict)
     insights: dict[str, Any] | None = None
     rows: int | None = None
+    training_overlap: TrainingOverlap | None = Field(
+        None, description="Set when the datasource holds rows the model was trained on."
+    )
 
 
 class BatchPrediction(Resource):
@@ -290,6 +337,16 @@ class DataSourceCreate(_Strict):
     rearrangement: Rearrangement | None = None
     compute_statistics: bool = True
     max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    missing_values: list[MissingToken] | None = Field(
+        default=None,
+        max_length=100,
+        exclude_if=lambda v: v is None,  # so a request without it is the same request as before the field was added
+        description="The tokens read as missing in every column, compared stripped and in any case (a blank cell "
+        "always is); [] makes only blank cells missing. Absent (null): the defaults, "
+        f"{', '.join(DEFAULT_MISSING_VALUES)}, except that a default token filling at least 1% (and 10) of the "
+        "sampled cells of a CATEGORICAL column that has other values too is a level of that column, not missing. An "
+        "attribute's own missingValues in the schema win. mlsvc extension (Amazon ML's schema has no such field).",
+    )
     tags: Tags = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

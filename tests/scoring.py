@@ -9,19 +9,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsvc.datasources.values import MISSING_TOKENS
+from mlsvc.datasources.values import missing_set
 from tests.servers import RunningServer
 
 FLAGS = {"1": 1.0, "true": 1.0, "yes": 1.0, "0": 0.0, "false": 0.0, "no": 0.0}
 
 
-def typed_frame(records: Sequence[Mapping[str, Any]], features: Sequence[Mapping[str, str]]) -> pd.DataFrame:
-    """Records whose every value is valid, absent or a missing token ("NA", "none"…) as the typed columns a
-    pipeline is fitted on: numbers and flags as floats (missing: NaN), everything else as text (missing: None)."""
+def typed_frame(records: Sequence[Mapping[str, Any]], features: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records whose every value is valid, absent or a missing token of its attribute ("NA", "none"…) as the typed
+    columns a pipeline is fitted on: numbers and flags as floats (missing: NaN), everything else as text (missing:
+    None)."""
     columns: dict[str, np.ndarray] = {}
     for attribute in features:
         name, kind = attribute["attributeName"], attribute["attributeType"]
-        values = [_present(record.get(name)) for record in records]
+        missing = missing_set(attribute.get("missingValues"))
+        values = [_present(record.get(name), missing) for record in records]
         if kind == "NUMERIC":
             columns[name] = np.array([np.nan if v is None else float(v) for v in values])
         elif kind == "BINARY":
@@ -31,9 +33,9 @@ def typed_frame(records: Sequence[Mapping[str, Any]], features: Sequence[Mapping
     return pd.DataFrame(columns)
 
 
-def _present(value: Any) -> str | None:
+def _present(value: Any, missing: frozenset[str]) -> str | None:
     text = None if value is None else str(value).strip()
-    return None if text is None or text.lower() in MISSING_TOKENS else text
+    return None if text is None or text.lower() in missing else text
 
 
 def registered_pipeline(server: RunningServer, model: Mapping[str, Any]) -> Any:

@@ -297,7 +297,10 @@ def test_naming_a_missing_column_is_a_clear_error(churn_raw: pd.DataFrame, kwarg
         infer_schema(churn_raw, **kwargs)
     assert caught.value.code is ErrorCode.INVALID_DATA
     missing = next(iter(kwargs["overrides"])) if "overrides" in kwargs else next(iter(kwargs.values()))
-    assert caught.value.message.startswith(f"column '{missing}' not found; columns are ['customer_id', 'email'")
+    assert caught.value.message.startswith(f"column '{missing}' not found")
+    assert "; columns are ['customer_id', 'email'" in caught.value.message
+    # A near name is suggested: 'churn' for 'churned', 'cust_id' for 'customer_id', 'tenure' for 'tenure_months'.
+    assert "(did you mean '" in caught.value.message
 
 
 def test_bad_override_type_and_conflicting_roles(churn_raw: pd.DataFrame) -> None:

@@ -15,11 +15,17 @@ from mlsvc.datasources.plan import OpenedFiles, ReadPlan, empty_message, read_he
 from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES, head_through_first_row, header_names, peek_rows
 from mlsvc.datasources.rearrangement import needs_row_count
 from mlsvc.datasources.scan import ScanCounts, count_rows, scan_columns
-from mlsvc.datasources.schema import apply_overrides, detect_header, infer_schema, schema_from_json
+from mlsvc.datasources.schema import (
+    apply_overrides,
+    detect_header,
+    infer_schema,
+    schema_from_json,
+    settle_missing_values,
+)
 from mlsvc.datasources.statistics import StatisticsAccumulator
-from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.objects import ObjectInfo, ObjectStore
-from mlsvc.resources import Schema
+from mlsvc.resources import AttributeType, Schema
 
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
@@ -112,6 +118,9 @@ def _first_plan(ctx: JobContext, ds: Mapping[str, Any], files: list[ObjectInfo],
 def _statistics(stats: StatisticsAccumulator | None, counts: ScanCounts) -> dict[str, Any] | None:
     if stats is None:
         return None
+    # The pass left the rows holding an invalid value out of the statistics (local and Dask alike); their invalid
+    # values still count in each attribute's figures, as in the invalid rows' table below them.
+    stats.add_skipped_invalid(counts.invalid_by_column)
     result = stats.result()
     result["invalid_rows"] = {
         "total": counts.all_invalid,
@@ -163,15 +172,54 @@ def settle_schema(
     opened: OpenedFiles | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Schema:
-    """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides.
-    ``heads`` keeps the first bytes of the files read here, for ``plan.read_layout``; ``opened`` the first file,
-    open, for the first pass over it."""
+    """The caller's schema, else a schema file, else one inferred from a sample; then the caller's overrides, and
+    each column's missing tokens (``schema.settle_missing_values``: the datasource's ``missing_values``, or the
+    defaults less those a sampled CATEGORICAL column holds as frequent levels). ``heads`` keeps the first bytes of
+    the files read here, for ``plan.read_layout``; ``opened`` the first file, open, for the first pass over it."""
+    missing_values = ds.get("missing_values")
     schema = _given_schema(objects, ds, files)
+    sample = None
     if schema is None:
-        schema = _infer(objects, files, ds.get("target"), ds.get("row_id"), heads, opened, max_record_bytes)
-    return apply_overrides(
+        schema, sample = _infer(
+            objects, files, ds.get("target"), ds.get("row_id"), heads, opened, max_record_bytes, missing_values
+        )
+    schema = apply_overrides(
         schema, target=ds.get("target"), row_id=ds.get("row_id"), overrides=ds.get("attribute_types") or None
     )
+    if sample is None and missing_values is None and _has_default_categories(schema):
+        sample = _sample_for(schema, objects, files, heads, opened, max_record_bytes)
+    return settle_missing_values(schema, sample, missing_values)
+
+
+def _has_default_categories(schema: Schema) -> bool:
+    """Whether a CATEGORICAL attribute reads the default missing tokens, so that a sample may make some levels."""
+    return any(a.attributeType is AttributeType.CATEGORICAL and a.missingValues is None for a in schema.attributes)
+
+
+def _sample_for(
+    schema: Schema,
+    objects: ObjectStore,
+    files: list[ObjectInfo],
+    heads: dict[str, bytes] | None,
+    opened: OpenedFiles | None,
+    max_record_bytes: int,
+) -> pd.DataFrame | None:
+    """The first rows of the files a given schema describes, as raw tokens under the attributes' names, as inference
+    would sample them. None when they cannot be sampled (no rows, other columns, bytes that do not parse): the layout
+    check and the pass then say what is wrong, as they did before a sample was taken here."""
+    try:
+        rows, _ = _first_rows(objects, files, heads, opened, max_record_bytes)
+    except MlsvcError:
+        return None
+    names = [a.attributeName for a in schema.attributes]
+    if schema.dataFileContainsHeader:
+        if not rows or not set(names) <= set(header := header_names(rows[0])):
+            return None
+        names, body = header, rows[1:]
+    else:
+        body = rows
+    width = len(names)
+    return pd.DataFrame([(r + [""] * width)[:width] for r in body], columns=names, dtype=object)
 
 
 def _given_schema(objects: ObjectStore, ds: Mapping[str, Any], files: list[ObjectInfo]) -> Schema | None:
@@ -226,20 +274,10 @@ def _infer(
     heads: dict[str, bytes] | None = None,
     opened: OpenedFiles | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-) -> Schema:
-    """Infer from the first file that has data rows (in a prefix, some parts may be empty or header-only)."""
-    rows: list[list[str]] = []
-    source = files[0].uri
-    for info in files:
-        head = read_head(objects, info, heads, opened=opened if info is files[0] else None)
-        # A header or first row longer than the head: read on to its end, or refuse it as over the limit.
-        head = head_through_first_row(partial(objects.open_read, info.uri), head, info.uri, max_record_bytes)
-        found = peek_rows(head, limit=INFERENCE_SAMPLE_ROWS, source=info.uri)
-        if found and not rows:
-            rows, source = found, info.uri
-        if len(found) > 1 or (found and not detect_header(found)):
-            rows, source = found, info.uri
-            break
+    missing_values: list[str] | None = None,
+) -> tuple[Schema, pd.DataFrame]:
+    """Infer from the first file that has data rows; the schema, and the sample of raw tokens it was inferred from."""
+    rows, source = _first_rows(objects, files, heads, opened, max_record_bytes)
     if not rows:
         raise MlsvcError(ErrorCode.INVALID_DATA, empty_message(source, files), {"uri": source})
     has_header = detect_header(rows)
@@ -259,10 +297,35 @@ def _infer(
         if name is not None and name not in names:
             raise MlsvcError(
                 ErrorCode.INVALID_DATA,
-                f"{role} column '{name}' not found in {source}; columns are {names}",
+                f"{role} column '{name}' not found in {source}{did_you_mean(name, names)}; columns are {names}",
                 {"column": name, "columns": names},
             )
-    return infer_schema(sample, has_header=has_header, target=target, row_id=row_id)
+    schema = infer_schema(sample, has_header=has_header, target=target, row_id=row_id, missing_values=missing_values)
+    return schema, sample
+
+
+def _first_rows(
+    objects: ObjectStore,
+    files: list[ObjectInfo],
+    heads: dict[str, bytes] | None,
+    opened: OpenedFiles | None,
+    max_record_bytes: int,
+) -> tuple[list[list[str]], str]:
+    """The first rows (up to ``INFERENCE_SAMPLE_ROWS``) of the first file that has data rows (in a prefix, some parts
+    may be empty or header-only), and that file; no rows when every file is empty."""
+    rows: list[list[str]] = []
+    source = files[0].uri
+    for info in files:
+        head = read_head(objects, info, heads, opened=opened if info is files[0] else None)
+        # A header or first row longer than the head: read on to its end, or refuse it as over the limit.
+        head = head_through_first_row(partial(objects.open_read, info.uri), head, info.uri, max_record_bytes)
+        found = peek_rows(head, limit=INFERENCE_SAMPLE_ROWS, source=info.uri)
+        if found and not rows:
+            rows, source = found, info.uri
+        if len(found) > 1 or (found and not detect_header(found)):
+            rows, source = found, info.uri
+            break
+    return rows, source
 
 
 def _shown(names: list[str]) -> str:

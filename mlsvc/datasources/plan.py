@@ -90,17 +90,15 @@ def splitting_of(ds: Mapping[str, Any]) -> Splitting | None:
 
 
 def model_schema(ds_schema: Schema, features: list[Attribute], ds_id: str) -> Schema:
-    """The datasource's columns (all of them, in order, so headerless files still line up), typed as the model
-    was trained: the datasource's own schema may call a column otherwise."""
+    """The datasource's columns (all of them, in order, so headerless files still line up), the model's features
+    read as the model was trained (their types and missing tokens: the datasource's own schema may call a column
+    otherwise), the other columns as the datasource reads them."""
     known = {a.attributeName for a in ds_schema.attributes}
     missing = sorted(a.attributeName for a in features if a.attributeName not in known)
     if missing:
         raise MlsvcError(ErrorCode.INVALID_DATA, f"datasource '{ds_id}' lacks attributes the model uses: {missing}")
-    types = {a.attributeName: a.attributeType for a in features}
-    attributes = [
-        Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
-        for a in ds_schema.attributes
-    ]
+    by_name = {a.attributeName: a for a in features}
+    attributes = [by_name.get(a.attributeName, a) for a in ds_schema.attributes]
     return ds_schema.model_copy(
         update={"attributes": attributes, "targetAttributeName": None, "rowWeight": None, "excludedAttributeNames": []}
     )
@@ -209,6 +207,13 @@ def require_columns(schema: Schema, names: list[str], source: str, exact: bool =
     """The file must have every column the schema names and, if ``exact``, no others (order may differ)."""
     attributes = [a.attributeName for a in schema.attributes]
     missing = [n for n in attributes if n not in names]
+    if missing and not exact:  # a model's columns (batch, evaluation): the caller gave no schema
+        raise MlsvcError(
+            ErrorCode.INVALID_DATA,
+            f"the model reads columns that {source} does not have: {missing}; the file's columns are {names}. "
+            "Score a file with the columns the model was trained on (names are case-sensitive)",
+            {"uri": source, "missing_columns": missing, "columns": names},
+        )
     if missing:
         raise MlsvcError(
             ErrorCode.INVALID_DATA,

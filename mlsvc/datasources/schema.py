@@ -17,11 +17,13 @@ from mlsvc.datasources.values import (
     BINARY_FALSE,
     BINARY_TRUE,
     MISSING_TOKENS,
+    MissingSet,
     binary_from_tokens,
+    missing_set,
     normalize_tokens,
     numeric_from_tokens,
 )
-from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.resources import Attribute, AttributeType, Schema
 
 GARBAGE_TOLERANCE = 0.05
@@ -212,8 +214,8 @@ class _Column:
         return len(self.tokens)
 
 
-def _profile(name: str, raw: pd.Series) -> _Column:
-    tokens = normalize_tokens(raw)
+def _profile(name: str, raw: pd.Series, missing: MissingSet) -> _Column:
+    tokens = normalize_tokens(raw, missing)
     return _Column(name, tokens, pc.count(tokens).as_py(), pc.count_distinct(tokens).as_py())
 
 
@@ -338,6 +340,7 @@ def infer_schema(
     row_id: str | None = None,
     overrides: Mapping[str, AttributeType | str] | None = None,
     total_rows_hint: int | None = None,
+    missing_values: Sequence[str] | None = None,
 ) -> Schema:
     """Infer an Amazon ML schema from a sample of raw string tokens, choosing what a careful person would.
 
@@ -372,14 +375,16 @@ def infer_schema(
     when not ``has_header``, are renamed ``col_1..col_n``.
     ``total_rows_hint`` is the file's row count when known; a sample that covers the whole file lets
     small files have a ``rowId`` too. ``overrides`` set attribute types, and a column the caller typed is
-    never excluded or proposed as ``rowId`` by inference.
+    never excluded or proposed as ``rowId`` by inference. ``missing_values`` are the missing tokens (None: the
+    defaults); which of them stay levels of a CATEGORICAL column is ``settle_missing_values``' to say, after.
     """
     names = _sample_names(sample, has_header)
     if not names or len(sample) == 0:
         raise MlsvcError(ErrorCode.INVALID_DATA, "the data has no rows or no columns, so no schema can be inferred")
     overrides = dict(overrides or {})
     _check_names(names, target=target, row_id=row_id, overrides=overrides)
-    cols = [_profile(name, sample.iloc[:, i]) for i, name in enumerate(names)]
+    missing = missing_set(missing_values)
+    cols = [_profile(name, sample.iloc[:, i], missing) for i, name in enumerate(names)]
     types = {c.name: _infer_type(c) for c in cols}
     whole_file = total_rows_hint is not None and total_rows_hint <= len(sample)
     min_rows = MIN_ROWS_FOR_UNIQUE_WHOLE_FILE if whole_file else MIN_ROWS_FOR_UNIQUE
@@ -407,7 +412,7 @@ def _check_names(
         if name is not None and name not in names:
             raise MlsvcError(
                 ErrorCode.INVALID_DATA,
-                f"column {name!r} not found; columns are {list(names)}",
+                f"column {name!r} not found{did_you_mean(name, list(names))}; columns are {list(names)}",
                 {"column": name, "columns": list(names)},
             )
     if target is not None and target == row_id:
@@ -447,7 +452,7 @@ def apply_overrides(
     _check_names([a.attributeName for a in schema.attributes], target=target, row_id=row_id, overrides=overrides)
     types = {n: _attribute_type(n, t) for n, t in overrides.items()}
     attributes = [
-        Attribute(attributeName=a.attributeName, attributeType=types.get(a.attributeName, a.attributeType))
+        a.model_copy(update={"attributeType": types[a.attributeName]}) if a.attributeName in types else a
         for a in schema.attributes
     ]
     return Schema(
@@ -460,6 +465,48 @@ def apply_overrides(
         attributes=attributes,
         excludedAttributeNames=[n for n in schema.excludedAttributeNames if n not in {target, row_id}],
     )
+
+
+# --- missing values: the datasource's tokens, and the default ones that are levels of a CATEGORICAL column ---
+
+# A default missing token is a level of a CATEGORICAL column when it fills at least this fraction of the sampled
+# cells, and at least this many: "none" for "no internet service" in a fifth of the rows is data, while a rare "NA"
+# is a cell someone left empty.
+LEVEL_MIN_FRACTION = 0.01
+LEVEL_MIN_ROWS = 10
+
+
+def settle_missing_values(schema: Schema, sample: pd.DataFrame | None, missing_values: Sequence[str] | None) -> Schema:
+    """The schema with each attribute's missing tokens written where they are not the defaults.
+
+    An attribute that lists its own ``missingValues`` keeps them. Otherwise, given the datasource's
+    ``missing_values``, every attribute takes them as they are. Without them the defaults hold, except in a
+    CATEGORICAL column of the ``sample`` (raw tokens, columns named as the attributes) where a default token
+    (blank aside; its spellings in any case together) fills at least ``LEVEL_MIN_FRACTION`` of the sampled
+    cells and ``LEVEL_MIN_ROWS`` of them, and the column has other present values too: such a token is a level
+    of that column, and its ``missingValues`` are the defaults without it.
+    """
+    attributes = []
+    for a in schema.attributes:
+        if a.missingValues is None and missing_values is not None:
+            a = a.model_copy(update={"missingValues": list(missing_values)})
+        elif a.missingValues is None and a.attributeType is AttributeType.CATEGORICAL and sample is not None:
+            levels = _frequent_missing_tokens(sample[a.attributeName]) if a.attributeName in sample else set()
+            if levels:
+                a = a.model_copy(update={"missingValues": sorted(MISSING_TOKENS - levels - {""})})
+        attributes.append(a)
+    return schema.model_copy(update={"attributes": attributes})
+
+
+def _frequent_missing_tokens(raw: pd.Series) -> set[str]:
+    """The default missing tokens (lower-cased) frequent enough in a sampled column to be its levels."""
+    lowered = raw.dropna().astype(str).str.strip().str.lower()
+    counts = lowered[lowered != ""].value_counts()
+    words = counts[counts.index.isin(MISSING_TOKENS)]
+    if len(words) == len(counts):  # nothing but missing words: the column has no values of its own
+        return set()
+    enough = max(LEVEL_MIN_ROWS, LEVEL_MIN_FRACTION * len(raw))
+    return {str(token) for token, count in words.items() if count >= enough}
 
 
 def check_schema_columns(schema: Schema, columns: Sequence[str]) -> None:

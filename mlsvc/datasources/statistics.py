@@ -38,12 +38,15 @@ frequent token, by that token's presence in a row.
 
 A cell is *missing* when it was empty and *invalid* when a non-empty token could not be parsed for
 its type; the two are disjoint. A NUMERIC +/-inf or a BINARY value other than 0/1 counts as invalid.
+The datasource job leaves rows holding an invalid value out of every figure (as training leaves them
+out) and adds their invalid values to each attribute's `invalid` by `add_skipped_invalid`, so that an
+attribute's `invalid` is the count its datasource's `invalid_rows.by_column` shows.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -1141,6 +1144,15 @@ class StatisticsAccumulator:
                 co.add(cleaned[name], y, y_missing)
         self._reservoir.offer(cleaned, rows)
         self.rows += rows
+
+    def add_skipped_invalid(self, by_column: Mapping[str, int]) -> None:
+        """Count invalid values of rows that were not folded in (a datasource skips the rows that hold one) in
+        their attributes' ``invalid``; the other figures stay those of the rows folded in."""
+        unknown = sorted(set(by_column) - set(self._stats))
+        if unknown:
+            raise ValueError(f"invalid values counted for columns that are not attributes: {unknown}")
+        for name, count in by_column.items():
+            self._stats[name].invalid += int(count)
 
     def merge(self, other: StatisticsAccumulator) -> None:
         """Fold in, in place, an accumulator of the same schema and settings over the rows that follow these."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TypeAlias
 
 import numpy as np
@@ -12,7 +16,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.resources import AttributeType, Schema
+from mlsvc.resources import DEFAULT_MISSING_VALUES, Attribute, AttributeType, Schema
 
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
@@ -23,29 +27,10 @@ FloatArray = NDArray[np.float64]
 # reports print for "no value"). "none" is included although it is sometimes a real level (e.g. "no
 # masonry veneer"): a categorical model sees a missing value as a level of its own, so little is lost,
 # whereas a numeric column holding "None" would otherwise count as invalid. Words such as "unknown" or
-# "missing" stay data: they are often deliberate levels a model can learn from.
-MISSING_TOKENS: frozenset[str] = frozenset(
-    {
-        "",
-        "na",
-        "n/a",
-        "#n/a",
-        "#n/a n/a",
-        "#na",
-        "<na>",
-        "nan",
-        "-nan",
-        "null",
-        "none",
-        "1.#ind",
-        "-1.#ind",
-        "1.#qnan",
-        "-1.#qnan",
-        "?",
-        "-",
-        "--",
-    }
-)
+# "missing" stay data: they are often deliberate levels a model can learn from. These are the defaults: a
+# datasource's missing_values replaces them, and a CATEGORICAL column where one of them is a frequent value keeps
+# it as a level (``schema.settle_missing_values``); each column's own set is its attribute's ``missingValues``.
+MISSING_TOKENS: frozenset[str] = frozenset({"", *DEFAULT_MISSING_VALUES})
 
 # Amazon ML's BINARY tokens, compared lower-cased; "1.0"/"0.0" because numeric exports often write floats.
 BINARY_TRUE: frozenset[str] = frozenset({"1", "1.0", "true", "t", "yes", "y"})
@@ -72,7 +57,6 @@ def _any_case(tokens: frozenset[str]) -> list[str]:
     return sorted(out)
 
 
-_MISSING_ANY_CASE = pa.array(_any_case(MISSING_TOKENS), type=pa.large_string())
 _TRUE_SET = pa.array(sorted(BINARY_TRUE), type=pa.large_string())
 _FALSE_SET = pa.array(sorted(BINARY_FALSE), type=pa.large_string())
 
@@ -97,15 +81,68 @@ def _as_arrow_text(s: pd.Series) -> pa.Array:
     return arr
 
 
-def normalize_tokens(s: pd.Series) -> pa.Array:
+# --- which tokens are missing ---
+
+MissingSet: TypeAlias = frozenset[str]  # tokens as compared: stripped and lower-cased, the blank one always in
+
+
+def missing_set(values: Sequence[str] | None) -> MissingSet:
+    """The tokens an attribute's ``missingValues`` (or a datasource's ``missing_values``) make missing, as compared;
+    None: the defaults, ``MISSING_TOKENS``."""
+    return MISSING_TOKENS if values is None else _missing_set(tuple(values))
+
+
+@lru_cache(maxsize=1024)
+def _missing_set(values: tuple[str, ...]) -> MissingSet:
+    return frozenset({"", *(v.strip().lower() for v in values)})
+
+
+def attribute_missing(attribute: Attribute) -> MissingSet:
+    """The tokens read as missing in the attribute's column."""
+    return missing_set(attribute.missingValues)
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """How a missing set is matched against a column: ``values`` holds every spelling of each token to compare
+    the tokens with as they are, or (``lower``) the tokens, to compare with the lower-cased column. ``numbers`` and
+    ``flags`` say whether a token reads as a number or a binary flag, which the fast paths would take it for."""
+
+    values: pa.Array
+    lower: bool
+    numbers: bool
+    flags: bool
+
+
+# Every spelling in any case is matched without lower-casing the column (a copy of it); past this many spellings
+# (long words, or letters outside ASCII) the column is lower-cased instead.
+_MAX_SPELLINGS = 4096
+
+
+@lru_cache(maxsize=256)
+def _lookup(missing: MissingSet) -> _Lookup:
+    spellings = sum(2 ** sum(c.isalpha() for c in token) for token in missing)
+    spelled = all(token.isascii() for token in missing) and spellings <= _MAX_SPELLINGS
+    values = _any_case(missing) if spelled else sorted(missing)
+    return _Lookup(
+        pa.array(values, type=pa.large_string()),
+        not spelled,
+        any(re.match(_PLAIN_NUMBER, token) for token in missing),
+        bool(missing & (BINARY_TRUE | BINARY_FALSE)),
+    )
+
+
+def normalize_tokens(s: pd.Series, missing: MissingSet = MISSING_TOKENS) -> pa.Array:
     """The column's tokens with surrounding whitespace stripped and every missing token turned into null."""
-    return normalize_arrow(_as_arrow_text(s))
+    return normalize_arrow(_as_arrow_text(s), missing)
 
 
-def normalize_arrow(tokens: pa.Array) -> pa.Array:
+def normalize_arrow(tokens: pa.Array, missing: MissingSet = MISSING_TOKENS) -> pa.Array:
     """``normalize_tokens`` over tokens that are already an arrow (large_)string array."""
     text = pc.utf8_trim_whitespace(tokens) if _may_need_trimming(tokens) else tokens
-    return _null_where(text, pc.is_in(text, value_set=_MISSING_ANY_CASE))
+    lookup = _lookup(missing)
+    probe = pc.utf8_lower(text) if lookup.lower else text
+    return _null_where(text, pc.is_in(probe, value_set=lookup.values))
 
 
 # Bytes that may begin or end whitespace: ASCII's (the separators U+001C..U+001F count, as in arrow's trim) and
@@ -149,9 +186,9 @@ def _to_bool(mask: pa.Array) -> BoolArray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def missing_mask(s: pd.Series) -> BoolArray:
-    """True where the token is None, blank or one of ``MISSING_TOKENS`` (any case)."""
-    return _to_bool(pc.is_null(normalize_tokens(s)))
+def missing_mask(s: pd.Series, missing: MissingSet = MISSING_TOKENS) -> BoolArray:
+    """True where the token is None, blank or one of ``missing`` (any case)."""
+    return _to_bool(pc.is_null(normalize_tokens(s, missing)))
 
 
 def numeric_from_tokens(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
@@ -174,14 +211,14 @@ def numeric_from_tokens(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
     return out, invalid
 
 
-def parse_numeric(s: pd.Series) -> tuple[FloatArray, BoolArray]:
+def parse_numeric(s: pd.Series, missing: MissingSet = MISSING_TOKENS) -> tuple[FloatArray, BoolArray]:
     """Numbers as float64 (NaN where missing or invalid) and the mask of present tokens that are not numbers.
 
     Accepted: integers, decimals, exponents, a leading + or -, surrounding whitespace, and comma thousands
     separators in the unambiguous "1,234,567.89" shape. Not accepted: inf/infinity, values that overflow a
     double, hex, underscores, currency symbols, percent signs, decimal commas.
     """
-    return numeric_from_tokens(normalize_tokens(s))
+    return numeric_from_tokens(normalize_tokens(s, missing))
 
 
 def binary_from_tokens(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
@@ -196,9 +233,9 @@ def binary_from_tokens(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
     return values, present & ~(true | false)
 
 
-def parse_binary(s: pd.Series) -> tuple[FloatArray, BoolArray]:
+def parse_binary(s: pd.Series, missing: MissingSet = MISSING_TOKENS) -> tuple[FloatArray, BoolArray]:
     """Binary flags as float64 1.0/0.0 (NaN where missing or invalid) and the mask of present non-flag tokens."""
-    return binary_from_tokens(normalize_tokens(s))
+    return binary_from_tokens(normalize_tokens(s, missing))
 
 
 def text_from_tokens(tokens: pa.Array, index: pd.Index | None = None, name: object = None) -> pd.Series:
@@ -206,17 +243,20 @@ def text_from_tokens(tokens: pa.Array, index: pd.Index | None = None, name: obje
     return pd.Series(tokens.to_numpy(zero_copy_only=False), index=index, name=name, dtype=object)
 
 
-def parse_text(s: pd.Series) -> pd.Series:
+def parse_text(s: pd.Series, missing: MissingSet = MISSING_TOKENS) -> pd.Series:
     """Stripped strings in an object Series, None where missing; case is kept (categories are case-sensitive)."""
-    return text_from_tokens(normalize_tokens(s), index=s.index, name=s.name)
+    return text_from_tokens(normalize_tokens(s, missing), index=s.index, name=s.name)
 
 
 Column: TypeAlias = np.ndarray | pa.Array
 
 
-def coerce_array(tokens: pa.Array, attribute_type: AttributeType) -> tuple[Column, BoolArray | None]:
-    """One column of raw tokens (an arrow string array, null allowed) typed by its attribute, without Python
-    objects: the core of ``coerce_frame``, and what the datasource job keeps its chunks as.
+def coerce_array(
+    tokens: pa.Array, attribute_type: AttributeType, missing: MissingSet = MISSING_TOKENS
+) -> tuple[Column, BoolArray | None]:
+    """One column of raw tokens (an arrow string array, null allowed) typed by its attribute, with ``missing`` its
+    missing tokens, without Python objects: the core of ``coerce_frame``, and what the datasource job keeps its
+    chunks as.
 
     NUMERIC and BINARY give float64 numpy (NaN where missing or invalid) and the invalid mask. CATEGORICAL gives
     a dictionary array of stripped strings, TEXT a string array, both null where missing; they are never invalid,
@@ -224,14 +264,16 @@ def coerce_array(tokens: pa.Array, attribute_type: AttributeType) -> tuple[Colum
     """
     if isinstance(tokens, pa.DictionaryArray) and attribute_type in (AttributeType.NUMERIC, AttributeType.TEXT):
         tokens = tokens.dictionary_decode()
+    lookup = _lookup(missing)
     if attribute_type is AttributeType.NUMERIC:
-        fast = _plain_numbers(tokens)
-        return fast if fast is not None else numeric_from_tokens(normalize_arrow(tokens))
+        # A missing token that reads as a number ("-999") would pass the fast path as that number.
+        fast = None if lookup.numbers else _plain_numbers(tokens)
+        return fast if fast is not None else numeric_from_tokens(normalize_arrow(tokens, missing))
     if attribute_type is AttributeType.BINARY:
-        return _binary_by_dictionary(tokens)
+        return _binary_by_dictionary(tokens, missing, plain=not lookup.flags)
     if attribute_type is AttributeType.CATEGORICAL:
-        return _categories(tokens), None
-    return normalize_arrow(tokens), None
+        return _categories(tokens, missing), None
+    return normalize_arrow(tokens, missing), None
 
 
 def _plain_numbers(tokens: pa.Array) -> tuple[FloatArray, BoolArray] | None:
@@ -264,13 +306,14 @@ def _codes(encoded: pa.DictionaryArray, null_code: int) -> NDArray[np.int64]:
     return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _binary_by_dictionary(tokens: pa.Array) -> tuple[FloatArray, BoolArray]:
-    """``binary_from_tokens`` worked out once per distinct token and spread to the rows by code."""
-    plain = _plain_flags(tokens)
-    if plain is not None:
-        return plain
+def _binary_by_dictionary(tokens: pa.Array, missing: MissingSet, plain: bool) -> tuple[FloatArray, BoolArray]:
+    """``binary_from_tokens`` worked out once per distinct token and spread to the rows by code; ``plain``: no
+    missing token is a flag word, so the plain flags' shortcut holds."""
+    flags = _plain_flags(tokens) if plain else None
+    if flags is not None:
+        return flags
     encoded = _encoded(tokens)
-    levels, bad = binary_from_tokens(normalize_arrow(encoded.dictionary))
+    levels, bad = binary_from_tokens(normalize_arrow(encoded.dictionary, missing))
     codes = _codes(encoded, len(levels))
     return np.append(levels, np.nan)[codes], np.append(bad, False)[codes]
 
@@ -308,10 +351,10 @@ def _flag_of(text: str | None) -> float | None:
     return 1.0 if lowered in BINARY_TRUE else 0.0 if lowered in BINARY_FALSE else None
 
 
-def _categories(tokens: pa.Array) -> pa.DictionaryArray:
+def _categories(tokens: pa.Array, missing: MissingSet) -> pa.DictionaryArray:
     """Stripped tokens, null where missing, as a dictionary array: each distinct token normalised once."""
     encoded = _encoded(tokens)
-    levels = normalize_arrow(encoded.dictionary)
+    levels = normalize_arrow(encoded.dictionary, missing)
     if levels.null_count == 0 and _text_bytes(levels) == _text_bytes(encoded.dictionary):
         return pa.DictionaryArray.from_arrays(encoded.indices, levels)  # nothing stripped: still distinct
     # Missing words become null and tokens that differ only by surrounding whitespace become one level.
@@ -353,11 +396,12 @@ def objects(column: pa.Array) -> np.ndarray:
 def coerce_columns(batch: pa.RecordBatch, schema: Schema) -> tuple[dict[str, Column], dict[str, BoolArray]]:
     """``coerce_array`` over every column of a batch of raw tokens; the invalid masks of the columns that
     can hold invalid values (NUMERIC and BINARY), in the batch's column order."""
-    types = {a.attributeName: a.attributeType for a in schema.attributes}
+    attributes = {a.attributeName: a for a in schema.attributes}
     columns: dict[str, Column] = {}
     invalid: dict[str, BoolArray] = {}
     for name, tokens in zip(batch.schema.names, batch.columns, strict=True):
-        columns[name], bad = coerce_array(tokens, types[name])
+        attribute = attributes[name]
+        columns[name], bad = coerce_array(tokens, attribute.attributeType, attribute_missing(attribute))
         if bad is not None:
             invalid[name] = bad
     return columns, invalid
@@ -373,12 +417,12 @@ def coerce_frame(raw: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Da
     where missing. ``invalid`` is a bool frame, True where a present token could not be read as its type;
     missing is never invalid.
     """
-    types = {a.attributeName: a.attributeType for a in schema.attributes}
-    unknown = [str(c) for c in raw.columns if c not in types]
+    attributes = {a.attributeName: a for a in schema.attributes}
+    unknown = [str(c) for c in raw.columns if c not in attributes]
     if unknown:
         raise MlsvcError(
             ErrorCode.INVALID_DATA,
-            f"columns {unknown} are not in the schema; its attributes are {list(types)}",
+            f"columns {unknown} are not in the schema; its attributes are {list(attributes)}",
             {"unknown_columns": unknown},
         )
     if raw.columns.has_duplicates:
@@ -387,7 +431,8 @@ def coerce_frame(raw: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Da
     typed: dict[object, pd.Series] = {}
     invalid: dict[object, BoolArray] = {}
     for column in raw.columns:
-        values, bad = coerce_array(_as_arrow_text(raw[column]), types[column])
+        attribute = attributes[column]
+        values, bad = coerce_array(_as_arrow_text(raw[column]), attribute.attributeType, attribute_missing(attribute))
         if isinstance(values, np.ndarray):
             typed[column] = pd.Series(values, index=raw.index, name=column, dtype=np.float64)
         else:

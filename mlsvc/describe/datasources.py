@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mlsvc.resources import DataSource, Schema
+from mlsvc.resources import DEFAULT_MISSING_VALUES, DataSource, Schema
 
 
 def describe_datasource(console: Console, ds: DataSource) -> None:
@@ -30,6 +30,9 @@ def describe_datasource(console: Console, ds: DataSource) -> None:
     if ds.data_schema is None:
         return
     schema = ds.data_schema
+    note = _missing_values_note(ds.missing_values, schema)
+    if note:
+        console.print(note)
     statistics = ds.statistics or {}
     stats: dict[str, dict[str, Any]] = statistics.get("attributes", {})
     if statistics.get("approximate"):
@@ -48,6 +51,34 @@ def describe_datasource(console: Console, ds: DataSource) -> None:
     ):
         if table is not None:
             console.print(table)
+
+
+def _missing_values_note(wide: list[str] | None, schema: Schema) -> str | None:
+    """Which tokens read as missing, when not only the defaults: the datasource's ``missing_values``, and each column
+    that reads otherwise (a default kept as a frequent level, or its schema's own ``missingValues``)."""
+    base = _lowered(wide if wide is not None else DEFAULT_MISSING_VALUES)
+    columns = []
+    for attribute in schema.attributes:
+        if attribute.missingValues is None:
+            continue
+        own = _lowered(attribute.missingValues)
+        kept, added = sorted(base - own), sorted(own - base)
+        parts = [f"{_quoted(kept)} as {'a level' if len(kept) == 1 else 'levels'}"] if kept else []
+        parts += [f"{_quoted(added)} as missing"] if added else []
+        if parts:
+            columns.append(f"{attribute.attributeName} reads " + " and ".join(parts))
+    if wide is None and not columns:
+        return None
+    head = "the defaults" if wide is None else (_quoted(wide) or "no tokens")
+    return f"missing values: {head} and blank cells" + "".join(f"; {c}" for c in columns)
+
+
+def _lowered(tokens: list[str] | tuple[str, ...]) -> set[str]:
+    return {t.strip().lower() for t in tokens} - {""}
+
+
+def _quoted(tokens: list[str]) -> str:
+    return ", ".join(repr(t) for t in tokens)
 
 
 def _attributes_table(schema: Schema, stats: dict[str, dict[str, Any]]) -> Table:

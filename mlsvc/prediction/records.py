@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from mlsvc.datasources.values import BINARY_FALSE, BINARY_TRUE, MISSING_TOKENS
+from mlsvc.datasources.values import BINARY_FALSE, BINARY_TRUE, MISSING_TOKENS, MissingSet, attribute_missing
 from mlsvc.resources import Attribute, AttributeType
 
 # The same grammar as mlsvc.datasources.values: a test holds the two paths to the same answers.
@@ -30,16 +31,16 @@ def token(value: Any) -> str | object | None:
     return NESTED
 
 
-def _present(raw: str | None) -> str | None:
+def _present(raw: str | None, missing: MissingSet = MISSING_TOKENS) -> str | None:
     if raw is None:
         return None
     stripped = raw.strip()
-    return None if stripped.lower() in MISSING_TOKENS else stripped
+    return None if stripped.lower() in missing else stripped
 
 
-def parse_number(raw: str | None) -> tuple[float, bool]:
+def parse_number(raw: str | None, missing: MissingSet = MISSING_TOKENS) -> tuple[float, bool]:
     """(value, invalid): NaN when missing or not a finite number."""
-    text = _present(raw)
+    text = _present(raw, missing)
     if text is None:
         return math.nan, False
     if _PLAIN.match(text):
@@ -51,8 +52,8 @@ def parse_number(raw: str | None) -> tuple[float, bool]:
     return (number, False) if math.isfinite(number) else (math.nan, True)
 
 
-def parse_flag(raw: str | None) -> tuple[float, bool]:
-    text = _present(raw)
+def parse_flag(raw: str | None, missing: MissingSet = MISSING_TOKENS) -> tuple[float, bool]:
+    text = _present(raw, missing)
     if text is None:
         return math.nan, False
     lowered = text.lower()
@@ -106,13 +107,52 @@ def _read_text(value: Any) -> Reading:
     return _present(raw), None
 
 
+# A column whose missing tokens are not the defaults (the datasource's missing_values, or a default kept as a level):
+# every value goes the token's way, with the column's tokens, since a number or a flag may be one of them.
+def _read_number_in(missing: MissingSet, value: Any) -> Reading:
+    raw = token(value)
+    if not isinstance(raw, str | None):
+        return math.nan, _nested(value)
+    number, invalid = parse_number(raw, missing)
+    return number, f"{value!r} is not a valid NUMERIC value; treated as missing" if invalid else None
+
+
+def _read_flag_in(missing: MissingSet, value: Any) -> Reading:
+    raw = token(value)
+    if not isinstance(raw, str | None):
+        return math.nan, _nested(value)
+    number, invalid = parse_flag(raw, missing)
+    return number, f"{value!r} is not a valid BINARY value; treated as missing" if invalid else None
+
+
+def _read_text_in(missing: MissingSet, value: Any) -> Reading:
+    raw = token(value)
+    if not isinstance(raw, str | None):
+        return None, _nested(value)
+    return _present(raw, missing), None
+
+
 _READERS = {
     AttributeType.NUMERIC: _read_number,
     AttributeType.BINARY: _read_flag,
     AttributeType.CATEGORICAL: _read_text,
     AttributeType.TEXT: _read_text,
 }
+_READERS_IN = {
+    AttributeType.NUMERIC: _read_number_in,
+    AttributeType.BINARY: _read_flag_in,
+    AttributeType.CATEGORICAL: _read_text_in,
+    AttributeType.TEXT: _read_text_in,
+}
 MAX_UNKNOWN_LISTED = 20
+
+
+def reader(attribute: Attribute) -> Callable[[Any], Reading]:
+    """How a record's value for the attribute is read, with the attribute's missing tokens."""
+    missing = attribute_missing(attribute)
+    if missing is MISSING_TOKENS:
+        return _READERS[attribute.attributeType]
+    return partial(_READERS_IN[attribute.attributeType], missing)
 
 
 def _unknown_attributes(record: Mapping[str, Any], known: set[str]) -> list[str]:
@@ -128,14 +168,20 @@ def _unknown_attributes(record: Mapping[str, Any], known: set[str]) -> list[str]
 class RecordParser:
     """Turns records into the typed columns a model was trained on, with a warning per unusable value."""
 
-    def __init__(self, features: Sequence[Attribute]) -> None:
+    def __init__(self, features: Sequence[Attribute], levels: Mapping[str, Sequence[str]] | None = None) -> None:
+        """``levels``: the values training saw of CATEGORICAL attributes; any other value is warned of."""
         self.features = list(features)
         self.names = [a.attributeName for a in self.features]
         self._known = set(self.names)
         numeric = (AttributeType.NUMERIC, AttributeType.BINARY)
         self._columns = [
-            (a.attributeName, _READERS[a.attributeType], np.float64 if a.attributeType in numeric else object)
+            (a.attributeName, reader(a), np.float64 if a.attributeType in numeric else object) for a in self.features
+        ]
+        seen = levels or {}
+        self._levels = [
+            (a.attributeName, frozenset(seen[a.attributeName]))
             for a in self.features
+            if a.attributeType == AttributeType.CATEGORICAL and a.attributeName in seen
         ]
 
     def parse(self, records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], list[list[str]]]:
@@ -149,4 +195,10 @@ class RecordParser:
                 if problem is not None:
                     warnings[i].append(f"attribute '{name}': {problem}")
             columns[name] = column
+        for name, seen in self._levels:
+            for i, value in enumerate(columns[name]):
+                if value is not None and value not in seen:
+                    warnings[i].append(
+                        f"attribute '{name}': {value!r} was never seen in training; scored as an unknown level"
+                    )
         return columns, warnings
