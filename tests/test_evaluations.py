@@ -82,6 +82,29 @@ def test_evaluating_on_the_complement_split_agrees_with_its_batch_scores(
     assert at["tp"] + at["fn"] == int(truth.sum())
 
 
+def test_an_evaluation_on_rows_the_model_was_trained_on_says_so(api: httpx.Client, churn_split: dict[str, Any]) -> None:
+    # The complement of the training split shares no row with it: no note.
+    assert churn_split["evaluation"]["training_overlap"] is None
+    assert "trained" not in churn_split["evaluation"]["message"]
+    model = churn_split["model"]
+    learnt = model["training_rows"] / (model["training_rows"] + model["holdout_rows"])
+    whole = _datasource(api, data_uri=CHURN)
+    half = {"strategy": "random", "randomSeed": "eval", "percentBegin": 35, "percentEnd": 100}
+    overlapping = _datasource(api, data_uri=CHURN, rearrangement={"splitting": half})
+    # The training datasource itself; the whole file (70 % of it was the training datasource); a split that
+    # shares half its range with the training split (35-70 of 35-100).
+    for ds, shared in ((churn_split["train"], 1.0), (whole, 0.7), (overlapping, 35 / 65)):
+        created = api.post("/v1/evaluations", json={"model": "churn-eval", "datasource_id": ds["id"]})
+        assert created.status_code == 202, created.text
+        assert created.json()["training_overlap"]["fraction_trained_on"] == pytest.approx(shared * learnt, abs=1e-4)
+        ev = wait_done(api, f"/v1/evaluations/{created.json()['id']}")
+        assert ev["status"] == "COMPLETED", ev["message"]
+        overlap = ev["training_overlap"]
+        assert overlap["datasource_id"] == churn_split["train"]["id"]
+        assert f"about {shared * learnt:.0%} of these rows were used to train the model" in ev["message"]
+        assert overlap["note"] in ev["message"]
+
+
 @pytest.mark.slow
 def test_the_churn_model_generalises_to_the_complement(churn_split: dict[str, Any]) -> None:
     holdout, ev = churn_split["model"]["metrics"]["BinaryAUC"], churn_split["evaluation"]

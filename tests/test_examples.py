@@ -14,18 +14,43 @@ from tests.servers import RunningServer, start_server, stop_server, wait_done
 
 
 @pytest.fixture(scope="module")
-def examples(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def example_server(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     server: RunningServer = start_server(
         tmp_path_factory.mktemp("examples-home"), {"MLSVC_EXAMPLES": "1", "MLSVC_EXAMPLES_BUDGET_S": "8"}
     )
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as api:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(api.get("/v1/models").json()["items"]) < 2:
-                time.sleep(0.5)
-            yield api
+        yield server
     finally:
         stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def examples(example_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=example_server.url, timeout=60) as api:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(api.get("/v1/models").json()["items"]) < 2:
+            time.sleep(0.5)
+        yield api
+
+
+def test_make_run_says_where_to_go_at_once_and_each_example_as_it_completes(
+    example_server: RunningServer, examples: httpx.Client
+) -> None:
+    for name in ("churn", "fraud", "recommendation"):
+        assert wait_done(examples, f"/v1/models/example-{name}-v1")["status"] == "COMPLETED"
+    deadline = time.monotonic() + 10
+    while "the examples are ready" not in example_server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = example_server.log_text()
+    url = example_server.url
+    first_done = text.index("example churn: COMPLETED") if "example churn: COMPLETED" in text else len(text)
+    for hint in (f"API docs:   {url}/docs", f"mlflow ui --backend-store-uri '{example_server.mlflow_uri}'"):
+        assert hint in text[:first_done], text
+    assert text.index("Then try:") < first_done
+    for name, metric in (("churn", "BinaryAUC"), ("fraud", "BinaryAUC"), ("recommendation", "")):
+        line = next(line for line in text.splitlines() if line.startswith(f"example {name}: COMPLETED after "))
+        assert metric in line and " s: " in line, line
+    assert "the examples are ready" in text
 
 
 @pytest.mark.parametrize(("name", "floor"), [("churn", 0.78), ("fraud", 0.88)])

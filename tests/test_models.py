@@ -100,6 +100,15 @@ def test_unknown_and_invalid_attributes_are_warnings_not_errors(api: httpx.Clien
     assert empty["warnings"] == []
 
 
+def test_a_categorical_value_training_never_saw_is_a_warning(api: httpx.Client, trained: dict[str, Any]) -> None:
+    body = {"records": [{"contract": 5, "region": 2139}, {"contract": "two-year", "region": "23219"}]}
+    unseen, seen = api.post("/v1/models/churn-api/predict", json=body).json()["predictions"]
+    assert "attribute 'contract': '5' was never seen in training; scored as an unknown level" in unseen["warnings"]
+    # 2139 is '02139' with its zero lost (a CSV read as numbers): not one of the codes the model knows.
+    assert any("'region': '2139' was never seen" in w for w in unseen["warnings"]), unseen["warnings"]
+    assert seen["warnings"] == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -180,9 +189,14 @@ def test_a_model_that_is_not_completed_answers_409(idle_api: httpx.Client, idle_
     response = idle_api.post(f"/v1/models/{pending['id']}/predict", json={"record": {}})
     assert "PENDING" in error(response, 409, "not_ready")
     assert response.json()["error"]["details"] == {"id": pending["id"], "status": "PENDING"}
-    # It has no version yet, so its name answers nothing, and says why.
-    message = error(idle_api.post("/v1/models/churn-pending/predict", json={"record": {}}), 404, "not_found")
-    assert "no COMPLETED version" in message
+    # Its name and its version find it while it waits, and say where it waits and what to do.
+    assert pending["version"] == 1 and pending["message"].startswith("queued: ")
+    for ref in ("churn-pending", "churn-pending:1"):
+        got = idle_api.get(f"/v1/models/{ref}").json()
+        assert (got["id"], got["status"], got["progress"]) == (pending["id"], "PENDING", 0.0)
+        assert got["message"].startswith("queued: ") and "ahead" in got["message"], got["message"]
+        message = error(idle_api.post(f"/v1/models/{ref}/predict", json={"record": {}}), 409, "not_ready")
+        assert "PENDING (0%)" in message and "predict once it is COMPLETED" in message
 
 
 def test_the_mlflow_registry_holds_the_versions(server: RunningServer, trained: dict[str, Any]) -> None:
@@ -202,8 +216,13 @@ def test_delete_a_version(api: httpx.Client, trained: dict[str, Any]) -> None:
         "/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"], "time_budget_s": 2}
     ).json()
     wait_done(api, f"/v1/models/{extra['id']}")
-    deleted = api.delete("/v1/models/churn-del:1").json()
+    # The first version became production: deleting it takes force, and the answer says the alias went with it.
+    refused = error(api.delete("/v1/models/churn-del:1"), 409, "conflict")
+    assert "production" in refused and "force=true" in refused
+    assert api.get("/v1/models/churn-del:1").json()["status"] == "COMPLETED"
+    deleted = api.delete("/v1/models/churn-del:1", params={"force": "true"}).json()
     assert deleted["status"] == "DELETED" and deleted["aliases"] == []
+    assert deleted["message"] == "deleted with its alias(es) ['production']; 'churn-del' has no version left"
     assert api.get("/v1/models/churn-del").status_code == 404
     response = api.post(f"/v1/models/{extra['id']}/predict", json={"record": {}})
     assert response.status_code == 409

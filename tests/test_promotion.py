@@ -109,3 +109,31 @@ def test_a_production_version_that_cannot_score_the_new_rows_loses(
     assert production["id"] == words["id"] and api.get("/v1/models/promo").json()["id"] == words["id"]
     assert all(versions[key]["aliases"] == [] for key in ("weak", "weak_again", "never"))
     assert api.get(f"/v1/models/{versions['strong']['id']}").json()["aliases"] == []
+
+
+def test_deleting_production_takes_force_and_the_name_falls_back_to_the_last_promoted(
+    api: httpx.Client, versions: dict[str, dict[str, Any]]
+) -> None:
+    # Last in the module: it deletes versions. v5 (words) is production; v3 was rejected, v4 told not to run.
+    assert api.get("/v1/models/promo").json()["version"] == 5
+    refused = api.delete("/v1/models/promo:5")
+    assert refused.status_code == 409 and "['production']" in refused.json()["error"]["message"]
+    gone = api.delete("/v1/models/promo:5", params={"force": "true"}).json()
+    # The newest COMPLETED version is v4 (never promoted); the name goes to v2, the last that was production.
+    assert gone["message"] == "deleted with its alias(es) ['production']; 'promo' now finds version 2 (COMPLETED)"
+    assert api.get("/v1/models/promo").json()["version"] == 2
+    assert (
+        api.post("/v1/models/promo/predict", json={"record": {"signal": 1.0, "const": "same"}}).json()["version"] == 2
+    )
+    for version in (2, 1):
+        assert api.delete(f"/v1/models/promo:{version}", params={"force": "true"}).status_code == 200
+    # Left: v3, rejected by promotion, and v4, trained with promote 'never': the name finds v4, which may serve.
+    assert api.get("/v1/models/promo").json()["version"] == 4
+    assert api.delete("/v1/models/promo:4").status_code == 200
+    # Only the rejected v3 is left: the name shows it, but does not serve it silently.
+    assert api.get("/v1/models/promo").json()["version"] == 3
+    message = api.post("/v1/models/promo/predict", json={"record": {"signal": 1.0, "const": "same"}}).json()
+    assert "was not promoted" in message["error"]["message"] and "promo:3" in message["error"]["message"]
+    assert (
+        api.post("/v1/models/promo:3/predict", json={"record": {"signal": 1.0, "const": "same"}}).json()["version"] == 3
+    )

@@ -27,6 +27,12 @@ _EXTRA_COLUMNS = {
     "batch_prediction": ("model_id", "rows_scored"),
 }
 MAX_PAGE = 1000
+VERSION_RACE_RETRIES = 5
+PRODUCTION = "production"
+
+
+class _VersionTaken(Exception):
+    """A concurrent create of a model of the same name took the version this one was about to take."""
 
 
 def utcnow() -> datetime:
@@ -115,12 +121,33 @@ class SqlMetadataStore(MetadataStore):
     ) -> tuple[dict[str, Any], bool]:
         """Insert a resource (and its job, in the same transaction); an existing id with the same request is
         returned as it is, with a different request it is a conflict."""
+        for _ in range(VERSION_RACE_RETRIES):
+            try:
+                return self._create(kind, record, request_hash, resource_tags, job_kind, max_attempts)
+            except _VersionTaken:
+                continue  # another create of the same name took the version between our read and our insert
+        raise MlsvcError(
+            ErrorCode.CONFLICT, f"too many models of '{record['name']}' are being created at once; try again"
+        )
+
+    def _create(
+        self,
+        kind: str,
+        record: Mapping[str, Any],
+        request_hash: str,
+        resource_tags: Mapping[str, str],
+        job_kind: str | None,
+        max_attempts: int,
+    ) -> tuple[dict[str, Any], bool]:
         table = RESOURCE_TABLES[kind]
         try:
             with self.transaction() as conn:
                 existing = self._get_row(conn, kind, record["id"])
                 if existing is not None:
                     return self._existing(kind, existing, request_hash), False
+                if kind == "model" and record.get("version") is None:
+                    # The version is the name's next one from the start, so 'name:N' finds it while it trains.
+                    record = {**record, "version": self._next_version(conn, record["name"])}
                 conn.execute(insert(table).values(**self._to_row(kind, record), request_hash=request_hash))
                 self._write_tags(conn, kind, record["id"], resource_tags)
                 if job_kind:
@@ -137,13 +164,20 @@ class SqlMetadataStore(MetadataStore):
                         )
                     )
         except IntegrityError:
-            # Another request created the same id between our read and our insert.
+            # Another request created the same id (or, for a model, took the same version) meanwhile.
             with self.transaction() as conn:
                 existing = self._get_row(conn, kind, record["id"])
             if existing is None:
+                if kind == "model":
+                    raise _VersionTaken() from None
                 raise
             return self._existing(kind, existing, request_hash), False
         return self.get(kind, record["id"]), True
+
+    def _next_version(self, conn: Connection, name: str) -> int:
+        table = RESOURCE_TABLES["model"]
+        highest = conn.execute(select(func.max(table.c.version)).where(table.c.name == name)).scalar_one()
+        return int(highest or 0) + 1
 
     def same_request(self, kind: str, resource_id: str, request_hash: str) -> dict[str, Any] | None:
         """The resource a create with this id already made, if the request is the same (a safe retry); None when
@@ -304,8 +338,54 @@ class SqlMetadataStore(MetadataStore):
             if status != require_status:
                 return False
         conn.execute(delete(model_aliases).where(and_(model_aliases.c.name == name, model_aliases.c.alias == alias)))
-        conn.execute(insert(model_aliases).values(name=name, alias=alias, version=version, updated_at=utcnow()))
+        now = utcnow()
+        conn.execute(insert(model_aliases).values(name=name, alias=alias, version=version, updated_at=now))
+        if alias == PRODUCTION:
+            self._note_promotion(conn, name, version, now)
         return True
+
+    def _note_promotion(self, conn: Connection, name: str, version: int, at: datetime) -> None:
+        """Remember when a version last became production: a bare name falls back to it if the alias goes."""
+        table = RESOURCE_TABLES["model"]
+        row = conn.execute(
+            select(table.c.id, table.c.doc).where(and_(table.c.name == name, table.c.version == version))
+        ).first()
+        if row is not None:
+            doc = {**row.doc, "promoted_at": at.isoformat()}
+            conn.execute(update(table).where(table.c.id == row.id).values(doc=doc))
+
+    def model_names(self) -> builtins.list[str]:
+        """Every model name with a version that is not DELETED, in order."""
+        table = RESOURCE_TABLES["model"]
+        query = select(table.c.name).where(table.c.status != "DELETED").distinct().order_by(table.c.name)
+        with self.transaction() as conn:
+            return [str(name) for name in conn.execute(query).scalars()]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name`` and the version each points at."""
+        query = select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.name == name)
+        with self.transaction() as conn:
+            return {str(alias): int(version) for alias, version in conn.execute(query.order_by(model_aliases.c.alias))}
+
+    def model_versions(self, name: str) -> builtins.list[dict[str, Any]]:
+        """Every version of ``name`` in brief (id, version, status, promoted_at, promotion), newest first."""
+        table = RESOURCE_TABLES["model"]
+        query = (
+            select(table.c.id, table.c.version, table.c.status, table.c.doc)
+            .where(table.c.name == name)
+            .order_by(table.c.version.desc())
+        )
+        with self.transaction() as conn:
+            return [
+                {
+                    "id": row.id,
+                    "version": row.version,
+                    "status": row.status,
+                    "promoted_at": row.doc.get("promoted_at"),
+                    "promotion": row.doc.get("promotion"),
+                }
+                for row in conn.execute(query)
+            ]
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self.transaction() as conn:
@@ -357,6 +437,24 @@ class SqlMetadataStore(MetadataStore):
             .order_by(model_aliases.c.alias)
         )
         return list(rows.scalars())
+
+    def queue_place(self, resource_id: str) -> tuple[int, int] | None:
+        """For a resource whose job waits: (jobs ahead of it, jobs running now); None when its job is not queued."""
+        from mlsvc.metadata.tables import jobs
+
+        with self.transaction() as conn:
+            job = conn.execute(
+                select(jobs.c.id).where(and_(jobs.c.resource_id == resource_id, jobs.c.state == "QUEUED"))
+            ).scalar_one_or_none()
+            if job is None:
+                return None
+            ahead = conn.execute(
+                select(func.count()).where(and_(jobs.c.state == "QUEUED", jobs.c.id < job))
+            ).scalar_one()
+            running = conn.execute(
+                select(func.count()).where(and_(jobs.c.state == "RUNNING", jobs.c.lease_until >= utcnow()))
+            ).scalar_one()
+            return int(ahead), int(running)
 
     # --- figures for /metrics ---
 

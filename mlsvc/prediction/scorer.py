@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class ModelCard:
     features: list[Attribute]
     classes: list[str] | None
     score_threshold: float | None
+    levels: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @classmethod
     def from_resource(cls, model: Mapping[str, Any]) -> ModelCard:
@@ -41,6 +42,7 @@ class ModelCard:
             [Attribute.model_validate(a) for a in model["features"]],
             model.get("classes"),
             model.get("score_threshold"),
+            model.get("levels") or {},
         )
 
 
@@ -50,7 +52,7 @@ class Scorer:
     def __init__(self, card: ModelCard, pipeline: Any) -> None:
         self.card = card
         self.pipeline = pipeline
-        self.parser = RecordParser(card.features)
+        self.parser = RecordParser(card.features, card.levels)
         self.n_classes = len(card.classes or [])
         self.compiled: CompiledModel | None
         try:

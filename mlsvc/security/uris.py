@@ -69,6 +69,20 @@ class UriValidator:
             )
         return normalized
 
+    def check_readable(self, uri: str) -> str:
+        """``check``, and for a local path also that something is there to read (S3 is read by the job, which
+        reports a missing key on the resource)."""
+        normalized = self.check(uri)
+        location = self.parse(uri)
+        if isinstance(location, Path) and not location.exists():
+            raise MlsvcError(
+                ErrorCode.DATA_NOT_FOUND,
+                f"no file or folder at {location} (from '{redact(uri)}'); check the path (a relative path is "
+                f"relative to the server's working directory, {Path.cwd()})",
+                {"uri": redact(uri)},
+            )
+        return normalized
+
     def is_own(self, location: Location) -> bool:
         """Whether a parsed location is (under) one of the service's own files or folders."""
         if isinstance(location, S3Location):

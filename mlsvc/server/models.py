@@ -61,6 +61,9 @@ def list_models(
     name: str | None = Query(None, max_length=64),
     tag: TagFilter = None,
 ) -> ModelPage:
+    """A page of model versions, newest first, filtered by ``name`` (every version of one model), ``status``,
+    ``name_prefix`` or ``tag``; DELETED ones only when ``status=DELETED`` asks for them. Pass ``next_token`` to get
+    the next page."""
     # Written out rather than through list_query: ``name`` sits among the common filters in the API's order.
     query = ListQuery(status=status, name_prefix=name_prefix, tag=tag, limit=limit, next_token=next_token)
     items, token = service.models.list(query, name)
@@ -75,12 +78,20 @@ def get_model(ref: str, service: ServiceDep) -> Model:
 
 @router.patch("/{ref}", response_model=Model, responses=errors(404, 409, 413))
 def update_model(ref: str, body: ModelUpdate, service: ServiceDep) -> Model:
+    """Change a version's tags (merged in; a tag set to null is removed) or, for a COMPLETED BINARY model, its
+    ``score_threshold``: the score from which a record is predicted the positive label."""
     return service.models.update(ref, body)
 
 
-@router.delete("/{ref}", response_model=Model, responses=errors(404))
-def delete_model(ref: str, service: ServiceDep) -> Model:
-    return service.models.delete(ref)
+@router.delete("/{ref}", response_model=Model, responses=errors(404, 409))
+def delete_model(
+    ref: str,
+    service: ServiceDep,
+    force: bool = Query(False, description="Also delete a version that carries aliases, removing them."),
+) -> Model:
+    """Delete a version (soft: it stays readable as DELETED). A version that carries aliases is refused with 409
+    unless ``force`` is set; then its message names the aliases removed and what the bare name now finds."""
+    return service.models.delete(ref, force)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=Model, responses=errors(404, 409, 413))
@@ -98,20 +109,15 @@ def delete_alias(name: str, alias: Alias, service: ServiceDep) -> Model:
 @router.post("/{ref}/predict", response_model=PredictResponse, responses=errors(404, 409, 413))
 async def predict(ref: str, body: PredictRequest, service: ServiceDep, request: Request) -> RawResponse:
     """Real-time predictions for one record or a list, in order; the answer says which version gave them."""
-    metrics = request.app.state.metrics
     started = time.perf_counter()
-    try:
-        small = int(request.headers.get("content-length") or INLINE_BYTES + 1) <= INLINE_BYTES
-        # Scoring a loaded model takes a fraction of a millisecond: cheaper here than a thread hand-off. Loading a
-        # model or reading the store would block the event loop, so that goes to a thread.
-        outcome = service.predictions.predict_if_loaded(ref, body) if small else None
-        if outcome is None:
-            outcome = await run_in_threadpool(service.predictions.predict, ref, body)
-    except MlsvcError as exc:
-        # Labelled by the model the reference found: a label per caller-made ref would grow without bound.
-        metrics.predict_errors.labels(str(exc.details.get("id", "unknown")), exc.code.value).inc()
-        raise
-    metrics.observe_prediction(outcome, time.perf_counter() - started)
+    small = int(request.headers.get("content-length") or INLINE_BYTES + 1) <= INLINE_BYTES
+    # Scoring a loaded model takes a fraction of a millisecond: cheaper here than a thread hand-off. Loading a
+    # model or reading the store would block the event loop, so that goes to a thread.
+    outcome = service.predictions.predict_if_loaded(ref, body) if small else None
+    if outcome is None:
+        outcome = await run_in_threadpool(service.predictions.predict, ref, body)
+    # Errors are counted by RequestMetrics, with those refused before this function (a malformed body, a guard).
+    request.app.state.metrics.observe_prediction(ref, outcome, time.perf_counter() - started)
     return RawResponse(orjson.dumps(outcome.answer), media_type="application/json")
 
 

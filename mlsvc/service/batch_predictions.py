@@ -24,9 +24,10 @@ class BatchPredictions(Collection[BatchPrediction]):
         body = req.model_dump(mode="json", exclude={"id"})
         if (existing := self.retried(req.id, body)) is not None:
             return existing, False
-        model = completed_model(self.refs.resolve(req.model), "make batch predictions")
+        # What the request itself gets wrong is said before what the store holds.
         output_uri = self.uris.check(req.output_uri)
-        data_uri = self.uris.check(req.data_uri) if req.data_uri else None
+        data_uri = self.uris.check_readable(req.data_uri) if req.data_uri else None
+        model = completed_model(self.refs.resolve(req.model), "make batch predictions")
         rows_total = ready_datasource(self.metadata, req.datasource_id).get("row_count") if req.datasource_id else None
         record = pending_record(
             body,

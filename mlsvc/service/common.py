@@ -87,7 +87,23 @@ def list_page(
         limit=query.limit,
         next_token=query.next_token,
     )
-    return [shape.model_validate(r) for r in rows], token
+    return [shape.model_validate(queue_note(store, r)) for r in rows], token
+
+
+def queue_note(store: MetadataStore, doc: Document) -> Document:
+    """A PENDING resource says where its job waits ("queued: 2 jobs ahead, 2 workers busy"), so a wait behind
+    other work is not mistaken for a hang."""
+    if doc["status"] != Status.PENDING.value or doc.get("message"):
+        return doc
+    place = store.queue_place(doc["id"])
+    if place is None:
+        return doc
+    ahead, running = place
+    return {**doc, "message": f"queued: {_count(ahead, 'job')} ahead, {_count(running, 'worker')} busy"}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def rename_and_tag(
@@ -158,7 +174,7 @@ class Creator(Generic[R]):
     ) -> tuple[R, bool]:
         """Store a new resource and enqueue its job; (the resource, whether it is new rather than a retry)."""
         row, made = self.metadata.create(self.kind, record, request_hash(body), tags, job, self.max_attempts)
-        return self.shape.model_validate(row), made
+        return self.shape.model_validate(queue_note(self.metadata, row)), made
 
     def retried(self, resource_id: str | None, body: Mapping[str, Any]) -> R | None:
         """The resource an earlier create with this id and body made (a safe retry answers as it did)."""
@@ -170,7 +186,7 @@ class Collection(Creator[R]):
     """Also reading, listing, renaming, tagging and deleting them, by id."""
 
     def get(self, resource_id: str) -> R:
-        return self.shape.model_validate(self.metadata.get(self.kind, resource_id))
+        return self.shape.model_validate(queue_note(self.metadata, self.metadata.get(self.kind, resource_id)))
 
     def list(self, query: ListQuery, model_id: str | None = None) -> tuple[list[R], str | None]:
         """A page of the collection; ``model_id`` keeps those of one model (evaluations, batch predictions)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.resources import DataSource, DataSourceCreate, Schema, Status
 from mlsvc.security.uris import UriValidator
@@ -21,12 +21,15 @@ class DataSources(Collection[DataSource]):
 
     def create(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
         """A PENDING datasource and its job; (the datasource, whether it is new rather than a retry)."""
-        data_uri = self.uris.check(req.data_uri)
+        body = req.model_dump(mode="json", by_alias=True, exclude={"id"})
+        # A retry answers as the first time did, even if the file has gone since.
+        if (existing := self.retried(req.id, body)) is not None:
+            return existing, False
+        data_uri = self.uris.check_readable(req.data_uri)
         if req.schema_uri:
-            self.uris.check(req.schema_uri)
+            self.uris.check_readable(req.schema_uri)
         if req.data_schema is not None:
             _check_roles(req.data_schema, req.target, req.row_id)
-        body = req.model_dump(mode="json", by_alias=True, exclude={"id"})
         name = req.name or name_from_uri(data_uri)
         record = pending_record(body, req.id or new_id("datasource"), name=name, data_uri=data_uri)
         return self.created(record, body, req.tags, "datasource.create")
@@ -50,4 +53,7 @@ def _check_roles(schema: Schema, target: str | None, row_id: str | None) -> None
     names = [a.attributeName for a in schema.attributes]
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
-            raise MlsvcError(ErrorCode.VALIDATION_ERROR, f"{role} column '{name}' not found; columns are {names}")
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"{role} column '{name}' not found{did_you_mean(name, names)}; columns are {names}",
+            )

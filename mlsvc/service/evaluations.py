@@ -7,6 +7,7 @@ from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.resources import Evaluation, EvaluationCreate, ModelType
 from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
 from mlsvc.service.refs import ModelRefs
+from mlsvc.training.overlap import training_overlap
 
 
 class Evaluations(Collection[Evaluation]):
@@ -32,6 +33,8 @@ class Evaluations(Collection[Evaluation]):
                 "REGRESSION models",
             )
         ds = ready_datasource(self.metadata, req.datasource_id)
+        trained_on = self.metadata.find("datasource", model["datasource_id"])
+        overlap = training_overlap(model, trained_on, ds) if trained_on is not None else None
         record = pending_record(
             body,
             req.id or new_id("evaluation"),
@@ -40,5 +43,6 @@ class Evaluations(Collection[Evaluation]):
             model_version=model["version"],
             datasource_id=ds["id"],
             holdout=False,
+            training_overlap=overlap.model_dump() if overlap else None,
         )
         return self.created(record, body, req.tags, "evaluation.run")

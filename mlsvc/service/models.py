@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.metadata import Document, MetadataStore, ResourceKind
 from mlsvc.registry import ModelRegistry
 from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
-from mlsvc.service.common import Creator, ListQuery, list_page, new_id, pending_record, ready_datasource
+from mlsvc.service.common import (
+    Creator,
+    ListQuery,
+    list_page,
+    new_id,
+    pending_record,
+    queue_note,
+    ready_datasource,
+)
 from mlsvc.service.refs import ModelRefs
 from mlsvc.training.candidates import BY_NAME
 from mlsvc.training.recipe import default_recipe, merge_recipe
@@ -71,13 +79,20 @@ class Models(Creator[Model]):
             )
 
     def _check_supervised(self, req: ModelCreate, schema: Schema) -> None:
+        names = [a.attributeName for a in schema.attributes]
         if req.target is not None:
-            names = [a.attributeName for a in schema.attributes]
             if req.target not in names:
                 raise MlsvcError(
-                    ErrorCode.VALIDATION_ERROR, f"target column '{req.target}' not found; columns are {names}"
+                    ErrorCode.VALIDATION_ERROR,
+                    f"target column '{req.target}' not found{did_you_mean(req.target, names)}; columns are {names}",
                 )
             schema = schema.model_copy(update={"targetAttributeName": req.target})
+        elif not schema.targetAttributeName:
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"datasource '{req.datasource_id}' names no target: give 'target', the column to predict "
+                f"(one of {names})",
+            )
         if req.recipe is not None:
             features = schema.feature_attributes()
             merge_recipe(default_recipe(features), req.recipe, features)
@@ -107,7 +122,7 @@ class Models(Creator[Model]):
             ready_datasource(self.metadata, req.items_datasource_id, "items datasource")
 
     def get(self, ref: str) -> Model:
-        return Model.model_validate(self.refs.resolve(ref))
+        return Model.model_validate(queue_note(self.metadata, self.refs.resolve(ref)))
 
     def list(self, query: ListQuery, name: str | None = None) -> tuple[list[Model], str | None]:
         """A page of models; ``name`` keeps the versions of one name."""
@@ -133,12 +148,33 @@ class Models(Creator[Model]):
             self.metadata.set_tags("model", model["id"], patch.tags)
         return Model.model_validate(self.metadata.get("model", model["id"]))
 
-    def delete(self, ref: str) -> Model:
+    def delete(self, ref: str, force: bool = False) -> Model:
+        """Delete a version; one that carries aliases only with ``force`` (its aliases go with it, and its
+        message says which, and what the bare name now finds)."""
         model = self.refs.resolve(ref)
-        for alias in self.metadata.delete_model(model["id"]):
+        carried = model.get("aliases") or []
+        if carried and not force and model["status"] != Status.DELETED.value:
+            raise MlsvcError(
+                ErrorCode.CONFLICT,
+                f"version {model['version']} of '{model['name']}' carries the alias(es) {carried}: move them to "
+                f"another version first (PUT /v1/models/{model['name']}/aliases/ALIAS), or delete with force=true "
+                "to remove them with it",
+                {"id": model["id"], "aliases": carried},
+            )
+        dropped = self.metadata.delete_model(model["id"])
+        for alias in dropped:
             self._mirror("delete_alias", model["name"], alias)
         self.refs.clear()
+        if dropped:
+            self.metadata.update("model", model["id"], {"message": self._dropped_message(model["name"], dropped)})
         return Model.model_validate(self.metadata.get("model", model["id"]))
+
+    def _dropped_message(self, name: str, dropped: Sequence[str]) -> str:
+        now = self.refs.by_name(name)
+        after = (
+            f"'{name}' now finds version {now['version']} ({now['status']})" if now else f"'{name}' has no version left"
+        )
+        return f"deleted with its alias(es) {dropped}; {after}"
 
     def set_alias(self, name: str, alias: str, version: int) -> Model:
         if not is_valid_alias(alias):

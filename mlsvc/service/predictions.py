@@ -14,7 +14,7 @@ from mlsvc.metadata.sql import utcnow
 from mlsvc.prediction.scorer import ModelCard, RecommenderScorer, Scorer, ScorerCache
 from mlsvc.registry import ArtifactRef, ModelRegistry
 from mlsvc.resources import ModelType, PredictRequest, Status
-from mlsvc.service.refs import ModelRefs
+from mlsvc.service.refs import ModelRefs, was_rejected
 
 log = logging.getLogger("mlsvc.service")
 WARM_EVERY_S = 2.0
@@ -46,10 +46,10 @@ class Predictions:
         model = self.refs.cached(ref)
         if model["status"] != Status.COMPLETED.value:
             raise MlsvcError(
-                ErrorCode.NOT_READY,
-                f"model '{model['id']}' is {model['status']}, not COMPLETED",
-                {"id": model["id"], "status": model["status"]},
+                ErrorCode.NOT_READY, _not_ready_message(model), {"id": model["id"], "status": model["status"]}
             )
+        if ":" not in ref and ref != model["id"] and not model.get("aliases") and was_rejected(model):
+            raise MlsvcError(ErrorCode.NOT_READY, _rejected_message(model), {"id": model["id"]})
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             return self._recommend(model, req)
         records = self._records(model, req)
@@ -124,3 +124,25 @@ class Predictions:
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             return RecommenderScorer(fitted)
         return Scorer(ModelCard.from_resource(model), fitted)
+
+
+def _not_ready_message(model: Document) -> str:
+    """Why a model cannot predict yet, with how far it has got and what to do."""
+    what = f"model '{model['id']}' ({model['name']} v{model.get('version')})"
+    status = model["status"]
+    if status in (Status.PENDING.value, Status.INPROGRESS.value):
+        detail = f": {model['message']}" if model.get("message") else ""
+        return f"{what} is {status} ({float(model.get('progress') or 0):.0%}){detail}; predict once it is COMPLETED"
+    if status == Status.FAILED.value:
+        return f"{what} FAILED: {model.get('message') or 'no message'}; train it again"
+    return f"{what} is {status}; it cannot predict"
+
+
+def _rejected_message(model: Document) -> str:
+    """A bare name found only versions promotion rejected: serving one silently would hide that."""
+    reason = (model.get("promotion") or {}).get("reason", "")
+    return (
+        f"'{model['name']}' has no production version: its newest COMPLETED version, {model['version']}, was not "
+        f"promoted ({reason}); predict with '{model['name']}:{model['version']}' to use it anyway, or make it "
+        f"production with PUT /v1/models/{model['name']}/aliases/production"
+    )

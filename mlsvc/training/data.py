@@ -14,7 +14,7 @@ from mlsvc.datasources.plan import ReadPlan, model_schema
 from mlsvc.datasources.reader import DEFAULT_MAX_RECORD_BYTES
 from mlsvc.datasources.scan import ScanCounts, scan
 from mlsvc.datasources.values import BINARY_TRUE
-from mlsvc.errors import ErrorCode, MlsvcError
+from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.objects import ObjectStore
 from mlsvc.resources import Attribute, AttributeType, ModelType, Schema
 
@@ -44,7 +44,9 @@ def load(
     attribute = schema.attribute(target)
     if attribute is None:
         names = [a.attributeName for a in schema.attributes]
-        raise MlsvcError(ErrorCode.INVALID_REQUEST, f"column '{target}' not found; columns are {names}")
+        raise MlsvcError(
+            ErrorCode.INVALID_REQUEST, f"column '{target}' not found{did_you_mean(target, names)}; columns are {names}"
+        )
     features = schema.feature_attributes()
     if not features:
         raise MlsvcError(ErrorCode.INVALID_DATA, "the datasource has no attributes to learn from besides the target")
@@ -67,7 +69,8 @@ def load_labelled(
         names = [a.attributeName for a in ds_schema.attributes]
         raise MlsvcError(
             ErrorCode.INVALID_DATA,
-            f"datasource '{ds['id']}' has no column '{target}' (the model's target); columns are {names}",
+            f"datasource '{ds['id']}' has no column '{target}' (the model's target)"
+            f"{did_you_mean(target, names)}; columns are {names}",
         )
     schema = model_schema(ds_schema, features, ds["id"]).model_copy(update={"targetAttributeName": target})
     return read_rows(objects, ReadPlan.of_datasource(objects, ds, schema, max_record_bytes), features, on_progress)

@@ -39,4 +39,8 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     pipeline = ctx.registry.load(ArtifactRef.of(model))
     output = predict_output(pipeline, model_type, X, len(model.get("classes") or []))
     insights = evaluate(model_type, y, output, model.get("classes"), threshold_or_default(model.get("score_threshold")))
-    return {**evaluation_fields(insights), "model_version": model["version"]}
+    fields = {**evaluation_fields(insights), "model_version": model["version"]}
+    overlap = ev.get("training_overlap")
+    if overlap:
+        fields["message"] = f"{fields.get('message') or ''} Note: {overlap['note']}.".strip()
+    return fields
