@@ -2,7 +2,7 @@
 
 from typing import Any
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "choose_threshold"]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlsvc.client import Client, MlsvcAPIError, MlsvcClientError
 from mlsvc.client.client import wait_for
@@ -41,17 +43,48 @@ err = Console(stderr=True)
 # Exit codes a script can rely on.
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FAILED, EXIT_TIMEOUT, EXIT_CONNECTION = 1, 2, 3, 4, 5, 6
 
-UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MLSVC_URL", help="The server's base URL.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until COMPLETED, showing progress.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds --wait waits.")]
-TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="key=value; repeat for more.")]
-UntagOpt = Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag key.")]
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MLSVC_URL", metavar="URL", help="The server's base URL.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON for scripts instead of tables.")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", metavar="", help="Wait until COMPLETED, showing progress and the message on stderr.")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="How long --wait waits.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", metavar="KEY=VALUE", help="A tag; repeat for more.")]
+UntagOpt = Annotated[list[str] | None, typer.Option("--untag", metavar="KEY", help="Remove a tag; repeat for more.")]
+TagFilterOpt = Annotated[
+    str | None, typer.Option("--tag", metavar="KEY[=VALUE]", help="Only those with this tag (and value).")
+]
+LimitOpt = Annotated[int, typer.Option("--limit", metavar="N", help="List at most N.")]
+NameOpt = Annotated[str | None, typer.Option("--name", metavar="NAME", help="A name to show instead of the id.")]
+IdOpt = Annotated[str | None, typer.Option("--id", metavar="ID", help="Choose the id (safe to retry).")]
+StatusOpt = Annotated[
+    str | None, typer.Option("--status", metavar="STATUS", help="PENDING, INPROGRESS, COMPLETED, FAILED or DELETED.")
+]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="The model: id, name, name:VERSION or name:ALIAS.")]
+RefArg = Annotated[str, typer.Argument(metavar="REF", help="The model: id, name, name:VERSION or name:ALIAS.")]
+DataSourceArg = Annotated[str, typer.Argument(metavar="DATASOURCE_ID", help="The datasource's id.")]
+EvaluationArg = Annotated[str, typer.Argument(metavar="EVALUATION_ID", help="The evaluation's id.")]
+BatchArg = Annotated[str, typer.Argument(metavar="BATCH_ID", help="The batch prediction's id.")]
+
+# The API's names for what a command's options set, so that a refusal names the option the user typed.
+DATASOURCE_FIELDS = {"data_uri": "DATA_URI", "schema_uri": "--schema-uri", "row_id": "--row-id"}
+MODEL_FIELDS = {
+    "datasource_id": "--datasource",
+    "time_budget_s": "--time-budget",
+    "model_type": "--model-type",
+    "items_datasource_id": "--items-datasource",
+    "roles": "--role",
+    "score_threshold": "--threshold",
+}
+EVALUATION_FIELDS = {"datasource_id": "--datasource"}
+BATCH_FIELDS = {"datasource_id": "--datasource", "data_uri": "--data", "output_uri": "OUTPUT_URI", "row_id": "--row-id"}
+DELETE_MODEL_FIELDS = {"force=true": "--force"}
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Errors as one readable line and a meaningful exit code, never a traceback."""
+def _errors(fields: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Errors as one readable line and a meaningful exit code, never a traceback; a refusal of what the user
+    typed names the command's options (``fields``: the API's field → the option) rather than the API's fields."""
     from mlsvc.client import APIConnectionError, NotFoundError, ResourceFailedError, WaitTimeoutError
 
     try:
@@ -59,7 +92,9 @@ def _errors() -> Iterator[None]:
     except NotFoundError as exc:
         _fail(f"not found: {exc.message}", EXIT_NOT_FOUND)
     except MlsvcAPIError as exc:
-        _fail(f"{exc.code}: {exc.message}", EXIT_USAGE if exc.status_code < 500 else EXIT_ERROR)
+        if exc.status_code >= 500:
+            _fail(f"{exc.code}: {exc.message}", EXIT_ERROR)
+        _fail(f"{exc.code}: {_in_cli_terms(exc.message, fields or {})}", EXIT_USAGE)
     except ResourceFailedError as exc:
         _fail(f"failed: {exc}", EXIT_FAILED)
     except WaitTimeoutError as exc:
@@ -70,8 +105,17 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), EXIT_ERROR)
 
 
-def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+def _in_cli_terms(message: str, fields: Mapping[str, str]) -> str:
+    """``"give exactly one of 'datasource_id' or 'data_uri'"`` → ``"give exactly one of --datasource or --data"``."""
+    for field, option in fields.items():
+        message = re.sub(rf"(?<![\w-])'?{re.escape(field)}'?(?![\w-])", option, message)
+    # The server's hint for moving an alias, as the command that does it.
+    return re.sub(r"PUT /v1/models/([^/\s]+)/aliases/ALIAS", r"mlsvc models alias \1 ALIAS VERSION", message)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # The message as text, not markup: a server's "['production']" must print as it is.
+    err.print(Text.assemble(("error", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -79,14 +123,15 @@ def _client(url: str | None) -> Client:
     return Client(url)
 
 
-def _tags(values: list[str] | None) -> dict[str, str] | None:
+def _tags(values: list[str] | None, option: str = "--tag", form: str = "key=value") -> dict[str, str] | None:
+    """``KEY=VALUE`` options as a dict."""
     if not values:
         return None
     pairs = {}
     for value in values:
         key, sep, val = value.partition("=")
         if not sep:
-            _fail(f"--tag {value!r} must be key=value", EXIT_USAGE)
+            _fail(f"{option} {value!r} must be {form}", EXIT_USAGE)
         pairs[key] = val
     return pairs
 
@@ -104,9 +149,10 @@ def _emit(resource: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(resource)
 
 
-def _wait(get: Callable[[], R], timeout: float, as_json: bool) -> R:
-    """Wait with the SDK's waiter; its progress bar only where a person watches (not with --json or a pipe)."""
-    return wait_for(get, timeout=timeout, poll_interval=0.5, progress=not as_json and sys.stderr.isatty())
+def _wait(get: Callable[[], R], timeout: float) -> R:
+    """Wait with the SDK's waiter, shown on stderr: a bar with the resource's message on a terminal, plain lines
+    in a log (CI, a pipe), so a wait is never silent; stdout keeps only the result (tables or --json)."""
+    return wait_for(get, timeout=timeout, poll_interval=0.5, progress=True)
 
 
 def _list(items: Iterator[Any], limit: int, as_json: bool, columns: list[str]) -> None:
@@ -118,63 +164,103 @@ def _list(items: Iterator[Any], limit: int, as_json: bool, columns: list[str]) -
         _summary_table(taken, columns)
 
 
-def _created(collection: Any, resource: R, wait: bool, timeout: float, as_json: bool) -> R:
+def _created(collection: Any, resource: R, wait: bool, timeout: float) -> R:
     """A resource just created; with --wait, as it is once COMPLETED."""
-    return _wait(lambda: collection.get(resource.id), timeout, as_json) if wait else resource
+    return _wait(lambda: collection.get(resource.id), timeout) if wait else resource
 
 
 def _summary_table(items: list[Any], columns: list[str]) -> None:
     table = Table(*columns)
     for item in items:
         data = item.model_dump(mode="json", by_alias=True)
-        table.add_row(*[_cell(data.get(c)) for c in columns])
+        data["metric"] = _main_metric(data)  # one column for a model's or an evaluation's headline figure
+        table.add_row(*[Text(_cell(c, data.get(c))) for c in columns])
     out.print(table)
 
 
-def _cell(value: Any) -> str:
+def _cell(key: str, value: Any) -> str:
+    """A value as a person reads it: progress as a percentage, lists and tags as words, metrics as name and value."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.3g}"
+    if key == "progress" and isinstance(value, int | float):
+        return f"{value:.0%}"
+    if key.endswith("_at") and isinstance(value, str):
+        return f"{value[:19].replace('T', ' ')} UTC"  # the API's ISO 8601 times are UTC; to the second
+    if key == "metrics" and isinstance(value, dict):
+        return _metrics(value)
+    if isinstance(value, dict) and all(isinstance(v, str | int | float | None) for v in value.values()):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(_number(v) for v in value)
     if isinstance(value, list | dict):
-        return json.dumps(value)[:60]
-    return str(value)
+        return json.dumps(value)
+    return _number(value)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _metrics(metrics: dict[str, Any]) -> str:
+    """One metric a line, the one the model was selected by first: ``BinaryAUC 0.8435``."""
+    first = metrics.get("selection_metric")
+    order = [first, *[k for k in metrics if k not in (first, "selection_metric")]]
+    lines = []
+    for key in order:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {_number(v)}" for k, v in value.items())
+        lines.append(f"{key} {_number(value)}")
+    return "\n".join(lines)
+
+
+def _main_metric(data: dict[str, Any]) -> str | None:
+    """A model's selection metric on its held-out rows, or an evaluation's metric: ``BinaryAUC 0.8435``."""
+    metrics = data.get("metrics") or {}
+    name = data.get("metric") or metrics.get("selection_metric")
+    value = data.get("value") if data.get("metric") else metrics.get(name)
+    return f"{name} {_number(value)}" if name and isinstance(value, int | float) else None
+
+
+SHOWN_FIELDS = (
+    "id",
+    "name",
+    "version",
+    "status",
+    "message",
+    "progress",
+    "model_type",
+    "data_uri",
+    "target",
+    "row_count",
+    "used_row_count",
+    "invalid_row_count",
+    "score_threshold",
+    "aliases",
+    "metrics",
+    "model_id",
+    "datasource_id",
+    "output_uri",
+    "rows_total",
+    "rows_scored",
+    "rows_with_invalid_values",
+    "metric",
+    "value",
+    "vs_baseline",
+    "created_at",
+    "updated_at",
+    "tags",
+)
 
 
 def _show_resource(resource: Any) -> None:
     data = resource.model_dump(mode="json", by_alias=True)
     table = Table(show_header=False, box=None)
-    for key in (
-        "id",
-        "name",
-        "version",
-        "status",
-        "message",
-        "progress",
-        "model_type",
-        "data_uri",
-        "target",
-        "row_count",
-        "used_row_count",
-        "invalid_row_count",
-        "score_threshold",
-        "aliases",
-        "metrics",
-        "model_id",
-        "datasource_id",
-        "output_uri",
-        "rows_total",
-        "rows_scored",
-        "rows_with_invalid_values",
-        "metric",
-        "value",
-        "vs_baseline",
-        "created_at",
-        "updated_at",
-        "tags",
-    ):
+    for key in SHOWN_FIELDS:
         if key in data and data[key] not in (None, "", [], {}):
-            table.add_row(f"[bold]{key}[/bold]", _cell(data[key]) if key != "metrics" else json.dumps(data[key]))
+            table.add_row(Text(key, style="bold"), Text(_cell(key, data[key])))
     out.print(table)
 
 
@@ -183,9 +269,9 @@ def _show_resource(resource: Any) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind (MLSVC_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (MLSVC_PORT).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Job worker processes (MLSVC_WORKERS).")] = None,
+    host: Annotated[str | None, typer.Option(metavar="HOST", help="Address to bind (MLSVC_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(metavar="PORT", help="Port (MLSVC_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", help="Job worker processes (MLSVC_WORKERS).")] = None,
 ) -> None:
     """Serve the API and run job workers beside it."""
     from dataclasses import replace
@@ -214,35 +300,39 @@ def worker() -> None:
 
 @datasources_app.command("create")
 def datasources_create(
-    data_uri: Annotated[str, typer.Argument(help="CSV file or prefix: a local path, file:// or s3://.")],
+    data_uri: Annotated[
+        str, typer.Argument(metavar="DATA_URI", help="CSV file or prefix: a local path, file:// or s3://.")
+    ],
     url: UrlOpt = None,
-    name: Annotated[str | None, typer.Option()] = None,
-    target: Annotated[str | None, typer.Option(help="The column to predict.")] = None,
-    row_id: Annotated[str | None, typer.Option(help="A column that identifies rows.")] = None,
-    schema_uri: Annotated[str | None, typer.Option(help="An Amazon ML .schema file.")] = None,
-    id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
+    name: NameOpt = None,
+    target: Annotated[str | None, typer.Option(metavar="COLUMN", help="The column to predict.")] = None,
+    row_id: Annotated[str | None, typer.Option(metavar="COLUMN", help="A column that identifies rows.")] = None,
+    schema_uri: Annotated[str | None, typer.Option(metavar="URI", help="An Amazon ML .schema file.")] = None,
+    id: IdOpt = None,
     tag: TagOpt = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a CSV datasource; a job infers its schema and statistics."""
-    with _errors():
+    with _errors(DATASOURCE_FIELDS):
         client = _client(url)
         ds = client.datasources.create(
             data_uri, id=id, name=name, target=target, row_id=row_id, schema_uri=schema_uri, tags=_tags(tag)
         )
-        ds = _created(client.datasources, ds, wait, timeout, as_json)
+        ds = _created(client.datasources, ds, wait, timeout)
         _emit(ds, as_json, _show_resource)
 
 
 @datasources_app.command("list")
 def datasources_list(
     url: UrlOpt = None,
-    status: Annotated[str | None, typer.Option()] = None,
-    name_prefix: Annotated[str | None, typer.Option()] = None,
-    tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
-    limit: Annotated[int, typer.Option()] = 100,
+    status: StatusOpt = None,
+    name_prefix: Annotated[
+        str | None, typer.Option(metavar="PREFIX", help="Only those whose name starts with PREFIX.")
+    ] = None,
+    tag: TagFilterOpt = None,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """List datasources, newest first."""
@@ -256,14 +346,14 @@ def datasources_list(
 
 
 @datasources_app.command("get")
-def datasources_get(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def datasources_get(datasource_id: DataSourceArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show one datasource."""
     with _errors():
         _emit(_client(url).datasources.get(datasource_id), as_json, _show_resource)
 
 
 @datasources_app.command("describe")
-def datasources_describe(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def datasources_describe(datasource_id: DataSourceArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show a datasource's schema and statistics as tables."""
     from mlsvc.describe import describe_datasource
 
@@ -274,9 +364,9 @@ def datasources_describe(datasource_id: str, url: UrlOpt = None, as_json: JsonOp
 
 @datasources_app.command("update")
 def datasources_update(
-    datasource_id: str,
+    datasource_id: DataSourceArg,
     url: UrlOpt = None,
-    name: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="A new name.")] = None,
     tag: TagOpt = None,
     untag: UntagOpt = None,
     as_json: JsonOpt = False,
@@ -288,7 +378,7 @@ def datasources_update(
 
 
 @datasources_app.command("delete")
-def datasources_delete(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def datasources_delete(datasource_id: DataSourceArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a datasource (it stays readable as DELETED)."""
     with _errors():
         _emit(_client(url).datasources.delete(datasource_id), as_json, _show_resource)
@@ -299,21 +389,33 @@ def datasources_delete(datasource_id: str, url: UrlOpt = None, as_json: JsonOpt 
 
 @models_app.command("create")
 def models_create(
-    name: Annotated[str, typer.Argument(help="The model's name; training again makes a new version.")],
-    datasource_id: Annotated[str, typer.Option("--datasource", help="A COMPLETED datasource id.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name; training again makes a new version.")],
+    datasource_id: Annotated[
+        str, typer.Option("--datasource", metavar="ID", help="A COMPLETED datasource to train on.")
+    ],
     url: UrlOpt = None,
-    target: Annotated[str | None, typer.Option()] = None,
-    model_type: Annotated[str | None, typer.Option(help="BINARY, MULTICLASS or REGRESSION.")] = None,
-    time_budget_s: Annotated[float | None, typer.Option("--time-budget")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    id: Annotated[str | None, typer.Option(help="Choose the id (safe to retry).")] = None,
-    k: Annotated[int | None, typer.Option("--k", help="RECOMMENDATION: items per list.")] = None,
+    target: Annotated[
+        str | None, typer.Option(metavar="COLUMN", help="The column to predict (else the datasource's).")
+    ] = None,
+    model_type: Annotated[
+        str | None, typer.Option(metavar="TYPE", help="BINARY, MULTICLASS, REGRESSION or RECOMMENDATION.")
+    ] = None,
+    time_budget_s: Annotated[
+        float | None, typer.Option("--time-budget", metavar="SECONDS", help="How long the search may take.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Seed of the search, for repeatable runs.")] = None,
+    id: IdOpt = None,
+    k: Annotated[int | None, typer.Option("--k", metavar="N", help="RECOMMENDATION: items per list.")] = None,
     role: Annotated[
         list[str] | None,
-        typer.Option("--role", help="RECOMMENDATION: user=COL, item=COL, rating=COL or timestamp=COL; repeat."),
+        typer.Option(
+            "--role",
+            metavar="ROLE=COLUMN",
+            help="RECOMMENDATION: user=COL, item=COL, rating=COL or timestamp=COL; repeat.",
+        ),
     ] = None,
     items_datasource: Annotated[
-        str | None, typer.Option("--items-datasource", help="RECOMMENDATION: item attributes.")
+        str | None, typer.Option("--items-datasource", metavar="ID", help="RECOMMENDATION: item attributes.")
     ] = None,
     tag: TagOpt = None,
     wait: WaitOpt = False,
@@ -321,7 +423,7 @@ def models_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the next version of a model."""
-    with _errors():
+    with _errors(MODEL_FIELDS):
         client = _client(url)
         model = client.models.create(
             name,
@@ -333,20 +435,20 @@ def models_create(
             seed=seed,
             tags=_tags(tag),
             k=k,
-            roles=_tags(role),
+            roles=_tags(role, "--role", "role=column"),
             items_datasource_id=items_datasource,
         )
-        model = _created(client.models, model, wait, timeout, as_json)
+        model = _created(client.models, model, wait, timeout)
         _emit(model, as_json, _show_resource)
 
 
 @models_app.command("list")
 def models_list(
     url: UrlOpt = None,
-    status: Annotated[str | None, typer.Option()] = None,
-    name: Annotated[str | None, typer.Option(help="Only versions of this name.")] = None,
-    tag: Annotated[str | None, typer.Option(help="key or key=value")] = None,
-    limit: Annotated[int, typer.Option()] = 100,
+    status: StatusOpt = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Only versions of this name.")] = None,
+    tag: TagFilterOpt = None,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """List models, newest first."""
@@ -355,23 +457,36 @@ def models_list(
             _client(url).models.iter(status=status, name=name, tag=tag),
             limit,
             as_json,
-            ["id", "name", "version", "status", "model_type", "aliases", "created_at"],
+            [
+                "id",
+                "name",
+                "version",
+                "status",
+                "progress",
+                "message",
+                "model_type",
+                "metric",
+                "aliases",
+                "created_at",
+            ],
         )
 
 
 @models_app.command("get")
-def models_get(
-    ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
-    url: UrlOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+def models_get(ref: RefArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show one model."""
     with _errors():
         _emit(_client(url).models.get(ref), as_json, _show_resource)
 
 
 @models_app.command("alias")
-def models_alias(name: str, alias: str, version: int, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def models_alias(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name.")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="A word, e.g. production.")],
+    version: Annotated[int, typer.Argument(metavar="VERSION", help="The version it points at.")],
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Point ALIAS (e.g. production) at VERSION of NAME."""
     with _errors():
         _emit(_client(url).models.set_alias(name, alias, version), as_json, _show_resource)
@@ -379,34 +494,37 @@ def models_alias(name: str, alias: str, version: int, url: UrlOpt = None, as_jso
 
 @models_app.command("update")
 def models_update(
-    ref: str,
+    ref: RefArg,
     url: UrlOpt = None,
     threshold: Annotated[
-        float | None, typer.Option("--threshold", help="A BINARY model's score threshold, 0–1.")
+        float | None, typer.Option("--threshold", metavar="SCORE", help="A BINARY model's score threshold, 0–1.")
     ] = None,
     tag: TagOpt = None,
     untag: UntagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a model's score threshold or tags."""
-    with _errors():
+    with _errors(MODEL_FIELDS):
         tags = _tag_changes(tag, untag)
         _emit(_client(url).models.update(ref, score_threshold=threshold, tags=tags), as_json, _show_resource)
 
 
 @models_app.command("delete")
-def models_delete(ref: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def models_delete(
+    ref: RefArg,
+    url: UrlOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Also a version an alias points at; its aliases go with it.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Delete a model version (it stays readable as DELETED)."""
-    with _errors():
-        _emit(_client(url).models.delete(ref), as_json, _show_resource)
+    with _errors(DELETE_MODEL_FIELDS):
+        _emit(_client(url).models.delete(ref, force=force), as_json, _show_resource)
 
 
 @models_app.command("describe")
-def models_describe(
-    ref: Annotated[str, typer.Argument(help="id, name, name:VERSION or name:ALIAS")],
-    url: UrlOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+def models_describe(ref: RefArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show a model's leaderboard, its holdout evaluation and how it was promoted."""
     from mlsvc.describe import describe_model
 
@@ -433,10 +551,12 @@ def models_describe(
 
 @evaluations_app.command("create")
 def evaluations_create(
-    model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
-    datasource_id: Annotated[str, typer.Option("--datasource", help="A labelled datasource.")],
+    model: ModelArg,
+    datasource_id: Annotated[
+        str, typer.Option("--datasource", metavar="ID", help="A COMPLETED datasource that has the target.")
+    ],
     url: UrlOpt = None,
-    name: Annotated[str | None, typer.Option()] = None,
+    name: NameOpt = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 1800.0,
     as_json: JsonOpt = False,
@@ -444,17 +564,17 @@ def evaluations_create(
     """Evaluate a model on a labelled datasource."""
     from mlsvc.describe import describe_evaluation
 
-    with _errors():
+    with _errors(EVALUATION_FIELDS):
         client = _client(url)
         evaluation = client.evaluations.create(model, datasource_id, name=name)
-        evaluation = _created(client.evaluations, evaluation, wait, timeout, as_json)
+        evaluation = _created(client.evaluations, evaluation, wait, timeout)
         _emit(
             evaluation, as_json, lambda e: describe_evaluation(out, e) if e.status == "COMPLETED" else _show_resource(e)
         )
 
 
 @evaluations_app.command("get")
-def evaluations_get(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def evaluations_get(evaluation_id: EvaluationArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show an evaluation: its metric against the baseline, and its insights."""
     from mlsvc.describe import describe_evaluation
 
@@ -465,8 +585,8 @@ def evaluations_get(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = F
 @evaluations_app.command("list")
 def evaluations_list(
     url: UrlOpt = None,
-    model_id: Annotated[str | None, typer.Option("--model-id")] = None,
-    limit: Annotated[int, typer.Option()] = 100,
+    model_id: Annotated[str | None, typer.Option("--model-id", metavar="ID", help="Only of this model.")] = None,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """List evaluations, newest first."""
@@ -475,12 +595,12 @@ def evaluations_list(
             _client(url).evaluations.iter(model_id=model_id),
             limit,
             as_json,
-            ["id", "name", "status", "metric", "value", "model_id", "created_at"],
+            ["id", "name", "status", "progress", "metric", "model_id", "created_at"],
         )
 
 
 @evaluations_app.command("delete")
-def evaluations_delete(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def evaluations_delete(evaluation_id: EvaluationArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Delete an evaluation (it stays readable as DELETED)."""
     with _errors():
         _emit(_client(url).evaluations.delete(evaluation_id), as_json, _show_resource)
@@ -491,35 +611,48 @@ def evaluations_delete(evaluation_id: str, url: UrlOpt = None, as_json: JsonOpt 
 
 @batch_app.command("create")
 def batch_create(
-    model: Annotated[str, typer.Argument(help="The model: id, name, name:VERSION or name:ALIAS.")],
-    output_uri: Annotated[str, typer.Argument(help="A folder: s3://bucket/prefix/ or a local path.")],
-    datasource_id: Annotated[str | None, typer.Option("--datasource")] = None,
-    data_uri: Annotated[str | None, typer.Option("--data", help="A CSV file or prefix.")] = None,
-    row_id: Annotated[str | None, typer.Option(help="With --data: a column to copy as the row id.")] = None,
+    model: ModelArg,
+    output_uri: Annotated[
+        str, typer.Argument(metavar="OUTPUT_URI", help="A folder: s3://bucket/prefix/ or a local path.")
+    ],
+    datasource_id: Annotated[
+        str | None, typer.Option("--datasource", metavar="ID", help="A COMPLETED datasource to score.")
+    ] = None,
+    data_uri: Annotated[
+        str | None, typer.Option("--data", metavar="URI", help="Or a CSV file or prefix to score.")
+    ] = None,
+    row_id: Annotated[
+        str | None, typer.Option(metavar="COLUMN", help="With --data: a column to copy as the row id.")
+    ] = None,
     url: UrlOpt = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 7200.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict for every row of a datasource (--datasource) or a CSV (--data), into files under OUTPUT_URI."""
-    with _errors():
+    # Checked here, so that the refusal names these options rather than the API's fields.
+    if (datasource_id is None) == (data_uri is None):
+        _fail("give exactly one of --datasource ID or --data URI: what to score", EXIT_USAGE)
+    if row_id is not None and data_uri is None:
+        _fail("--row-id goes with --data: a datasource's rows carry the row id of its schema", EXIT_USAGE)
+    with _errors(BATCH_FIELDS):
         client = _client(url)
         batch = client.batch_predictions.create(
             model, output_uri, datasource_id=datasource_id, data_uri=data_uri, row_id=row_id
         )
-        batch = _created(client.batch_predictions, batch, wait, timeout, as_json)
+        batch = _created(client.batch_predictions, batch, wait, timeout)
         _emit(batch, as_json, _show_batch)
 
 
 @batch_app.command("get")
-def batch_get(batch_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def batch_get(batch_id: BatchArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Show a batch prediction: progress, rows, and where its files are."""
     with _errors():
         _emit(_client(url).batch_predictions.get(batch_id), as_json, _show_batch)
 
 
 @batch_app.command("list")
-def batch_list(url: UrlOpt = None, limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
+def batch_list(url: UrlOpt = None, limit: LimitOpt = 100, as_json: JsonOpt = False) -> None:
     """List batch predictions, newest first."""
     with _errors():
         _list(
@@ -531,7 +664,7 @@ def batch_list(url: UrlOpt = None, limit: Annotated[int, typer.Option()] = 100, 
 
 
 @batch_app.command("delete")
-def batch_delete(batch_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def batch_delete(batch_id: BatchArg, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a batch prediction's record (its output files stay where they are)."""
     with _errors():
         _emit(_client(url).batch_predictions.delete(batch_id), as_json, _show_batch)
@@ -542,10 +675,10 @@ def _show_batch(batch: Any) -> None:
     if batch.outputs:
         table = Table("input", "output", "rows")
         for o in batch.outputs:
-            table.add_row(o["input"], o["output"], str(o["rows"]))
+            table.add_row(Text(o["input"]), Text(o["output"]), str(o["rows"]))
         out.print(table)
     if batch.manifest_uri:
-        out.print(f"manifest: {batch.manifest_uri}")
+        out.print(Text(f"manifest: {batch.manifest_uri}"))
 
 
 # --- predictions ---
@@ -553,8 +686,10 @@ def _show_batch(batch: Any) -> None:
 
 @app.command()
 def predict(
-    ref: Annotated[str, typer.Argument(help="Model: id, name, name:VERSION or name:ALIAS.")],
-    record: Annotated[str, typer.Argument(help="A JSON object, a JSON list of objects, or - for stdin.")],
+    ref: RefArg,
+    record: Annotated[
+        str, typer.Argument(metavar="RECORD", help="A JSON object, a JSON list of objects, or - for stdin.")
+    ],
     url: UrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -572,53 +707,59 @@ def predict(
         if as_json:
             print(result.model_dump_json(indent=2, exclude_none=True))
             return
-        table = Table("#", "prediction", "scores", "warnings", title=f"model {result.model_id} v{result.version}")
-        for i, p in enumerate(result.predictions or []):
-            answer = p.predicted_label if p.predicted_label is not None else _cell(p.predicted_value)
-            scores = ", ".join(f"{k}: {v:.3f}" for k, v in (p.predicted_scores or {}).items())
-            table.add_row(str(i), answer, scores, "; ".join(p.warnings))
+        out.print(Text(f"model {result.model_id} v{result.version}", style="bold"))
+        table = Table("#", "prediction", "scores", "warnings")
+        for number, p in enumerate(result.predictions or [], start=1):  # rows count from 1, as in `recommend`
+            answer = p.predicted_label if p.predicted_label is not None else _number(p.predicted_value)
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in (p.predicted_scores or {}).items())
+            table.add_row(str(number), Text(answer), Text(scores), Text("; ".join(p.warnings)))
         out.print(table)
 
 
 @app.command()
 def recommend(
-    ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
-    user_id: Annotated[str, typer.Argument(help="The user.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A RECOMMENDATION model.")],
+    user_id: Annotated[str, typer.Argument(metavar="USER_ID", help="The user.")],
     url: UrlOpt = None,
-    k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+    k: Annotated[int | None, typer.Option("--k", metavar="N", help="How many items.")] = None,
     include_seen: Annotated[
-        bool, typer.Option("--include-seen", help="Also items the user already interacted with.")
+        bool, typer.Option("--include-seen", metavar="", help="Also items the user already interacted with.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Items a user is likely to want, best first."""
     with _errors():
         answer = _client(url).recommend(ref, user_id, k, exclude_seen=not include_seen)
-        _emit_recommendations(answer, as_json, f"for user {user_id}")
+        _emit_recommendations(answer, as_json, f"for user {user_id}", "an unknown user: popular items instead")
 
 
 @app.command()
 def similar(
-    ref: Annotated[str, typer.Argument(help="A RECOMMENDATION model.")],
-    item_id: Annotated[str, typer.Argument(help="The item.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A RECOMMENDATION model.")],
+    item_id: Annotated[str, typer.Argument(metavar="ITEM_ID", help="The item.")],
     url: UrlOpt = None,
-    k: Annotated[int | None, typer.Option("--k", help="How many items.")] = None,
+    k: Annotated[int | None, typer.Option("--k", metavar="N", help="How many items.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Items most like an item, best first."""
     with _errors():
         answer = _client(url).similar_items(ref, item_id, k)
-        _emit_recommendations(answer, as_json, f"like item {item_id}")
+        _emit_recommendations(
+            answer, as_json, f"like item {item_id}", "an item without interactions: items alike by attributes"
+        )
 
 
-def _emit_recommendations(answer: Any, as_json: bool, subject: str) -> None:
+def _emit_recommendations(answer: Any, as_json: bool, subject: str, cold_start: str) -> None:
     if as_json:
         print(answer.model_dump_json(indent=2, exclude_none=True))
         return
-    note = " (unknown: popular or similar-by-attribute items)" if answer.cold_start else ""
-    table = Table("#", "item", "score", title=f"model {answer.model_id} v{answer.version}, {subject}{note}")
-    for i, r in enumerate(answer.recommendations or [], start=1):
-        table.add_row(str(i), r.item_id, f"{r.score:.4g}")
+    # A heading line, not the table's title: a title wraps at the width of the narrow table under it.
+    out.print(Text(f"model {answer.model_id} v{answer.version}, {subject}", style="bold"))
+    if answer.cold_start:
+        out.print(Text(cold_start))
+    table = Table("#", "item", "score")
+    for number, r in enumerate(answer.recommendations or [], start=1):
+        table.add_row(str(number), Text(r.item_id), f"{r.score:.4g}")
     out.print(table)
 
 

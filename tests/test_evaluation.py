@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from mlsvc.client import choose_threshold
 from mlsvc.resources import ModelType
 from mlsvc.training.evaluation import (
-    choose_threshold,
     evaluate,
     evaluate_binary,
     evaluate_multiclass,

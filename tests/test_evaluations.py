@@ -12,7 +12,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 from sklearn.metrics import roc_auc_score
 
-from mlsvc.training.evaluation import choose_threshold
+from mlsvc.client import choose_threshold
 from tests.datasets import IRIS_CLASSES, iris_csv
 from tests.rest import completed, error
 from tests.scoring import assert_served_as_registered, registered_pipeline

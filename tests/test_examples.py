@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlsvc.training.evaluation import choose_threshold
+from mlsvc.client import choose_threshold
 from tests.servers import RunningServer, start_server, stop_server, wait_done
 
 

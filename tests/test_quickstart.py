@@ -133,7 +133,7 @@ def test_quickstart_through_the_cli(mlsvc_server: RunningServer, tmp_path: Path)
     assert json.loads(renamed.stdout)["name"] == "churn-renamed"
     out_of_range = run_cli(mlsvc_server, "models", "update", "churn-cli:1", "--threshold", "2")
     assert out_of_range.returncode == 2 and "validation_error" in out_of_range.stderr
-    deleted = run_cli(mlsvc_server, "models", "delete", "churn-cli:1", "--json")
+    deleted = run_cli(mlsvc_server, "models", "delete", "churn-cli:1", "--force", "--json")
     assert json.loads(deleted.stdout)["status"] == "DELETED"
     gone = run_cli(mlsvc_server, "datasources", "delete", ds["id"], "--json")
     assert json.loads(gone.stdout)["status"] == "DELETED"

@@ -123,7 +123,7 @@ def small_csv(folder: Path, name: str = "small.csv") -> Path:
 
 def churn_frame(rows: int = 300) -> pd.DataFrame:
     """Churn rows without the target, with a shuffled, non-default index and some missing values."""
-    frame = pd.read_csv(CHURN, nrows=rows).drop(columns=["churned", "customer_id"])
+    frame = pd.read_csv(CHURN, nrows=rows, dtype={"region": str}).drop(columns=["churned", "customer_id"])
     frame.index = pd.Index([f"row{i}" for i in np.random.default_rng(0).permutation(rows)], name="key")
     frame.loc[frame.index[::7], "monthly_charges"] = np.nan
     frame.loc[frame.index[::11], "contract"] = None
@@ -447,7 +447,7 @@ async def test_async_client_over_a_socket(
 
 
 def test_deleting_a_version_leaves_the_others(client: Client, churn: SimpleNamespace) -> None:
-    gone = client.models.delete("sdk-churn:candidate")
+    gone = client.models.delete("sdk-churn:candidate", force=True)
     assert gone.id == churn.v2.id and gone.status == "DELETED"
     assert [m.version for m in client.models.versions("sdk-churn")] == [1]
     assert client.models.aliases("sdk-churn") == {"production": 1}
@@ -575,7 +575,7 @@ async def test_async_evaluations_and_batch_predictions(inproc: InProcess, traine
         assert (await c.batch_predictions.get(bp)).tags == {"run": "1"}
         assert (await c.batch_predictions.delete(bp)).status == "DELETED"
 
-        gone = await c.models.delete("churn:1")
+        gone = await c.models.delete("churn:1", force=True)
         assert gone.status == "DELETED" and await c.models.versions("churn") == []
         with pytest.raises(NotFoundError):
             await c.predict("churn", RISKY)

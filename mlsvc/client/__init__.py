@@ -33,6 +33,7 @@ from mlsvc.client.errors import (
     ValidationError,
     WaitTimeoutError,
 )
+from mlsvc.client.thresholds import choose_threshold
 from mlsvc.resources import BatchPrediction, DataSource, Evaluation, Model, Prediction, PredictResponse, Schema
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "UnsupportedUriError",
     "ValidationError",
     "WaitTimeoutError",
+    "choose_threshold",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from importlib import metadata
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -38,6 +38,9 @@ from mlsvc.resources import (
     Schema,
     Status,
 )
+
+if TYPE_CHECKING:
+    from mlsvc.client._progress import WaitDisplay
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Resource)
@@ -294,18 +297,17 @@ def parse_page(cls: type[T]) -> Callable[[httpx.Response], Page[T]]:
 
 @dataclass
 class Waiter:
-    """One wait: the deadline, the poll interval, the callback and the optional progress bar.
+    """One wait: the deadline, the poll interval, the callback and the optional display on stderr.
 
-    The sync and async ``wait()`` loop ``get → waiter.done(resource) → sleep(waiter.delay())``."""
+    The sync and async ``wait()`` loop ``get → waiter.done(resource) → sleep(waiter.delay())``. With
+    ``progress``, a terminal shows a bar with the resource's message and a log gets plain lines (see ``_progress``)."""
 
-    ref: str
     timeout: float | None = 600.0
     poll_interval: float = 1.0
     on_progress: ProgressCallback | None = None
     progress: bool = False
     started: float = field(default_factory=time.monotonic)
-    _bar: Any = field(default=None, init=False, repr=False)
-    _task: Any = field(default=None, init=False, repr=False)
+    _display: WaitDisplay | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.poll_interval <= 0:
@@ -315,32 +317,22 @@ class Waiter:
 
     def __enter__(self) -> Waiter:
         if self.progress:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from mlsvc.client._progress import open_display  # rich only for a wait that shows itself
 
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self._task = self._bar.add_task(f"{self.ref} …", total=1.0)
-            self._bar.start()
+            self._display = open_display(self.started)
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        if self._display is not None:
+            self._display.close()
 
     def done(self, resource: Resource) -> bool:
         """True when ``resource`` is COMPLETED; raises when it failed or time is up; False to poll again."""
         if self.on_progress is not None:
             self.on_progress(resource)
+        if self._display is not None:
+            self._display.show(resource)
         status = Status(resource.status)
-        if self._bar is not None:
-            completed = 1.0 if status == Status.COMPLETED else resource.progress
-            self._bar.update(self._task, completed=completed, description=f"{resource.id} {status.value}")
         if status == Status.COMPLETED:
             return True
         if status in (Status.FAILED, Status.DELETED):
@@ -441,6 +433,11 @@ class ModelCalls(Collection[Model]):
         return Call(
             "PUT", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model), json={"version": version}
         )
+
+    def _delete_model_call(self, ref: str | Resource, force: bool) -> Call[Model]:
+        # Without force the server refuses a version an alias points at; with it, the answer says which aliases went.
+        params = {"force": "true"} if force else None
+        return Call("DELETE", f"{self.path}/{_segment(ref_of(ref))}", parse_as(Model), params=params)
 
     def _delete_alias_call(self, name: str, alias: str) -> Call[Model]:
         return Call("DELETE", f"{self.path}/{_segment(name)}/aliases/{_segment(alias)}", parse_as(Model))

@@ -1,15 +1,17 @@
-"""DataFrames in and out of predictions: micro-batches encoded as JSON (NaN → null), answers as columns.
+"""DataFrames in and out of predictions: columns typed as the model's schema types them, micro-batches encoded as
+JSON (NaN → null), answers as columns.
 
 pandas is imported by the functions that need it, so a client that never scores a frame does not pay for it."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlsvc.client.errors import APIResponseError
-from mlsvc.resources import Model, ModelType, PredictResponse
+from mlsvc.resources import AttributeType, Model, ModelType, PredictResponse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,6 +27,70 @@ def check_frame(frame: Any, batch_size: int) -> None:
     if not frame.columns.is_unique:
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ValueError(f"the DataFrame has duplicate column names: {dupes}")
+
+
+def numeric_codes(frame: pd.DataFrame, model: Model) -> list[str]:
+    """The columns pandas read as numbers that the model reads as CATEGORICAL codes (a ZIP code, a region):
+    ``pd.read_csv`` turns ``02139`` into the integer 2139, and 2139 with NaN into the float 2139.0."""
+    categorical = {a.attributeName for a in model.features if a.attributeType == AttributeType.CATEGORICAL}
+    return [name for name in frame.columns if name in categorical and _whole_numbers(frame[name])]
+
+
+def _whole_numbers(column: pd.Series) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_integer_dtype(column):
+        return True
+    return pd.api.types.is_float_dtype(column) and bool((column.dropna() % 1 == 0).all())
+
+
+def code_width(summary: Mapping[str, Any] | None) -> int | None:
+    """The width the training data wrote an attribute's digit codes in, from its statistics: 5 when they were
+    zero-padded ("02139", "33101"); 0 when they carry no leading zeros, so an integer is the code as written;
+    None when the statistics cannot tell (not computed, or frequent codes without zeros and rarer ones unseen)."""
+    summary = summary or {}
+    levels = [str(v.get("value")) for v in summary.get("top_values") or []]
+    if not levels:
+        return None
+    digits = [v for v in levels if v.isascii() and v.isdigit()]
+    if not digits:
+        return 0  # codes that are not numbers: there are no zeros an integer column could have lost
+    widths = {len(v) for v in digits}
+    if any(len(v) > 1 and v.startswith("0") for v in digits):
+        return widths.pop() if len(widths) == 1 else None
+    every_level_listed = bool(summary.get("top_counts_exact")) and summary.get("distinct") == len(levels)
+    return 0 if every_level_listed or len(widths) > 1 else None
+
+
+def as_model_types(frame: pd.DataFrame, codes: list[str], statistics: Mapping[str, Any] | None) -> pd.DataFrame:
+    """``frame`` with the ``codes`` columns as the text the model was trained on: integers as digits, zero-padded
+    to the training data's width where it had one. Where the statistics of the training data cannot tell whether
+    leading zeros were lost, the column is sent as its digits with a warning."""
+    attributes: Mapping[str, Any] = (statistics or {}).get("attributes") or {}
+    texts = {}
+    for name in codes:
+        width = code_width(attributes.get(name))
+        if width is None:
+            warnings.warn(_lost_zeros(name, frame[name]), UserWarning, stacklevel=3)
+        texts[name] = frame[name].map(lambda v, w=width or 0: _code(v, w), na_action="ignore").astype(object)
+    return frame.assign(**texts)
+
+
+def _lost_zeros(name: str, column: pd.Series) -> str:
+    present = column.dropna()
+    first = _code(present.iloc[0], 0) if len(present) else None
+    sent = f"{first} is sent as {first!r}, and " if first else ""
+    return (
+        f"column {name!r} holds numbers, but the model reads {name!r} as CATEGORICAL codes: {sent}codes the CSV "
+        f"wrote with leading zeros lost them when pandas read it ('02139' became 2139), which the training data's "
+        f"statistics cannot rule out. Read the CSV with pd.read_csv(..., dtype={{{name!r}: str}}) to keep the "
+        f"codes as written."
+    )
+
+
+def _code(value: Any, width: int) -> str:
+    digits = str(int(value))
+    return digits if digits.startswith("-") else digits.zfill(width)
 
 
 def encode_batches(frame: pd.DataFrame, batch_size: int) -> Iterator[bytes]:

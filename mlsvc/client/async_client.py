@@ -166,6 +166,9 @@ class AsyncClient(BaseClient):
         """
         _frames.check_frame(df, batch_size)
         model = await self.models.get(ref)
+        codes = _frames.numeric_codes(df, model)
+        if codes:  # the training data's statistics say how its codes were written
+            df = _frames.as_model_types(df, codes, (await self.datasources.get(model.datasource_id)).statistics)
         answers = [
             await self._send(predict_batch_call(model.id, body)) for body in _frames.encode_batches(df, batch_size)
         ]
@@ -207,7 +210,7 @@ async def async_wait_for(
     progress: bool = False,
 ) -> R:
     """Await ``get()`` until the resource is COMPLETED and return it (see ``mlsvc.client.client.wait_for``)."""
-    with Waiter("waiting", timeout, poll_interval, on_progress, progress) as waiter:
+    with Waiter(timeout, poll_interval, on_progress, progress) as waiter:
         while True:
             resource = await get()
             if waiter.done(resource):
@@ -412,6 +415,10 @@ class AsyncModels(_Async[Model], ModelCalls):
     async def set_alias(self, name: str, alias: str, version: int) -> Model:
         """Point ``alias`` at ``version`` of ``name``; predictions by ``name:alias`` switch at once."""
         return await self._client._send(self._set_alias_call(name, alias, version))
+
+    async def delete(self, ref: str | Model, *, force: bool = False) -> Model:
+        """Soft delete a version; one an alias points at only with ``force=True`` (see ``Client.models.delete``)."""
+        return await self._client._send(self._delete_model_call(ref, force))
 
     async def delete_alias(self, name: str, alias: str) -> Model:
         """Remove ``alias`` from ``name``; returns the version it pointed at."""

@@ -171,9 +171,16 @@ class Client(BaseClient):
         ``predicted_value`` (regression), and ``warnings`` (a list per row). NaN and None are sent as null
         (a missing value). ``ref`` is resolved once, so every batch is scored by the same version;
         ``scored.attrs`` holds its ``model_id`` and ``version``.
+
+        A column of numbers for a CATEGORICAL attribute (``pd.read_csv`` reads ``02139`` as 2139) is sent as the
+        text of its codes, zero-padded to the width the training data wrote them in; where the training data's
+        statistics cannot tell, a ``UserWarning`` says to read the CSV with ``dtype={"region": str}``.
         """
         _frames.check_frame(df, batch_size)
         model = self.models.get(ref)
+        codes = _frames.numeric_codes(df, model)
+        if codes:  # the training data's statistics say how its codes were written
+            df = _frames.as_model_types(df, codes, self.datasources.get(model.datasource_id).statistics)
         answers = [self._send(predict_batch_call(model.id, body)) for body in _frames.encode_batches(df, batch_size)]
         return _frames.to_frame(df, model, answers)
 
@@ -216,9 +223,9 @@ def wait_for(
 
     Raises ``ResourceFailedError`` when it becomes FAILED or DELETED, ``WaitTimeoutError`` after ``timeout``
     seconds (None waits for ever). ``on_progress`` is called with every state seen; ``progress=True`` shows
-    a progress bar on stderr.
+    a progress bar with the resource's message on stderr (plain lines when stderr is not a terminal).
     """
-    with Waiter("waiting", timeout, poll_interval, on_progress, progress) as waiter:
+    with Waiter(timeout, poll_interval, on_progress, progress) as waiter:
         while True:
             resource = get()
             if waiter.done(resource):
@@ -299,7 +306,7 @@ class _Sync(Collection[R]):
     ) -> R:
         """Poll until the resource is COMPLETED and return it.
 
-        >>> model = client.models.wait(model, timeout=900, progress=True)      # a bar on stderr
+        >>> model = client.models.wait(model, timeout=900, progress=True)      # a bar (or lines) on stderr
         >>> client.datasources.wait(ds.id, on_progress=lambda r: print(r.status, r.progress))
 
         Raises ``ResourceFailedError`` (with ``.resource``) when it becomes FAILED or DELETED, and
@@ -459,6 +466,14 @@ class Models(_Sync[Model], ModelCalls):
         >>> client.models.set_alias("churn", "production", 2)
         """
         return self._client._send(self._set_alias_call(name, alias, version))
+
+    def delete(self, ref: str | Model, *, force: bool = False) -> Model:
+        """Soft delete a version: it stays readable as DELETED and leaves lists. A version an alias points at
+        (``production``, say) is refused with ``ConflictError`` unless ``force=True``, which removes its aliases.
+
+        >>> client.models.delete("churn:1", force=True).message
+        """
+        return self._client._send(self._delete_model_call(ref, force))
 
     def delete_alias(self, name: str, alias: str) -> Model:
         """Remove ``alias`` from ``name``; returns the version it pointed at."""
