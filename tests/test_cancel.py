@@ -85,7 +85,7 @@ def test_deleting_a_model_mid_training_stops_its_job_registers_nothing_and_frees
     # The one worker (or the process that replaced it) takes the next job.
     completed(api, "/v1/datasources", {"data_uri": str(CHURN)})
     after = api.get(path).json()
-    assert after["status"] == "DELETED" and after["version"] is None
+    assert after["status"] == "DELETED" and after["version"] == 1  # its number, given when it was created
     client = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
     assert client.search_model_versions("name='cancel-me'") == []
 
@@ -165,7 +165,7 @@ def test_a_model_deleted_just_after_its_version_was_registered_leaves_no_version
     job = app.state.service.planes.queue.job_of(model["id"])
     assert job is not None and job["state"] == "CANCELLED", job
     after = api.get(f"/v1/models/{model['id']}").json()
-    assert after["status"] == "DELETED" and after["version"] is None
+    assert after["status"] == "DELETED" and after["version"] == 1  # its number, given when it was created
     client = _mlflow(app)
     assert client.search_model_versions("name='late'") == []
     runs = client.search_runs(["0", *[e.experiment_id for e in client.search_experiments()]], run_view_type=3)
@@ -194,7 +194,10 @@ def test_a_training_run_again_after_its_worker_died_replaces_the_version_the_fir
         _run_one(app)
     assert _run_one(app)
     done = api.get(f"/v1/models/{model['id']}").json()
-    assert done["status"] == "COMPLETED" and attempts == [1, 2] and done["version"] == 2, done
-    assert [int(v.version) for v in _mlflow(app).search_model_versions("name='again'")] == [2]
+    # MLflow never reuses the number it gave the first attempt: the version is MLflow's 2, and stays mlsvc's 1.
+    assert done["status"] == "COMPLETED" and attempts == [1, 2] and done["version"] == 1, done
+    [kept] = _mlflow(app).search_model_versions("name='again'")
+    assert (int(kept.version), kept.tags["mlsvc.version"]) == (2, "1")
+    assert _mlflow(app).get_model_version_by_alias("again", "production").version in (2, "2")
     served = api.post("/v1/models/again/predict", json={"records": [{"tenure_months": 3}]})
     assert served.status_code == 200, served.text

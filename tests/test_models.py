@@ -4,6 +4,7 @@ pipeline's, threshold, the time budget, delete."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -291,3 +292,24 @@ def test_candidates_train_exactly_the_configurations_given(
     assert "['trees']" in message and "takes ['C', 'alpha', 'class_weight', 'numeric']" in message
     unknown = {**body, "candidates": [{"family": "xgboost"}]}
     assert api.post("/v1/models", json=unknown).status_code == 422
+
+
+def test_a_failed_version_keeps_its_number_and_mlflow_numbers_alike(
+    api: httpx.Client, server: RunningServer, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    data = tmp_path / "churn-head.csv"
+    data.write_text("\n".join(Path(CHURN).read_text().splitlines()[:400]) + "\n")
+    ds = completed(api, "/v1/datasources", {"data_uri": str(data), "target": "churned"})
+    data.rename(tmp_path / "moved.csv")  # the first training cannot read it, and fails before registering
+    created = api.post("/v1/models", json={"name": "numbered", "datasource_id": ds["id"]}).json()
+    first = wait_done(api, f"/v1/models/{created['id']}")
+    assert first["status"] == "FAILED" and first["version"] == 1
+    (tmp_path / "moved.csv").rename(data)
+    second = completed(api, "/v1/models", {"name": "numbered", "datasource_id": ds["id"], "time_budget_s": 1})
+    assert second["version"] == 2
+    client = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
+    [registered] = client.search_model_versions("name='numbered'")
+    assert (int(registered.version), registered.tags["mlsvc.version"]) == (2, "2")
+    assert int(client.get_model_version_by_alias("numbered", "production").version) == 2

@@ -13,7 +13,7 @@ from mlsvc.recommendation.loop import RecommenderOutcome, train_recommender
 from mlsvc.recommendation.metrics import summary_metrics
 from mlsvc.training import data as training_data
 from mlsvc.training.promotion import Challenger, promote
-from mlsvc.training.results import model_metrics, record_evaluation, register
+from mlsvc.training.results import Shown, annotate, model_metrics, record_evaluation, register
 
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
@@ -38,12 +38,18 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     recommender = outcome.model
     roles = recommender.roles_  # the columns as the loop resolved them
     user_column = roles["user"]
-    example = pd.DataFrame({user_column: interactions[user_column].dropna().astype(str).head(3).tolist()})
+    # A few users, as MLflow's pyfunc of the model reads them (a user_id column, as the API's user_id).
+    example = pd.DataFrame({"user_id": interactions[user_column].dropna().astype(str).head(3).tolist()})
     figures = summary_metrics(outcome.evaluation)
-    params = {"model_type": "RECOMMENDATION", "k": k, "split": outcome.split, "seed": seed}
-    registered = register(ctx, model, recommender, example, params, figures, outcome, outcome.leaderboard)
+    budget = model.get("time_budget_s") or "default"
+    params = {"model_type": "RECOMMENDATION", "k": k, "split": outcome.split, "seed": seed, "time_budget_s": budget}
+    scoring = {"model_type": "RECOMMENDATION", "roles": roles, "k": k}
+    shown = Shown(scoring, outcome.evaluation, {"schema": scoring})
+    registered = register(ctx, model, recommender, example, params, figures, outcome, outcome.leaderboard, shown)
+    # mlsvc's number, given at create; the registry's is the same unless a retried job had registered before.
+    version = int(model.get("version") or registered.version)
     fields = {
-        "version": registered.version,
+        "version": version,
         "model_type": "RECOMMENDATION",
         "roles": roles,
         "k": k,
@@ -55,12 +61,13 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
         **registered.artifact_fields(),
-        "evaluation_id": record_evaluation(ctx, model, registered.version, outcome.evaluation, figures),
+        "evaluation_id": record_evaluation(ctx, model, version, outcome.evaluation, figures),
         "training_rows": len(interactions),
         "holdout_rows": outcome.evaluation.get("rows"),
     }
     ctx.progress(0.97, **fields)
-    fields["promotion"] = _promote(ctx, model, registered.version, outcome)
+    fields["promotion"] = _promote(ctx, model, version, outcome)
+    annotate(ctx, model, fields, outcome.evaluation)
     return fields
 
 

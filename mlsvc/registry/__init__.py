@@ -9,6 +9,9 @@ from typing import Any, Protocol
 import pandas as pd
 
 MODEL_ID_TAG = "mlsvc.model_id"  # on the run of every version: which mlsvc model it was trained for
+# On every registered version: mlsvc's number for it. The registry's numbers are made to match mlsvc's; where they
+# cannot (a job retried after it had registered), this says which registry version is which mlsvc version.
+VERSION_TAG = "mlsvc.version"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,27 @@ class RegisteredVersion:
     def artifact_fields(self) -> dict[str, Any]:
         """The fields a model resource keeps so that every later load can verify the files first."""
         return {"artifact_digests": self.digests, "artifact_signature": self.signature}
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What a training job logs beside a fitted model. ``card``: what scoring needs besides the fitted model (the
+    model resource's fields the scorer reads: id, model_type, features, classes, score_threshold…; for a
+    recommender, k and roles), saved with the model for MLflow's pyfunc. ``example``: a few rows as a user sends
+    them. ``evaluation``: the holdout evaluation's insights, drawn as figures; ``documents``: NAME → a JSON-ready
+    value, each logged as NAME.json (the schema, the recipe, the importances…); ``version_tags``: the registered
+    version's tags, ``tags``: the run's."""
+
+    card: Mapping[str, Any]
+    example: pd.DataFrame
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    leaderboard: list[dict[str, Any]]
+    tags: Mapping[str, str]
+    version_tags: Mapping[str, str] = field(default_factory=dict)
+    evaluation: Mapping[str, Any] | None = None
+    documents: Mapping[str, Any] = field(default_factory=dict)
+    version: int | None = None  # mlsvc's number for the version (given when the model was created)
 
 
 @dataclass(frozen=True)
@@ -61,17 +85,13 @@ class ModelRegistry(Protocol):
         """Connect to the backing stores now rather than on the first load (a worker does it while idle)."""
         ...
 
-    def log_model(
-        self,
-        name: str,
-        pipeline: Any,
-        input_example: pd.DataFrame,
-        params: dict[str, Any],
-        metrics: dict[str, float],
-        leaderboard: list[dict[str, Any]],
-        tags: dict[str, str],
-    ) -> RegisteredVersion:
-        """Log a fitted model and register it as the next version of ``name``, with its files' digests."""
+    def log_model(self, name: str, fitted: Any, record: VersionRecord) -> RegisteredVersion:
+        """Log a fitted model, with what its run shows, and register it as the next version of ``name``, with its
+        files' digests."""
+        ...
+
+    def annotate(self, name: str, version: int, tags: Mapping[str, str], description: str) -> None:
+        """Tag a registered version and describe it (what mlsvc says of it once its job completed)."""
         ...
 
     def set_alias(self, name: str, alias: str, version: int) -> None: ...

@@ -21,11 +21,12 @@ from mlsvc.training.budget import JobClock
 from mlsvc.training.distributed import ClusterFanOut
 from mlsvc.training.evaluation import evaluate, summary_metrics
 from mlsvc.training.importances import attribute_importances
+from mlsvc.training.levels import known_levels
 from mlsvc.training.loop import Outcome, default_budget_s, predict_output, train
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
 from mlsvc.training.promotion import Challenger, promote
 from mlsvc.training.recipe import default_recipe, merge_recipe
-from mlsvc.training.results import model_metrics, record_evaluation, register
+from mlsvc.training.results import Shown, annotate, model_metrics, record_evaluation, register
 
 if TYPE_CHECKING:
     from mlsvc.jobs.context import JobContext
@@ -108,16 +109,24 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     leaderboard = json.loads(json.dumps(outcome.leaderboard, default=str))
     figures = summary_metrics(insights)
     params = {"target": target, "model_type": data.model_type.value, "time_budget_s": budget, "seed": seed}
-    registered = register(ctx, model, outcome.pipeline, fit.X.head(5), params, figures, outcome, leaderboard)
-    clock.lap("registration")
-    fields = {
-        "version": registered.version,
+    # What scoring reads of the model: also saved with the MLflow version, whose pyfunc scores as the API does.
+    scoring = {
         "model_type": data.model_type.value,
         "target": target,
         "classes": data.classes,
         "positive_label": data.positive_label,
         "score_threshold": DEFAULT_THRESHOLD if data.model_type == ModelType.BINARY else None,
         "features": [a.model_dump(mode="json") for a in data.features],
+        "levels": known_levels(fit.X, data.features),
+    }
+    shown = Shown(scoring, insights, {"schema": scoring, "recipe": recipe, "importances": found.ranked})
+    registered = register(ctx, model, outcome.pipeline, fit.X.head(5), params, figures, outcome, leaderboard, shown)
+    clock.lap("registration")
+    # mlsvc's number, given at create; the registry's is the same unless a retried job had registered before.
+    version = int(model.get("version") or registered.version)
+    fields = {
+        "version": version,
+        **scoring,
         "recipe": recipe,
         "time_budget_s": budget,
         "metrics": {**model_metrics(outcome, figures), "timings_s": clock.laps},
@@ -126,13 +135,14 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         "mlflow_run_id": registered.run_id,
         "model_uri": registered.model_uri,
         **registered.artifact_fields(),
-        "evaluation_id": record_evaluation(ctx, model, registered.version, insights, figures),
+        "evaluation_id": record_evaluation(ctx, model, version, insights, figures),
         "training_rows": len(fit.X),
         "holdout_rows": len(held_out.X),
         "message": " ".join(m for m in (clock.message(), _lone_message(lone)) if m),
     }
     ctx.progress(0.97, **fields)
-    fields["promotion"] = _promote(ctx, model, registered.version, data, holdout, output)
+    fields["promotion"] = _promote(ctx, model, version, data, holdout, output)
+    annotate(ctx, model, fields, insights)
     return fields
 
 

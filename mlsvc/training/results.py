@@ -4,12 +4,14 @@ held-out Evaluation (with the resource fields every Evaluation has)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from mlsvc.metadata.sql import utcnow
-from mlsvc.registry import MODEL_ID_TAG, RegisteredVersion
+from mlsvc.registry import MODEL_ID_TAG, RegisteredVersion, VersionRecord
+from mlsvc.registry.notes import completed_tags, description, registered_tags
 from mlsvc.training.evaluation import summary_metrics
 
 if TYPE_CHECKING:
@@ -27,6 +29,17 @@ class SearchOutcome(Protocol):
     refit_s: float
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a version holds besides its fitted model, and its run besides parameters and metrics: ``scoring``, what
+    the scorer reads of the model (MLflow's pyfunc of the version scores with it, as the API does); ``evaluation``,
+    the holdout evaluation's insights (drawn as figures); ``documents``, JSON documents by name (schema, recipe…)."""
+
+    scoring: Mapping[str, Any]
+    evaluation: Mapping[str, Any]
+    documents: Mapping[str, Any]
+
+
 def register(
     ctx: JobContext,
     model: Mapping[str, Any],
@@ -36,21 +49,37 @@ def register(
     figures: Mapping[str, float],
     outcome: SearchOutcome,
     leaderboard: list[dict[str, Any]],
+    shown: Shown,
 ) -> RegisteredVersion:
-    """Log the fitted model as the next version of the model's name, with its parameters and holdout figures."""
+    """Log the fitted model as the next version of the model's name, with its parameters and holdout figures, and
+    what ``shown`` adds."""
     ctx.progress(0.9, message="registering the model in MLflow")
     # An earlier attempt of this job (its worker died) may have registered a version already: one model, one version.
     ctx.registry.discard_versions(model["name"], model["id"])
     identity = {"model_id": model["id"], "datasource_id": model["datasource_id"]}
-    return ctx.registry.log_model(
-        model["name"],
-        fitted,
-        example,
+    record = VersionRecord(
+        card={"id": model["id"], "name": model["name"], **shown.scoring},
+        example=example,
         params={**identity, **params, "selected": outcome.selected},
         metrics={**figures, "validation_score": outcome.validation_score},
         leaderboard=leaderboard,
         tags={MODEL_ID_TAG: model["id"]},
+        version_tags=registered_tags(model),
+        evaluation=shown.evaluation,
+        documents=shown.documents,
+        version=model.get("version"),
     )
+    return ctx.registry.log_model(model["name"], fitted, record)
+
+
+def annotate(
+    ctx: JobContext, model: Mapping[str, Any], fields: Mapping[str, Any], evaluation: Mapping[str, Any]
+) -> None:
+    """Once the job's result is recorded, tag its MLflow version with what mlsvc says of it (status, holdout
+    metric, promotion) and describe it; best effort, as the aliases are mirrored."""
+    registry, name, version = ctx.registry, model["name"], int(fields["version"])
+    tags, text = completed_tags(model, fields, evaluation), description(model, fields, evaluation)
+    ctx.after_complete.append(lambda: registry.annotate(name, version, tags, text))
 
 
 def discard(planes: Planes, model: Mapping[str, Any]) -> None:
