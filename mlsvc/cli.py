@@ -67,7 +67,12 @@ EvaluationArg = Annotated[str, typer.Argument(metavar="EVALUATION_ID", help="The
 BatchArg = Annotated[str, typer.Argument(metavar="BATCH_ID", help="The batch prediction's id.")]
 
 # The API's names for what a command's options set, so that a refusal names the option the user typed.
-DATASOURCE_FIELDS = {"data_uri": "DATA_URI", "schema_uri": "--schema-uri", "row_id": "--row-id"}
+DATASOURCE_FIELDS = {
+    "data_uri": "DATA_URI",
+    "schema_uri": "--schema-uri",
+    "row_id": "--row-id",
+    "missing_values": "--missing-values",
+}
 MODEL_FIELDS = {
     "datasource_id": "--datasource",
     "time_budget_s": "--time-budget",
@@ -308,6 +313,13 @@ def datasources_create(
     target: Annotated[str | None, typer.Option(metavar="COLUMN", help="The column to predict.")] = None,
     row_id: Annotated[str | None, typer.Option(metavar="COLUMN", help="A column that identifies rows.")] = None,
     schema_uri: Annotated[str | None, typer.Option(metavar="URI", help="An Amazon ML .schema file.")] = None,
+    missing_values: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOKENS",
+            help="Comma-separated tokens read as missing in every column (blank cells always are); '' for none.",
+        ),
+    ] = None,
     id: IdOpt = None,
     tag: TagOpt = None,
     wait: WaitOpt = False,
@@ -317,8 +329,16 @@ def datasources_create(
     """Register a CSV datasource; a job infers its schema and statistics."""
     with _errors(DATASOURCE_FIELDS):
         client = _client(url)
+        tokens = None if missing_values is None else [t for t in missing_values.split(",") if t.strip()]
         ds = client.datasources.create(
-            data_uri, id=id, name=name, target=target, row_id=row_id, schema_uri=schema_uri, tags=_tags(tag)
+            data_uri,
+            id=id,
+            name=name,
+            target=target,
+            row_id=row_id,
+            schema_uri=schema_uri,
+            missing_values=tokens,
+            tags=_tags(tag),
         )
         ds = _created(client.datasources, ds, wait, timeout)
         _emit(ds, as_json, _show_resource)

@@ -160,3 +160,14 @@ def test_deleting_an_aliased_version_needs_force(mlsvc_server: RunningServer, lo
     assert deleted.returncode == 0, deleted.stderr
     gone = json.loads(deleted.stdout)
     assert gone["status"] == "DELETED" and gone["aliases"] == [] and "production" in gone["message"]
+
+
+def test_missing_values_are_a_datasource_option(mlsvc_server: RunningServer, tmp_path: Path) -> None:
+    data = tmp_path / "codes.csv"
+    data.write_text("code,label\n" + "".join(f"{'NA' if i % 3 else 'x'},{i % 2}\n" for i in range(60)))
+    made = run_cli(mlsvc_server, "datasources", "create", str(data), "--missing-values", "", "--wait", "--json")
+    assert made.returncode == 0, made.stderr
+    ds = json.loads(made.stdout)
+    assert ds["missing_values"] == [] and ds["statistics"]["attributes"]["code"]["missing"] == 0
+    tokens = run_cli(mlsvc_server, "datasources", "create", str(data), "--missing-values", "NA,?", "--json")
+    assert json.loads(tokens.stdout)["missing_values"] == ["NA", "?"]

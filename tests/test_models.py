@@ -212,7 +212,9 @@ def test_the_mlflow_registry_holds_the_versions(server: RunningServer, trained: 
     assert run.data.metrics["BinaryAUC"] == pytest.approx(trained["v1"]["metrics"]["BinaryAUC"])
 
 
-def test_delete_a_version(api: httpx.Client, trained: dict[str, Any]) -> None:
+def test_delete_a_version(api: httpx.Client, server: RunningServer, trained: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
     extra = api.post(
         "/v1/models", json={"name": "churn-del", "datasource_id": trained["ds"]["id"], "time_budget_s": 2}
     ).json()
@@ -225,6 +227,8 @@ def test_delete_a_version(api: httpx.Client, trained: dict[str, Any]) -> None:
     assert deleted["status"] == "DELETED" and deleted["aliases"] == []
     assert deleted["message"] == "deleted with its alias(es) ['production']; 'churn-del' has no version left"
     assert api.get("/v1/models/churn-del").status_code == 404
+    registry = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
+    assert registry.get_model_version("churn-del", "1").tags["mlsvc.status"] == "DELETED"  # MLflow says so too
     response = api.post(f"/v1/models/{extra['id']}/predict", json={"record": {}})
     assert response.status_code == 409
 

@@ -317,6 +317,7 @@ class AsyncDataSources(_Async[DataSource], DataSourceCalls):
         rearrangement: Rearrangement | Mapping[str, Any] | None = None,
         compute_statistics: bool = True,
         max_invalid_fraction: float | None = None,
+        missing_values: Sequence[str] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> DataSource:
         """Register a CSV file or prefix; returns it PENDING (see ``Client.datasources.create``).
@@ -339,6 +340,7 @@ class AsyncDataSources(_Async[DataSource], DataSourceCalls):
                     rearrangement=rearrangement,
                     compute_statistics=compute_statistics,
                     max_invalid_fraction=max_invalid_fraction,
+                    missing_values=list(missing_values) if missing_values is not None else None,
                     tags=tags,
                 )
             )

@@ -339,6 +339,7 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
         rearrangement: Rearrangement | Mapping[str, Any] | None = None,
         compute_statistics: bool = True,
         max_invalid_fraction: float | None = None,
+        missing_values: Sequence[str] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> DataSource:
         """Register a CSV file or prefix (a local path, ``file://`` or ``s3://``); returns it PENDING.
@@ -347,8 +348,10 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
         >>> train = client.datasources.create("churn.csv", rearrangement={"splitting": {"percentEnd": 70}})
 
         The schema is inferred unless ``schema`` or ``schema_uri`` (an Amazon ML ``.schema`` file) is given;
-        ``attribute_types`` overrides single types. Creating again with the same ``id`` and parameters
-        returns the existing datasource; with other parameters it raises ``ConflictError``.
+        ``attribute_types`` overrides single types. ``missing_values``: the tokens read as missing in every
+        column (blank cells always are; by default ``resources.DEFAULT_MISSING_VALUES``, except where one is a
+        frequent level of a CATEGORICAL column). Creating again with the same ``id`` and parameters returns the
+        existing datasource; with other parameters it raises ``ConflictError``.
         """
         if isinstance(rearrangement, Rearrangement):
             rearrangement = rearrangement.model_dump(mode="json", exclude_none=True)
@@ -366,6 +369,7 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
                     rearrangement=rearrangement,
                     compute_statistics=compute_statistics,
                     max_invalid_fraction=max_invalid_fraction,
+                    missing_values=list(missing_values) if missing_values is not None else None,
                     tags=tags,
                 )
             )

@@ -199,6 +199,12 @@ class MlflowRegistry:
         for key, value in tags.items():
             client.set_model_version_tag(name, number, key, value)
 
+    def tag_version(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        client = self._mlflow().MlflowClient()
+        number = self._registry_version(name, version)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, number, key, value)
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._mlflow().MlflowClient().set_registered_model_alias(name, alias, self._registry_version(name, version))
 

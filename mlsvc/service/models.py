@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.metadata import Document, MetadataStore, ResourceKind
 from mlsvc.registry import ModelRegistry
+from mlsvc.registry.notes import STATUS_TAG
 from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
 from mlsvc.service.common import (
     Creator,
@@ -164,6 +165,8 @@ class Models(Creator[Model]):
         dropped = self.metadata.delete_model(model["id"])
         for alias in dropped:
             self._mirror("delete_alias", model["name"], alias)
+        if model.get("model_uri"):  # registered: MLflow's tags say it is deleted, as mlsvc does
+            self._mirror("tag_version", model["name"], model["version"], {STATUS_TAG: Status.DELETED.value})
         self.refs.clear()
         if dropped:
             self.metadata.update("model", model["id"], {"message": self._dropped_message(model["name"], dropped)})
