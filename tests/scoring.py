@@ -45,8 +45,10 @@ def registered_pipeline(server: RunningServer, model: Mapping[str, Any]) -> Any:
     from mlflow import sklearn as mlflow_sklearn
 
     client = MlflowClient(tracking_uri=server.mlflow_uri, registry_uri=server.mlflow_uri)
-    assert client.get_model_version(model["name"], str(model["version"])).run_id == model["mlflow_run_id"]
-    return mlflow_sklearn.load_model(client.get_model_version_download_uri(model["name"], str(model["version"])))
+    # MLflow's number is mlsvc's unless two versions of the name trained at once: its tag says which it is.
+    [found] = client.search_model_versions(f"name = '{model['name']}' and run_id = '{model['mlflow_run_id']}'")
+    assert found.tags["mlsvc.version"] == str(model["version"])
+    return mlflow_sklearn.load_model(client.get_model_version_download_uri(model["name"], found.version))
 
 
 def pipeline_output(pipeline: Any, model: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> np.ndarray:
