@@ -162,6 +162,8 @@ def test_bad_batch_requests(api: httpx.Client, churn: dict[str, Any], tmp_path: 
     ).json()
     failed = wait_done(api, f"/v1/batch-predictions/{created['id']}")
     assert failed["status"] == "FAILED" and "tenure_months" in failed["message"]
+    # The caller gave no schema: the message speaks of the model's columns.
+    assert failed["message"].startswith("the model reads columns that ") and "trained on" in failed["message"]
     assert not (tmp_path / "o" / "batch-prediction" / "result").exists()
 
 
