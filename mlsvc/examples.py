@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -140,7 +141,7 @@ def _print_start(settings: Settings, specs: list[dict[str, Any]]) -> None:
         f"""
 mlsvc is serving on {url}
   API docs:   {url}/docs
-  MLflow UI:  mlflow ui --backend-store-uri '{settings.mlflow_tracking_uri}'
+  MLflow UI:  {_mlflow_command()} ui --backend-store-uri '{settings.mlflow_tracking_uri}'
 The examples ({names}) train in the background on a new store (a line is printed as each completes). Then try:
   curl -s -XPOST {url}/v1/models/churn/predict -H 'content-type: application/json' \\
     -d '{{"record": {{"tenure_months": 2, "contract": "month-to-month"}}}}'
@@ -152,3 +153,14 @@ Follow a model while it trains: mlsvc models get churn  (or curl -s {url}/v1/mod
 """,
         flush=True,
     )
+
+
+def _mlflow_command() -> str:
+    """The mlflow command of this environment (the venv's, which has the store's driver), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mlflow"
+    if not beside.exists():
+        return "mlflow"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -22,8 +23,19 @@ def alembic_config() -> Config:
 def migrate(engine: Engine) -> None:
     """Bring the database to the newest schema."""
     cfg = alembic_config()
+    # Every process runs this at start; alembic's INFO lines (its plugins, "Context impl SQLiteImpl") would bury
+    # the lines a person reads. A migration actually applied is still logged ("Running upgrade …").
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    if _only_steps not in migration_log.filters:
+        migration_log.addFilter(_only_steps)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _only_steps(record: logging.LogRecord) -> bool:
+    """Keep alembic's lines about migrations it runs, not those it prints every time it looks."""
+    return record.levelno > logging.INFO or str(record.msg).startswith("Running")
