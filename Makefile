@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The console's browser tests run Debian's chromium; installed here when missing (as root, from Debian's packages).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test test-fast lint openapi fuzz data clean
+
+$(CHROMIUM):
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +20,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	MLSVC_EXAMPLES=1 $(BIN)/mlsvc serve
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 # The inner loop: every test but the slow ones, which train real models and hold them to quality floors.

@@ -12,7 +12,7 @@ import pytest
 if TYPE_CHECKING:  # imported by pytest as a plugin below; importing it here first would skip its assert rewriting
     from tests.servers import RunningServer
 
-pytest_plugins = ["tests.s3server", "tests.servers", "tests.stores"]
+pytest_plugins = ["tests.s3server", "tests.servers", "tests.stores", "tests.browser"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
-from mlsvc.server import batch_predictions, datasources, docs, errors, evaluations, models
+from mlsvc.server import batch_predictions, console, datasources, docs, errors, evaluations, models
 from mlsvc.server.access_log import AccessLog
 from mlsvc.server.deps import require_api_key
 from mlsvc.server.guards import HostCheck, ShedLoad, header
@@ -49,8 +49,8 @@ class RequestId:
 
 
 class BodyLimit:
-    """Refuses request bodies over the limit with 413 before the app reads them, and reads every body as JSON
-    (the only kind this API takes), whatever type a client such as `curl -d` labels it with."""
+    """Refuses request bodies over the limit with 413 before the app reads them, and reads every body of the API as
+    JSON (the only kind it takes), whatever type a client such as `curl -d` labels it with."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -66,7 +66,9 @@ class BodyLimit:
                 content_type = value
             elif key == b"content-length":
                 length = value
-        if content_type != b"application/json" and _JSON_UNLESS.match(content_type):
+        # The console's sign-in is an HTML form: its body is what it says it is.
+        relabel = not scope["path"].startswith("/console/")
+        if relabel and content_type != b"application/json" and _JSON_UNLESS.match(content_type):
             kept = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
         if length is not None and length.isdigit():
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.metrics = Metrics(app.state.service.figures, ModelLabels(app.state.service.predictions.refs))
     errors.install(app)
     docs.install(app)
+    console.install(app)
     auth = [Depends(require_api_key)]
     for router in (datasources.router, models.router, evaluations.router, batch_predictions.router):
         app.include_router(router, dependencies=auth, responses=error_answers(*EVERY))

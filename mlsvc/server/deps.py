@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from mlsvc.security.auth import check_api_key
+from mlsvc.security.auth import check_api_key, check_session
 from mlsvc.service import ListQuery, Service
 
 # Every dependency is an ``async def``: none blocks, and FastAPI runs a plain ``def`` one in its thread pool. The
@@ -22,10 +22,19 @@ async def get_service(request: Request) -> Service:
 async def require_api_key(request: Request) -> None:
     """When MLSVC_API_KEY is set, every /v1 call must carry it (Authorization: Bearer … or X-API-Key)."""
     expected = request.app.state.service.settings.api_key
-    if expected:  # without a key configured every caller is let in: no header to read
-        check_api_key(expected, request.headers.get("authorization"), request.headers.get("x-api-key"))
+    if not expected:  # without a key configured every caller is let in: no header to read
+        return
+    authorization, x_api_key = request.headers.get("authorization"), request.headers.get("x-api-key")
+    # A signed-in console calls the same API with its session cookie (and its CSRF token for a change).
+    if authorization is None and x_api_key is None:
+        cookie, csrf = request.cookies.get(SESSION_COOKIE), request.headers.get(CSRF_HEADER)
+        if check_session(expected, cookie, request.method, csrf):
+            return
+    check_api_key(expected, authorization, x_api_key)
 
 
+SESSION_COOKIE = "mlsvc_session"  # the console's (mlsvc.server.console.session)
+CSRF_HEADER = "x-csrf-token"
 ServiceDep = Annotated[Service, Depends(get_service)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 NextToken = Annotated[str | None, Query(max_length=512, description="From the previous page's next_token.")]

@@ -388,6 +388,9 @@ def _regression_sentence(rmse: float, baseline_rmse: float, mean: float) -> str:
     return head + f": {-change:.0%} higher than the baseline (worse than predicting the mean)."
 
 
+SCATTER_POINTS = 500
+
+
 def evaluate_regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     """Insights of ``predicted`` values against true values ``y``.
 
@@ -430,9 +433,19 @@ def evaluate_regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
             "target_mean": mean,
             "residual_mean": float(residuals.mean()),
             "residual_histogram": {"edges": edges, "counts": counts},
+            "predicted_vs_actual": _scatter_sample(y, predicted),
             "notes": notes,
         }
     )
+
+
+def _scatter_sample(y: np.ndarray, predicted: np.ndarray) -> list[dict[str, float]]:
+    """Up to SCATTER_POINTS rows, evenly spaced over the rows as they came (so the same rows every time), for a
+    predicted-against-actual chart."""
+    if not len(y):
+        return []
+    index = np.unique(np.linspace(0, len(y) - 1, num=min(len(y), SCATTER_POINTS)).astype(int))
+    return [{"actual": float(y[i]), "predicted": float(predicted[i])} for i in index]
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
