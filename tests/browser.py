@@ -13,9 +13,11 @@ import pytest
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """The browser, once per session (`make test` installs Debian's chromium when it is missing)."""
+    """The browser, once per module (`make test` installs Debian's chromium when it is missing). Not once per
+    session: Playwright's sync API holds an event loop on this thread while it runs, and the SDK's async tests
+    need the thread's loop free."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or "/usr/bin/chromium"
