@@ -109,20 +109,12 @@ def _read_text(value: Any) -> Reading:
 
 # A column whose missing tokens are not the defaults (the datasource's missing_values, or a default kept as a level):
 # every value goes the token's way, with the column's tokens, since a number or a flag may be one of them.
-def _read_number_in(missing: MissingSet, value: Any) -> Reading:
+def _read_parsed_in(parse: Callable[..., tuple[float, bool]], kind: str, missing: MissingSet, value: Any) -> Reading:
     raw = token(value)
     if not isinstance(raw, str | None):
         return math.nan, _nested(value)
-    number, invalid = parse_number(raw, missing)
-    return number, f"{value!r} is not a valid NUMERIC value; treated as missing" if invalid else None
-
-
-def _read_flag_in(missing: MissingSet, value: Any) -> Reading:
-    raw = token(value)
-    if not isinstance(raw, str | None):
-        return math.nan, _nested(value)
-    number, invalid = parse_flag(raw, missing)
-    return number, f"{value!r} is not a valid BINARY value; treated as missing" if invalid else None
+    number, invalid = parse(raw, missing)
+    return number, f"{value!r} is not a valid {kind} value; treated as missing" if invalid else None
 
 
 def _read_text_in(missing: MissingSet, value: Any) -> Reading:
@@ -138,9 +130,9 @@ _READERS = {
     AttributeType.CATEGORICAL: _read_text,
     AttributeType.TEXT: _read_text,
 }
-_READERS_IN = {
-    AttributeType.NUMERIC: _read_number_in,
-    AttributeType.BINARY: _read_flag_in,
+_READERS_IN: dict[AttributeType, Callable[[MissingSet, Any], Reading]] = {
+    AttributeType.NUMERIC: partial(_read_parsed_in, parse_number, "NUMERIC"),
+    AttributeType.BINARY: partial(_read_parsed_in, parse_flag, "BINARY"),
     AttributeType.CATEGORICAL: _read_text_in,
     AttributeType.TEXT: _read_text_in,
 }

@@ -58,6 +58,9 @@ class UriValidator:
     def check(self, uri: str) -> str:
         """Validate a URI a caller gave (scheme, containment, not the service's own files, not a job's staging
         area) and return it normalized; no I/O."""
+        return self._checked(uri)[0]
+
+    def _checked(self, uri: str) -> tuple[str, Location]:
         location = self.parse(uri)
         normalized = location.uri if isinstance(location, S3Location) else str(location)
         if STAGING in normalized.replace("\\", "/").split("/"):
@@ -67,13 +70,12 @@ class UriValidator:
                 "name a place outside it",
                 {"uri": redact(uri)},
             )
-        return normalized
+        return normalized, location
 
     def check_readable(self, uri: str) -> str:
         """``check``, and for a local path also that something is there to read (S3 is read by the job, which
         reports a missing key on the resource)."""
-        normalized = self.check(uri)
-        location = self.parse(uri)
+        normalized, location = self._checked(uri)
         if isinstance(location, Path) and not location.exists():
             raise MlsvcError(
                 ErrorCode.DATA_NOT_FOUND,

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import BatchPrediction, Status
 from mlsvc.server.console import flow
-from mlsvc.server.console.pages import PAGE_SIZE, render, service_of, signed_in_page
+from mlsvc.server.console.pages import PAGE_SIZE, error_page, here, render, service_of, signed_in_page
 from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/console", dependencies=[Depends(signed_in_page)])
@@ -30,7 +30,7 @@ def batch_predictions(
             ListQuery(status=status.value if status else None, limit=PAGE_SIZE, next_token=next_token)
         )
     except MlsvcError as exc:  # a stale or edited next_token
-        return flow.problem(request, exc, "batch")
+        return error_page(request, exc, "batch")
     models, _ = service.models.list(ListQuery(status=Status.COMPLETED.value, limit=PAGE_SIZE))
     datasources, _ = service.datasources.list(ListQuery(status=Status.COMPLETED.value, limit=PAGE_SIZE))
     return render(
@@ -44,7 +44,7 @@ def batch_predictions(
         status=status.value if status else "",
         statuses=[s.value for s in Status],
         live=any(bp.status in RUNNING for bp in items),
-        self_url=flow.self_url(request),
+        self_url=here(request),
         models=[m for m in models if m.version is not None],
         datasources=datasources,
         chosen_model=model,
@@ -57,7 +57,7 @@ def batch_prediction(request: Request, batch_id: str) -> HTMLResponse:
     try:
         batch = service_of(request).batch_predictions.get(batch_id)
     except MlsvcError as exc:
-        return flow.problem(request, exc, "batch")
+        return error_page(request, exc, "batch")
     return render(
         request,
         "batch_detail.html",

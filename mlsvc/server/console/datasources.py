@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -17,12 +16,11 @@ from mlsvc.datasources.schema import GARBAGE_TOLERANCE, TEXT_MIN_DISTINCT, TEXT_
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import DEFAULT_MISSING_VALUES, DataSource, Resource, Schema, Status
 from mlsvc.server.console import charts
-from mlsvc.server.console.pages import PAGE_SIZE, render, service_of, signed_in_page
+from mlsvc.server.console.pages import LIVE, PAGE_SIZE, Pager, error_page, render, service_of, signed_in_page
 from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/console", dependencies=[Depends(signed_in_page)])
 
-LIVE = (Status.PENDING, Status.INPROGRESS)
 COUNTED = (Status.PENDING, Status.INPROGRESS, Status.COMPLETED, Status.FAILED)
 COUNT_CAP = 100  # the overview counts each status up to here ("100+"): a store of thousands stays fast
 RECENT = 5
@@ -55,7 +53,6 @@ def home(request: Request) -> HTMLResponse:
         section="home",
         overview=overview,
         live=any(o.live for o in overview),
-        here=here(request),
         item_link=item_link,
     )
 
@@ -79,7 +76,7 @@ def datasources_page(
         )
         items, token = service.datasources.list(query)
     except MlsvcError as exc:
-        return error_page(request, exc)
+        return error_page(request, exc, "datasources")
     filters = {"status": query.status, "name_prefix": name_prefix, "limit": str(limit) if limit < PAGE_SIZE else None}
     return render(
         request,
@@ -89,10 +86,8 @@ def datasources_page(
         datasources=items,
         filters=filters,
         statuses=[s.value for s in Status],
-        first_link=list_link(request, filters, {}) if next_token else None,
-        next_link=list_link(request, filters, {"next_token": token}) if token else None,
+        pager=Pager.of(request, filters, next_token, token),
         live=any(d.status in LIVE for d in items),
-        here=here(request),
         percent=percent,
         num=num,
     )
@@ -104,7 +99,7 @@ def datasource_page(request: Request, datasource_id: str) -> HTMLResponse:
     try:
         ds = service_of(request).datasources.get(datasource_id)
     except MlsvcError as exc:
-        return error_page(request, exc)
+        return error_page(request, exc, "datasources")
     view = DataSourceView.of(ds)
     return render(
         request,
@@ -115,22 +110,9 @@ def datasource_page(request: Request, datasource_id: str) -> HTMLResponse:
         view=view,
         rules=RULES,
         live=ds.status in LIVE,
-        here=here(request),
         percent=percent,
         num=num,
         plural=plural,
-    )
-
-
-def error_page(request: Request, exc: MlsvcError) -> HTMLResponse:
-    """The service's own message on a page, with the status the API would answer (404 for an unknown id)."""
-    return render(
-        request,
-        "datasources_error.html",
-        status_code=exc.http_status,
-        title="Not found" if exc.code is ErrorCode.NOT_FOUND else "Not shown",
-        section="datasources",
-        error=exc,
     )
 
 
@@ -142,17 +124,6 @@ def status_filter(value: str | None) -> str | None:
     if value.upper() not in allowed:
         raise MlsvcError(ErrorCode.INVALID_REQUEST, f"status {value!r} is not one of {allowed}", {"allowed": allowed})
     return value.upper()
-
-
-def list_link(request: Request, filters: Mapping[str, str | None], extra: Mapping[str, str]) -> str:
-    """This list's path with its filters and ``extra`` (the next page's token)."""
-    query = urlencode({**{k: v for k, v in filters.items() if v}, **extra})
-    return request.url.path + (f"?{query}" if query else "")
-
-
-def here(request: Request) -> str:
-    """This page's path and query: what its live parts re-fetch."""
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def percent(fraction: float | None, digits: int = 0) -> str:

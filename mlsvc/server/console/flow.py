@@ -5,7 +5,7 @@ box). The pages only read; every action is a call to the REST API from the page 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import AttributeType, DataSource, Model, ModelType, Status
-from mlsvc.server.console.pages import render, service_of
+from mlsvc.server.console.pages import error_page, here, or_none, render, service_of
 
 router = APIRouter()  # included by ``batch.router``, under /console and its sign-in
 RUNNING = (Status.PENDING, Status.INPROGRESS)
@@ -47,9 +47,9 @@ def new(
         ds = service.datasources.get(datasource) if datasource else None
         ml = service.models.get(model) if model else None
     except MlsvcError as exc:
-        return problem(request, exc, "new")
+        return error_page(request, exc, "new")
     if ds is None and ml is not None:
-        ds = _datasource_or_none(request, ml.datasource_id)
+        ds = _datasourceor_none(request, ml.datasource_id)
     return render(
         request,
         "new.html",
@@ -58,7 +58,7 @@ def new(
         ds=ds,
         ml=ml,
         live=any(r is not None and r.status in RUNNING for r in (ds, ml)),
-        self_url=self_url(request),
+        self_url=here(request),
         model_name=model_name_for(ds.name if ds else ""),
         columns=[a.attributeName for a in ds.data_schema.attributes] if ds and ds.data_schema else [],
         model_types=[t.value for t in ModelType],
@@ -73,10 +73,10 @@ def try_model(request: Request, ref: str) -> HTMLResponse:
     try:
         model = service.models.get(ref)
     except MlsvcError as exc:
-        return problem(request, exc, "models")
-    ds = _datasource_or_none(request, model.datasource_id)
+        return error_page(request, exc, "models")
+    ds = _datasourceor_none(request, model.datasource_id)
     holdout = model.evaluation_id
-    evaluation = _or_none(lambda: service.evaluations.get(holdout)) if holdout else None
+    evaluation = or_none(lambda: service.evaluations.get(holdout)) if holdout else None
     summaries = _summaries(ds)
     roles = model.roles or {}
     return render(
@@ -141,17 +141,9 @@ def _summaries(ds: DataSource | None) -> dict[str, dict[str, Any]]:
     return attributes
 
 
-def _datasource_or_none(request: Request, datasource_id: str) -> DataSource | None:
+def _datasourceor_none(request: Request, datasource_id: str) -> DataSource | None:
     """The model's datasource, if it is still there: the form works without its statistics, only plainer."""
-    return _or_none(lambda: service_of(request).datasources.get(datasource_id))
-
-
-def _or_none(read: Callable[[], T]) -> T | None:
-    """What ``read`` finds, or None when the store no longer has it (a page shows less rather than failing)."""
-    try:
-        return read()
-    except MlsvcError:
-        return None
+    return or_none(lambda: service_of(request).datasources.get(datasource_id))
 
 
 def model_name_for(datasource_name: str) -> str:
@@ -159,20 +151,3 @@ def model_name_for(datasource_name: str) -> str:
     stem = re.sub(r"(\.csv)?(\.gz)?$", "", datasource_name.rsplit("/", 1)[-1], flags=re.IGNORECASE)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")[:64]
     return slug or "model"
-
-
-def self_url(request: Request) -> str:
-    """This page's own path and query: what its live parts are fetched from again."""
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
-
-
-def problem(request: Request, exc: MlsvcError, section: str) -> HTMLResponse:
-    """A page that could not be shown (an unknown id, a stale page token), with the API's message and status."""
-    return render(
-        request,
-        "batch_problem.html",
-        status_code=exc.http_status,
-        title="Not shown",
-        section=section,
-        message=exc.message,
-    )

@@ -4,10 +4,9 @@ holdout evaluation, any evaluation's views, and the threshold slider of a BINARY
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from urllib.parse import urlencode
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -15,15 +14,22 @@ from markupsafe import Markup
 
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import Evaluation, Model, Status
-from mlsvc.server.console.pages import PAGE_SIZE, render, service_of, signed_in_page
+from mlsvc.server.console.pages import (
+    LIVE,
+    PAGE_SIZE,
+    Pager,
+    error_page,
+    or_none,
+    render,
+    service_of,
+    signed_in_page,
+)
 from mlsvc.service import ListQuery
 
 router = APIRouter(prefix="/console", dependencies=[Depends(signed_in_page)])
 
-LIVE = (Status.PENDING, Status.INPROGRESS)
 METRIC_NAMES = {"BinaryAUC": "AUC", "MulticlassAvgFScore": "macro F1", "RegressionRMSE": "RMSE"}
 IMPORTANCES_SHOWN = 25
-T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------------- pages
@@ -42,7 +48,7 @@ def models_page(
     try:
         versions, token = service.models.list(query, name or None)
     except MlsvcError as exc:
-        return _error(request, exc, "models")
+        return error_page(request, exc, "models")
     filters = {"name": name, "name_prefix": name_prefix}
     return render(
         request,
@@ -53,7 +59,6 @@ def models_page(
         filters=filters,
         pager=Pager.of(request, filters, next_token, token),
         live=any(v.status in LIVE for v in versions),
-        here=_here(request),
         num=num,
         headline=headline,
     )
@@ -67,9 +72,9 @@ def model_page(request: Request, ref: str) -> HTMLResponse:
         model = service.models.get(ref)
         siblings, _ = service.models.list(ListQuery(limit=PAGE_SIZE), model.name)
     except MlsvcError as exc:
-        return _error(request, exc, "models")
+        return error_page(request, exc, "models")
     evaluation_id = model.evaluation_id
-    evaluation = _maybe(lambda: service.evaluations.get(evaluation_id)) if evaluation_id else None
+    evaluation = or_none(lambda: service.evaluations.get(evaluation_id)) if evaluation_id else None
     name_aliases = sorted((alias, v.version) for v in siblings for alias in v.aliases)
     return render(
         request,
@@ -86,7 +91,6 @@ def model_page(request: Request, ref: str) -> HTMLResponse:
         ranked=[row for row in model.leaderboard if row.get("validation_score") is not None],
         skipped=[row for row in model.leaderboard if row.get("validation_score") is None],
         live=model.status in LIVE,
-        here=_here(request),
         num=num,
         headline=headline,
     )
@@ -105,7 +109,7 @@ def evaluations_page(
     try:
         evaluations, token = service.evaluations.list(query, model_id or None)
     except MlsvcError as exc:
-        return _error(request, exc, "evaluations")
+        return error_page(request, exc, "evaluations")
     filters = {"model_id": model_id, "name_prefix": name_prefix}
     return render(
         request,
@@ -116,7 +120,6 @@ def evaluations_page(
         filters=filters,
         pager=Pager.of(request, filters, next_token, token),
         live=any(e.status in LIVE for e in evaluations),
-        here=_here(request),
         num=num,
         metric_name=metric_name,
     )
@@ -129,8 +132,8 @@ def evaluation_page(request: Request, evaluation_id: str) -> HTMLResponse:
     try:
         evaluation = service.evaluations.get(evaluation_id)
     except MlsvcError as exc:
-        return _error(request, exc, "evaluations")
-    model = _maybe(lambda: service.models.get(evaluation.model_id))
+        return error_page(request, exc, "evaluations")
+    model = or_none(lambda: service.models.get(evaluation.model_id))
     return render(
         request,
         "evaluation.html",
@@ -140,29 +143,8 @@ def evaluation_page(request: Request, evaluation_id: str) -> HTMLResponse:
         model=model,
         view=EvaluationView.of(evaluation, model),
         live=evaluation.status in LIVE,
-        here=_here(request),
         num=num,
     )
-
-
-def _error(request: Request, exc: MlsvcError, section: str) -> HTMLResponse:
-    """The service's own message, on a console page with the status the API would answer."""
-    return render(
-        request, "models_error.html", status_code=exc.http_status, title="Not shown", section=section, error=exc
-    )
-
-
-def _maybe(read: Callable[[], T]) -> T | None:
-    """What ``read`` finds, or None where the service says it is not there (a page shows what it has)."""
-    try:
-        return read()
-    except MlsvcError:
-        return None
-
-
-def _here(request: Request) -> str:
-    """This page's path and query: what its live parts re-fetch."""
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 # ------------------------------------------------------------------------------------------------- lists
@@ -187,24 +169,6 @@ def group_by_name(versions: Sequence[Model]) -> list[NameGroup]:
     for group in groups.values():
         group.aliases.sort()
     return list(groups.values())
-
-
-@dataclass(frozen=True)
-class Pager:
-    """Links to the first and the next page of a list, keeping its filters."""
-
-    first: str | None
-    next: str | None
-
-    @classmethod
-    def of(cls, request: Request, filters: Mapping[str, str | None], token: str | None, after: str | None) -> Pager:
-        kept = {k: v for k, v in filters.items() if v}
-
-        def link(extra: Mapping[str, str]) -> str:
-            query = urlencode({**kept, **extra})
-            return request.url.path + (f"?{query}" if query else "")
-
-        return cls(first=link({}) if token else None, next=link({"next_token": after}) if after else None)
 
 
 def metric_name(metric: str | None) -> str:
