@@ -174,7 +174,10 @@ def _knn_build(model_type: ModelType, p: Params, seed: int, n_jobs: int) -> Base
     cls = KNeighborsRegressor if model_type == ModelType.REGRESSION else KNeighborsClassifier
     # Brute force finds the same neighbours as a KD or ball tree, fast enough on the tables k-NN is tried on, and
     # leaves no tree in the saved model (which skops would have to trust, with its distance metric, to load it).
-    return cls(n_neighbors=p["n_neighbors"], weights=p["weights"], algorithm="brute", n_jobs=n_jobs)
+    # "l2", not the default "euclidean": euclidean is |x|² - 2x·y + |y|² through BLAS in blocks of rows, so a record
+    # equal to a training row is at 0 or ~6e-8 from it depending on the rows scored with it, and with distance
+    # weights its score then moves (1.0 against 0.99999919 in a batch); "l2" measures each pair on its own.
+    return cls(n_neighbors=p["n_neighbors"], weights=p["weights"], algorithm="brute", metric="l2", n_jobs=n_jobs)
 
 
 def _knn_defaults(model_type: ModelType) -> Params:
