@@ -36,6 +36,7 @@ from mlsvc.resources import (
     PredictResponse,
     Resource,
     Schema,
+    SqlSource,
     Status,
 )
 
@@ -421,6 +422,14 @@ class DataSourceCalls(Collection[DataSource]):
         if isinstance(schema, Schema):
             return schema.model_dump(mode="json", exclude_none=True)
         return schema
+
+    @staticmethod
+    def _sql_json(sql: SqlSource | Mapping[str, Any] | None) -> Any:
+        """A query's body; a ``SqlSource`` dumps without its password (write-only), which is put back here."""
+        if not isinstance(sql, SqlSource):
+            return sql
+        body = sql.model_dump(mode="json", exclude_none=True)
+        return body if sql.password is None else {**body, "password": sql.password.get_secret_value()}
 
 
 class ModelCalls(Collection[Model]):

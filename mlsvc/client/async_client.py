@@ -46,6 +46,7 @@ from mlsvc.resources import (
     Rearrangement,
     Resource,
     Schema,
+    SqlSource,
     Status,
 )
 
@@ -305,8 +306,9 @@ class AsyncDataSources(_Async[DataSource], DataSourceCalls):
 
     async def create(
         self,
-        data_uri: str,
+        data_uri: str | None = None,
         *,
+        sql: SqlSource | Mapping[str, Any] | None = None,
         id: str | None = None,
         name: str | None = None,
         schema: Schema | Mapping[str, Any] | None = None,
@@ -320,7 +322,8 @@ class AsyncDataSources(_Async[DataSource], DataSourceCalls):
         missing_values: Sequence[str] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> DataSource:
-        """Register a CSV file or prefix; returns it PENDING (see ``Client.datasources.create``).
+        """Register a CSV file or prefix, or a query's result (``sql``); returns it PENDING (see
+        ``Client.datasources.create``).
 
         >>> ds = await client.datasources.create("s3://bucket/churn/", target="churned")
         """
@@ -332,6 +335,7 @@ class AsyncDataSources(_Async[DataSource], DataSourceCalls):
                     id=id,
                     name=name,
                     data_uri=data_uri,
+                    sql=self._sql_json(sql),
                     schema=self._schema_json(schema),
                     schema_uri=schema_uri,
                     target=target,

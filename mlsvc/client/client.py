@@ -46,6 +46,7 @@ from mlsvc.resources import (
     Rearrangement,
     Resource,
     Schema,
+    SqlSource,
     Status,
 )
 
@@ -327,8 +328,9 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
 
     def create(
         self,
-        data_uri: str,
+        data_uri: str | None = None,
         *,
+        sql: SqlSource | Mapping[str, Any] | None = None,
         id: str | None = None,
         name: str | None = None,
         schema: Schema | Mapping[str, Any] | None = None,
@@ -352,6 +354,12 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
         column (blank cells always are; by default ``resources.DEFAULT_MISSING_VALUES``, except where one is a
         frequent level of a CATEGORICAL column). Creating again with the same ``id`` and parameters returns the
         existing datasource; with other parameters it raises ``ConflictError``.
+
+        Or, instead of ``data_uri``, ``sql``: a query whose result is staged as CSV, then read the same way
+        (``resources.SqlSource``; its password is sent once and never shown back):
+
+        >>> ds = client.datasources.create(sql={"engine": "postgresql", "host": "127.0.0.1", "database": "shop",
+        ...     "username": "reader", "password": "…", "query": "SELECT * FROM churn", "staging_uri": "s3://b/stage/"})
         """
         if isinstance(rearrangement, Rearrangement):
             rearrangement = rearrangement.model_dump(mode="json", exclude_none=True)
@@ -361,6 +369,7 @@ class DataSources(_Sync[DataSource], DataSourceCalls):
                     id=id,
                     name=name,
                     data_uri=data_uri,
+                    sql=self._sql_json(sql),
                     schema=self._schema_json(schema),
                     schema_uri=schema_uri,
                     target=target,

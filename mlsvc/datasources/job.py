@@ -36,9 +36,19 @@ INFERENCE_SAMPLE_ROWS = 20_000
 
 
 def run(ctx: JobContext) -> Mapping[str, Any]:
+    if ctx.resource.get("sql"):
+        # Imported here: only a SQL datasource's job needs the database drivers.
+        from mlsvc.datasources.sql import query_then_read
+
+        return query_then_read(ctx, _read)
+    return _read(ctx, ctx.progress)
+
+
+def _read(ctx: JobContext, report: Callable[..., None]) -> Mapping[str, Any]:
+    """The datasource's CSV read: ``report`` takes (fraction, **fields) as progress (``JobContext.progress``)."""
     ds = ctx.resource
     files = ctx.objects.list_data_files(ds["data_uri"])
-    ctx.progress(0.02, files=[f.uri for f in files])
+    report(0.02, files=[f.uri for f in files])
     # The first file is fetched once: inference looks at its first bytes, and the first pass reads on from there.
     opened = OpenedFiles()
     try:
@@ -47,7 +57,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         wanted = bool(ds.get("compute_statistics", True))
 
         def progress(fraction: float) -> None:
-            ctx.progress(0.05 + 0.9 * fraction)
+            report(0.05 + 0.9 * fraction)
 
         if _on_cluster(ctx, plan):
             opened.close()  # the Dask workers read the data themselves

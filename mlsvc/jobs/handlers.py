@@ -28,6 +28,7 @@ HANDLERS: dict[str, str] = {
 # What a job that ended without its result (failed, cancelled by a delete, given up after its worker died) may
 # have left behind, removed by the worker that records the end: "module:function", called with the resource.
 CLEANUPS: dict[str, str] = {
+    "datasource.create": "mlsvc.datasources.sql:discard",
     "model.train": "mlsvc.training.results:discard",
     "recommender.train": "mlsvc.training.results:discard",
     "batch_prediction.run": "mlsvc.prediction.batch_job:discard",

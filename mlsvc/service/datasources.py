@@ -1,7 +1,12 @@
-"""Datasource operations: register a CSV for its job to read, read, list, rename, tag, delete, and its schema."""
+"""Datasource operations: register a CSV (or a SQL query staged as one) for its job to read, read, list, rename,
+tag, delete, and its schema."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from mlsvc.config import Settings
+from mlsvc.datasources import sql
 from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.resources import DataSource, DataSourceCreate, Schema, Status
@@ -15,9 +20,10 @@ class DataSources(Collection[DataSource]):
     kind: ResourceKind = "datasource"
     shape = DataSource
 
-    def __init__(self, metadata: MetadataStore, uris: UriValidator, max_attempts: int) -> None:
+    def __init__(self, metadata: MetadataStore, uris: UriValidator, max_attempts: int, settings: Settings) -> None:
         super().__init__(metadata, max_attempts)
         self.uris = uris
+        self.settings = settings  # which database servers a SQL datasource may reach
 
     def create(self, req: DataSourceCreate) -> tuple[DataSource, bool]:
         """A PENDING datasource and its job; (the datasource, whether it is new rather than a retry)."""
@@ -25,14 +31,30 @@ class DataSources(Collection[DataSource]):
         # A retry answers as the first time did, even if the file has gone since.
         if (existing := self.retried(req.id, body)) is not None:
             return existing, False
-        data_uri = self.uris.check_readable(req.data_uri)
+        resource_id = req.id or new_id("datasource")
+        source = self._source(req, resource_id)
         if req.schema_uri:
             self.uris.check_readable(req.schema_uri)
         if req.data_schema is not None:
             _check_roles(req.data_schema, req.target, req.row_id)
-        name = req.name or name_from_uri(data_uri)
-        record = pending_record(body, req.id or new_id("datasource"), name=name, data_uri=data_uri)
+        record = pending_record(body, resource_id, **source)
         return self.created(record, body, req.tags, "datasource.create")
+
+    def _source(self, req: DataSourceCreate, resource_id: str) -> dict[str, Any]:
+        """The fields that say where the rows are: the CSV's URI and a default name; for a query, its staged CSV's
+        URI and its password (not in ``body``, so never in the request's hash: a retry is the same request)."""
+        if req.sql is None:
+            assert req.data_uri is not None  # DataSourceCreate holds exactly one of them
+            data_uri = self.uris.check_readable(req.data_uri)
+            return {"data_uri": data_uri, "name": req.name or name_from_uri(data_uri)}
+        fields = sql.prepare(self.settings, self.uris, req.sql, resource_id)
+        return {**fields, "name": req.name or f"{req.sql.database} query"}
+
+    def delete(self, resource_id: str) -> DataSource:
+        """Soft delete; a SQL datasource whose job has not ended loses its password with it (a running job holds it
+        already, and stops)."""
+        sql.forget_password(self.metadata, resource_id)
+        return super().delete(resource_id)
 
     def schema(self, resource_id: str) -> Schema:
         """The datasource's schema, once its job has settled it."""
