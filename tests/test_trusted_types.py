@@ -72,14 +72,30 @@ RECIPE = {
     },
     "crosses": [["plan", "binned"]],
 }
+# The same attributes through every output of Amazon ML's recipe language.
+AMAZON_RECIPE = {
+    "groups": {"CATS": "group(ALL_CATEGORICAL, ALL_BINARY)"},
+    "assignments": {"words": "lowercase(no_punct(note))"},
+    "outputs": [
+        "amount",
+        "normalize(amount)",
+        "quantile_bin(binned, 10)",
+        "CATS",
+        "words",
+        "ngram(words, 2)",
+        "osb(note, 3)",
+        "cartesian(plan, quantile_bin(binned, 5))",
+        "cartesian(words, flag)",
+    ],
+}
 
 
-def _fitted(model_type: ModelType) -> list[Any]:
+def _fitted(model_type: ModelType, recipe: dict[str, Any] = RECIPE) -> list[Any]:
     data = _data(model_type)
     pipelines = []
     for family in FAMILIES:
         config = Config(f"{family.name}#0", family, family.defaults(model_type))
-        pipelines.append(make_pipeline(config, data, RECIPE, 0, 1).fit(data.X, data.y))
+        pipelines.append(make_pipeline(config, data, recipe, 0, 1).fit(data.X, data.y))
     voting = VotingRegressor if model_type == ModelType.REGRESSION else VotingClassifier
     members = [(f"m{i}", p) for i, p in enumerate(pipelines[:3])]
     kwargs = {} if model_type == ModelType.REGRESSION else {"voting": "soft"}
@@ -92,6 +108,16 @@ def test_every_family_and_transform_needs_only_trusted_types(model_type: ModelTy
     for fitted in _fitted(model_type):
         untrusted = set(sio.get_untrusted_types(data=sio.dumps(fitted)))
         assert untrusted <= set(TRUSTED_TYPES), (type(fitted).__name__, sorted(untrusted - set(TRUSTED_TYPES)))
+
+
+@pytest.mark.parametrize("model_type", [ModelType.BINARY, ModelType.REGRESSION])
+def test_every_family_on_an_amazon_recipe_needs_only_trusted_types_and_loads_the_same(model_type: ModelType) -> None:
+    X = _data(model_type).X
+    for fitted in _fitted(model_type, AMAZON_RECIPE):
+        saved = sio.dumps(fitted)
+        untrusted = set(sio.get_untrusted_types(data=saved))
+        assert untrusted <= set(TRUSTED_TYPES), (type(fitted).__name__, sorted(untrusted - set(TRUSTED_TYPES)))
+        assert np.array_equal(sio.loads(saved, trusted=list(TRUSTED_TYPES)).predict(X), fitted.predict(X))
 
 
 def test_every_recommender_family_needs_only_trusted_types_and_answers_the_same() -> None:

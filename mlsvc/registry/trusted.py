@@ -22,6 +22,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "mlsvc.training.recipe.SeededFolds",
     "mlsvc.training.recipe.categorical_as_text",
     "mlsvc.training.recipe.fill_text",
+    # an Amazon ML recipe's token outputs, their vectorizer's analyzer, and the names of its features
+    "mlsvc.training.recipe_language.TokenFeatures",
+    "mlsvc.training.recipe_language.given_tokens",
+    "mlsvc.training.recipe_language.level_name",
+    "mlsvc.training.recipe_language.output_feature_name",
     # the recommender and its candidates
     "mlsvc.recommendation.model.Recommender",
     "mlsvc.recommendation.candidates.EASE",

@@ -15,7 +15,7 @@ from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import Document
 from mlsvc.prediction.labels import DEFAULT_THRESHOLD
 from mlsvc.registry import ArtifactRef
-from mlsvc.resources import ModelType
+from mlsvc.resources import Attribute, ModelType
 from mlsvc.training import data as training_data
 from mlsvc.training.budget import JobClock
 from mlsvc.training.distributed import ClusterFanOut
@@ -25,7 +25,7 @@ from mlsvc.training.levels import known_levels
 from mlsvc.training.loop import Outcome, default_budget_s, predict_output, train
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
 from mlsvc.training.promotion import Challenger, promote
-from mlsvc.training.recipe import default_recipe, merge_recipe
+from mlsvc.training.recipe import default_recipe, merge_recipe, parse_recipe_json
 from mlsvc.training.results import Shown, annotate, model_metrics, record_evaluation, register
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ HOLDOUT_FRACTION = 0.2
 MIN_ROWS = 20
 # Held-out rows evaluated in full; a larger holdout is sampled down to what its time allows, never below this.
 EVALUATION_ROWS = 50_000
+RECIPE_FILE_LIMIT = 1024 * 1024  # the most of a recipe_uri file read (a schema file's limit too)
 
 
 def run(ctx: JobContext) -> Mapping[str, Any]:
@@ -44,6 +45,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
     model_type = ModelType(model["model_type"]) if model.get("model_type") else None
     target = _target(model, ds)
     seed = int(model.get("seed", 0))
+    given_recipe = _given_recipe(ctx, model)  # before the data: a recipe that cannot be read fails fast
     data = training_data.load(
         ctx.objects,
         ds,
@@ -60,7 +62,7 @@ def run(ctx: JobContext) -> Mapping[str, Any]:
         )
     lone = training_data.lone_classes(data, target)
     fit, held_out = training_data.split_holdout(data, HOLDOUT_FRACTION, seed)
-    recipe = merge_recipe(default_recipe(data.features, _cardinality(fit.X)), model.get("recipe"), data.features)
+    recipe = _recipe(model, given_recipe, data.features, _cardinality(fit.X))
     budget = float(model.get("time_budget_s") or default_budget_s(len(fit.X), len(data.features)))
     clock = JobClock(budget, started)
     clock.lap("load")
@@ -190,6 +192,31 @@ def _lone_message(lone: list[str]) -> str:
         f"The classes {shown} have a single row each: they are trained on, but cannot be held out or stratified, "
         "so the holdout evaluation does not cover them."
     )
+
+
+def _given_recipe(ctx: JobContext, model: Mapping[str, Any]) -> Any:
+    """The recipe as given: inline, or the JSON document at recipe_uri (read whole, up to a limit)."""
+    uri = model.get("recipe_uri")
+    if not uri:
+        return model.get("recipe")
+    try:
+        return parse_recipe_json(ctx.objects.read_bytes(uri, RECIPE_FILE_LIMIT), "the recipe")
+    except MlsvcError as exc:
+        raise MlsvcError(exc.code, f"recipe_uri {uri}: {exc.message}", {**exc.details, "recipe_uri": uri}) from exc
+
+
+def _recipe(
+    model: Mapping[str, Any], given: Any, features: list[Attribute], cardinality: dict[str, int]
+) -> dict[str, Any]:
+    """The recipe the model trains with, checked against the features; one read from recipe_uri says so when it
+    is wrong (an inline one was checked at create)."""
+    try:
+        return merge_recipe(default_recipe(features, cardinality), given, features)
+    except MlsvcError as exc:
+        uri = model.get("recipe_uri")
+        if not uri:
+            raise
+        raise MlsvcError(exc.code, f"recipe_uri {uri}: {exc.message}", {**exc.details, "recipe_uri": uri}) from exc
 
 
 def _target(model: Mapping[str, Any], ds: Mapping[str, Any]) -> str:

@@ -18,6 +18,22 @@ from sklearn.utils.multiclass import type_of_target
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.resources import Attribute, AttributeType
+from mlsvc.training.recipe_language import (
+    BINARY_STEP,
+    BINS_STEP,
+    CATEGORICAL_STEP,
+    NORMALIZE_STEP,
+    NUMERIC_STEP,
+    TOKENS_STEP,
+    Plan,
+    TokenFeatures,
+    as_amazon_recipe,
+    check_recipe,
+    is_amazon_recipe,
+    level_name,
+    output_feature_name,
+    parse_recipe_json,
+)
 
 # Above this many levels one-hot columns cost more than they tell; a cross-fitted target encoding scales.
 HIGH_CARDINALITY = 50
@@ -55,14 +71,30 @@ def default_recipe(features: list[Attribute], cardinality: dict[str, int] | None
     return {"attributes": plan, "crosses": []}
 
 
-def merge_recipe(defaults: dict[str, Any], given: dict[str, Any] | None, features: list[Attribute]) -> dict[str, Any]:
-    """The caller's recipe over the defaults, checked: known attributes, transforms that fit their type."""
+def default_amazon_recipe(features: list[Attribute], cardinality: dict[str, int] | None = None) -> dict[str, Any]:
+    """The defaults, in Amazon ML's recipe language."""
+    return as_amazon_recipe(default_recipe(features, cardinality), features)
+
+
+def merge_recipe(
+    defaults: dict[str, Any], given: dict[str, Any] | str | None, features: list[Attribute]
+) -> dict[str, Any]:
+    """The recipe a model trains with, checked: one in Amazon ML's recipe language (it has "outputs"; a JSON
+    string is read as JSON) as given, normalized; or mlsvc's own over the defaults (known attributes, transforms
+    that fit their type)."""
+    if isinstance(given, str):
+        given = parse_recipe_json(given)
     if not given:
         return defaults
+    if is_amazon_recipe(given):
+        return check_recipe(given, features).recipe
     _check_recipe_shape(given)
     unknown_keys = set(given) - {"attributes", "crosses"}
     if unknown_keys:
-        raise _bad(f"recipe has unknown keys {sorted(unknown_keys)}; it takes 'attributes' and 'crosses'")
+        raise _bad(
+            f"recipe has unknown keys {sorted(unknown_keys)}; it takes 'attributes' and 'crosses' (mlsvc's own "
+            "recipe), or 'groups', 'assignments' and 'outputs' (Amazon ML's recipe language, docs/recipes.md)"
+        )
     types = {a.attributeName: a.attributeType for a in features}
     plan = dict(defaults["attributes"])
     for name, transform in (given.get("attributes") or {}).items():
@@ -181,7 +213,10 @@ def build_preprocessor(
     features: list[Attribute], recipe: dict[str, Any], *, numeric: str | None = None, dense: bool = False
 ) -> Pipeline:
     """Crosses (if any) then a ColumnTransformer applying ``recipe``. ``numeric`` replaces the default numeric
-    transform (a linear model may prefer quantile bins); ``dense`` compresses TF-IDF for models that need it."""
+    transform (a linear model may prefer quantile bins), except in an Amazon ML recipe, which says itself how each
+    number is used; ``dense`` compresses TF-IDF for models that need it."""
+    if is_amazon_recipe(recipe):
+        return _amazon_preprocessor(check_recipe(recipe, features), dense)
     plan = dict(recipe["attributes"])
     if numeric:
         plan = {n: (numeric if t == "impute_median_scale" else t) for n, t in plan.items()}
@@ -200,42 +235,67 @@ def build_preprocessor(
     return Pipeline(stages)
 
 
+def _amazon_preprocessor(plan: Plan, dense: bool) -> Pipeline:
+    """A ColumnTransformer making an Amazon ML recipe's outputs: numbers as they are (missing ones imputed) and
+    normalized, flags, categories one-hot, quantile bins, and each token output by its own TokenFeatures."""
+    steps: list[tuple[str, Any, Any]] = []
+    if plan.numeric:
+        steps.append((NUMERIC_STEP, SimpleImputer(strategy="median", keep_empty_features=True), plan.numeric))
+    if plan.normalized:
+        steps.append((NORMALIZE_STEP, _impute_then("scale", StandardScaler()), plan.normalized))
+    if plan.binary:
+        steps.append((BINARY_STEP, SimpleImputer(strategy="most_frequent", keep_empty_features=True), plan.binary))
+    if plan.categorical:
+        steps.append((CATEGORICAL_STEP, _one_hot(level_name), plan.categorical))
+    for bins, columns in plan.bins.items():
+        steps.append((f"{BINS_STEP}{bins}", _impute_then("bins", _quantile_bins(bins)), columns))
+    for i, output in enumerate(plan.tokens):
+        tokens = TokenFeatures(output.expression, output.label)
+        step = Pipeline([("tokens", tokens), ("svd", CappedSVD())]) if dense else tokens
+        steps.append((f"{TOKENS_STEP}{i}", step, output.columns))
+    columns = ColumnTransformer(
+        steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3, verbose_feature_names_out=output_feature_name
+    )
+    return Pipeline([("columns", columns)])
+
+
+def _impute_then(name: str, step: Any) -> Pipeline:
+    """Missing numbers imputed by the median, then ``step``."""
+    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)), (name, step)])
+
+
+def _quantile_bins(bins: int) -> KBinsDiscretizer:
+    return KBinsDiscretizer(
+        n_bins=bins, encode="onehot-dense", strategy="quantile", quantile_method="averaged_inverted_cdf"
+    )
+
+
+def _one_hot(names: Any = "concat") -> Pipeline:
+    """Categories one-hot, missing as a level of its own; rare levels share one column so unseen data degrades
+    gracefully. ``names`` makes a column's name from the attribute's and the level's."""
+    return Pipeline(
+        [
+            ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
+            (
+                "one_hot",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    min_frequency=5,
+                    max_categories=64,
+                    sparse_output=False,
+                    feature_name_combiner=names,
+                ),
+            ),
+        ]
+    )
+
+
 def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool) -> list[tuple[str, Any, Any]]:
     steps: list[tuple[str, Any, Any]] = []
     if groups.get("impute_median_scale"):
-        steps.append(
-            (
-                "numeric",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                        ("scale", StandardScaler()),
-                    ]
-                ),
-                groups["impute_median_scale"],
-            )
-        )
+        steps.append(("numeric", _impute_then("scale", StandardScaler()), groups["impute_median_scale"]))
     if groups.get("quantile_bins"):
-        steps.append(
-            (
-                "numeric_bins",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                        (
-                            "bins",
-                            KBinsDiscretizer(
-                                n_bins=10,
-                                encode="onehot-dense",
-                                strategy="quantile",
-                                quantile_method="averaged_inverted_cdf",
-                            ),
-                        ),
-                    ]
-                ),
-                groups["quantile_bins"],
-            )
-        )
+        steps.append(("numeric_bins", _impute_then("bins", _quantile_bins(10)), groups["quantile_bins"]))
         # Binning the imputed values hides which were missing; a linear model may learn from that on its own.
         steps.append(
             ("numeric_missing", MissingIndicator(features="missing-only", error_on_new=False), groups["quantile_bins"])
@@ -250,27 +310,7 @@ def _column_steps(groups: dict[str, list[str]], crosses: list[str], dense: bool)
         )
     one_hot = groups.get("one_hot_rare_grouped", []) + crosses
     if one_hot:
-        # Missing is a level of its own; rare levels share one column so unseen data degrades gracefully.
-        steps.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        ("as_text", FunctionTransformer(categorical_as_text, feature_names_out="one-to-one")),
-                        (
-                            "one_hot",
-                            OneHotEncoder(
-                                handle_unknown="infrequent_if_exist",
-                                min_frequency=5,
-                                max_categories=64,
-                                sparse_output=False,
-                            ),
-                        ),
-                    ]
-                ),
-                one_hot,
-            )
-        )
+        steps.append(("categorical", _one_hot(), one_hot))
     if groups.get("target_encode"):
         steps.append(
             (
