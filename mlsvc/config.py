@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
+from mlsvc.security.sigv4 import Credentials
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -51,6 +53,20 @@ class Settings:
     # Signs the digest record of each model version (MLSVC_SECRET_KEY), so that a record altered in the metadata
     # store is refused too. Never printed: kept out of repr and describe().
     secret_key: str | None = field(default=None, repr=False)
+    # The database servers SQL datasources may query. A caller must not make the server connect wherever it likes
+    # (another host's database, a port on the server's own network), so the operator names them:
+    # MLSVC_RDS_INSTANCES, "name=host:port,…": the MySQL / MariaDB server each Amazon RDS InstanceIdentifier (a
+    # request's "instance" with engine mysql) names; port 3306 when left out.
+    rds_instances: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # MLSVC_REDSHIFT_CLUSTERS, the same for a Redshift ClusterIdentifier (engine postgresql): servers that speak
+    # PostgreSQL's protocol; port 5439 (Redshift's) when left out.
+    redshift_clusters: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # MLSVC_SQL_HOSTS, "host[:port],…": the hosts a native request may name directly (host and port); an entry
+    # without a port allows any, "*" any host. Loopback only by default.
+    sql_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    # The access keys the Amazon ML API (at /) accepts SigV4 signatures from (MLSVC_AWS_CREDENTIALS =
+    # "AKID:SECRET,AKID2:SECRET2"); none: that API is open. Secrets never printed: kept out of repr and describe().
+    aws_credentials: Credentials = field(default_factory=Credentials, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,6 +102,11 @@ class Settings:
             dask_scheduler=os.environ.get("MLSVC_DASK_SCHEDULER", "").strip() or None,
             partition_bytes=int(_env("MLSVC_PARTITION_BYTES", str(64 * 1024 * 1024))),
             secret_key=os.environ.get("MLSVC_SECRET_KEY") or None,
+            rds_instances=_addresses("MLSVC_RDS_INSTANCES", 3306),
+            redshift_clusters=_addresses("MLSVC_REDSHIFT_CLUSTERS", 5439),
+            sql_hosts=tuple(h.strip().lower() for h in os.environ.get("MLSVC_SQL_HOSTS", "").split(",") if h.strip())
+            or LOOPBACK_NAMES,
+            aws_credentials=Credentials.parse(os.environ.get("MLSVC_AWS_CREDENTIALS", "")),
         )
 
     def own_files(self) -> tuple[str, ...]:
@@ -126,13 +147,21 @@ class Settings:
                 f"s3 endpoint      {endpoint}",
                 f"local data roots {roots}",
                 f"authentication   {self.auth_mode()}",
+                f"amazon ml api    {self.aws_credentials.describe()}",
                 f"allowed hosts    {', '.join(self.allowed_hosts)}",
+                f"sql databases    {self._sql_places()}",
                 f"access log       {'a line per request' if self.access_log else 'off (MLSVC_ACCESS_LOG=0)'}",
                 f"model digests    {'signed with MLSVC_SECRET_KEY' if self.secret_key else 'not signed'}",
                 f"batch scoring    {_redact(self.dask_scheduler) if self.dask_scheduler else 'this worker (threads)'}"
                 + (f", in parts of {self.partition_bytes // 2**20} MiB" if self.dask_scheduler else ""),
             ]
         )
+
+    def _sql_places(self) -> str:
+        """The database servers SQL datasources may query, for ``describe``."""
+        named = (("rds instances", self.rds_instances), ("redshift clusters", self.redshift_clusters))
+        parts = [f"{kind} " + ", ".join(f"{n}={h}:{p}" for n, (h, p) in to.items()) for kind, to in named if to]
+        return "; ".join([*parts, "hosts " + ", ".join(self.sql_hosts)])
 
 
 def is_loopback(host: str) -> bool:
@@ -152,6 +181,40 @@ def _allowed_hosts(configured: str, bind: str) -> tuple[str, ...]:
     if configured.strip():
         return tuple(h.strip().lower() for h in configured.split(",") if h.strip())
     return LOOPBACK_NAMES if is_loopback(bind) else ("*",)
+
+
+def split_host_port(address: str) -> tuple[str, int | None]:
+    """'host', 'host:port', '[v6]:port' or a bare IPv6 address as (host lower-cased, port or None); ValueError when
+    the port is not a port."""
+    address = address.strip()
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest.removeprefix(":") or None
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    else:
+        host, port = address, None
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+    return host.lower(), int(port) if port is not None else None
+
+
+def _addresses(variable: str, default_port: int) -> dict[str, tuple[str, int]]:
+    """A "name=host:port,…" variable as {name: (host, port)}; a value that is not so stops the process, saying
+    what is wrong."""
+    found: dict[str, tuple[str, int]] = {}
+    for item in os.environ.get(variable, "").split(","):
+        if not item.strip():
+            continue
+        name, sep, address = (part.strip() for part in item.partition("="))
+        if not (sep and name and address):
+            raise ValueError(f"{variable}: {item.strip()!r} is not name=host:port")
+        try:
+            host, port = split_host_port(address)
+        except ValueError as exc:
+            raise ValueError(f"{variable}: {name}: {exc}") from None
+        found[name] = (host, port or default_port)
+    return found
 
 
 def _own_place(place: str) -> str | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -168,6 +168,66 @@ class Rearrangement(BaseModel):
     splitting: Splitting | None = None
 
 
+# --- SQL datasources: a query's result, staged as CSV ---
+
+
+class SqlSourceInfo(BaseModel):
+    """Where a SQL datasource's rows come from, as its resource shows it (never the password)."""
+
+    engine: Literal["mysql", "postgresql"] = Field(
+        description="mysql: MySQL or MariaDB (Amazon RDS); postgresql: PostgreSQL or Amazon Redshift."
+    )
+    instance: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="A server the operator named: an RDS InstanceIdentifier (MLSVC_RDS_INSTANCES) for mysql, a "
+        "Redshift ClusterIdentifier (MLSVC_REDSHIFT_CLUSTERS) for postgresql. Instead of host and port.",
+    )
+    host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._:\[\]-]{1,253}$",
+        description="A host name or address that MLSVC_SQL_HOSTS allows (loopback by default).",
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="With host; 3306 for mysql, 5432 for postgresql.")
+    database: str = Field(min_length=1, max_length=128)
+    username: str = Field(min_length=1, max_length=128)
+    query: str = Field(
+        min_length=1,
+        max_length=16384,
+        description="One statement that returns rows (a SELECT); it runs in a read-only transaction.",
+    )
+    staging_uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="A folder (s3://bucket/prefix/ or a path) where the result is staged as <datasource id>.csv.",
+    )
+
+
+class SqlSource(SqlSourceInfo):
+    """A query whose result becomes a datasource: run read-only, staged as CSV under ``staging_uri``, then read
+    like any CSV."""
+
+    # A request that fails validation is not echoed with its password in the error's text either.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    password: SecretStr | None = Field(
+        None,
+        max_length=1024,
+        exclude=True,  # write-only: never dumped, so never in a response, the stored request or its hash
+        description="Write-only: never shown, stored only until the datasource's job has run.",
+    )
+
+    @model_validator(mode="after")
+    def _one_server(self) -> SqlSource:
+        if (self.instance is None) == (self.host is None):
+            raise ValueError("give either 'instance' (a server the operator named) or 'host' (and 'port')")
+        if self.port is not None and self.host is None:
+            raise ValueError("'port' goes with 'host'; an instance's port is configured with it")
+        if not self.query.strip():
+            raise ValueError("'query' is blank; give a SELECT statement")
+        return self
+
+
 # --- resources ---
 
 
@@ -189,7 +249,9 @@ class Resource(BaseModel):
 class DataSource(Resource):
     model_config = ConfigDict(populate_by_name=True)
 
-    data_uri: str
+    data_uri: str = Field(description="The CSV file or prefix read; for a SQL datasource, its staged CSV.")
+    sql: SqlSourceInfo | None = Field(None, description="Where a SQL datasource's rows come from.")
+    rows_fetched: int | None = Field(None, description="SQL datasources: the rows the query has returned so far.")
     data_schema: Schema | None = Field(None, alias="schema")
     schema_uri: str | None = None
     target: str | None = None
@@ -220,13 +282,31 @@ class Candidate(_Strict):
     )
 
 
+class RealtimeEndpoint(BaseModel):
+    """A model mounted for real-time predictions through Amazon ML's Predict (CreateRealtimeEndpoint)."""
+
+    status: Literal["NONE", "READY", "UPDATING", "FAILED"] = "NONE"
+    url: str | None = Field(None, description="Where Predict calls go: this server's URL as the caller reached it.")
+    peak_requests_per_second: int = Field(
+        0, description="Predict calls a second the endpoint answers; beyond it LimitExceededException."
+    )
+    created_at: datetime | None = None
+
+
 class Model(Resource):
     version: int | None = None
+    display_name: str | None = Field(None, description="A free-text name (Amazon ML's MLModelName).")
+    parameters: dict[str, str] | None = Field(
+        None, description="Amazon ML's training parameters as given (sgd.*); docs/amazon-ml.md says how each maps."
+    )
+    score_threshold_updated_at: datetime | None = None
+    endpoint: RealtimeEndpoint | None = None
     model_type: ModelType | None = None
     datasource_id: str
     target: str | None = None
     time_budget_s: float | None = None
     recipe: dict[str, Any] | None = None
+    recipe_uri: str | None = Field(None, description="Where the recipe was read from, when it was not given inline.")
     candidates: list[Candidate] | None = None
     seed: int = 0
     promote: Literal["auto", "never"] = "auto"
@@ -325,8 +405,20 @@ class EvaluationPage(BaseModel):
 
 class DataSourceCreate(_Strict):
     id: ResourceId | None = None
-    name: str | None = Field(None, max_length=256)
-    data_uri: str = Field(min_length=1, max_length=2048)
+    name: str | None = Field(None, max_length=1024)
+    data_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        exclude_if=lambda v: v is None,
+        description="A CSV file or prefix (s3://, file:// or a path); or give 'sql' instead.",
+    )
+    sql: SqlSource | None = Field(
+        None,
+        exclude_if=lambda v: v is None,  # so a file request is the same request as before the field was added
+        description="A query whose result becomes the datasource, instead of 'data_uri'. mlsvc extension (Amazon "
+        "ML's CreateDataSourceFromRDS and CreateDataSourceFromRedshift).",
+    )
     data_schema: Schema | None = Field(None, alias="schema")
     schema_uri: str | None = Field(None, max_length=2048)
     target: str | None = None
@@ -349,17 +441,47 @@ class DataSourceCreate(_Strict):
     )
     tags: Tags = Field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # the input may hold an SQL password
+        json_schema_extra={"oneOf": [_given("data_uri"), _given("sql")]},
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSourceCreate:
+        if (self.data_uri is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'data_uri' (a CSV file or prefix) or 'sql' (a query)")
+        return self
 
 
 class ModelCreate(_Strict):
     id: ResourceId | None = None
     name: str = Field(pattern=NAME_PATTERN, description="Registered model name; training again makes a new version.")
+    display_name: str | None = Field(
+        None, max_length=1024, exclude_if=lambda v: v is None, description="A free-text name (Amazon ML's MLModelName)."
+    )
+    parameters: dict[str, str] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="Amazon ML's training parameters (sgd.maxPasses, sgd.maxMLModelSizeInBytes, "
+        "sgd.l1RegularizationAmount, sgd.l2RegularizationAmount, sgd.shuffleType), checked and kept; "
+        "docs/amazon-ml.md says how each maps onto mlsvc's search.",
+    )
     datasource_id: str = Field(min_length=1, max_length=64)
     target: str | None = None
     model_type: ModelType | None = None
     time_budget_s: float | None = Field(None, gt=0, le=24 * 3600, strict=True, allow_inf_nan=False)
     recipe: dict[str, Any] | None = None
+    recipe_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        exclude_if=lambda v: v is None,  # so a request without it is the same request as before the field was added
+        description="Where to read the recipe instead (Amazon ML's RecipeUri): s3://…, file://… or a local path to a "
+        "JSON document of at most 1 MiB, in Amazon ML's recipe language or mlsvc's own (docs/recipes.md); give "
+        "recipe or recipe_uri, not both.",
+    )
     candidates: list[Candidate] | None = Field(
         None,
         min_length=1,
@@ -385,7 +507,7 @@ class ModelCreate(_Strict):
 
 class EvaluationCreate(_Strict):
     id: ResourceId | None = Field(None, description="Caller-chosen id (ids ending in -holdout are the server's).")
-    name: str | None = Field(None, max_length=256)
+    name: str | None = Field(None, max_length=1024)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str = Field(min_length=1, max_length=64)
     tags: Tags = Field(default_factory=dict)
@@ -400,7 +522,7 @@ class EvaluationCreate(_Strict):
 
 class BatchPredictionCreate(_Strict):
     id: ResourceId | None = None
-    name: str | None = Field(None, max_length=256)
+    name: str | None = Field(None, max_length=1024)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str | None = Field(None, min_length=1, max_length=64)
     data_uri: str | None = Field(
@@ -433,19 +555,20 @@ class TagsPatch(_Strict):
 
 
 class DataSourceUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=256)
+    name: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class BatchPredictionUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=256)
+    name: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class EvaluationUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=256)
+    name: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class ModelUpdate(TagsPatch):
     score_threshold: float | None = Field(None, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    display_name: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class AliasSet(_Strict):

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsvc.config import Settings
 from mlsvc.errors import ErrorCode
-from mlsvc.server import batch_predictions, console, datasources, docs, errors, evaluations, models
+from mlsvc.server import amazonml, batch_predictions, console, datasources, docs, errors, evaluations, models
 from mlsvc.server.access_log import AccessLog
 from mlsvc.server.deps import require_api_key
 from mlsvc.server.guards import HostCheck, ShedLoad, header
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     errors.install(app)
     docs.install(app)
     console.install(app)
+    amazonml.install(app, settings)
     auth = [Depends(require_api_key)]
     for router in (datasources.router, models.router, evaluations.router, batch_predictions.router):
         app.include_router(router, dependencies=auth, responses=error_answers(*EVERY))

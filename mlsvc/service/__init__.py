@@ -52,8 +52,8 @@ class Service:
         store, attempts = self.planes.metadata, settings.job_max_attempts
         refs = ModelRefs(store)
         self.predictions = Predictions(store, self.planes.registry, refs, settings.max_predict_records)
-        self.datasources = DataSources(store, self.planes.uris, attempts)
-        self.models = Models(store, self.planes.registry, refs, self.predictions.warm, attempts)
+        self.datasources = DataSources(store, self.planes.uris, attempts, settings)
+        self.models = Models(store, self.planes.registry, refs, self.predictions.warm, attempts, self.planes.uris)
         self.evaluations = Evaluations(store, refs, attempts)
         self.batch_predictions = BatchPredictions(store, self.planes.uris, refs, attempts)
 

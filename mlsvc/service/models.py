@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from mlsvc.errors import ErrorCode, MlsvcError, did_you_mean
 from mlsvc.metadata import Document, MetadataStore, ResourceKind
+from mlsvc.metadata.sql import utcnow
 from mlsvc.registry import ModelRegistry
 from mlsvc.registry.notes import STATUS_TAG
-from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, Schema, Status, is_valid_alias
+from mlsvc.resources import (
+    Model,
+    ModelCreate,
+    ModelType,
+    ModelUpdate,
+    RealtimeEndpoint,
+    Schema,
+    Status,
+    is_valid_alias,
+)
+from mlsvc.security.uris import UriValidator
 from mlsvc.service.common import (
     Creator,
     ListQuery,
+    completed_model,
     list_page,
     new_id,
     pending_record,
@@ -21,9 +35,11 @@ from mlsvc.service.common import (
 )
 from mlsvc.service.refs import ModelRefs
 from mlsvc.training.candidates import BY_NAME
+from mlsvc.training.parameters import check_parameters, time_budget
 from mlsvc.training.recipe import default_recipe, merge_recipe
 
 log = logging.getLogger("mlsvc.service")
+ENDPOINT_PEAK_RPS = 200  # Amazon ML's real-time endpoints answered this many requests a second
 
 
 class Models(Creator[Model]):
@@ -40,11 +56,13 @@ class Models(Creator[Model]):
         refs: ModelRefs,
         warm: Callable[[Document], None],
         max_attempts: int,
+        uris: UriValidator,
     ) -> None:
         super().__init__(metadata, max_attempts)
         self.registry = registry
         self.refs = refs
         self.warm = warm
+        self.uris = uris
 
     def create(self, req: ModelCreate) -> tuple[Model, bool]:
         """A PENDING version of ``req.name`` and its job; (the model, whether it is new rather than a retry)."""
@@ -53,12 +71,19 @@ class Models(Creator[Model]):
         if (existing := self.retried(req.id, body)) is not None:
             return existing, False
         self._check_unambiguous(req)
+        recipe_uri = self._check_recipe_uri(req)
+        check_parameters(req.parameters)
+        if req.time_budget_s is None and (budget := time_budget(req.parameters)) is not None:
+            req = req.model_copy(update={"time_budget_s": budget})
         schema = Schema.model_validate(ready_datasource(self.metadata, req.datasource_id)["schema"])
         if req.model_type == ModelType.RECOMMENDATION:
             self._check_recommendation(req, schema)
         else:
             self._check_supervised(req, schema)
-        record = pending_record(body, req.id or new_id("model"), version=None)
+        stored = {**body, "time_budget_s": req.time_budget_s}  # the budget the parameters asked for, if any
+        record = pending_record(stored, req.id or new_id("model"), version=None)
+        if recipe_uri is not None:
+            record["recipe_uri"] = recipe_uri  # normalized, as data_uri is: a worker elsewhere reads the same file
         job = "recommender.train" if req.model_type == ModelType.RECOMMENDATION else "model.train"
         return self.created(record, body, req.tags, job)
 
@@ -78,6 +103,25 @@ class Models(Creator[Model]):
                 f"'{req.name}' is the id of model '{holder['name']}'; choose another name",
                 {"name": req.name},
             )
+
+    def _check_recipe_uri(self, req: ModelCreate) -> str | None:
+        """The recipe is given inline or by where to read it, not both; a recipe_uri names one file (read by the
+        job), normalized."""
+        if req.recipe_uri is None:
+            return None
+        if req.recipe is not None:
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                "give the recipe inline ('recipe') or where to read it ('recipe_uri'), not both",
+            )
+        uri = self.uris.check_readable(req.recipe_uri)
+        if uri.endswith("/") or Path(uri).is_dir():
+            raise MlsvcError(
+                ErrorCode.VALIDATION_ERROR,
+                f"recipe_uri {uri} names a folder or prefix; name the recipe's file",
+                {"recipe_uri": uri},
+            )
+        return uri
 
     def _check_supervised(self, req: ModelCreate, schema: Schema) -> None:
         names = [a.attributeName for a in schema.attributes]
@@ -143,8 +187,14 @@ class Models(Creator[Model]):
                     ErrorCode.VALIDATION_ERROR,
                     f"score_threshold applies to BINARY models; '{model['id']}' is {model['model_type']}",
                 )
-            self.metadata.update("model", model["id"], {"score_threshold": patch.score_threshold})
+            self.metadata.update(
+                "model",
+                model["id"],
+                {"score_threshold": patch.score_threshold, "score_threshold_updated_at": utcnow().isoformat()},
+            )
             self.refs.clear()
+        if patch.display_name is not None:
+            self.metadata.update("model", model["id"], {"display_name": patch.display_name})
         if patch.tags:
             self.metadata.set_tags("model", model["id"], patch.tags)
         return Model.model_validate(self.metadata.get("model", model["id"]))
@@ -223,6 +273,39 @@ class Models(Creator[Model]):
                 {"name": name, "alias": alias},
             )
         return Model.model_validate(model)
+
+    def amazon_recipe(self, model: Model) -> dict[str, Any] | None:
+        """The version's recipe in Amazon ML's recipe language (whatever form it was given in)."""
+        from mlsvc.training.recipe_language import as_amazon_recipe
+
+        return None if model.recipe is None else as_amazon_recipe(model.recipe, model.features)
+
+    def mount(self, ref: str, url: str, peak_requests_per_second: int = ENDPOINT_PEAK_RPS) -> Model:
+        """Mount a COMPLETED version for real-time predictions at ``url`` (loaded first, so the first call is
+        fast); mounting again keeps the endpoint as it is."""
+        model = completed_model(self.refs.resolve(ref), "be mounted on a real-time endpoint")
+        if (model.get("endpoint") or {}).get("status") != "READY":
+            self.warm(model)
+            endpoint = RealtimeEndpoint.model_validate(
+                {
+                    "status": "READY",
+                    "url": url,
+                    "peak_requests_per_second": peak_requests_per_second,
+                    "created_at": utcnow(),
+                }
+            )
+            self.metadata.update("model", model["id"], {"endpoint": endpoint.model_dump(mode="json")})
+            self.refs.clear()
+        return Model.model_validate(self.metadata.get("model", model["id"]))
+
+    def unmount(self, ref: str) -> Model:
+        """Take a version off its real-time endpoint (it is still served by the native API)."""
+        model = self.refs.resolve(ref)
+        self.metadata.update(
+            "model", model["id"], {"endpoint": RealtimeEndpoint.model_validate({}).model_dump(mode="json")}
+        )
+        self.refs.clear()
+        return Model.model_validate(self.metadata.get("model", model["id"]))
 
     def _mirror(self, method: str, *args: object) -> None:
         """Mirror alias changes into the registry; the store is the source of truth, so a failure is not fatal."""
