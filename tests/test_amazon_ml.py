@@ -483,6 +483,48 @@ def test_the_aws_cli_drives_it(server: RunningServer, trained: dict[str, str], b
     assert refused.returncode != 0 and "MissingAuthenticationTokenException" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("model_type", "target", "metric"),
+    [("REGRESSION", "monthly_charges", "RegressionRMSE"), ("MULTICLASS", "contract", "MulticlassAvgFScore")],
+)
+def test_regression_and_multiclass_models_evaluate_and_predict(
+    ml: Any, bucket: str, server: RunningServer, model_type: str, target: str, metric: str
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    schema = json.loads(Path(str(CHURN) + ".schema").read_text())
+    schema["targetAttributeName"] = target
+    ds_id, model_id, evaluation_id = f"ds-{model_type.lower()}-{run}", f"ml-{model_type.lower()}-{run}", f"ev-{run}"
+    spec = {"DataLocationS3": f"s3://{bucket}/in/churn.csv", "DataSchema": json.dumps(schema)}
+    ml.create_data_source_from_s3(DataSourceId=ds_id, DataSpec=spec, ComputeStatistics=True)
+    ml.get_waiter("data_source_available").wait(
+        FilterVariable="DataLocationS3", EQ=spec["DataLocationS3"], WaiterConfig=WAIT
+    )
+    ml.create_ml_model(
+        MLModelId=model_id,
+        MLModelType=model_type,
+        TrainingDataSourceId=ds_id,
+        Parameters={"mlsvc.timeBudgetSeconds": FAST},
+    )
+    ml.get_waiter("ml_model_available").wait(FilterVariable="MLModelType", EQ=model_type, WaiterConfig=WAIT)
+    ml.create_evaluation(EvaluationId=evaluation_id, MLModelId=model_id, EvaluationDataSourceId=ds_id)
+    ml.get_waiter("evaluation_available").wait(FilterVariable="DataSourceId", EQ=ds_id, WaiterConfig=WAIT)
+    [name] = ml.get_evaluation(EvaluationId=evaluation_id)["PerformanceMetrics"]["Properties"]
+    assert name == metric
+    url = ml.create_realtime_endpoint(MLModelId=model_id)["RealtimeEndpointInfo"]["EndpointUrl"]
+    record = {"tenure_months": "12", "contract": "one-year", "monthly_charges": "70", "internet_service": "fiber"}
+    record.pop(target)
+    prediction = ml.predict(MLModelId=model_id, Record=record, PredictEndpoint=url)["Prediction"]
+    [native] = httpx.post(f"{server.url}/v1/models/{model_id}/predict", json={"record": record}).json()["predictions"]
+    assert prediction["details"]["PredictiveModelType"] == model_type
+    if model_type == "REGRESSION":
+        assert "predictedLabel" not in prediction
+        assert prediction["predictedValue"] == pytest.approx(native["predicted_value"], rel=1e-6)
+    else:
+        assert prediction["predictedLabel"] == native["predicted_label"]
+        assert prediction["predictedScores"] == pytest.approx(native["predicted_scores"], rel=1e-6)
+        assert set(prediction["predictedScores"]) == {"month-to-month", "one-year", "two-year"}
+
+
 RECIPE = {
     "groups": {"PLAN": "group(contract, payment_method)"},
     "assignments": {"tenure_bins": "quantile_bin(tenure_months, 5)"},
@@ -656,3 +698,11 @@ def test_every_operation_was_driven_through_boto3(ml: Any) -> None:
     every = set(ml.meta.service_model.operation_names)
     assert len(every) == 28
     assert every - ml.shape_checks.seen == set()
+
+
+def test_the_start_up_lines_say_how_the_api_authenticates(server: RunningServer, mlsvc_server: RunningServer) -> None:
+    assert f"amazon ml api    AWS SigV4 for access key id {KEY_ID}" in server.log_text()
+    assert SECRET not in server.log_text()
+    assert "amazon ml api    open: no MLSVC_AWS_CREDENTIALS" in mlsvc_server.log_text()
+    open_client = _client(mlsvc_server, key_id="ANYONE", secret="anything")
+    assert open_client.describe_data_sources(Limit=1)["ResponseMetadata"]["HTTPStatusCode"] == 200

@@ -116,3 +116,21 @@ def test_the_sdk_and_the_cli_send_their_key(
     assert made.id in shown.stdout
     refused = run_cli(keyed, "datasources", "get", made.id, "--json", env={"MLSVC_API_KEY": None})
     assert refused.returncode == 2 and "unauthenticated" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_amazon_ml_api_is_no_way_around_the_key(keyed: RunningServer) -> None:
+    """With MLSVC_API_KEY set and no MLSVC_AWS_CREDENTIALS, Amazon ML's API at / takes no caller at all."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    ml = boto3.client(
+        "machinelearning",
+        endpoint_url=keyed.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDANY",
+        aws_secret_access_key="any-secret",
+    )
+    with pytest.raises(ClientError) as refused:
+        ml.describe_data_sources()
+    assert refused.value.response["Error"]["Code"] == "MissingAuthenticationTokenException"
+    assert "MLSVC_AWS_CREDENTIALS" in refused.value.response["Error"]["Message"]

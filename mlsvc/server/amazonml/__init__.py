@@ -76,7 +76,6 @@ def _authenticated(request: Request, body: bytes, settings: Settings) -> str | N
             raise AmazonError(
                 "MissingAuthenticationTokenException",
                 "this server requires authentication: sign requests with a key set in MLSVC_AWS_CREDENTIALS",
-                403,
             )
         return None
     try:
