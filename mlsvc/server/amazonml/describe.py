@@ -28,11 +28,12 @@ def describe(
     items: Iterable[T], params: Params, variables: Mapping[str, Getter], key: Getter
 ) -> tuple[list[T], str | None]:
     """The page of ``items`` the Describe call asks for, and the token of the next page (None on the last)."""
+    given = [op for op in COMPARATORS if params.get(op) is not None]
+    if given and params.get("FilterVariable") is None:
+        raise invalid(f"give FilterVariable with {', '.join(given)}: the value it compares")
     variable = params.get("FilterVariable") or "CreatedAt"
     getter = variables[variable]
-    tests = [(op, _operand(variable, params[op])) for op in COMPARATORS if params.get(op) is not None]
-    if tests and params.get("FilterVariable") is None:
-        raise invalid(f"give FilterVariable with {', '.join(op for op, _ in tests)}: the value it compares")
+    tests = [(op, _operand(variable, params[op])) for op in given]
     descending = params.get("SortOrder") == "dsc"
     chosen = [item for item in items if all(_holds(op, getter(item), operand) for op, operand in tests)]
     chosen.sort(key=lambda item: (_sortable(getter(item)), key(item)), reverse=descending)
