@@ -62,8 +62,11 @@ class Settings:
     # PostgreSQL's protocol; port 5439 (Redshift's) when left out.
     redshift_clusters: dict[str, tuple[str, int]] = field(default_factory=dict)
     # MLSVC_SQL_HOSTS, "host[:port],…": the hosts a native request may name directly (host and port); an entry
-    # without a port allows any, "*" any host. Loopback only by default.
-    sql_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    # without a port allows any, "*" any host. None by default: a caller names a configured instance.
+    sql_hosts: tuple[str, ...] = ()
+    # MLSVC_PUBLIC_URL: the URL clients reach this service at (behind a proxy or TLS), which real-time endpoints
+    # name; unset, the URL a request came in at.
+    public_url: str | None = None
     # The access keys the Amazon ML API (at /) accepts SigV4 signatures from (MLSVC_AWS_CREDENTIALS =
     # "AKID:SECRET,AKID2:SECRET2"); none: that API is open. Secrets never printed: kept out of repr and describe().
     aws_credentials: Credentials = field(default_factory=Credentials, repr=False)
@@ -104,9 +107,9 @@ class Settings:
             secret_key=os.environ.get("MLSVC_SECRET_KEY") or None,
             rds_instances=_addresses("MLSVC_RDS_INSTANCES", 3306),
             redshift_clusters=_addresses("MLSVC_REDSHIFT_CLUSTERS", 5439),
-            sql_hosts=tuple(h.strip().lower() for h in os.environ.get("MLSVC_SQL_HOSTS", "").split(",") if h.strip())
-            or LOOPBACK_NAMES,
+            sql_hosts=tuple(h.strip().lower() for h in os.environ.get("MLSVC_SQL_HOSTS", "").split(",") if h.strip()),
             aws_credentials=Credentials.parse(os.environ.get("MLSVC_AWS_CREDENTIALS", "")),
+            public_url=os.environ.get("MLSVC_PUBLIC_URL", "").strip().rstrip("/") or None,
         )
 
     def own_files(self) -> tuple[str, ...]:
@@ -133,6 +136,12 @@ class Settings:
             "data, train and delete. Set MLSVC_API_KEY, or MLSVC_ALLOW_ANONYMOUS=1 to serve without one on purpose"
         )
 
+    def _amazon_ml_access(self) -> str:
+        """How Amazon ML's API at / takes callers, for the start-up lines."""
+        if not self.aws_credentials and self.api_key:
+            return "refused: MLSVC_API_KEY is set and no MLSVC_AWS_CREDENTIALS to verify signatures against"
+        return self.aws_credentials.describe()
+
     def describe(self, role: str) -> str:
         """The lines printed at start-up so a person knows what this process is and where its data lives."""
         roots = ", ".join(str(r) for r in self.local_roots) or "any local path"
@@ -147,7 +156,7 @@ class Settings:
                 f"s3 endpoint      {endpoint}",
                 f"local data roots {roots}",
                 f"authentication   {self.auth_mode()}",
-                f"amazon ml api    {self.aws_credentials.describe()}",
+                f"amazon ml api    {self._amazon_ml_access()}",
                 f"allowed hosts    {', '.join(self.allowed_hosts)}",
                 f"sql databases    {self._sql_places()}",
                 f"access log       {'a line per request' if self.access_log else 'off (MLSVC_ACCESS_LOG=0)'}",

@@ -193,7 +193,7 @@ class SqlSourceInfo(BaseModel):
     username: str = Field(min_length=1, max_length=128)
     query: str = Field(
         min_length=1,
-        max_length=16384,
+        max_length=1_000_000,
         description="One statement that returns rows (a SELECT); it runs in a read-only transaction.",
     )
     staging_uri: str = Field(
@@ -491,6 +491,13 @@ class ModelCreate(_Strict):
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
+    wait_for_inputs: bool = Field(
+        False,
+        exclude_if=lambda v: not v,
+        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
+        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
+        "extension.",
+    )
     roles: dict[Literal["user", "item", "rating", "timestamp"], str | None] | None = Field(
         None,
         description="RECOMMENDATION: which columns hold the user, item, rating or weight, and timestamp "
@@ -510,6 +517,13 @@ class EvaluationCreate(_Strict):
     name: str | None = Field(None, max_length=1024)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str = Field(min_length=1, max_length=64)
+    wait_for_inputs: bool = Field(
+        False,
+        exclude_if=lambda v: not v,
+        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
+        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
+        "extension.",
+    )
     tags: Tags = Field(default_factory=dict)
 
     @field_validator("id")
@@ -533,6 +547,13 @@ class BatchPredictionCreate(_Strict):
     )
     row_id: str | None = Field(None, description="With data_uri: a column to copy into the output as the row id.")
     output_uri: str = Field(min_length=1, max_length=2048, description="A folder: s3://bucket/prefix/ or a path.")
+    wait_for_inputs: bool = Field(
+        False,
+        exclude_if=lambda v: not v,
+        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
+        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
+        "extension.",
+    )
     tags: Tags = Field(default_factory=dict)
 
     model_config = ConfigDict(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from tests.servers import CHURN, RunningServer, start_server, stop_server
 
@@ -354,9 +354,9 @@ def test_bad_input_is_refused_with_amazons_messages(server: RunningServer, train
         MLModelId=f"ml-bad-{uuid.uuid4().hex[:6]}",
         MLModelType="BINARY",
         TrainingDataSourceId=trained["train"],
-        Parameters={"sgd.maxPasses": "500"},
+        Parameters={"sgd.maxPasses": "20000"},
     )
-    assert code == "InvalidInputException" and "sgd.maxPasses is an integer from 1 to 100" in message
+    assert code == "InvalidInputException" and "sgd.maxPasses is an integer from 1 to 10000" in message
     code, message, _ = _error(
         raw.create_data_source_from_s3,
         DataSourceId=f"ds-bad-{uuid.uuid4().hex[:6]}",
@@ -392,12 +392,23 @@ def test_signatures_are_verified(server: RunningServer) -> None:
             "X-Amz-Target": "AmazonML_20141212.DescribeMLModels",
             "Content-Type": "application/x-amz-json-1.1",
             "Authorization": f"AWS4-HMAC-SHA256 Credential={KEY_ID}/20260101/us-east-1/machinelearning/aws4_request, "
-            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+            "SignedHeaders=host;x-amz-date;x-amz-target, Signature=" + "0" * 64,
             "X-Amz-Date": "20260101T000000Z",
         },
     )
     assert tampered.status_code == 400 and tampered.json()["__type"] == "InvalidSignatureException"
     assert "expired" in tampered.json()["message"].lower()
+    replayed = httpx.post(
+        server.url + "/",
+        content=b"{}",
+        headers={
+            "X-Amz-Target": "AmazonML_20141212.DeleteDataSource",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={KEY_ID}/20260101/us-east-1/machinelearning/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+            "X-Amz-Date": "20260101T000000Z",
+        },
+    )
+    assert replayed.status_code == 400 and "'x-amz-target' must be a 'SignedHeader'" in replayed.json()["message"]
 
 
 def test_deletes_leave_deleted_resources_readable(ml: Any, bucket: str) -> None:
@@ -567,6 +578,130 @@ def test_models_take_amazons_recipe_language_inline_and_from_s3(
         Recipe=json.dumps({"outputs": ["quantile_bin(contract, 5)"]}),
     )
     assert code == "InvalidInputException" and "quantile_bin" in message
+
+
+def test_steps_queue_behind_their_inputs_as_amazons_did(ml: Any, bucket: str, s3_client: Any) -> None:
+    """Amazon ML's own samples create the datasources, the model and the evaluation one after another, with no
+    wait: each step waits for its inputs, and fails with the reason when one fails."""
+    run = uuid.uuid4().hex[:6]
+    spec = {
+        "DataLocationS3": f"s3://{bucket}/in/churn.csv",
+        "DataSchemaLocationS3": f"s3://{bucket}/in/churn.csv.schema",
+    }
+    ml.create_data_source_from_s3(DataSourceId=f"ds-q-{run}", DataSpec=spec, ComputeStatistics=True)
+    ml.create_ml_model(
+        MLModelId=f"ml-q-{run}",
+        MLModelType="BINARY",
+        TrainingDataSourceId=f"ds-q-{run}",
+        Parameters={"mlsvc.timeBudgetSeconds": FAST},
+    )
+    ml.create_evaluation(EvaluationId=f"ev-q-{run}", MLModelId=f"ml-q-{run}", EvaluationDataSourceId=f"ds-q-{run}")
+    ml.create_batch_prediction(
+        BatchPredictionId=f"bp-q-{run}",
+        MLModelId=f"ml-q-{run}",
+        BatchPredictionDataSourceId=f"ds-q-{run}",
+        OutputUri=f"s3://{bucket}/queued/",
+    )
+    waiting = ml.get_batch_prediction(BatchPredictionId=f"bp-q-{run}")
+    assert waiting["Status"] == "PENDING"
+    ml.get_waiter("batch_prediction_available").wait(FilterVariable="MLModelId", EQ=f"ml-q-{run}", WaiterConfig=WAIT)
+    assert ml.get_evaluation(EvaluationId=f"ev-q-{run}")["Status"] in ("PENDING", "INPROGRESS", "COMPLETED")
+    ml.get_waiter("evaluation_available").wait(FilterVariable="MLModelId", EQ=f"ml-q-{run}", WaiterConfig=WAIT)
+    assert ml.get_batch_prediction(BatchPredictionId=f"bp-q-{run}")["TotalRecordCount"] == 5000
+
+    schema = json.loads(Path(str(CHURN) + ".schema").read_text())
+    schema["attributes"].append({"attributeName": "not_in_the_file", "attributeType": "NUMERIC"})
+    broken = {"DataLocationS3": f"s3://{bucket}/in/churn.csv", "DataSchema": json.dumps(schema)}
+    ml.create_data_source_from_s3(DataSourceId=f"ds-bad-{run}", DataSpec=broken)
+    ml.create_ml_model(MLModelId=f"ml-bad-{run}", MLModelType="BINARY", TrainingDataSourceId=f"ds-bad-{run}")
+    with pytest.raises(WaiterError, match="failure state"):  # the model FAILED
+        ml.get_waiter("ml_model_available").wait(FilterVariable="Name", Prefix=f"ml-bad-{run}", WaiterConfig=WAIT)
+    failed = ml.get_ml_model(MLModelId=f"ml-bad-{run}")
+    assert failed["Status"] == "FAILED" and f"ds-bad-{run}" in failed["Message"]
+
+
+def test_retried_creates_answer_the_same_resource_and_changed_ones_are_refused(
+    ml: Any, trained: dict[str, str], bucket: str, server: RunningServer
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    creates = [
+        (
+            ml.create_ml_model,
+            {
+                "MLModelId": f"ml-retry-{run}",
+                "MLModelType": "BINARY",
+                "TrainingDataSourceId": trained["train"],
+                "Parameters": {"mlsvc.timeBudgetSeconds": FAST},
+            },
+            {"MLModelName": "another name"},
+        ),
+        (
+            ml.create_evaluation,
+            {
+                "EvaluationId": f"ev-retry-{run}",
+                "MLModelId": trained["model"],
+                "EvaluationDataSourceId": trained["test"],
+            },
+            {"EvaluationDataSourceId": trained["train"]},
+        ),
+        (
+            ml.create_batch_prediction,
+            {
+                "BatchPredictionId": f"bp-retry-{run}",
+                "MLModelId": trained["model"],
+                "BatchPredictionDataSourceId": trained["test"],
+                "OutputUri": f"s3://{bucket}/retry/",
+            },
+            {"OutputUri": f"s3://{bucket}/elsewhere/"},
+        ),
+    ]
+    for create, params, changed in creates:
+        first = create(**params)
+        again = create(**params)
+        [member] = [k for k in first if k.endswith("Id")]
+        assert again[member] == first[member] == params[member]
+        code, message, status = _error(create, **{**params, **changed})
+        assert (code, status) == ("IdempotentParameterMismatchException", 400) and params[member] in message
+    native_name = httpx.get(f"{server.url}/v1/models/{trained['model']}").json()["name"]
+    taken = {"MLModelId": native_name, "MLModelType": "BINARY", "TrainingDataSourceId": trained["train"]}
+    httpx.post(
+        f"{server.url}/v1/models",
+        json={
+            "name": f"native-{run}",
+            "datasource_id": trained["train"],
+            "time_budget_s": 2,
+            "candidates": [{"family": "linear"}],
+        },
+    ).raise_for_status()
+    code, message, _ = _error(ml.create_ml_model, **{**taken, "MLModelId": f"native-{run}"})
+    assert code == "InvalidInputException" and "is the name of a model" in message
+
+
+def test_unknown_operations_and_empty_names_are_the_callers_errors(
+    server: RunningServer, trained: dict[str, str]
+) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method="POST",
+        url=server.url + "/",
+        data=b"{}",
+        headers={"X-Amz-Target": "AmazonML_20141212.TrainEverything", "Content-Type": "application/x-amz-json-1.1"},
+    )
+    SigV4Auth(Credentials(KEY_ID, SECRET), "machinelearning", "us-east-1").add_auth(request)
+    answer = httpx.post(request.url, content=request.body, headers=dict(request.headers))
+    assert answer.status_code == 400 and answer.json()["__type"] == "UnknownOperationException"
+    raw = _client(server, parameter_validation=False)
+    for call, members in (
+        (raw.update_data_source, {"DataSourceId": trained["train"], "DataSourceName": ""}),
+        (raw.update_evaluation, {"EvaluationId": f"ev-{trained['model']}", "EvaluationName": ""}),
+    ):
+        code, _, status = _error(call, **members)
+        assert (code, status) in (("InvalidInputException", 400), ("ResourceNotFoundException", 400))
+    code, _, status = _error(raw.describe_data_sources, FilterVariable="CreatedAt", GT="1e400")
+    assert status == 400
 
 
 SQL_USER, SQL_PASSWORD = "mlsvc_aml", "amazon-ml-pass-1"  # Amazon ML's passwords are 8 characters at least

@@ -20,7 +20,6 @@ from mlsvc.security.sigv4 import (
     UNRECOGNIZED,
     Credentials,
     SignatureRefused,
-    open_api_note,
     verify,
 )
 
@@ -412,15 +411,15 @@ def test_credentials_from_the_environment_keep_secrets_out_of_sight(monkeypatch:
     for text in (repr(settings), repr(settings.aws_credentials), settings.describe("a test")):
         assert SECRET not in text and "another/secret" not in text
     assert f"AWS SigV4 for access key ids {KEY_ID}, AKIAOTHER" in settings.describe("a test")
-    assert open_api_note(settings.aws_credentials) is None
 
 
 def test_no_credentials_leaves_the_api_open(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLSVC_AWS_CREDENTIALS", raising=False)
     settings = Settings.from_env()
     assert not settings.aws_credentials
-    assert open_api_note(settings.aws_credentials) == "the Amazon ML API at / is open: no MLSVC_AWS_CREDENTIALS"
     assert "amazon ml api    open: no MLSVC_AWS_CREDENTIALS" in settings.describe("a test")
+    monkeypatch.setenv("MLSVC_API_KEY", "a-key")
+    assert "amazon ml api    refused: MLSVC_API_KEY is set" in Settings.from_env().describe("a test")
 
 
 @pytest.mark.parametrize(

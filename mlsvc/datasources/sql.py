@@ -135,8 +135,45 @@ def host_allowed(settings: Settings, host: str, port: int) -> bool:
     return False
 
 
+_SAME_HOST = {"localhost": "127.0.0.1", "::1": "127.0.0.1"}
+
+
+def _own_databases(settings: Settings) -> set[tuple[str, int, str]]:
+    """(host, port, database) of mlsvc's own metadata store and MLflow databases, where they are servers."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    own = set()
+    for uri in {settings.database_url, settings.mlflow_tracking_uri, settings.mlflow_registry_uri}:
+        try:
+            url = make_url(uri)
+        except ArgumentError:
+            continue
+        if url.host:
+            port = url.port or (3306 if url.get_backend_name() in ("mysql", "mariadb") else 5432)
+            own.add((_SAME_HOST.get(url.host.lower(), url.host.lower()), port, url.database or ""))
+    return own
+
+
+def _not_own_database(settings: Settings, host: str, port: int, database: str) -> None:
+    """A caller must not read mlsvc's own records (other datasources' staged passwords among them)."""
+    if (_SAME_HOST.get(host, host), port, database) in _own_databases(settings):
+        raise MlsvcError(
+            ErrorCode.HOST_NOT_ALLOWED,
+            f"database '{database}' at {host}:{port} is mlsvc's own metadata or MLflow database; it cannot be a "
+            "datasource",
+        )
+
+
 def server_address(settings: Settings, sql: Mapping[str, Any]) -> tuple[str, int]:
-    """The (host, port) a SQL datasource's job connects to: its configured instance, or its host if allowed."""
+    """The (host, port) a SQL datasource's job connects to: its configured instance, or its host if allowed;
+    never mlsvc's own databases."""
+    host, port = _address(settings, sql)
+    _not_own_database(settings, host.lower(), port, str(sql.get("database") or ""))
+    return host, port
+
+
+def _address(settings: Settings, sql: Mapping[str, Any]) -> tuple[str, int]:
     spec = engine_of(sql["engine"])
     if sql.get("instance"):
         return instance_address(settings, sql["engine"], sql["instance"])

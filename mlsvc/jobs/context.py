@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlsvc.errors import ErrorCode, MlsvcError
-from mlsvc.metadata import Claim, Document, JobCancelled, ResourceKind
+from mlsvc.metadata import Claim, Document, InputNotReady, JobCancelled, ResourceKind
 
 if TYPE_CHECKING:
     from mlsvc.planes import Planes
@@ -41,6 +41,8 @@ class JobContext:
     def completed(self, kind: ResourceKind, resource_id: str, what: str | None = None) -> Document:
         """Another resource this job reads, which must be COMPLETED (``what`` names it in the message)."""
         resource = self.metadata.get(kind, resource_id)
+        if resource["status"] in ("PENDING", "INPROGRESS"):
+            raise InputNotReady(f"waiting for {what or kind} '{resource['id']}' ({resource['status']}) to complete")
         if resource["status"] != "COMPLETED":
             raise MlsvcError(
                 ErrorCode.NOT_READY, f"{what or kind} '{resource['id']}' is {resource['status']}, not COMPLETED"

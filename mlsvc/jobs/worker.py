@@ -20,7 +20,16 @@ from mlsvc.config import Settings
 from mlsvc.errors import MlsvcError
 from mlsvc.jobs.context import JobContext
 from mlsvc.jobs.handlers import HANDLERS, kind_of, load_cleanup, load_handler
-from mlsvc.metadata import RESOURCE_OF_JOB, Claim, Document, JobCancelled, JobQueue, LeaseLost, ResourceKind
+from mlsvc.metadata import (
+    RESOURCE_OF_JOB,
+    Claim,
+    Document,
+    InputNotReady,
+    JobCancelled,
+    JobQueue,
+    LeaseLost,
+    ResourceKind,
+)
 
 if TYPE_CHECKING:
     from mlsvc.metadata.sql import SqlMetadataStore
@@ -103,6 +112,8 @@ class Worker:
             self.queue.complete(claim, fields, ctx.aliases)
             self._log_end(claim, "COMPLETED", started)
             self._after(ctx)
+        except InputNotReady as waiting:
+            self.queue.defer(claim, waiting.wait_s, waiting.message)
         except JobCancelled:
             self._cancel(claim, CANCELLED, started)
         except LeaseLost:

@@ -128,6 +128,17 @@ class JobCancelled(LeaseLost):
     """The job's resource was deleted while the job ran: it must stop, publish nothing and free its worker."""
 
 
+class InputNotReady(Exception):
+    """A resource the job reads is still PENDING or INPROGRESS: the job goes back to the queue for a while,
+    without using up an attempt (Amazon ML queued a model behind its datasource, an evaluation behind its
+    model)."""
+
+    def __init__(self, message: str, wait_s: float = 2.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.wait_s = wait_s
+
+
 # Called by ``JobQueue.claim`` with (job kind, resource id) for each job it ends without running: given up after
 # its last attempt, or cancelled because its resource was deleted (so that what it staged can be removed).
 EndedJob = Callable[[str, str], None]
@@ -157,6 +168,8 @@ class JobQueue(Protocol):
     ) -> None: ...
 
     def fail(self, claim: Claim, message: str) -> None: ...
+
+    def defer(self, claim: Claim, wait_s: float, message: str) -> None: ...
 
     def release(self, claim: Claim) -> None: ...
 

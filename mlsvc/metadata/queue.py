@@ -47,7 +47,13 @@ class SqlJobQueue(JobQueue):
         now = utcnow()
         query = (
             select(jobs)
-            .where(or_(jobs.c.state == "QUEUED", and_(jobs.c.state == "RUNNING", jobs.c.lease_until < now)))
+            .where(
+                or_(
+                    # A queued job's lease_until, when set, is when a deferred job may run again (``defer``).
+                    and_(jobs.c.state == "QUEUED", or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now)),
+                    and_(jobs.c.state == "RUNNING", jobs.c.lease_until < now),
+                )
+            )
             .order_by(jobs.c.id)
             .limit(1)
         )
@@ -204,6 +210,26 @@ class SqlJobQueue(JobQueue):
                 .mappings()
                 .first()
             )
+
+    def defer(self, claim: Claim, wait_s: float, message: str) -> None:
+        """Hand a job back to run again in ``wait_s`` seconds, without using up an attempt: what it reads is not
+        ready yet. Its resource is PENDING again, its message says what it waits for."""
+        now = utcnow()
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(claim))
+                .values(
+                    state="QUEUED",
+                    owner=None,
+                    lease_until=now + timedelta(seconds=wait_s),
+                    attempts=claim.attempt - 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 1 and self._resource_status(conn, claim) != "DELETED":
+                waiting = {"status": "PENDING", "progress": 0.0, "message": message, "started_at": None}
+                self.store.update(claim.resource_kind, claim.resource_id, waiting, conn)
 
     def release(self, claim: Claim) -> None:
         """Hand a job back untouched (the worker is shutting down), without using up an attempt."""

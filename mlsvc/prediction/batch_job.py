@@ -43,6 +43,8 @@ GZIP_RATIO_GUESS = 4.0  # a gzipped CSV's size against its text, for progress by
 def run(ctx: JobContext) -> Mapping[str, Any]:
     bp = ctx.resource
     model = ctx.completed("model", bp["model_id"])
+    if bp.get("datasource_id"):
+        ctx.completed("datasource", bp["datasource_id"])
     card = None if model["model_type"] == ModelType.RECOMMENDATION.value else ModelCard.from_resource(model)
     opened = OpenedFiles()  # the first file, opened to read its header, is read on from there (one GET, not two)
     try:

@@ -16,8 +16,8 @@ which leaves that request's body unprotected: only the TLS in front of mlsvc gua
 
 The face passes the request as it arrived: the path still percent-encoded (ASGI ``raw_path``), the raw query
 string, the headers decoded as Latin-1 (a header sent twice joined with ','), and the body bytes. With no
-credentials configured the face does not call ``verify``: the API is open, and says so at start-up
-(``open_api_note``).
+credentials configured the face does not call ``verify``: the API is open (refused outright when MLSVC_API_KEY
+is set), and the start-up lines say which.
 """
 
 from __future__ import annotations
@@ -120,11 +120,6 @@ class Credentials(Mapping[str, str]):
         return f"AWS SigV4 for access key id{'s' if len(self) > 1 else ''} {', '.join(self._secrets)}"
 
 
-def open_api_note(credentials: Mapping[str, str]) -> str | None:
-    """The start-up line the face prints when its API takes any caller; None when signatures are checked."""
-    return None if credentials else f"the Amazon ML API at / is open: no {ENV}"
-
-
 @dataclass(frozen=True)
 class _Authorization:
     """The parts of an ``Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`` header."""
@@ -144,6 +139,8 @@ def verify(
     now: datetime,
     *,
     service: str = SERVICE,
+    must_sign: tuple[str, ...] = (),
+    unsigned_payload: bool = True,
 ) -> str:
     """The access key id that signed this request, or SignatureRefused. Checks run in AWS's order: a signature is
     present and well formed, the date is within MAX_SKEW of ``now``, the scope names this service and that date,
@@ -166,6 +163,9 @@ def verify(
     auth = _parse_authorization(authorization, has_date="x-amz-date" in lowered or "date" in lowered)
     if "host" not in auth.signed_headers and ":authority" not in auth.signed_headers:
         raise SignatureRefused(INVALID, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    for name in must_sign:  # a header that says what the request does must not be changeable by a replayer
+        if name in lowered and name not in auth.signed_headers:
+            raise SignatureRefused(INVALID, f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
     stamp = _timestamp(lowered)
     _check_skew(stamp, now)
     key_id, scope = _check_scope(auth.credential, stamp, service)
@@ -173,6 +173,8 @@ def verify(
     if secret is None:
         raise SignatureRefused(UNRECOGNIZED, "The security token included in the request is invalid.")
     payload = _payload_hash(lowered, body)
+    if payload == UNSIGNED_PAYLOAD and not unsigned_payload:
+        raise SignatureRefused(INVALID, "This service signs its payloads: UNSIGNED-PAYLOAD is not accepted.")
     canonical = canonical_request(method, path, query, lowered, auth.signed_headers, payload)
     expected = signature(secret, string_to_sign(stamp.strftime(TIMESTAMP), scope, canonical), scope)
     if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8", "replace")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlsvc.metadata import MetadataStore, ResourceKind
 from mlsvc.resources import BatchPrediction, BatchPredictionCreate
 from mlsvc.security.uris import UriValidator
-from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
+from mlsvc.service.common import Collection, new_id, pending_record, usable_datasource, usable_model
 from mlsvc.service.refs import ModelRefs
 
 
@@ -27,8 +27,9 @@ class BatchPredictions(Collection[BatchPrediction]):
         # What the request itself gets wrong is said before what the store holds.
         output_uri = self.uris.check(req.output_uri)
         data_uri = self.uris.check_readable(req.data_uri) if req.data_uri else None
-        model = completed_model(self.refs.resolve(req.model), "make batch predictions")
-        rows_total = ready_datasource(self.metadata, req.datasource_id).get("row_count") if req.datasource_id else None
+        model = usable_model(self.refs.resolve(req.model), "make batch predictions", req.wait_for_inputs)
+        ds = usable_datasource(self.metadata, req.datasource_id, req.wait_for_inputs) if req.datasource_id else None
+        rows_total = ds.get("row_count") if ds is not None else None
         record = pending_record(
             body,
             req.id or new_id("batch_prediction"),

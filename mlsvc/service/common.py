@@ -144,6 +144,21 @@ def ready_datasource(store: MetadataStore, datasource_id: str, what: str = "data
     )
 
 
+WAITABLE = (Status.PENDING.value, Status.INPROGRESS.value)
+
+
+def usable_datasource(store: MetadataStore, datasource_id: str, wait: bool, what: str = "datasource") -> Document:
+    """``ready_datasource``; with ``wait``, also one still PENDING or INPROGRESS, which the job waits for."""
+    if wait and (found := store.find("datasource", datasource_id)) is not None and found["status"] in WAITABLE:
+        return found
+    return ready_datasource(store, datasource_id, what)
+
+
+def usable_model(model: Document, purpose: str, wait: bool) -> Document:
+    """``completed_model``; with ``wait``, also one still PENDING or INPROGRESS, which the job waits for."""
+    return model if wait and model["status"] in WAITABLE else completed_model(model, purpose)
+
+
 def completed_model(model: Document, purpose: str) -> Document:
     """``model`` if it is COMPLETED; else the error that says it cannot be used for ``purpose`` yet."""
     if model["status"] != Status.COMPLETED.value:

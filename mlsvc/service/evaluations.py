@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlsvc.errors import ErrorCode, MlsvcError
 from mlsvc.metadata import MetadataStore, ResourceKind
-from mlsvc.resources import Evaluation, EvaluationCreate, ModelType
-from mlsvc.service.common import Collection, completed_model, new_id, pending_record, ready_datasource
+from mlsvc.resources import Evaluation, EvaluationCreate, ModelType, Status
+from mlsvc.service.common import Collection, new_id, pending_record, usable_datasource, usable_model
 from mlsvc.service.refs import ModelRefs
 from mlsvc.training.overlap import training_overlap
 
@@ -24,7 +24,7 @@ class Evaluations(Collection[Evaluation]):
         body = req.model_dump(mode="json", exclude={"id"})
         if (existing := self.retried(req.id, body)) is not None:
             return existing, False
-        model = completed_model(self.refs.resolve(req.model), "be evaluated")
+        model = usable_model(self.refs.resolve(req.model), "be evaluated", req.wait_for_inputs)
         if model["model_type"] == ModelType.RECOMMENDATION.value:
             raise MlsvcError(
                 ErrorCode.VALIDATION_ERROR,
@@ -32,9 +32,10 @@ class Evaluations(Collection[Evaluation]):
                 f"'{model.get('evaluation_id')}'; evaluating on another datasource is for BINARY, MULTICLASS and "
                 "REGRESSION models",
             )
-        ds = ready_datasource(self.metadata, req.datasource_id)
+        ds = usable_datasource(self.metadata, req.datasource_id, req.wait_for_inputs)
         trained_on = self.metadata.find("datasource", model["datasource_id"])
-        overlap = training_overlap(model, trained_on, ds) if trained_on is not None else None
+        settled = ds["status"] == Status.COMPLETED.value and model["status"] == Status.COMPLETED.value
+        overlap = training_overlap(model, trained_on, ds) if trained_on is not None and settled else None
         record = pending_record(
             body,
             req.id or new_id("evaluation"),

@@ -32,6 +32,7 @@ from mlsvc.service.common import (
     pending_record,
     queue_note,
     ready_datasource,
+    usable_datasource,
 )
 from mlsvc.service.refs import ModelRefs
 from mlsvc.training.candidates import BY_NAME
@@ -75,11 +76,13 @@ class Models(Creator[Model]):
         check_parameters(req.parameters)
         if req.time_budget_s is None and (budget := time_budget(req.parameters)) is not None:
             req = req.model_copy(update={"time_budget_s": budget})
-        schema = Schema.model_validate(ready_datasource(self.metadata, req.datasource_id)["schema"])
-        if req.model_type == ModelType.RECOMMENDATION:
-            self._check_recommendation(req, schema)
-        else:
-            self._check_supervised(req, schema)
+        ds = usable_datasource(self.metadata, req.datasource_id, req.wait_for_inputs)
+        if ds["status"] == Status.COMPLETED.value:  # else the job checks, once the datasource's schema is known
+            schema = Schema.model_validate(ds["schema"])
+            if req.model_type == ModelType.RECOMMENDATION:
+                self._check_recommendation(req, schema)
+            else:
+                self._check_supervised(req, schema)
         stored = {**body, "time_budget_s": req.time_budget_s}  # the budget the parameters asked for, if any
         record = pending_record(stored, req.id or new_id("model"), version=None)
         if recipe_uri is not None:
@@ -89,7 +92,8 @@ class Models(Creator[Model]):
 
     def _check_unambiguous(self, req: ModelCreate) -> None:
         """A reference is an id or a name: one must never be taken for the other."""
-        if req.id and req.id != req.name and self.metadata.model_name_exists(req.id):
+        # Even an id equal to its own name: a new id that is an existing name would take that name's references.
+        if req.id and self.metadata.model_name_exists(req.id):
             raise MlsvcError(
                 ErrorCode.CONFLICT,
                 f"'{req.id}' is the name of a model; a model's id must not be "
@@ -278,7 +282,11 @@ class Models(Creator[Model]):
         """The version's recipe in Amazon ML's recipe language (whatever form it was given in)."""
         from mlsvc.training.recipe_language import as_amazon_recipe
 
-        return None if model.recipe is None else as_amazon_recipe(model.recipe, model.features)
+        if model.recipe is None:
+            return None
+        if not model.features:  # not trained yet: the recipe as it was given
+            return model.recipe
+        return as_amazon_recipe(model.recipe, model.features)
 
     def mount(self, ref: str, url: str, peak_requests_per_second: int = ENDPOINT_PEAK_RPS) -> Model:
         """Mount a COMPLETED version for real-time predictions at ``url`` (loaded first, so the first call is

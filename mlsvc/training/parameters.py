@@ -14,7 +14,7 @@ BUDGET = "mlsvc.timeBudgetSeconds"
 # name → (what it is, its lowest and highest value), as Amazon ML's CreateMLModel documented them.
 RANGES: dict[str, tuple[str, float, float]] = {
     "sgd.maxMLModelSizeInBytes": ("an integer", 100_000, 2_147_483_648),
-    "sgd.maxPasses": ("an integer", 1, 100),
+    "sgd.maxPasses": ("an integer", 1, 10_000),
     "sgd.l1RegularizationAmount": ("a number", 0.0, float("inf")),
     "sgd.l2RegularizationAmount": ("a number", 0.0, float("inf")),
     # mlsvc's own: the search's time budget, which is what bounds its work (Amazon's SGD was bounded by passes).
@@ -37,7 +37,7 @@ def check_parameters(parameters: Mapping[str, str] | None) -> None:
             value = int(text) if kind == "an integer" else float(text)
         except ValueError:
             raise _bad(f"{name} is {kind} from {low:g} to {high:g}, not {text!r}") from None
-        if not low <= value <= high:
+        if not low <= value <= high or value != value or value in (float("inf"), float("-inf")):
             raise _bad(f"{name} is {kind} from {low:g} to {high:g}, not {text!r}")
     l1 = float((parameters or {}).get("sgd.l1RegularizationAmount", 0) or 0)
     l2 = float((parameters or {}).get("sgd.l2RegularizationAmount", 0) or 0)

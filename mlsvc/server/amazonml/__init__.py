@@ -35,7 +35,7 @@ def install(app: FastAPI, settings: Settings) -> None:
             key = _authenticated(request, body, settings)
             op = operation(request.headers.get("x-amz-target"))
             params = parse_input(op, body)
-            call = Call(request.app.state.service, _base_url(request), key)
+            call = Call(request.app.state.service, settings.public_url or _base_url(request), key)
             answer = await run_in_threadpool(_run, op.name, call, params)
             return Response(_rendered(op, answer), media_type=CONTENT_TYPE, headers=_ids(request_id))
         except AmazonError as error:
@@ -87,6 +87,10 @@ def _authenticated(request: Request, body: bytes, settings: Settings) -> str | N
             body,
             credentials,
             datetime.now(UTC),
+            # What a request does is in its target and its body: both signed, so a captured signature cannot be
+            # replayed as another operation or with another body.
+            must_sign=("x-amz-target",),
+            unsigned_payload=False,
         )
     except SignatureRefused as refused:
         raise AmazonError(refused.code, refused.message, refused.status) from refused

@@ -40,6 +40,7 @@ def create(call: Call, params: Params) -> Answer:
             "model": params["MLModelId"],
             "datasource_id": params["BatchPredictionDataSourceId"],
             "output_uri": params["OutputUri"],
+            "wait_for_inputs": True,  # queued behind its model and datasource, as Amazon ML queued it
         },
     )
     call.service.batch_predictions.create(request)
@@ -81,8 +82,8 @@ def search(call: Call, params: Params) -> Answer:
 
 @operation("UpdateBatchPrediction")
 def update(call: Call, params: Params) -> Answer:
-    name = params["BatchPredictionName"]
-    call.service.batch_predictions.update(params["BatchPredictionId"], BatchPredictionUpdate(name=name))
+    patch = request_of(BatchPredictionUpdate, {"name": params["BatchPredictionName"]})
+    call.service.batch_predictions.update(params["BatchPredictionId"], patch)
     return {"BatchPredictionId": params["BatchPredictionId"]}
 
 

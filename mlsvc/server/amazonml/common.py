@@ -77,6 +77,8 @@ def json_member(params: Params, member: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise invalid(f"{member} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise invalid(f"{member} nests deeper than a JSON document of this service may") from exc
 
 
 def life(resource: Resource) -> Answer:

@@ -134,7 +134,8 @@ def search(call: Call, params: Params) -> Answer:
 
 @operation("UpdateDataSource")
 def update(call: Call, params: Params) -> Answer:
-    call.service.datasources.update(params["DataSourceId"], DataSourceUpdate(name=params["DataSourceName"]))
+    patch = request_of(DataSourceUpdate, {"name": params["DataSourceName"]})
+    call.service.datasources.update(params["DataSourceId"], patch)
     return {"DataSourceId": params["DataSourceId"]}
 
 

@@ -59,7 +59,7 @@ def _operand(variable: str, value: str) -> Any:
         return value
     try:
         return datetime.fromtimestamp(float(value), UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         pass
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -38,6 +38,7 @@ def create(call: Call, params: Params) -> Answer:
             "name": params.get("EvaluationName"),
             "model": params["MLModelId"],
             "datasource_id": params["EvaluationDataSourceId"],
+            "wait_for_inputs": True,  # queued behind its model and datasource, as Amazon ML queued it
         },
     )
     call.service.evaluations.create(request)
@@ -78,7 +79,8 @@ def search(call: Call, params: Params) -> Answer:
 
 @operation("UpdateEvaluation")
 def update(call: Call, params: Params) -> Answer:
-    call.service.evaluations.update(params["EvaluationId"], EvaluationUpdate(name=params["EvaluationName"]))
+    patch = request_of(EvaluationUpdate, {"name": params["EvaluationName"]})
+    call.service.evaluations.update(params["EvaluationId"], patch)
     return {"EvaluationId": params["EvaluationId"]}
 
 

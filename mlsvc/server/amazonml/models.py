@@ -65,6 +65,7 @@ def create(call: Call, params: Params) -> Answer:
             "recipe_uri": params.get("RecipeUri"),
             "parameters": params.get("Parameters"),
             "promote": "never",  # an Amazon ML model is used by its id; no alias moves behind the caller's back
+            "wait_for_inputs": True,  # queued behind its datasource, as Amazon ML queued it
         },
     )
     call.service.models.create(request)
@@ -119,7 +120,9 @@ def shape(call: Call, model: Model, data_uri: str | None = None) -> Answer:
         "TrainingParameters": model.parameters or {},
         "InputDataLocationS3": data_uri,
         "MLModelType": model.model_type.value if model.model_type else None,
-        "ScoreThreshold": (model.score_threshold or DEFAULT_THRESHOLD) if binary else None,
+        "ScoreThreshold": (DEFAULT_THRESHOLD if model.score_threshold is None else model.score_threshold)
+        if binary
+        else None,
         "ScoreThresholdLastUpdatedAt": model.score_threshold_updated_at if binary else None,
         **life(model),
     }
@@ -181,6 +184,8 @@ def update(call: Call, params: Params) -> Answer:
 def delete(call: Call, params: Params) -> Answer:
     model = amazon_model(call, params["MLModelId"])
     # Amazon ML has no aliases: deleting by id removes any an mlsvc user gave it (the message says which).
+    if model.endpoint is not None and model.endpoint.status != "NONE":
+        call.service.models.unmount(model.id)  # a deleted model is served by no endpoint
     call.service.models.delete(model.id, force=True)
     return {"MLModelId": model.id}
 

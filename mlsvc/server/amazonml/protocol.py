@@ -140,7 +140,8 @@ def _scalar(shape: Shape, value: Any, where: str, problems: list[str]) -> None:
         "timestamp": (int, float),
     }[kind]
     if not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool)):
-        problems.append(f"Value '{value}' at '{where}' failed to satisfy constraint: Member must be of type {kind}")
+        shown = "***" if shape.metadata.get("sensitive") else value
+        problems.append(f"Value '{shown}' at '{where}' failed to satisfy constraint: Member must be of type {kind}")
         return
     metadata = shape.metadata
     if shape.name in TAG_SHAPES:

@@ -1,5 +1,5 @@
 """Amazon ML's tag operations (AddTags, DescribeTags, DeleteTags) over the tags every mlsvc resource carries,
-with Amazon's limits: 100 tags a resource, keys of 1–128 and values of 0–256 letters, digits, spaces and
+with Amazon's limits: 10 tags a resource, keys of 1–128 and values of 0–256 letters, digits, spaces and
 ``_.:/=+-@``, and no key in the reserved ``aws:`` namespace."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from mlsvc.resources import BatchPredictionUpdate, DataSourceUpdate, EvaluationU
 from mlsvc.server.amazonml.common import Answer, Call, Params, operation
 from mlsvc.server.amazonml.protocol import AmazonError, tag_text_ok
 
-MAX_TAGS = 100
+MAX_TAGS = 10  # "up to a limit of 10" (AddTags in Amazon ML's API reference)
 
 
 def _collection(call: Call, resource_type: str) -> tuple[Callable[[str], Any], Callable[..., Any], Any]:
@@ -54,7 +54,7 @@ def _check_key(key: str) -> None:
 def add(call: Call, params: Params) -> Answer:
     given: dict[str, str] = {}
     for tag in params["Tags"]:
-        key, value = tag.get("Key"), tag.get("Value", "")
+        key, value = tag.get("Key"), tag.get("Value") or ""
         if key is None:
             raise AmazonError("InvalidTagException", "every tag needs a Key")
         _check_key(key)
