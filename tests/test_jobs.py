@@ -169,6 +169,20 @@ def test_release_hands_the_job_back_without_using_an_attempt(store: SqlMetadataS
     assert again is not None and again.attempt == 1
 
 
+def test_a_deferred_job_waits_its_time_pending_and_keeps_its_attempts(store: SqlMetadataStore) -> None:
+    _enqueue(store, "a", "datasource.create")
+    queue = SqlJobQueue(store, lease_s=60)
+    claim = queue.claim("w1")
+    assert claim is not None
+    queue.defer(claim, 0.5, "waiting for datasource 'b' (INPROGRESS) to complete")
+    resource = store.get("datasource", "a")
+    assert resource["status"] == "PENDING" and resource["message"].startswith("waiting for datasource 'b'")
+    assert queue.claim("w2") is None  # not before its time
+    time.sleep(0.6)
+    again = queue.claim("w2")
+    assert again is not None and again.attempt == 1 and again.resource_id == "a"
+
+
 def _big_csv(path: Path, rows: int) -> Path:
     import numpy as np
     import pandas as pd
