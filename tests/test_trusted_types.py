@@ -151,3 +151,20 @@ def test_a_file_with_an_untrusted_type_is_refused(tmp_path: Path) -> None:
     assert caught.value.code == ErrorCode.ARTIFACT_INTEGRITY
     assert "posix.system" in caught.value.message or "os.system" in caught.value.message
     assert refused
+
+
+def test_a_log_scale_regression_and_a_weighted_ensemble_need_only_trusted_types_and_load_the_same() -> None:
+    data = _data(ModelType.REGRESSION)
+    y = np.exp(data.y)  # positive, so log1p applies
+    pipelines = [
+        make_pipeline(
+            Config(f"{f.name}#0", f, f.defaults(ModelType.REGRESSION) | {"target": "log1p"}), data, RECIPE, 0, 1
+        )
+        for f in FAMILIES[:3]
+    ]
+    weighted = VotingRegressor([(f"m{i}", p) for i, p in enumerate(pipelines)], weights=[0.6, 0.3, 0.1])
+    for fitted in (pipelines[0].fit(data.X, y), weighted.fit(data.X, y)):
+        saved = sio.dumps(fitted)
+        untrusted = set(sio.get_untrusted_types(data=saved))
+        assert untrusted <= set(TRUSTED_TYPES), sorted(untrusted - set(TRUSTED_TYPES))
+        assert np.array_equal(sio.loads(saved, trusted=list(TRUSTED_TYPES)).predict(data.X), fitted.predict(data.X))

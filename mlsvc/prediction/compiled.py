@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from scipy.special import expit
 from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss, HalfSquaredError
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -53,6 +53,7 @@ from mlsvc.datasources.values import objects
 from mlsvc.prediction.bitvectors import Bitvectors, compile_bitvectors
 from mlsvc.resources import ModelType
 from mlsvc.training.recipe import CappedSVD, CrossFeatures, categorical_as_text, cross_name, fill_text
+from mlsvc.training.targets import expm1_target, is_on_log_scale
 
 # NUMERIC and BINARY columns are float64 arrays; CATEGORICAL and TEXT ones object arrays, or arrow arrays as a
 # scan reads them (a batch job's columns: dictionary-encoded categories are then looked up once per level).
@@ -854,7 +855,21 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _compile_model(estimator: Any, features: _Features) -> _Model | _Linear:
+@dataclass(frozen=True)
+class _OnLogScale:
+    """A regressor fitted on log1p of the target (``mlsvc.training.targets``): its values through expm1, as
+    TransformedTargetRegressor answers."""
+
+    inner: _Model | _Linear
+
+
+def _compile_model(estimator: Any, features: _Features) -> _Model | _Linear | _OnLogScale:
+    if type(estimator) is TransformedTargetRegressor:
+        if not is_on_log_scale(estimator):
+            raise NotCompilable("TransformedTargetRegressor with functions other than mlsvc's log1p / expm1")
+        inner = _compile_model(estimator.regressor_, features)
+        assert not isinstance(inner, _OnLogScale)
+        return _OnLogScale(inner)
     kind = type(estimator)
     if kind in (LogisticRegression, Ridge):
         return _compile_linear(estimator, features)
@@ -885,13 +900,16 @@ class _Scorer(Protocol):
 @dataclass(frozen=True)
 class _Pipeline:
     features: _Features
-    model: _Model | _Linear
+    model: _Model | _Linear | _OnLogScale
 
     def scores(self, columns: Columns, n_rows: int) -> Floats:
-        if isinstance(self.model, _Linear):
-            return self.model.scores(self.features.crossed(columns), n_rows)
-        X, texts = self.features.transform(columns, n_rows)
-        return self.model.scores(X, texts)
+        model = self.model.inner if isinstance(self.model, _OnLogScale) else self.model
+        if isinstance(model, _Linear):
+            out = model.scores(self.features.crossed(columns), n_rows)
+        else:
+            X, texts = self.features.transform(columns, n_rows)
+            out = model.scores(X, texts)
+        return expm1_target(out) if isinstance(self.model, _OnLogScale) else out
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "mlsvc.training.recipe.SeededFolds",
     "mlsvc.training.recipe.categorical_as_text",
     "mlsvc.training.recipe.fill_text",
+    # a skewed regression target learnt on the log scale (TransformedTargetRegressor's functions)
+    "mlsvc.training.targets.expm1_target",
+    "mlsvc.training.targets.log1p_target",
     # an Amazon ML recipe's token outputs, their vectorizer's analyzer, and the names of its features
     "mlsvc.training.recipe_language.TokenFeatures",
     "mlsvc.training.recipe_language.given_tokens",

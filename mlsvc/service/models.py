@@ -154,6 +154,13 @@ class Models(Creator[Model]):
                     f"candidates[{i}] ({candidate.family}) has parameters it does not take: {unknown}; "
                     f"it takes {sorted(known)}",
                 )
+            target = candidate.params.get("target")
+            if target is not None and (target != "log1p" or req.model_type not in (None, ModelType.REGRESSION)):
+                raise MlsvcError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f'candidates[{i}]: target is "log1p" (a REGRESSION target learnt on the log scale) or null, '
+                    f"not {target!r}",
+                )
 
     def _check_recommendation(self, req: ModelCreate, schema: Schema) -> None:
         if req.candidates:

@@ -50,7 +50,8 @@ class Family:
     def parameter_names(self) -> set[str]:
         """Every parameter a caller's candidate may give this family."""
         kinds = (ModelType.BINARY, ModelType.MULTICLASS, ModelType.REGRESSION)
-        return {name for kind in kinds for name in self.defaults(kind)} | set(self.options)
+        # "target": "log1p" learns a regression target on the log scale (mlsvc.training.targets).
+        return {name for kind in kinds for name in self.defaults(kind)} | set(self.options) | {"target"}
 
 
 def _pick(rng: np.random.Generator, options: list[Any]) -> Any:

@@ -25,6 +25,7 @@ from mlsvc.training.candidates import BY_NAME, Family, Params, families_for
 from mlsvc.training.data import TrainingData, split_rows
 from mlsvc.training.metrics import HIGHER_IS_BETTER, SELECTION_METRIC, selection_score
 from mlsvc.training.recipe import build_preprocessor
+from mlsvc.training.targets import LOG1P, on_log_scale, worth_a_log
 
 CV_MAX_ROWS = 20_000  # k-fold cross-validation below this many training rows, one holdout above
 CV_FOLDS = 5
@@ -82,6 +83,7 @@ class Option:
     members: tuple[Trial, ...]
     score: float
     model_s_per_row: float
+    weights: tuple[float, ...] | None = None  # an ensemble's, fitted on its members' out-of-fold predictions
 
     @property
     def key(self) -> str:
@@ -121,8 +123,10 @@ class _Clock:
 def make_pipeline(config: Config, data: TrainingData, recipe: dict[str, Any], seed: int, n_jobs: int) -> Pipeline:
     numeric = config.params.get("numeric") if config.family.linear else None
     features = build_preprocessor(data.features, recipe, numeric=numeric, dense=config.family.dense_input)
-    model_params = {k: v for k, v in config.params.items() if k != "numeric"}
+    model_params = {k: v for k, v in config.params.items() if k not in ("numeric", "target")}
     estimator = config.family.build(data.model_type, model_params, seed, n_jobs)
+    if config.params.get("target") == LOG1P and data.model_type == ModelType.REGRESSION:
+        estimator = on_log_scale(estimator)
     return Pipeline([("features", features), ("model", estimator)])
 
 
@@ -347,12 +351,21 @@ class Search:
         rng = np.random.default_rng(self.seed)
         configs = [Config(f"{f.name}#0", f, f.defaults(model_type)) for f in self.families]
         draws = {f.name: 0 for f in self.families}
+        log = model_type == ModelType.REGRESSION and worth_a_log(self.data.y)
+        for family in self.families if log else []:  # each default once more, on the log scale
+            if family.name in LOG_FIRST:
+                draws[family.name] += 1
+                params = family.defaults(model_type) | {"target": LOG1P}
+                configs.append(Config(f"{family.name}#{draws[family.name]}", family, params))
         while len(configs) < self.max_configs:
             for family in self.families:
                 for _ in range(family.weight):
                     draws[family.name] += 1
                     key = f"{family.name}#{draws[family.name]}"
-                    configs.append(Config(key, family, family.sample(rng, model_type)))
+                    params = family.sample(rng, model_type)
+                    if log:
+                        params["target"] = _pick_target(rng)
+                    configs.append(Config(key, family, params))
         return configs[: self.max_configs]
 
     # --- running it ---
@@ -487,6 +500,15 @@ class Search:
         )
 
 
+# The families whose defaults are tried on the log scale too, when the target is skewed: the ones that win most.
+LOG_FIRST = ("hist_gradient_boosting", "linear")
+
+
+def _pick_target(rng: np.random.Generator) -> str | None:
+    """A sampled regression config learns a skewed target as it is or on the log scale, half and half."""
+    return LOG1P if rng.random() < 0.5 else None
+
+
 def _rung_shares(n_rungs: int) -> list[float]:
     """The share of the time left that each rung may use: the last rung gets whatever remains."""
     if n_rungs == 1:
@@ -542,7 +564,7 @@ def train(
     started = time.perf_counter()
     chosen = list(choice.members)
     if len(chosen) > 1:
-        pipeline = _voting(chosen, search)
+        pipeline = _voting(chosen, search, choice.weights)
     else:
         pipeline = make_pipeline(chosen[0].config, data, recipe, seed, n_jobs)
     selected, selected_score = choice.key, choice.score
@@ -630,10 +652,44 @@ def _options(search: Search, final: list[Trial]) -> list[Option]:
     for size in range(2, len(members) + 1):
         for group in itertools.combinations(members, size):
             y = search._subsample(group[0].rows)[1][group[0].output_idx]
-            averaged = np.mean([m.output for m in group if m.output is not None], axis=0)
-            score = selection_score(search.data.model_type, y, averaged)
-            options.append(Option(group, score, search.model_estimate([m.config for m in group])))
+            outputs = np.asarray([m.output for m in group])
+            weights, score = ensemble_weights(search.data.model_type, y, outputs, search.sign)
+            if min(weights) == 0:
+                continue  # a member the blend does not use: the smaller group is an option of its own
+            cost = search.model_estimate([m.config for m in group])
+            options.append(Option(group, score, cost, weights))
     return options
+
+
+ENSEMBLE_STEPS = 20  # greedy additions of a member to the blend: weights in twentieths
+
+
+def ensemble_weights(
+    model_type: ModelType, y: np.ndarray, outputs: np.ndarray, sign: float
+) -> tuple[tuple[float, ...], float]:
+    """Weights for blending the members' out-of-fold ``outputs`` (members first), and the blend's score: greedy
+    ensemble selection with replacement (Caruana et al., 2004), each step adding the member whose extra share
+    scores best on the selection metric; ties go to the equal blend's side, so without evidence the weights stay
+    even. Every member starts with one share, so none is dropped on noise alone."""
+    counts = np.ones(len(outputs))
+    best = selection_score(model_type, y, _blend(outputs, counts))
+    for _ in range(ENSEMBLE_STEPS - len(outputs)):
+        tried = []
+        for i in range(len(outputs)):
+            grown = counts.copy()
+            grown[i] += 1
+            tried.append((sign * selection_score(model_type, y, _blend(outputs, grown)), -i))
+        gain, minus_i = max(tried)
+        if not gain > sign * best:
+            break
+        counts[-minus_i] += 1
+        best = sign * gain
+    weights = tuple(float(w) for w in counts / counts.sum())
+    return weights, float(best)
+
+
+def _blend(outputs: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return np.tensordot(counts / counts.sum(), outputs, axes=1)
 
 
 def select(options: list[Option], sign: float, notes: list[str] | None = None) -> Option:
@@ -671,7 +727,7 @@ def _best_single(options: list[Option], search: Search) -> Trial:
     return max((o for o in options if len(o.members) == 1), key=lambda o: search.sign * o.score).members[0]
 
 
-def _voting(members: list[Trial], search: Search) -> BaseEstimator:
+def _voting(members: list[Trial], search: Search, weights: tuple[float, ...] | None = None) -> BaseEstimator:
     estimators = [
         (
             m.config.key.replace("#", "_"),
@@ -679,9 +735,10 @@ def _voting(members: list[Trial], search: Search) -> BaseEstimator:
         )
         for m in members
     ]
+    given = None if weights is None else list(weights)
     if search.data.model_type == ModelType.REGRESSION:
-        return VotingRegressor(estimators)
-    return VotingClassifier(estimators, voting="soft")
+        return VotingRegressor(estimators, weights=given)
+    return VotingClassifier(estimators, voting="soft", weights=given)
 
 
 def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list[dict[str, Any]]:
@@ -717,7 +774,10 @@ def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list
             {
                 "candidate": "ensemble",
                 "family": "soft_voting",
-                "params": {"members": [m.config.key for m in members]},
+                "params": {
+                    "members": [m.config.key for m in members],
+                    "weights": [round(w, 4) for w in option.weights or ()],
+                },
                 "validation_score": option.score,
                 "validation_std": None,
                 "rows": members[0].rows,
