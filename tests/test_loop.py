@@ -227,3 +227,25 @@ def test_a_value_missing_only_at_prediction_is_scored_by_every_recipe() -> None:
         row = data.X.head(1).copy()
         row["tenure"] = np.nan
         assert predict_output(pipeline, ModelType.BINARY, row, 2).shape == (1,)
+
+
+def test_a_config_the_budget_kept_off_the_last_rung_still_competes_when_it_validated_better() -> None:
+    from mlsvc.training.loop import _final_trials
+
+    def trial(key: str, family: str, rung: int, score: float) -> Trial:
+        config = Config(key, BY_NAME[family], BY_NAME[family].defaults(ModelType.REGRESSION))
+        return Trial(config, rung, 1000 * 3**rung, score, 0.0, 0.1, 0.01)
+
+    # RMSE: lower is better (sign -1). Boosting stopped at rung 2 with 635; only linear reached rung 3, at 1105.
+    trials = [
+        trial("linear#0", "linear", 0, 1300.0),
+        trial("hist_gradient_boosting#0", "hist_gradient_boosting", 0, 800.0),
+        trial("linear#0", "linear", 1, 1200.0),
+        trial("hist_gradient_boosting#0", "hist_gradient_boosting", 1, 635.0),
+        trial("random_forest#0", "random_forest", 1, 1250.0),
+        trial("linear#0", "linear", 2, 1105.0),
+    ]
+    final = _final_trials(trials, sign=-1.0)
+    assert [(t.config.key, t.rung) for t in final] == [("linear#0", 2), ("hist_gradient_boosting#0", 1)]
+    at_rung_2 = _final_trials(trials[:5], sign=-1.0)  # nothing reached rung 3: the rung-2 trials, nothing else
+    assert [t.config.key for t in at_rung_2] == ["linear#0", "hist_gradient_boosting#0", "random_forest#0"]
