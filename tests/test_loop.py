@@ -249,3 +249,6 @@ def test_a_config_the_budget_kept_off_the_last_rung_still_competes_when_it_valid
     assert [(t.config.key, t.rung) for t in final] == [("linear#0", 2), ("hist_gradient_boosting#0", 1)]
     at_rung_2 = _final_trials(trials[:5], sign=-1.0)  # nothing reached rung 3: the rung-2 trials, nothing else
     assert [t.config.key for t in at_rung_2] == ["linear#0", "hist_gradient_boosting#0", "random_forest#0"]
+    # Two families at the last rung: their validations on the most rows decide, not a lucky smaller holdout.
+    both = [*trials, trial("random_forest#0", "random_forest", 2, 1150.0)]
+    assert [t.config.key for t in _final_trials(both, sign=-1.0)] == ["linear#0", "random_forest#0"]

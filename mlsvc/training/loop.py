@@ -641,19 +641,19 @@ def _nothing_trained(search: Search) -> MlsvcError:
 
 
 def _final_trials(trials: list[Trial], sign: float = 1.0) -> list[Trial]:
-    """The trials at the top rung reached by anyone; and, at its highest rung, any config that validated better
-    there than the best of the top rung did. A config scores lower on fewer rows, so one that still beats the top
-    rung is better (the budget kept it off the last rung: a slow family on a busy machine), and leaving it out
-    would select a worse model (a linear one at twice the boosted trees' RMSE, seen on diamonds)."""
+    """The trials at the top rung reached by anyone. When the budget let only one family reach it (a slow family
+    kept off on a busy machine), also the other families' configs of the rung below that validated better there
+    than the best finalist: a config scores lower on fewer rows, so one that still beats the finalists is better,
+    and leaving it out selects a worse model (a linear one at twice the boosted trees' RMSE, seen on diamonds)."""
     top = max(t.rung for t in trials)
     final = [t for t in trials if t.rung == top]
+    if top == 0 or len({t.config.family.name for t in final}) > 1:
+        # Several families reached the last rung: its validations, on the most rows, decide. A rung below scores
+        # on a small holdout, and a lucky one would beat them on noise (seen on digits and car_choice).
+        return final
     bar = max(sign * t.score for t in final)
-    highest: dict[str, Trial] = {}
-    for trial in trials:
-        if trial.rung < top and trial.rung >= highest.get(trial.config.key, trial).rung:
-            highest[trial.config.key] = trial
-    above = [t for key, t in highest.items() if sign * t.score > bar and key not in {f.config.key for f in final}]
-    return final + above
+    below = [t for t in trials if t.rung == top - 1 and t.config.family.name != final[0].config.family.name]
+    return final + [t for t in below if sign * t.score > bar]
 
 
 def _options(search: Search, final: list[Trial]) -> list[Option]:
