@@ -780,8 +780,38 @@ def test_rds_and_redshift_queries_become_datasources(
         RoleARN="arn:aws:iam::000000000000:role/mlsvc",
         ComputeStatistics=True,
     )
+    rds_again = {
+        "DataSourceId": f"ds-rds-{run}",
+        "DataSourceName": f"rds {run}",
+        "RDSData": {
+            "DatabaseInformation": {"InstanceIdentifier": "local-mariadb", "DatabaseName": "test"},
+            "SelectSqlQuery": query,
+            "DatabaseCredentials": {"Username": SQL_USER, "Password": SQL_PASSWORD},
+            "S3StagingLocation": f"s3://{bucket}/staging/rds/",
+            "SubnetId": "subnet-0",
+            "SecurityGroupIds": ["sg-0"],
+            **roles,
+        },
+        "RoleARN": "arn:aws:iam::000000000000:role/mlsvc",
+        "ComputeStatistics": True,
+    }
+    assert ml.create_data_source_from_rds(**rds_again)["DataSourceId"] == f"ds-rds-{run}"  # a retry: the same one
+    changed = {**rds_again, "RDSData": {**rds_again["RDSData"], "SelectSqlQuery": query + " WHERE 1 = 1"}}
+    assert _error(ml.create_data_source_from_rds, **changed)[0] == "IdempotentParameterMismatchException"
     ml.get_waiter("data_source_available").wait(FilterVariable="Name", Prefix=f"rds {run}", WaiterConfig=WAIT)
     ml.get_waiter("data_source_available").wait(FilterVariable="Name", Prefix=f"redshift {run}", WaiterConfig=WAIT)
+    code, _, _ = _error(
+        ml.create_data_source_from_redshift,
+        DataSourceId=f"ds-redshift-{run}",
+        DataSpec={
+            "DatabaseInformation": {"DatabaseName": "test", "ClusterIdentifier": "local-postgres"},
+            "SelectSqlQuery": query + " LIMIT 10",
+            "DatabaseCredentials": {"Username": "postgres", "Password": "any-password"},
+            "S3StagingLocation": f"s3://{bucket}/staging/redshift/",
+        },
+        RoleARN="arn:aws:iam::000000000000:role/mlsvc",
+    )
+    assert code == "IdempotentParameterMismatchException"
     rds = ml.get_data_source(DataSourceId=f"ds-rds-{run}", Verbose=True)
     assert rds["RDSMetadata"]["Database"] == {"InstanceIdentifier": "local-mariadb", "DatabaseName": "test"}
     assert rds["RDSMetadata"]["DatabaseUserName"] == SQL_USER and rds["RDSMetadata"]["SelectSqlQuery"] == query
