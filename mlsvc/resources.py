@@ -405,7 +405,7 @@ class EvaluationPage(BaseModel):
 
 class DataSourceCreate(_Strict):
     id: ResourceId | None = None
-    name: str | None = Field(None, max_length=1024)
+    name: str | None = Field(None, max_length=256)
     data_uri: str | None = Field(
         None,
         min_length=1,
@@ -514,7 +514,7 @@ class ModelCreate(_Strict):
 
 class EvaluationCreate(_Strict):
     id: ResourceId | None = Field(None, description="Caller-chosen id (ids ending in -holdout are the server's).")
-    name: str | None = Field(None, max_length=1024)
+    name: str | None = Field(None, max_length=256)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str = Field(min_length=1, max_length=64)
     wait_for_inputs: bool = Field(
@@ -536,7 +536,7 @@ class EvaluationCreate(_Strict):
 
 class BatchPredictionCreate(_Strict):
     id: ResourceId | None = None
-    name: str | None = Field(None, max_length=1024)
+    name: str | None = Field(None, max_length=256)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str | None = Field(None, min_length=1, max_length=64)
     data_uri: str | None = Field(
@@ -576,15 +576,15 @@ class TagsPatch(_Strict):
 
 
 class DataSourceUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=1024)
+    name: str | None = Field(None, min_length=1, max_length=256)
 
 
 class BatchPredictionUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=1024)
+    name: str | None = Field(None, min_length=1, max_length=256)
 
 
 class EvaluationUpdate(TagsPatch):
-    name: str | None = Field(None, min_length=1, max_length=1024)
+    name: str | None = Field(None, min_length=1, max_length=256)
 
 
 class ModelUpdate(TagsPatch):

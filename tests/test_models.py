@@ -293,9 +293,11 @@ def test_candidates_train_exactly_the_configurations_given(
     assert_served_as_registered(registered_pipeline(server, model), model, records, answer["predictions"])
     bad = {**body, "candidates": [{"family": "linear", "params": {"trees": 3}}]}
     message = error(api.post("/v1/models", json=bad), 422, "validation_error")
-    assert "['trees']" in message and "takes ['C', 'alpha', 'class_weight', 'numeric']" in message
+    assert "['trees']" in message and "takes ['C', 'alpha', 'class_weight', 'numeric', 'target']" in message
     unknown = {**body, "candidates": [{"family": "xgboost"}]}
     assert api.post("/v1/models", json=unknown).status_code == 422
+    on_a_log = {**body, "model_type": "BINARY", "candidates": [{"family": "linear", "params": {"target": "log1p"}}]}
+    assert "REGRESSION target" in error(api.post("/v1/models", json=on_a_log), 422, "validation_error")
 
 
 def test_a_failed_version_keeps_its_number_and_mlflow_numbers_alike(
