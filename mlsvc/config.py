@@ -170,7 +170,8 @@ class Settings:
         """The database servers SQL datasources may query, for ``describe``."""
         named = (("rds instances", self.rds_instances), ("redshift clusters", self.redshift_clusters))
         parts = [f"{kind} " + ", ".join(f"{n}={h}:{p}" for n, (h, p) in to.items()) for kind, to in named if to]
-        return "; ".join([*parts, "hosts " + ", ".join(self.sql_hosts)])
+        hosts = ", ".join(self.sql_hosts) or "none named directly (MLSVC_SQL_HOSTS)"
+        return "; ".join([*parts, f"hosts {hosts}"])
 
 
 def is_loopback(host: str) -> bool:
