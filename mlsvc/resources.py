@@ -403,6 +403,17 @@ class EvaluationPage(BaseModel):
 # --- requests ---
 
 
+WaitForInputs = Annotated[
+    bool,
+    Field(
+        exclude_if=lambda v: not v,  # so a request without it is the same request as before the field was added
+        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
+        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
+        "extension.",
+    ),
+]
+
+
 class DataSourceCreate(_Strict):
     id: ResourceId | None = None
     name: str | None = Field(None, max_length=256)
@@ -491,13 +502,7 @@ class ModelCreate(_Strict):
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     promote: Literal["auto", "never"] = "auto"
-    wait_for_inputs: bool = Field(
-        False,
-        exclude_if=lambda v: not v,
-        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
-        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
-        "extension.",
-    )
+    wait_for_inputs: WaitForInputs = False
     roles: dict[Literal["user", "item", "rating", "timestamp"], str | None] | None = Field(
         None,
         description="RECOMMENDATION: which columns hold the user, item, rating or weight, and timestamp "
@@ -517,13 +522,7 @@ class EvaluationCreate(_Strict):
     name: str | None = Field(None, max_length=256)
     model: str = Field(min_length=1, max_length=200, description="id, name, name:VERSION or name:ALIAS")
     datasource_id: str = Field(min_length=1, max_length=64)
-    wait_for_inputs: bool = Field(
-        False,
-        exclude_if=lambda v: not v,
-        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
-        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
-        "extension.",
-    )
+    wait_for_inputs: WaitForInputs = False
     tags: Tags = Field(default_factory=dict)
 
     @field_validator("id")
@@ -547,13 +546,7 @@ class BatchPredictionCreate(_Strict):
     )
     row_id: str | None = Field(None, description="With data_uri: a column to copy into the output as the row id.")
     output_uri: str = Field(min_length=1, max_length=2048, description="A folder: s3://bucket/prefix/ or a path.")
-    wait_for_inputs: bool = Field(
-        False,
-        exclude_if=lambda v: not v,
-        description="Queue behind inputs not COMPLETED yet (a datasource still being read, a model still training) "
-        "instead of refusing: the job waits for them and fails if one fails, as Amazon ML queued its steps. mlsvc "
-        "extension.",
-    )
+    wait_for_inputs: WaitForInputs = False
     tags: Tags = Field(default_factory=dict)
 
     model_config = ConfigDict(

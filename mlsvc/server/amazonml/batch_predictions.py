@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlsvc.resources import BatchPrediction, BatchPredictionCreate, BatchPredictionUpdate
 from mlsvc.server.amazonml.common import (
-    CREATED_BY,
+    COMMON_VARIABLES,
     Answer,
     Call,
     Params,
@@ -19,11 +19,7 @@ from mlsvc.server.amazonml.describe import describe, wants_deleted
 from mlsvc.server.amazonml.models import amazon_model
 
 VARIABLES = {
-    "CreatedAt": lambda b: b.created_at,
-    "LastUpdatedAt": lambda b: b.updated_at,
-    "Status": lambda b: b.status.value,
-    "Name": lambda b: b.name,
-    "IAMUser": lambda b: CREATED_BY,
+    **COMMON_VARIABLES,
     "MLModelId": lambda b: b.model_id,
     "DataSourceId": lambda b: b.datasource_id,
 }

@@ -48,6 +48,16 @@ def operation(name: str) -> Callable[[Operation], Operation]:
     return register
 
 
+# The FilterVariables every Describe* shares, by what every resource carries.
+COMMON_VARIABLES: dict[str, Callable[[Any], Any]] = {
+    "CreatedAt": lambda r: r.created_at,
+    "LastUpdatedAt": lambda r: r.updated_at,
+    "Status": lambda r: r.status.value,
+    "Name": lambda r: r.name,
+    "IAMUser": lambda r: CREATED_BY,
+}
+
+
 def translated(error: MlsvcError) -> AmazonError:
     """mlsvc's error as the exception Amazon ML documented for it."""
     if error.code == ErrorCode.NOT_FOUND:

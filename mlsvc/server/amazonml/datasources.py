@@ -8,17 +8,24 @@ from typing import Any
 
 from mlsvc.datasources.schema import schema_to_json
 from mlsvc.resources import DataSource, DataSourceCreate, DataSourceUpdate
-from mlsvc.server.amazonml.common import Answer, Call, Params, every, json_member, life, log_uri, operation, request_of
+from mlsvc.server.amazonml.common import (
+    COMMON_VARIABLES,
+    Answer,
+    Call,
+    Params,
+    every,
+    json_member,
+    life,
+    log_uri,
+    operation,
+    request_of,
+)
 from mlsvc.server.amazonml.describe import describe, wants_deleted
 
 # Amazon ML's DataSourceFilterVariable → the datasource's value it compares.
 VARIABLES = {
-    "CreatedAt": lambda d: d.created_at,
-    "LastUpdatedAt": lambda d: d.updated_at,
-    "Status": lambda d: d.status.value,
-    "Name": lambda d: d.name,
+    **COMMON_VARIABLES,
     "DataLocationS3": lambda d: d.data_uri,
-    "IAMUser": lambda d: "arn:aws:iam::000000000000:root",
 }
 
 
@@ -51,13 +58,12 @@ def create_from_s3(call: Call, params: Params) -> Answer:
     return _created(call, params, {"data_uri": spec["DataLocationS3"], **_spec(spec, "DataSchemaLocationS3")})
 
 
-@operation("CreateDataSourceFromRDS")
-def create_from_rds(call: Call, params: Params) -> Answer:
-    spec = params["RDSData"]
+def _from_sql(call: Call, params: Params, spec: Params, engine: str, identifier: str) -> Answer:
+    """An RDS or Redshift DataSpec as a native SQL datasource: the query staged under S3StagingLocation."""
     database, credentials = spec["DatabaseInformation"], spec["DatabaseCredentials"]
     sql = {
-        "engine": "mysql",
-        "instance": database["InstanceIdentifier"],
+        "engine": engine,
+        "instance": database[identifier],
         "database": database["DatabaseName"],
         "username": credentials["Username"],
         "password": credentials["Password"],
@@ -65,22 +71,16 @@ def create_from_rds(call: Call, params: Params) -> Answer:
         "staging_uri": spec["S3StagingLocation"],
     }
     return _created(call, params, {"sql": sql, **_spec(spec, "DataSchemaUri")})
+
+
+@operation("CreateDataSourceFromRDS")
+def create_from_rds(call: Call, params: Params) -> Answer:
+    return _from_sql(call, params, params["RDSData"], "mysql", "InstanceIdentifier")
 
 
 @operation("CreateDataSourceFromRedshift")
 def create_from_redshift(call: Call, params: Params) -> Answer:
-    spec = params["DataSpec"]
-    database, credentials = spec["DatabaseInformation"], spec["DatabaseCredentials"]
-    sql = {
-        "engine": "postgresql",
-        "instance": database["ClusterIdentifier"],
-        "database": database["DatabaseName"],
-        "username": credentials["Username"],
-        "password": credentials["Password"],
-        "query": spec["SelectSqlQuery"],
-        "staging_uri": spec["S3StagingLocation"],
-    }
-    return _created(call, params, {"sql": sql, **_spec(spec, "DataSchemaUri")})
+    return _from_sql(call, params, params["DataSpec"], "postgresql", "ClusterIdentifier")
 
 
 def shape(call: Call, ds: DataSource) -> Answer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlsvc.resources import Evaluation, EvaluationCreate, EvaluationUpdate
 from mlsvc.server.amazonml.common import (
-    CREATED_BY,
+    COMMON_VARIABLES,
     Answer,
     Call,
     Params,
@@ -18,11 +18,7 @@ from mlsvc.server.amazonml.describe import describe, wants_deleted
 from mlsvc.server.amazonml.models import amazon_model
 
 VARIABLES = {
-    "CreatedAt": lambda e: e.created_at,
-    "LastUpdatedAt": lambda e: e.updated_at,
-    "Status": lambda e: e.status.value,
-    "Name": lambda e: e.name,
-    "IAMUser": lambda e: CREATED_BY,
+    **COMMON_VARIABLES,
     "MLModelId": lambda e: e.model_id,
     "DataSourceId": lambda e: e.datasource_id,
 }

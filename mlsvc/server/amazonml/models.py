@@ -14,7 +14,7 @@ from mlsvc.datasources.schema import schema_to_json
 from mlsvc.errors import MlsvcError
 from mlsvc.resources import Model, ModelCreate, ModelType, ModelUpdate, PredictRequest
 from mlsvc.server.amazonml.common import (
-    CREATED_BY,
+    COMMON_VARIABLES,
     Answer,
     Call,
     Params,
@@ -32,11 +32,8 @@ AMAZON_TYPES = {t.value for t in (ModelType.BINARY, ModelType.MULTICLASS, ModelT
 DEFAULT_THRESHOLD = 0.5
 
 VARIABLES = {
-    "CreatedAt": lambda m: m.created_at,
-    "LastUpdatedAt": lambda m: m.updated_at,
-    "Status": lambda m: m.status.value,
+    **COMMON_VARIABLES,
     "Name": lambda m: _name(m),
-    "IAMUser": lambda m: CREATED_BY,
     "TrainingDataSourceId": lambda m: m.datasource_id,
     "RealtimeEndpointStatus": lambda m: _endpoint(m)["EndpointStatus"],
     "MLModelType": lambda m: m.model_type.value if m.model_type else None,
