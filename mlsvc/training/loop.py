@@ -573,7 +573,8 @@ def train(
     X, y = _refit_rows(search, chosen)
     fit_quietly(pipeline, X, y)
     refit_s = time.perf_counter() - started
-    leaderboard = _leaderboard(search, selected, [o for o in options if len(o.members) > 1])
+    finalists = {t.config.key for t in final}
+    leaderboard = _leaderboard(search, selected, [o for o in options if len(o.members) > 1], finalists)
     search_s = search.clock.elapsed - refit_s
     notes = [*_left_out(search), *search.notes]
     pace = search.predict_estimate([t.config for t in chosen])
@@ -753,7 +754,7 @@ def _voting(members: list[Trial], search: Search, weights: tuple[float, ...] | N
     return VotingClassifier(estimators, voting="soft", weights=given)
 
 
-def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list[dict[str, Any]]:
+def _leaderboard(search: Search, selected: str, ensembles: list[Option], finalists: set[str]) -> list[dict[str, Any]]:
     """Every config at the highest rung it reached, and every ensemble of finalists, best first; then the ones the
     budget left out."""
     best_by_config: dict[str, Trial] = {}
@@ -761,7 +762,11 @@ def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list
         if trial.config.key not in best_by_config or trial.rung >= best_by_config[trial.config.key].rung:
             best_by_config[trial.config.key] = trial
     top = max(t.rung for t in search.trials)
-    rows = sorted(best_by_config.values(), key=lambda t: (-t.rung, -search.sign * t.score))
+    # A finalist from the rung below (``_final_trials``) ranks with the finalists: it competed with them.
+    rows = sorted(
+        best_by_config.values(),
+        key=lambda t: (-(top if t.config.key in finalists else t.rung), -search.sign * t.score),
+    )
     board: list[dict[str, Any]] = [
         {
             "candidate": t.config.key,
@@ -775,7 +780,7 @@ def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list
             "fit_time_s": round(t.fit_s, 4),
             "predict_time_s": round(t.predict_s, 4),
             "model_us_per_row": round(search.model_estimate([t.config]) * 1e6, 3),
-            "status": "finalist" if t.rung == top else f"stopped after rung {t.rung + 1}",
+            "status": "finalist" if t.config.key in finalists else f"stopped after rung {t.rung + 1}",
             "selected": t.config.key == selected,
         }
         for t in rows
@@ -801,7 +806,12 @@ def _leaderboard(search: Search, selected: str, ensembles: list[Option]) -> list
                 "selected": option.key == selected,
             }
         )
-    board.sort(key=lambda row: (-row["rung"], -search.sign * row["validation_score"]))
+    board.sort(
+        key=lambda row: (
+            -(top + 1 if row["status"] == "finalist" else row["rung"]),
+            -search.sign * row["validation_score"],
+        )
+    )
     seen = set(best_by_config)
     for config, rung, reason in search.skipped:
         if config.key not in seen:
